@@ -1,0 +1,296 @@
+//! The `CertificatePush` custom resource: spec, status and conditions.
+//!
+//! Doc comments on these types become the CRD's OpenAPI descriptions, and so `kubectl explain` text.
+//! Every constraint lives in the OpenAPI schema (pattern, enum, lengths) rather than in CEL rules, so
+//! the API server rejects bad objects at `kubectl apply` time even on servers without CEL support.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator serves.
+pub const GROUP: &str = "scm.certpush.dev";
+/// Annotation whose new value asks for one more push, bypassing any backoff.
+pub const PUSH_REQUESTED_ANNOTATION: &str = "scm.certpush.dev/push-requested-at";
+/// Key looked up in the credentials Secret when `credentialsRef.tokenKey` is not set.
+pub const DEFAULT_TOKEN_KEY: &str = "token";
+
+/// Pushes one Huawei Cloud SCM certificate to one target service (CDN, WAF or ELB) in one region,
+/// once per generation of this spec.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "scm.certpush.dev",
+    version = "v1alpha1",
+    kind = "CertificatePush",
+    plural = "certificatepushes",
+    singular = "certificatepush",
+    namespaced,
+    shortname = "cpush",
+    category = "scm",
+    status = "CertificatePushStatus",
+    doc = "CertificatePush pushes an SSL certificate held in Huawei Cloud SCM to CDN, WAF or ELB in a region. Deleting it does not remove the pushed copy (SCM has no un-push API).",
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.targetService"}"#,
+    printcolumn = r#"{"name":"Project","type":"string","jsonPath":".spec.targetProject"}"#,
+    printcolumn = r#"{"name":"Certificate","type":"string","jsonPath":".spec.certificateId"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatePushSpec {
+    /// ID of the certificate in SCM, exactly 16 letters or digits (for example scs1554192131150).
+    #[schemars(length(min = 16, max = 16), pattern(r"^[A-Za-z0-9]{16}$"))]
+    pub certificate_id: String,
+
+    /// Cloud service to push the certificate to: CDN, WAF or ELB.
+    pub target_service: TargetService,
+
+    /// Region (IAM project name) of the target service, for example cn-north-4.
+    #[schemars(length(min = 1, max = 255))]
+    pub target_project: String,
+
+    /// Secret in this CertificatePush's namespace that holds the SCM credentials.
+    pub credentials_ref: CredentialsRef,
+}
+
+/// Cloud service that receives the certificate.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TargetService {
+    /// Huawei Cloud Content Delivery Network.
+    #[serde(rename = "CDN")]
+    Cdn,
+    /// Huawei Cloud Web Application Firewall.
+    #[serde(rename = "WAF")]
+    Waf,
+    /// Huawei Cloud Elastic Load Balance.
+    #[serde(rename = "ELB")]
+    Elb,
+}
+
+impl TargetService {
+    /// The name SCM expects in `target_service`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetService::Cdn => "CDN",
+            TargetService::Waf => "WAF",
+            TargetService::Elb => "ELB",
+        }
+    }
+}
+
+/// Reference to a Secret in the same namespace. There is deliberately no namespace field: a
+/// CertificatePush can never read another namespace's Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    /// Name of the Secret in the CertificatePush's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key in the Secret's data that holds an IAM token (X-Auth-Token, at least 32 characters).
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub token_key: String,
+}
+
+fn default_token_key() -> String {
+    DEFAULT_TOKEN_KEY.to_string()
+}
+
+/// Observed state of a CertificatePush, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatePushStatus {
+    /// The metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready (always present), Stalled (only while a failure needs a human) and Reconciling (only while a
+    /// push is pending or a retry is scheduled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// HTTP status of the last SCM push response (204 on success); absent when no response was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<i32>,
+
+    /// Huawei error_code of the last failed push; absent after a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+
+    /// Huawei error_msg (or a description of the failure) of the last failed push; absent after a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+
+    /// X-Request-Id of the last SCM response, for Huawei support tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+
+    /// When the last successful push happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub last_push_time: Option<String>,
+
+    /// When the last push attempt happened, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub last_attempt_time: Option<String>,
+
+    /// Consecutive failed push attempts since the last success; drives the retry backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+
+    /// When the next automatic retry of a transient failure is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub next_retry_time: Option<String>,
+
+    /// The metadata.generation whose push succeeded. A push happens when it differs from metadata.generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_generation: Option<i64>,
+
+    /// Last value of the scm.certpush.dev/push-requested-at annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_push_request: Option<String>,
+
+    /// resourceVersion of the credentials Secret at the last attempt, so a changed Secret lifts a stall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_resource_version: Option<String>,
+}
+
+/// A metav1.Condition: one aspect of the resource's state.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type: Ready, Stalled or Reconciling.
+    #[schemars(length(min = 1, max = 316))]
+    #[serde(rename = "type")]
+    pub type_: String,
+
+    /// True, False or Unknown.
+    pub status: ConditionStatus,
+
+    /// The metadata.generation this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// When the status last changed.
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: String,
+
+    /// One-word CamelCase reason, for example Pushed or Unauthorized.
+    #[schemars(length(min = 1, max = 1024), pattern(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"))]
+    pub reason: String,
+
+    /// Human-readable details.
+    #[schemars(length(max = 32768))]
+    pub message: String,
+}
+
+/// Status of a condition.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// Not known yet.
+    Unknown,
+}
+
+impl CertificatePush {
+    /// Value of the re-push annotation, if set.
+    pub fn push_request(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PUSH_REQUESTED_ANNOTATION))
+            .map(String::as_str)
+    }
+}
+
+/// The CRD as YAML, exactly as `certpush-operator crd` prints it and `crds/certificatepush.yaml` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&CertificatePush::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    fn spec_schema() -> Value {
+        let crd = serde_json::to_value(CertificatePush::crd()).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    #[test]
+    fn schema_constrains_certificate_id() {
+        let id = &spec_schema()["properties"]["certificateId"];
+        assert_eq!(id["pattern"], "^[A-Za-z0-9]{16}$");
+        assert_eq!(id["minLength"], 16);
+        assert_eq!(id["maxLength"], 16);
+    }
+
+    #[test]
+    fn schema_constrains_target_service_and_project() {
+        let s = spec_schema();
+        assert_eq!(s["properties"]["targetService"]["enum"], json!(["CDN", "WAF", "ELB"]));
+        assert_eq!(s["properties"]["targetProject"]["minLength"], 1);
+        assert_eq!(s["properties"]["targetProject"]["maxLength"], 255);
+        let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
+        required.sort();
+        assert_eq!(required, ["certificateId", "credentialsRef", "targetProject", "targetService"]);
+    }
+
+    #[test]
+    fn credentials_ref_has_no_namespace_and_defaults_token_key() {
+        let r = &spec_schema()["properties"]["credentialsRef"];
+        assert!(r["properties"].get("namespace").is_none());
+        assert_eq!(r["properties"]["tokenKey"]["default"], "token");
+        assert_eq!(r["required"], json!(["name"]));
+        let parsed: CredentialsRef = serde_json::from_value(json!({"name": "scm"})).unwrap();
+        assert_eq!(parsed.token_key, "token");
+    }
+
+    #[test]
+    fn conditions_are_a_map_keyed_by_type() {
+        let crd = serde_json::to_value(CertificatePush::crd()).unwrap();
+        let v = &crd["spec"]["versions"][0];
+        let conds = &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conds["x-kubernetes-list-type"], "map");
+        assert_eq!(conds["x-kubernetes-list-map-keys"], json!(["type"]));
+        assert_eq!(v["subresources"]["status"], json!({}));
+    }
+
+    #[test]
+    fn crd_names_match_the_api_contract() {
+        let crd = CertificatePush::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("certificatepushes.scm.certpush.dev"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["cpush".to_string()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["scm".to_string()]));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let cols: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(cols, ["Service", "Project", "Certificate", "Ready", "Reason", "Last Push", "Age", "Message"]);
+    }
+
+    #[test]
+    fn committed_crd_matches_generated() {
+        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/certificatepush.yaml"))
+            .expect("crds/certificatepush.yaml exists");
+        assert!(
+            committed == crd_yaml().unwrap(),
+            "crds/certificatepush.yaml is stale: run `cargo run -- crd > crds/certificatepush.yaml`"
+        );
+    }
+}

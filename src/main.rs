@@ -1,0 +1,34 @@
+//! The `certpush-operator` binary.
+
+use clap::Parser;
+
+use certpush_operator::cli::{Cli, Command};
+use certpush_operator::{controller, crd, install_crypto_provider, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: rendering the CRD: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            telemetry::init(args.log_format);
+            match controller::run(args).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator failed");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The HTTP client for `POST /v3/scm/certificates/{certificate_id}/push`.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url, redirect};
+use serde_json::json;
+
+use super::auth::Credentials;
+use super::error::{Reply, Transport, parse_retry_after};
+use crate::crd::TargetService;
+
+/// Huawei's Chinese-mainland SCM endpoint, the default.
+pub const DEFAULT_ENDPOINT: &str = "https://scm.cn-north-4.myhuaweicloud.com";
+/// Longest wait for a TCP/TLS connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a whole request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this much of a response body is read; error bodies are small.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why the SCM client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint is not an http(s) base URL.
+    #[error("invalid --scm-endpoint {0:?}: {1}")]
+    Endpoint(String, String),
+    /// The extra CA file could not be used.
+    #[error("invalid --scm-ca-file: {0}")]
+    Ca(String),
+    /// reqwest refused the configuration.
+    #[error("building the SCM HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// One push: which certificate goes where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRequest {
+    certificate_id: String,
+    target_service: TargetService,
+    target_project: String,
+}
+
+impl PushRequest {
+    /// Validates the certificate ID again (it becomes a URL path segment), in case the CRD schema was bypassed.
+    pub fn new(certificate_id: &str, target_service: TargetService, target_project: &str) -> Result<Self, String> {
+        if certificate_id.len() != 16 || !certificate_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("certificateId {certificate_id:?} is not 16 letters or digits"));
+        }
+        Ok(Self {
+            certificate_id: certificate_id.to_string(),
+            target_service,
+            target_project: target_project.to_string(),
+        })
+    }
+}
+
+/// Talks to one SCM endpoint; the endpoint comes only from operator configuration, never from a resource.
+#[derive(Clone, Debug)]
+pub struct ScmClient {
+    http: reqwest::Client,
+    endpoint: Url,
+}
+
+impl ScmClient {
+    /// Builds a client for `endpoint`, trusting `extra_ca_pem` in addition to the system roots.
+    pub fn new(endpoint: &str, extra_ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+        let endpoint = parse_endpoint(endpoint)?;
+        if endpoint.scheme() == "http" {
+            tracing::warn!(%endpoint, "SCM endpoint uses plain http; tokens travel unencrypted (use only for simulators)");
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // A redirect could carry the token to another host; SCM never redirects.
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("certpush-operator/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Ca(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ClientError::Ca("no PEM certificate found".into()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        Ok(Self { http: builder.build().map_err(ClientError::Build)?, endpoint })
+    }
+
+    /// The base URL requests go to.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Sends one push. Never retries by itself: retry policy belongs to the controller, which persists it.
+    pub async fn push(&self, credentials: &Credentials, request: &PushRequest) -> Transport {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .expect("endpoint was checked to be a base URL")
+            .pop_if_empty()
+            .extend(["v3", "scm", "certificates", &request.certificate_id, "push"]);
+        let body = json!({
+            "target_project": request.target_project,
+            "target_service": request.target_service.as_str(),
+        });
+        let builder = self
+            .http
+            .post(url)
+            .header("Content-Type", "application/json")
+            // Huawei answers in Chinese unless asked otherwise; status messages should be readable.
+            .header("X-Language", "en-us")
+            .body(body.to_string());
+        let response = match credentials.authorize(builder).send().await {
+            Ok(r) => r,
+            Err(e) => return Transport::Failed(describe(&e)),
+        };
+        let status = response.status();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = header("x-request-id");
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, jiff::Timestamp::now()));
+        let body = if status == StatusCode::NO_CONTENT { Vec::new() } else { read_capped(response).await };
+        let body = match std::str::from_utf8(&body) {
+            Ok(text) => credentials.redact(text).into_bytes(),
+            Err(_) => body,
+        };
+        Transport::Reply(Reply { status: status.as_u16(), request_id, retry_after, body })
+    }
+}
+
+fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
+    let err = |m: &str| ClientError::Endpoint(raw.to_string(), m.to_string());
+    let url = Url::parse(raw.trim()).map_err(|e| err(&e.to_string()))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(err("scheme must be https (or http for a simulator)"));
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(err("not a base URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(err("must not carry a query, fragment or user info"));
+    }
+    Ok(url)
+}
+
+/// Reads at most MAX_BODY_BYTES; a body cut short by the network still yields what arrived.
+async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_BODY_BYTES {
+            break;
+        }
+    }
+    body
+}
+
+/// Describes a transport error by kind and cause, without the URL's query or any header.
+fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "request to SCM timed out"
+    } else if e.is_connect() {
+        "could not connect to SCM"
+    } else {
+        "request to SCM failed"
+    };
+    let mut causes = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    if causes.is_empty() { what.to_string() } else { format!("{what}: {}", causes.join(": ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_must_be_a_plain_http_base_url() {
+        assert!(parse_endpoint("https://scm.cn-north-4.myhuaweicloud.com").is_ok());
+        assert!(parse_endpoint("http://127.0.0.1:18080/").is_ok());
+        for bad in ["ftp://x", "scm.example.com", "https://x/?a=b", "https://u:p@x", "mailto:a@b"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn push_request_rejects_path_characters() {
+        assert!(PushRequest::new("scs1554192131150", TargetService::Waf, "cn-north-4").is_ok());
+        for bad in ["scs155419213115/", "scs15541921311.0", "short", "scs15541921311500"] {
+            assert!(PushRequest::new(bad, TargetService::Waf, "cn-north-4").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_ca_file_is_a_clear_error() {
+        crate::install_crypto_provider();
+        let e = ScmClient::new("https://scm.example.com", Some(b"not a pem")).unwrap_err();
+        assert!(e.to_string().contains("--scm-ca-file"), "{e}");
+    }
+}

@@ -1,0 +1,325 @@
+//! What an SCM answer means: Huawei error bodies and the classification of every push outcome.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Longest error message kept from a response, so status and Events stay small.
+const MAX_MESSAGE_CHARS: usize = 1024;
+/// Longest Retry-After honoured; a larger value is treated as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// An HTTP response from SCM, with the body already read (capped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `X-Request-Id` response header.
+    pub request_id: Option<String>,
+    /// `Retry-After` response header, parsed.
+    pub retry_after: Option<Duration>,
+    /// The first bytes of the body.
+    pub body: Vec<u8>,
+}
+
+/// What came back from one push request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// The server answered.
+    Reply(Reply),
+    /// No answer: connect failure, timeout, reset. The message names no secret.
+    Failed(String),
+}
+
+/// The kind of a failed push, which decides whether it is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network trouble, throttling or a gateway error: retried with backoff.
+    Transient,
+    /// HTTP 401: the token is wrong or expired.
+    Unauthorized,
+    /// HTTP 403: the IAM user may not push.
+    Forbidden,
+    /// HTTP 404 from SCM: no such certificate.
+    CertificateNotFound,
+    /// SCM refused the push for a reason retrying will not fix.
+    Rejected,
+}
+
+impl FailureKind {
+    /// Whether the operator retries this failure on its own.
+    pub fn is_transient(self) -> bool {
+        self == FailureKind::Transient
+    }
+}
+
+/// A failed push, as recorded in status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushFailure {
+    /// What kind of failure it was.
+    pub kind: FailureKind,
+    /// HTTP status, when the server answered.
+    pub http_status: Option<u16>,
+    /// Huawei `error_code`, when there was one.
+    pub error_code: Option<String>,
+    /// Huawei `error_msg`, or a description of the failure.
+    pub error_message: String,
+    /// `X-Request-Id` (or the body's `request_id`).
+    pub request_id: Option<String>,
+    /// `Retry-After`, when the server sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// The meaning of one push attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    /// SCM accepted the push (HTTP 204).
+    Pushed {
+        /// HTTP status.
+        http_status: u16,
+        /// `X-Request-Id`.
+        request_id: Option<String>,
+    },
+    /// The push failed.
+    Failed(PushFailure),
+}
+
+/// A Huawei error body, parsed the way the Huawei SDKs do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// `error_code`, `code` or a nested `error.code`.
+    pub code: Option<String>,
+    /// `error_msg`, `message` or a nested `error.message`.
+    pub message: Option<String>,
+    /// `request_id` in the body.
+    pub request_id: Option<String>,
+}
+
+/// Parses `error_code`/`error_msg`, else `code`/`message`, else the first nested object that has either pair.
+/// Empty and non-JSON bodies give an empty result instead of an error.
+pub fn parse_error_body(body: &[u8]) -> ErrorBody {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return ErrorBody::default();
+    };
+    let request_id = value.get("request_id").and_then(text);
+    let mut parsed = find_error(&value, 0).unwrap_or_default();
+    parsed.request_id = request_id;
+    parsed
+}
+
+fn find_error(value: &Value, depth: usize) -> Option<ErrorBody> {
+    let obj = value.as_object()?;
+    for (code_key, msg_key) in [("error_code", "error_msg"), ("code", "message")] {
+        let code = obj.get(code_key).and_then(text);
+        let message = obj.get(msg_key).and_then(text);
+        if code.is_some() || message.is_some() {
+            return Some(ErrorBody { code, message, request_id: None });
+        }
+    }
+    // Some gateways wrap the error one level down, e.g. {"error": {"code": ..., "message": ...}}.
+    if depth < 3 {
+        return obj.values().find_map(|v| find_error(v, depth + 1));
+    }
+    None
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a `Retry-After` value: delay in seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+        let secs = (at - now).get_seconds().max(0);
+        Duration::from_secs(secs as u64)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+fn is_gateway_code(code: &str) -> bool {
+    // Some consoles and older gateways use the APIG. prefix for the same codes.
+    code.starts_with("APIGW.") || code.starts_with("APIG.")
+}
+
+/// Decides what a push result means. This table is the operator's whole retry policy.
+pub fn classify(transport: &Transport) -> PushOutcome {
+    let reply = match transport {
+        Transport::Failed(message) => {
+            return PushOutcome::Failed(PushFailure {
+                kind: FailureKind::Transient,
+                http_status: None,
+                error_code: None,
+                error_message: clip(message),
+                request_id: None,
+                retry_after: None,
+            });
+        }
+        Transport::Reply(reply) => reply,
+    };
+    let status = reply.status;
+    if (200..300).contains(&status) {
+        return PushOutcome::Pushed { http_status: status, request_id: reply.request_id.clone() };
+    }
+    let body = parse_error_body(&reply.body);
+    let code = body.code.as_deref();
+    let gateway = code.is_some_and(is_gateway_code);
+    let kind = match status {
+        408 | 429 | 502 | 503 | 504 => FailureKind::Transient,
+        500..=599 if code.is_none() || gateway => FailureKind::Transient,
+        401 => FailureKind::Unauthorized,
+        403 => FailureKind::Forbidden,
+        // APIGW.0101: the gateway has no such API, so the endpoint (not the certificate) is wrong.
+        404 if code.is_some_and(|c| c.ends_with(".0101") && gateway) => FailureKind::Rejected,
+        404 => FailureKind::CertificateNotFound,
+        _ => FailureKind::Rejected,
+    };
+    let mut message = match (&body.message, reply.body.is_empty()) {
+        (Some(m), _) => m.clone(),
+        (None, true) => format!("HTTP {status} with an empty body"),
+        (None, false) => format!("HTTP {status}: {}", printable_prefix(&reply.body)),
+    };
+    if kind == FailureKind::Rejected && status == 404 {
+        message = format!("{message} (the SCM API was not found: check the operator's --scm-endpoint)");
+    }
+    if status == 401 && code.is_some_and(|c| c.ends_with(".0307")) {
+        message = format!("{message} (the token expired: put a fresh token in the Secret)");
+    }
+    PushOutcome::Failed(PushFailure {
+        kind,
+        http_status: Some(status),
+        error_code: body.code,
+        error_message: clip(&message),
+        request_id: reply.request_id.clone().or(body.request_id),
+        retry_after: reply.retry_after,
+    })
+}
+
+fn printable_prefix(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+}
+
+fn clip(message: &str) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message.to_string();
+    }
+    let mut s: String = message.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    s.push('…');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Transport {
+        Transport::Reply(Reply {
+            status,
+            request_id: Some("req-1".into()),
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    fn kind_of(t: &Transport) -> Option<FailureKind> {
+        match classify(t) {
+            PushOutcome::Pushed { .. } => None,
+            PushOutcome::Failed(f) => Some(f.kind),
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use FailureKind::*;
+        let cases: &[(u16, &str, Option<FailureKind>)] = &[
+            (204, "", None),
+            (429, r#"{"error_code":"APIGW.0308","error_msg":"The throttling threshold has been reached"}"#, Some(Transient)),
+            (502, "", Some(Transient)),
+            (503, "<html>busy</html>", Some(Transient)),
+            (504, r#"{"error_code":"SCM.0028","error_msg":"x"}"#, Some(Transient)),
+            (500, r#"{"error_code":"APIGW.0601","error_msg":"Internal server error."}"#, Some(Transient)),
+            (500, "", Some(Transient)),
+            (500, "not json", Some(Transient)),
+            (500, r#"{"error_code":"SCM.0016","error_msg":"Failed to order."}"#, Some(Rejected)),
+            (500, r#"{"error_code":"ELB.1234","error_msg":"backend refused"}"#, Some(Rejected)),
+            (401, r#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information"}"#, Some(Unauthorized)),
+            (401, "", Some(Unauthorized)),
+            (403, r#"{"error_code":"APIGW.0302","error_msg":"not authorized"}"#, Some(Forbidden)),
+            (404, "", Some(CertificateNotFound)),
+            (404, r#"{"error_code":"SCM.0021","error_msg":"certificate not exist"}"#, Some(CertificateNotFound)),
+            (404, r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#, Some(Rejected)),
+            (400, r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#, Some(Rejected)),
+            (400, r#"{"error_code":"SCM.0030","error_msg":"Certificates cannot be pushed to this service."}"#, Some(Rejected)),
+            (409, "", Some(Rejected)),
+            (302, "", Some(Rejected)),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(kind_of(&reply(*status, body)), *want, "HTTP {status} {body}");
+        }
+        assert_eq!(kind_of(&Transport::Failed("connection reset".into())), Some(Transient));
+    }
+
+    #[test]
+    fn failure_keeps_code_message_and_request_id() {
+        let PushOutcome::Failed(f) = classify(&reply(400, r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#))
+        else {
+            panic!("expected failure")
+        };
+        assert_eq!(f.http_status, Some(400));
+        assert_eq!(f.error_code.as_deref(), Some("SCM.0028"));
+        assert_eq!(f.error_message, "Push cert error");
+        assert_eq!(f.request_id.as_deref(), Some("req-1"));
+    }
+
+    #[test]
+    fn wrong_endpoint_names_the_flag() {
+        let PushOutcome::Failed(f) = classify(&reply(404, r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#))
+        else {
+            panic!("expected failure")
+        };
+        assert!(f.error_message.contains("--scm-endpoint"), "{}", f.error_message);
+    }
+
+    #[test]
+    fn error_bodies_parse_like_the_huawei_sdks() {
+        let b = parse_error_body(br#"{"error_code":"SCM.0005","error_msg":"bad","request_id":"r9"}"#);
+        assert_eq!((b.code.as_deref(), b.message.as_deref(), b.request_id.as_deref()), (Some("SCM.0005"), Some("bad"), Some("r9")));
+        let b = parse_error_body(br#"{"code":"APIGW.0308","message":"slow down"}"#);
+        assert_eq!((b.code.as_deref(), b.message.as_deref()), (Some("APIGW.0308"), Some("slow down")));
+        let b = parse_error_body(br#"{"error":{"code":"SCM.0010","message":"wrong status"}}"#);
+        assert_eq!((b.code.as_deref(), b.message.as_deref()), (Some("SCM.0010"), Some("wrong status")));
+        assert_eq!(parse_error_body(b""), ErrorBody::default());
+        assert_eq!(parse_error_body(b"<html>502</html>"), ErrorBody::default());
+        assert_eq!(parse_error_body(b"[1,2]"), ErrorBody::default());
+    }
+
+    #[test]
+    fn non_json_body_is_described_without_control_characters() {
+        let PushOutcome::Failed(f) = classify(&reply(400, "bad\r\nrequest")) else { panic!() };
+        assert_eq!(f.error_message, "HTTP 400: bad  request");
+        assert_eq!(f.error_code, None);
+        let long = "x".repeat(5000);
+        let PushOutcome::Failed(f) = classify(&reply(400, &format!(r#"{{"error_code":"SCM.1","error_msg":"{long}"}}"#)))
+        else {
+            panic!()
+        };
+        assert_eq!(f.error_message.chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,433 @@
+//! Status and conditions: the new status for each thing that can happen to a CertificatePush.
+//!
+//! Everything here is pure so the transitions can be unit-tested. Timestamps come in as arguments and
+//! `lastTransitionTime` only moves when a condition's status changes, so an unchanged outcome produces a
+//! byte-identical status and no write.
+
+use jiff::Timestamp;
+
+use crate::crd::{CertificatePushStatus, Condition, ConditionStatus};
+use crate::scm::{FailureKind, PushFailure};
+
+/// Summary condition, always present.
+pub const READY: &str = "Ready";
+/// Present (True) only while a failure needs a human.
+pub const STALLED: &str = "Stalled";
+/// Present (True) only while a push is pending or a retry is scheduled.
+pub const RECONCILING: &str = "Reconciling";
+
+/// Every reason the operator writes into conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Seen, not pushed yet.
+    Pending,
+    /// SCM accepted the push.
+    Pushed,
+    /// A transient failure; a retry is scheduled.
+    Retrying,
+    /// The Secret or its key is missing.
+    CredentialsNotFound,
+    /// The token in the Secret cannot be valid.
+    InvalidCredentials,
+    /// SCM answered 401.
+    Unauthorized,
+    /// SCM answered 403.
+    Forbidden,
+    /// SCM answered 404.
+    CertificateNotFound,
+    /// SCM refused the push.
+    PushRejected,
+}
+
+impl Reason {
+    /// The CamelCase reason string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Pending => "Pending",
+            Reason::Pushed => "Pushed",
+            Reason::Retrying => "Retrying",
+            Reason::CredentialsNotFound => "CredentialsNotFound",
+            Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
+            Reason::CertificateNotFound => "CertificateNotFound",
+            Reason::PushRejected => "PushRejected",
+        }
+    }
+
+    /// Parses a reason read back from status.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Reason::Pending,
+            Reason::Pushed,
+            Reason::Retrying,
+            Reason::CredentialsNotFound,
+            Reason::InvalidCredentials,
+            Reason::Unauthorized,
+            Reason::Forbidden,
+            Reason::CertificateNotFound,
+            Reason::PushRejected,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// Whether this state waits for a human (a changed spec, Secret or re-push annotation).
+    pub fn stalls(self) -> bool {
+        !matches!(self, Reason::Pending | Reason::Pushed | Reason::Retrying)
+    }
+
+    /// Whether reaching this state sent a request to SCM that must not be repeated without a change.
+    pub fn came_from_scm(self) -> bool {
+        matches!(self, Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound | Reason::PushRejected)
+    }
+}
+
+impl From<FailureKind> for Reason {
+    fn from(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::Transient => Reason::Retrying,
+            FailureKind::Unauthorized => Reason::Unauthorized,
+            FailureKind::Forbidden => Reason::Forbidden,
+            FailureKind::CertificateNotFound => Reason::CertificateNotFound,
+            FailureKind::Rejected => Reason::PushRejected,
+        }
+    }
+}
+
+/// Kubernetes' date-time form, second precision.
+pub fn format_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parses a date-time written by `format_time` (or any RFC 3339 time).
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// The Ready condition, if present.
+pub fn ready(status: &CertificatePushStatus) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// The Ready reason, if present and known.
+pub fn ready_reason(status: &CertificatePushStatus) -> Option<Reason> {
+    ready(status).and_then(|c| Reason::parse(&c.reason))
+}
+
+/// Facts about the attempt that every transition records.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// metadata.generation of the object.
+    pub generation: i64,
+    /// The re-push annotation's value at this attempt.
+    pub push_request: Option<&'a str>,
+    /// resourceVersion of the credentials Secret, if it exists.
+    pub credentials_version: Option<&'a str>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// First sight: Ready Unknown/Pending and Reconciling True, so clients see the operator is alive.
+pub fn pending(old: &CertificatePushStatus, generation: i64, now: Timestamp) -> CertificatePushStatus {
+    let mut status = old.clone();
+    status.observed_generation = Some(generation);
+    status.conditions = conditions(
+        &old.conditions,
+        &[
+            (READY, ConditionStatus::Unknown, Reason::Pending, "Waiting for the first push".into()),
+            (RECONCILING, ConditionStatus::True, Reason::Pending, "A push is pending".into()),
+        ],
+        generation,
+        now,
+    );
+    status
+}
+
+/// A push succeeded: record it and clear every trace of earlier failures.
+pub fn pushed(
+    old: &CertificatePushStatus,
+    attempt: &Attempt,
+    http_status: u16,
+    request_id: Option<String>,
+    what: &str,
+) -> CertificatePushStatus {
+    let now = format_time(attempt.now);
+    let message = format!("Pushed {what} (HTTP {http_status})");
+    CertificatePushStatus {
+        observed_generation: Some(attempt.generation),
+        conditions: conditions(
+            &old.conditions,
+            &[(READY, ConditionStatus::True, Reason::Pushed, message)],
+            attempt.generation,
+            attempt.now,
+        ),
+        http_status: Some(i32::from(http_status)),
+        error_code: None,
+        error_message: None,
+        request_id,
+        last_push_time: Some(now.clone()),
+        last_attempt_time: Some(now),
+        failed_attempts: None,
+        next_retry_time: None,
+        pushed_generation: Some(attempt.generation),
+        last_handled_push_request: attempt.push_request.map(str::to_string).or(old.last_handled_push_request.clone()),
+        credentials_resource_version: attempt.credentials_version.map(str::to_string),
+    }
+}
+
+/// A push failed. `next_retry` is set for transient failures only.
+pub fn failed(
+    old: &CertificatePushStatus,
+    attempt: &Attempt,
+    failure: &PushFailure,
+    failed_attempts: i32,
+    next_retry: Option<Timestamp>,
+) -> CertificatePushStatus {
+    let reason = Reason::from(failure.kind);
+    let detail = match (&failure.http_status, &failure.error_code) {
+        (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", failure.error_message),
+        (Some(s), None) => format!("SCM answered HTTP {s}: {}", failure.error_message),
+        (None, _) => failure.error_message.clone(),
+    };
+    let message = match next_retry {
+        Some(at) => format!("{detail}; retry {failed_attempts} at {}", format_time(at)),
+        None => format!("{detail}; fix the cause, then change the spec, the Secret or the push-requested-at annotation"),
+    };
+    let mut status = with_problem(old, attempt, reason, message);
+    status.http_status = failure.http_status.map(i32::from);
+    status.error_code = failure.error_code.clone();
+    status.error_message = Some(failure.error_message.clone());
+    status.request_id = failure.request_id.clone();
+    status.last_attempt_time = Some(format_time(attempt.now));
+    status.failed_attempts = Some(failed_attempts);
+    status.next_retry_time = next_retry.map(format_time);
+    status
+}
+
+/// The credentials could not be read; no request was sent, so the SCM response fields are left as they were.
+pub fn credentials_problem(
+    old: &CertificatePushStatus,
+    attempt: &Attempt,
+    reason: Reason,
+    message: &str,
+) -> CertificatePushStatus {
+    let mut status = with_problem(old, attempt, reason, message.to_string());
+    status.next_retry_time = None;
+    status
+}
+
+fn with_problem(old: &CertificatePushStatus, attempt: &Attempt, reason: Reason, message: String) -> CertificatePushStatus {
+    let mut wanted = vec![(READY, ConditionStatus::False, reason, message.clone())];
+    if reason.stalls() {
+        wanted.push((STALLED, ConditionStatus::True, reason, message));
+    } else {
+        wanted.push((RECONCILING, ConditionStatus::True, reason, message));
+    }
+    let mut status = old.clone();
+    status.observed_generation = Some(attempt.generation);
+    status.conditions = conditions(&old.conditions, &wanted, attempt.generation, attempt.now);
+    status.credentials_resource_version = attempt.credentials_version.map(str::to_string);
+    if let Some(request) = attempt.push_request {
+        status.last_handled_push_request = Some(request.to_string());
+    }
+    status
+}
+
+/// An Event to publish for a status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// Event reason: Pushed or PushFailed.
+    pub reason: &'static str,
+    /// Event note: the Ready message.
+    pub note: String,
+}
+
+/// The Event for going from `old` to `new`: Normal `Pushed` for every successful push, Warning `PushFailed`
+/// once per failure state (a new Ready reason), not once per retry.
+pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Option<Notice> {
+    let now = ready(new)?;
+    let before = ready(old);
+    if now.status == ConditionStatus::True {
+        return (new.last_push_time != old.last_push_time)
+            .then(|| Notice { warning: false, reason: "Pushed", note: now.message.clone() });
+    }
+    let same_state = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
+    (now.status == ConditionStatus::False && !same_state)
+        .then(|| Notice { warning: true, reason: "PushFailed", note: now.message.clone() })
+}
+
+/// Builds the condition list: exactly the wanted conditions, keeping `lastTransitionTime` where the status did not change.
+fn conditions(
+    old: &[Condition],
+    wanted: &[(&str, ConditionStatus, Reason, String)],
+    generation: i64,
+    now: Timestamp,
+) -> Vec<Condition> {
+    wanted
+        .iter()
+        .map(|(type_, status, reason, message)| {
+            let since = old
+                .iter()
+                .find(|c| c.type_ == *type_ && c.status == *status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| format_time(now));
+            Condition {
+                type_: type_.to_string(),
+                status: *status,
+                observed_generation: Some(generation),
+                last_transition_time: since,
+                reason: reason.as_str().to_string(),
+                message: message.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn attempt(generation: i64, now: &str) -> Attempt<'static> {
+        Attempt { generation, push_request: None, credentials_version: Some("7"), now: t(now) }
+    }
+
+    fn failure(kind: FailureKind, status: u16, code: &str) -> PushFailure {
+        PushFailure {
+            kind,
+            http_status: Some(status),
+            error_code: Some(code.into()),
+            error_message: "boom".into(),
+            request_id: Some("r1".into()),
+            retry_after: None,
+        }
+    }
+
+    fn types(s: &CertificatePushStatus) -> Vec<(&str, ConditionStatus, &str)> {
+        s.conditions.iter().map(|c| (c.type_.as_str(), c.status, c.reason.as_str())).collect()
+    }
+
+    #[test]
+    fn first_sight_is_unknown_and_reconciling() {
+        let s = pending(&Default::default(), 1, t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            types(&s),
+            [(READY, ConditionStatus::Unknown, "Pending"), (RECONCILING, ConditionStatus::True, "Pending")]
+        );
+        assert_eq!(s.observed_generation, Some(1));
+        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
+    }
+
+    #[test]
+    fn success_clears_failure_fields_and_removes_stalled_and_reconciling() {
+        let a = attempt(2, "2026-01-01T00:00:00Z");
+        let f = failed(&Default::default(), &a, &failure(FailureKind::Unauthorized, 401, "APIGW.0301"), 1, None);
+        assert_eq!(
+            types(&f),
+            [(READY, ConditionStatus::False, "Unauthorized"), (STALLED, ConditionStatus::True, "Unauthorized")]
+        );
+        assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
+        let a2 = attempt(2, "2026-01-01T00:05:00Z");
+        let s = pushed(&f, &a2, 204, Some("r2".into()), "x");
+        assert_eq!(types(&s), [(READY, ConditionStatus::True, "Pushed")]);
+        assert_eq!((s.error_code.clone(), s.error_message.clone(), s.failed_attempts), (None, None, None));
+        assert_eq!(s.pushed_generation, Some(2));
+        assert_eq!(s.http_status, Some(204));
+        assert_eq!(s.last_push_time.as_deref(), Some("2026-01-01T00:05:00Z"));
+        assert_eq!(s.conditions[0].last_transition_time, "2026-01-01T00:05:00Z");
+    }
+
+    #[test]
+    fn transient_failure_is_reconciling_not_stalled() {
+        let next = t("2026-01-01T00:00:05Z");
+        let f = failed(
+            &Default::default(),
+            &attempt(1, "2026-01-01T00:00:00Z"),
+            &failure(FailureKind::Transient, 503, "APIGW.0613"),
+            1,
+            Some(next),
+        );
+        assert_eq!(
+            types(&f),
+            [(READY, ConditionStatus::False, "Retrying"), (RECONCILING, ConditionStatus::True, "Retrying")]
+        );
+        assert_eq!(f.next_retry_time.as_deref(), Some("2026-01-01T00:00:05Z"));
+        assert!(f.conditions[0].message.contains("retry 1 at 2026-01-01T00:00:05Z"), "{}", f.conditions[0].message);
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let f1 = failed(
+            &Default::default(),
+            &attempt(1, "2026-01-01T00:00:00Z"),
+            &failure(FailureKind::Transient, 503, "X"),
+            1,
+            Some(t("2026-01-01T00:00:05Z")),
+        );
+        let f2 = failed(
+            &f1,
+            &attempt(1, "2026-01-01T00:00:05Z"),
+            &failure(FailureKind::Rejected, 400, "SCM.0028"),
+            2,
+            None,
+        );
+        // Ready stays False, so its transition time stays; Stalled is new.
+        assert_eq!(f2.conditions[0].last_transition_time, "2026-01-01T00:00:00Z");
+        assert_eq!(f2.conditions[1].type_, STALLED);
+        assert_eq!(f2.conditions[1].last_transition_time, "2026-01-01T00:00:05Z");
+        assert_eq!(f2.next_retry_time, None);
+    }
+
+    #[test]
+    fn same_inputs_give_an_identical_status() {
+        let a = attempt(1, "2026-01-01T00:00:00Z");
+        let s1 = credentials_problem(&Default::default(), &a, Reason::CredentialsNotFound, "Secret \"scm\" not found");
+        let later = attempt(1, "2026-01-01T01:00:00Z");
+        let s2 = credentials_problem(&s1, &later, Reason::CredentialsNotFound, "Secret \"scm\" not found");
+        assert_eq!(s1, s2);
+    }
+
+    #[test]
+    fn push_request_is_recorded_as_handled_on_success_and_failure() {
+        let a = Attempt { push_request: Some("now"), ..attempt(1, "2026-01-01T00:00:00Z") };
+        let s = pushed(&Default::default(), &a, 204, None, "x");
+        assert_eq!(s.last_handled_push_request.as_deref(), Some("now"));
+        let f = failed(&s, &a, &failure(FailureKind::Forbidden, 403, "APIGW.0302"), 1, None);
+        assert_eq!(f.last_handled_push_request.as_deref(), Some("now"));
+        assert_eq!(f.pushed_generation, Some(1), "a failed re-push keeps the record of the earlier success");
+    }
+
+    #[test]
+    fn events_once_per_push_and_once_per_failure_state() {
+        let a = attempt(1, "2026-01-01T00:00:00Z");
+        let p = pending(&Default::default(), 1, a.now);
+        assert_eq!(notice(&Default::default(), &p), None);
+        let transient = failure(FailureKind::Transient, 503, "APIGW.0613");
+        let r1 = failed(&p, &a, &transient, 1, Some(t("2026-01-01T00:00:05Z")));
+        let n = notice(&p, &r1).expect("first failure is announced");
+        assert!(n.warning && n.reason == "PushFailed" && n.note.contains("HTTP 503 APIGW.0613"), "{n:?}");
+        let r2 = failed(&r1, &attempt(1, "2026-01-01T00:00:05Z"), &transient, 2, Some(t("2026-01-01T00:00:15Z")));
+        assert_eq!(notice(&r1, &r2), None, "a retry in the same state is not announced again");
+        let stalled = failed(&r2, &a, &failure(FailureKind::Unauthorized, 401, "APIGW.0301"), 3, None);
+        assert_eq!(notice(&r2, &stalled).map(|n| n.reason), Some("PushFailed"));
+        let ok = pushed(&stalled, &attempt(1, "2026-01-01T00:01:00Z"), 204, None, "x");
+        assert_eq!(notice(&stalled, &ok).map(|n| (n.warning, n.reason)), Some((false, "Pushed")));
+        assert_eq!(notice(&ok, &ok), None);
+    }
+
+    #[test]
+    fn reasons_roundtrip_and_classify() {
+        for r in [Reason::Unauthorized, Reason::Pushed, Reason::Retrying, Reason::InvalidCredentials] {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        assert!(Reason::PushRejected.stalls() && Reason::CredentialsNotFound.stalls());
+        assert!(!Reason::Retrying.stalls() && !Reason::Pushed.stalls());
+        assert!(Reason::Unauthorized.came_from_scm() && !Reason::InvalidCredentials.came_from_scm());
+    }
+}
