@@ -1,1 +1,142 @@
-fn main() {}
+//! `scm-sim`: runs the Huawei Cloud SCM simulator as a standalone HTTP server for local demos.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use certpush_operator::sim::{DEMO_CERTIFICATES, DEMO_TOKEN, Sim, SimConfig};
+use clap::{Parser, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
+#[derive(Parser)]
+#[command(name = "scm-sim", version, about)]
+struct Args {
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// Valid X-Auth-Token (repeatable); defaults to the built-in demo token.
+    // Values are hidden from --help so that a token set in the environment is not echoed.
+    #[arg(
+        long = "token",
+        env = "SCM_SIM_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Token that authenticates but gets 403 APIGW.0302 (repeatable).
+    #[arg(long = "forbidden-token")]
+    forbidden_tokens: Vec<String>,
+    /// Known certificate id (repeatable); defaults to the built-in demo set.
+    #[arg(long = "certificate")]
+    certificates: Vec<String>,
+    /// Delay in milliseconds added before every SCM API answer.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Answer 400 SCM.0028 to a repeat of an already successful push.
+    #[arg(long)]
+    reject_duplicate_push: bool,
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Args {
+    fn config(&self) -> SimConfig {
+        let tokens: Vec<String> = self.tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
+        SimConfig {
+            tokens: if tokens.is_empty() {
+                vec![DEMO_TOKEN.to_owned()]
+            } else {
+                tokens
+            },
+            forbidden_tokens: self.forbidden_tokens.clone(),
+            certificates: if self.certificates.is_empty() {
+                DEMO_CERTIFICATES.iter().map(|id| (*id).to_owned()).collect()
+            } else {
+                self.certificates.clone()
+            },
+            latency: Duration::from_millis(self.latency_ms),
+            reject_duplicate_push: self.reject_duplicate_push,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let addr = SocketAddr::new(args.bind, args.port);
+    let sim = Sim::start(args.config(), addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    // Printed on stdout (logs go to stderr) so scripts can wait for this exact line.
+    println!("scm-sim listening on {}", sim.url());
+    tracing::info!(addr = %sim.addr(), "scm-sim started");
+    shutdown_signal().await?;
+    tracing::info!("scm-sim shutting down");
+    sim.shutdown();
+    sim.closed().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn empty_token_list_falls_back_to_the_demo_token() {
+        let args = Args::parse_from(["scm-sim", "--token", ""]);
+        let config = args.config();
+        assert_eq!(config.tokens, vec![DEMO_TOKEN.to_owned()]);
+        assert_eq!(config.certificates.len(), DEMO_CERTIFICATES.len());
+        assert_eq!(args.port, 18080);
+        assert_eq!(args.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+}

@@ -1,1 +1,275 @@
-//! SCM simulator (placeholder).
+//! Fake Huawei Cloud SCM API served over real HTTP, for integration tests and the local demo.
+//!
+//! The simulator answers the certificate endpoints the operator uses (push, list, show, import)
+//! with the status codes and error bodies of the real service, records every request as a
+//! [`Call`], and lets a test queue [`Fault`]s that change how the next push calls are answered.
+//! The same controls are exposed over HTTP under `/sim/`, without auth, so the `scm-sim` binary can
+//! be driven from scripts: `GET /sim/calls`, `POST /sim/faults` (a [`Fault`] as JSON, e.g.
+//! `{"action":"error","status":500,"error_code":"SCM.0001","error_msg":"boom","times":2}`),
+//! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `POST /sim/certificates` (`{"id":"..."}`)
+//! and `GET /sim/healthz`.
+//!
+//! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
+//! `X-Auth-Token`, imported private keys are redacted from recorded bodies and never retained,
+//! and nothing here logs a token or a key.
+
+mod server;
+mod state;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use self::state::State;
+
+/// Token accepted by a default-configured simulator; 64 characters like a short IAM token.
+pub const DEMO_TOKEN: &str = "demo-token-a4df78471d51f8d2180c0836ad5058f9f000624eda9be9fa251dd";
+
+/// Certificate ids a default-configured simulator knows (real SCM ids are `scs` + 13 digits).
+pub const DEMO_CERTIFICATES: &[&str] = &["scs1554192131150", "scs1481110651012", "scs1590053258704"];
+
+/// Initial behaviour of a simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Tokens that authenticate; anything else gets 401 `APIGW.0301`.
+    pub tokens: Vec<String>,
+    /// Tokens that authenticate but are not authorized (403 `APIGW.0302`); they need not also be in `tokens`.
+    pub forbidden_tokens: Vec<String>,
+    /// Certificate ids that exist; others get 404 `SCM.0021`.
+    pub certificates: Vec<String>,
+    /// Extra delay before every SCM API request is answered.
+    pub latency: Duration,
+    /// Answer 400 `SCM.0028` when a (certificate, service, project) was already pushed successfully.
+    pub reject_duplicate_push: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tokens: vec![DEMO_TOKEN.to_owned()],
+            forbidden_tokens: Vec::new(),
+            certificates: DEMO_CERTIFICATES.iter().map(|id| (*id).to_owned()).collect(),
+            latency: Duration::ZERO,
+            reject_duplicate_push: false,
+        }
+    }
+}
+
+/// One request the simulator received on the SCM API (admin `/sim/` requests are not recorded).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Request path without the query string.
+    pub path: String,
+    /// Certificate id from the path, or the id created by an import.
+    pub certificate_id: Option<String>,
+    /// `Content-Type` request header, if present and valid UTF-8.
+    pub content_type: Option<String>,
+    /// Hex SHA-256 of the `X-Auth-Token` header; the token itself is never recorded.
+    pub token_sha256: Option<String>,
+    /// Parsed JSON request body (`Null` if absent or not JSON); an import's `private_key` is `"<redacted>"`.
+    pub body: serde_json::Value,
+    /// Status answered, or 0 when the connection was dropped without a response.
+    pub status: u16,
+    /// `error_code` of the answered error body, if any.
+    pub error_code: Option<String>,
+    /// Value of the `X-Request-Id` response header.
+    pub request_id: String,
+    /// Milliseconds between simulator start and the arrival of the request.
+    pub at_ms: u64,
+}
+
+impl Call {
+    /// True for calls to the push endpoint.
+    pub fn is_push(&self) -> bool {
+        self.method == "POST" && self.path.ends_with("/push")
+    }
+}
+
+fn default_times() -> u32 {
+    1
+}
+
+/// A scripted misbehaviour applied to upcoming push calls before any built-in check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Only push calls for this certificate match; `None` matches any push.
+    #[serde(default)]
+    pub certificate_id: Option<String>,
+    /// Number of matching push calls the fault is used for (defaults to 1 in JSON).
+    #[serde(default = "default_times")]
+    pub times: u32,
+    /// What to do with a matching call.
+    #[serde(flatten)]
+    pub action: FaultAction,
+}
+
+/// How a matching push call is answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer with this status and raw body (may be empty or not JSON).
+    Respond {
+        /// HTTP status; values `StatusCode` rejects are answered as 500.
+        status: u16,
+        /// Raw response body.
+        #[serde(default)]
+        body: String,
+        /// Seconds for a `Retry-After` header.
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Answer with an SCM-style JSON error body.
+    Error {
+        /// HTTP status; values `StatusCode` rejects are answered as 500.
+        status: u16,
+        /// `error_code` field, e.g. `SCM.0001`; `APIGW.*` codes also get a `request_id` field.
+        error_code: String,
+        /// `error_msg` field.
+        error_msg: String,
+    },
+    /// Close the connection without sending any response.
+    Drop,
+    /// Sleep this long, then handle the call normally.
+    Delay {
+        /// Delay in milliseconds.
+        ms: u64,
+    },
+}
+
+/// Handle to a running simulator; clones share the same server.
+#[derive(Clone)]
+pub struct Sim {
+    shared: Arc<Shared>,
+}
+
+/// Server-wide state shared by the handle and the connection tasks.
+struct Shared {
+    addr: SocketAddr,
+    started: Instant,
+    state: Mutex<State>,
+    shutdown: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind, still fine to serve from.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Sim {
+    // Hand-written so that debug output can never include tokens from the state.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// Binds `addr` (port 0 picks a free port) and serves in a spawned task.
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Sim> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            addr,
+            started: Instant::now(),
+            state: Mutex::new(State::new(config)),
+            shutdown,
+            stopped,
+        });
+        tokio::spawn(server::serve(listener, Arc::clone(&shared), shutdown_rx, stopped_tx));
+        Ok(Sim { shared })
+    }
+
+    /// Address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Base URL for clients, e.g. `http://127.0.0.1:18080`; a wildcard bind is reached via loopback.
+    pub fn url(&self) -> String {
+        let addr = self.shared.addr;
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, addr.port()))
+    }
+
+    /// Every SCM API call in the order it was answered.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.state().calls.clone()
+    }
+
+    /// Only the push calls.
+    pub fn pushes(&self) -> Vec<Call> {
+        self.shared
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.is_push())
+            .cloned()
+            .collect()
+    }
+
+    /// Only the push calls answered 204.
+    pub fn successful_pushes(&self) -> Vec<Call> {
+        self.shared
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.is_push() && c.status == 204)
+            .cloned()
+            .collect()
+    }
+
+    /// Queues a fault behind those already queued; a fault with `times == 0` is ignored.
+    pub fn inject(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().faults.push_back(fault);
+        }
+    }
+
+    /// Faults not used up yet, in queue order.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.shared.state().faults.iter().cloned().collect()
+    }
+
+    /// Replaces the set of valid tokens (forbidden tokens are unchanged).
+    pub fn set_tokens(&self, tokens: Vec<String>) {
+        self.shared.state().set_tokens(tokens);
+    }
+
+    /// Makes a certificate id known; adding an existing id changes nothing.
+    pub fn add_certificate(&self, id: &str) {
+        self.shared.state().add_certificate(id);
+    }
+
+    /// Clears recorded calls, queued faults and the memory of earlier pushes used for duplicate rejection.
+    pub fn reset(&self) {
+        self.shared.state().reset();
+    }
+
+    /// Stops accepting and closes open connections; requests in flight get no response.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Waits until the listener has been closed after [`Sim::shutdown`].
+    pub async fn closed(&self) {
+        let mut stopped = self.shared.stopped.clone();
+        // An error means the server task is gone, which is just as closed.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    }
+}

@@ -1,0 +1,201 @@
+//! Mutable simulator state: credentials, certificates, recorded calls and queued faults.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Call, Fault, FaultAction, SimConfig};
+
+/// What a push is remembered by for duplicate rejection: (certificate, service, project).
+pub(super) type PushKey = (String, String, String);
+
+/// A certificate the simulator knows; only public metadata, never a private key.
+#[derive(Clone, Debug)]
+pub(super) struct Certificate {
+    pub id: String,
+    pub name: String,
+    pub domain: String,
+    /// `ISSUED` for certificates the simulator was configured with, `UPLOAD` for imported ones.
+    pub status: &'static str,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+impl Certificate {
+    fn new(id: &str, name: String, domain: String, status: &'static str) -> Self {
+        let now = jiff::Timestamp::now();
+        let not_after = now
+            .checked_add(jiff::SignedDuration::from_hours(365 * 24))
+            .unwrap_or(now);
+        Self {
+            id: id.to_owned(),
+            name,
+            domain,
+            status,
+            not_before: scm_time(now),
+            not_after: scm_time(not_after),
+        }
+    }
+
+    /// Entry in the list response.
+    pub fn summary(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "domain": self.domain,
+            "sans": "",
+            "signature_algrithm": "SHA256WITHRSA",
+            "deploy_support": true,
+            "type": self.kind(),
+            "brand": self.brand(),
+            "expire_time": self.not_after,
+            "domain_type": "SINGLE_DOMAIN",
+            "validity_period": 12,
+            "status": self.status,
+            "domain_count": 1,
+            "wildcard_count": 0,
+            "description": "",
+        })
+    }
+
+    /// Body of the show response.
+    pub fn detail(&self) -> Value {
+        json!({
+            "id": self.id,
+            "status": self.status,
+            "order_id": "",
+            "name": self.name,
+            "type": self.kind(),
+            "brand": self.brand(),
+            "push_support": "ON",
+            "revoke_reason": "",
+            "signature_algrithm": "SHA256WITHRSA",
+            "issue_time": self.not_before,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "validity_period": 12,
+            "validation_method": "DNS",
+            "domain_type": "SINGLE_DOMAIN",
+            "domain": self.domain,
+            "sans": "",
+            "domain_count": 1,
+            "wildcard_count": 0,
+            "authentification": [],
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.status == "UPLOAD" {
+            "UPLOAD"
+        } else {
+            "DV_SSL_CERT"
+        }
+    }
+
+    fn brand(&self) -> &'static str {
+        if self.status == "UPLOAD" { "UPLOAD" } else { "GEOTRUST" }
+    }
+}
+
+/// Timestamps in the `yyyy-MM-dd HH:mm:ss.S` style SCM uses.
+fn scm_time(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%d %H:%M:%S.0").to_string()
+}
+
+/// Everything a request can read or change, behind one mutex.
+pub(super) struct State {
+    pub tokens: HashSet<String>,
+    pub forbidden_tokens: HashSet<String>,
+    /// In creation order so that list pagination is stable.
+    pub certificates: Vec<Certificate>,
+    pub latency: Duration,
+    pub reject_duplicate_push: bool,
+    pub calls: Vec<Call>,
+    pub faults: VecDeque<Fault>,
+    pub pushed: HashSet<PushKey>,
+}
+
+impl State {
+    pub fn new(config: SimConfig) -> Self {
+        let mut state = Self {
+            tokens: HashSet::new(),
+            forbidden_tokens: non_empty(config.forbidden_tokens),
+            certificates: Vec::new(),
+            latency: config.latency,
+            reject_duplicate_push: config.reject_duplicate_push,
+            calls: Vec::new(),
+            faults: VecDeque::new(),
+            pushed: HashSet::new(),
+        };
+        state.set_tokens(config.tokens);
+        for id in &config.certificates {
+            state.add_certificate(id);
+        }
+        state
+    }
+
+    pub fn set_tokens(&mut self, tokens: Vec<String>) {
+        // An empty token would let a request with an empty header authenticate.
+        self.tokens = non_empty(tokens);
+    }
+
+    pub fn add_certificate(&mut self, id: &str) {
+        if self.certificate(id).is_none() {
+            let n = self.certificates.len() + 1;
+            self.certificates.push(Certificate::new(
+                id,
+                format!("sim-cert-{n}"),
+                format!("cert{n}.example.com"),
+                "ISSUED",
+            ));
+        }
+    }
+
+    /// Adds an imported certificate under a fresh `scs` + 13 digit id and returns the id.
+    pub fn import_certificate(&mut self, name: &str) -> String {
+        // Real ids are the upload time in epoch milliseconds; bump on collision to stay unique.
+        let mut millis = u64::try_from(jiff::Timestamp::now().as_millisecond())
+            .unwrap_or(0)
+            .clamp(1_000_000_000_000, 9_999_999_999_999);
+        let id = loop {
+            let id = format!("scs{millis}");
+            if self.certificate(&id).is_none() {
+                break id;
+            }
+            millis += 1;
+        };
+        self.certificates
+            .push(Certificate::new(&id, name.to_owned(), String::new(), "UPLOAD"));
+        id
+    }
+
+    pub fn certificate(&self, id: &str) -> Option<&Certificate> {
+        self.certificates.iter().find(|c| c.id == id)
+    }
+
+    /// Uses up one application of the first queued fault matching a push for `certificate_id`.
+    pub fn take_fault(&mut self, certificate_id: &str) -> Option<FaultAction> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.certificate_id.as_deref().is_none_or(|id| id == certificate_id))?;
+        let fault = &mut self.faults[index];
+        let action = fault.action.clone();
+        fault.times = fault.times.saturating_sub(1);
+        if fault.times == 0 {
+            self.faults.remove(index);
+        }
+        Some(action)
+    }
+
+    pub fn reset(&mut self) {
+        self.calls.clear();
+        self.faults.clear();
+        self.pushed.clear();
+    }
+}
+
+fn non_empty(values: Vec<String>) -> HashSet<String> {
+    values.into_iter().filter(|v| !v.is_empty()).collect()
+}
