@@ -63,7 +63,9 @@ mod tests {
     fn cli_is_consistent_and_defaults_match_the_contract() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["certpush-operator", "run"]).unwrap();
-        let Command::Run(args) = cli.command else { panic!("expected run") };
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
         assert_eq!(args.scm_endpoint, "https://scm.cn-north-4.myhuaweicloud.com");
         assert_eq!(args.concurrency, 16);
         assert_eq!(args.namespace, None);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, Patch, PatchParams, PartialObjectMeta};
+use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -22,7 +22,9 @@ use crate::cli::RunArgs;
 use crate::crd::{CertificatePush, CertificatePushStatus};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
-use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient, Transport};
+use crate::scm::{
+    Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient, Transport,
+};
 use crate::server;
 use crate::status::{self, Attempt, Notice, Reason};
 
@@ -49,8 +51,16 @@ pub struct Context {
 impl Context {
     /// A context for the given clients.
     pub fn new(client: Client, scm: ScmClient, metrics: Arc<Metrics>) -> Self {
-        let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-        let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance });
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
         Self {
             client,
             scm,
@@ -190,7 +200,10 @@ async fn push(
     drop(credentials);
 
     match outcome {
-        PushOutcome::Pushed { http_status, request_id } => {
+        PushOutcome::Pushed {
+            http_status,
+            request_id,
+        } => {
             let what = format!(
                 "certificate {} to {} in {}",
                 spec.certificate_id,
@@ -248,7 +261,8 @@ async fn save(
         "kind": CertificatePush::kind(&()),
         "status": new,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(())
 }
 
@@ -322,7 +336,10 @@ pub fn referrers<'a>(
 pub async fn run(args: RunArgs) -> Result<(), Error> {
     let client = Client::try_default().await?;
     let ca = match &args.scm_ca_file {
-        Some(path) => Some(std::fs::read(path).map_err(|source| Error::CaFile { path: path.clone(), source })?),
+        Some(path) => Some(std::fs::read(path).map_err(|source| Error::CaFile {
+            path: path.clone(),
+            source,
+        })?),
         None => None,
     };
     let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?;
@@ -338,8 +355,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
 
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let health = server::Health { ready: ready.clone(), metrics: metrics.clone() };
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await.map_err(Error::Server)?;
+    let health = server::Health {
+        ready: ready.clone(),
+        metrics: metrics.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(Error::Server)?;
     tokio::spawn(async move {
         if let Err(e) = server::serve(listener, health).await {
             warn!(error = %e, "health and metrics server stopped");
@@ -357,10 +379,18 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         }
     });
     controller
-        .watches(secrets, watcher::Config::default(), move |secret: PartialObjectMeta<Secret>| {
-            let state = store.state();
-            referrers(state.iter().map(|cp| cp.as_ref()), secret.metadata.namespace.as_deref(), &secret.name_any())
-        })
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: PartialObjectMeta<Secret>| {
+                let state = store.state();
+                referrers(
+                    state.iter().map(|cp| cp.as_ref()),
+                    secret.metadata.namespace.as_deref(),
+                    &secret.name_any(),
+                )
+            },
+        )
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -394,7 +424,10 @@ mod tests {
                 certificate_id: "scs1554192131150".into(),
                 target_service: TargetService::Waf,
                 target_project: "cn-north-4".into(),
-                credentials_ref: CredentialsRef { name: secret.into(), token_key: "token".into() },
+                credentials_ref: CredentialsRef {
+                    name: secret.into(),
+                    token_key: "token".into(),
+                },
             },
         );
         cp.metadata.namespace = Some(ns.into());
@@ -403,7 +436,12 @@ mod tests {
 
     #[test]
     fn secret_maps_only_to_referrers_in_its_namespace() {
-        let all = [cp("a", "one", "scm"), cp("a", "two", "other"), cp("b", "three", "scm"), cp("a", "four", "scm")];
+        let all = [
+            cp("a", "one", "scm"),
+            cp("a", "two", "other"),
+            cp("b", "three", "scm"),
+            cp("a", "four", "scm"),
+        ];
         let names: Vec<String> = referrers(&all, Some("a"), "scm").into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["one", "four"]);
         assert!(referrers(&all, Some("c"), "scm").is_empty());

@@ -245,7 +245,10 @@ mod tests {
         assert_eq!(s["properties"]["targetProject"]["maxLength"], 255);
         let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
         required.sort();
-        assert_eq!(required, ["certificateId", "credentialsRef", "targetProject", "targetService"]);
+        assert_eq!(
+            required,
+            ["certificateId", "credentialsRef", "targetProject", "targetService"]
+        );
     }
 
     #[test]
@@ -281,7 +284,19 @@ mod tests {
             .flatten()
             .map(|c| c.name.clone())
             .collect();
-        assert_eq!(cols, ["Service", "Project", "Certificate", "Ready", "Reason", "Last Push", "Age", "Message"]);
+        assert_eq!(
+            cols,
+            [
+                "Service",
+                "Project",
+                "Certificate",
+                "Ready",
+                "Reason",
+                "Last Push",
+                "Age",
+                "Message"
+            ]
+        );
     }
 
     #[test]

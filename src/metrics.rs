@@ -36,13 +36,29 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("certpush");
         let reconciles = Family::<ResultLabel, Counter>::default();
-        registry.register("reconciles", "Reconciles of CertificatePushes by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of CertificatePushes by result",
+            reconciles.clone(),
+        );
         let scm_requests = Family::<CodeLabel, Counter>::default();
-        registry.register("scm_requests", "SCM push requests by HTTP status code", scm_requests.clone());
-        let scm_request_seconds =
-            Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
-        registry.register("scm_request_duration_seconds", "Duration of SCM push requests", scm_request_seconds.clone());
-        Self { registry, reconciles, scm_requests, scm_request_seconds }
+        registry.register(
+            "scm_requests",
+            "SCM push requests by HTTP status code",
+            scm_requests.clone(),
+        );
+        let scm_request_seconds = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "scm_request_duration_seconds",
+            "Duration of SCM push requests",
+            scm_request_seconds.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            scm_requests,
+            scm_request_seconds,
+        }
     }
 }
 
@@ -80,9 +96,15 @@ mod tests {
         m.scm_request(Some(204), 0.1);
         m.scm_request(None, 5.0);
         let text = m.encode();
-        assert!(text.contains("certpush_reconciles_total{result=\"pushed\"} 2"), "{text}");
+        assert!(
+            text.contains("certpush_reconciles_total{result=\"pushed\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("certpush_scm_requests_total{code=\"204\"} 1"), "{text}");
-        assert!(text.contains("certpush_scm_requests_total{code=\"network_error\"} 1"), "{text}");
+        assert!(
+            text.contains("certpush_scm_requests_total{code=\"network_error\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("certpush_scm_request_duration_seconds_count 2"), "{text}");
     }
 }

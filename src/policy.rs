@@ -74,7 +74,9 @@ pub fn next_step(o: &Observed) -> Step {
         Some(Reason::Retrying) => {
             let due = s.next_retry_time.as_deref().and_then(status::parse_time);
             match due {
-                Some(at) if at > o.now => Step::WaitForRetry(Duration::from_secs((at - o.now).get_seconds().max(1) as u64)),
+                Some(at) if at > o.now => {
+                    Step::WaitForRetry(Duration::from_secs((at - o.now).get_seconds().max(1) as u64))
+                }
                 _ => Step::Push(Cause::RetryDue),
             }
         }
@@ -126,7 +128,13 @@ mod tests {
     const NOW: &str = "2026-01-01T00:00:00Z";
 
     fn observe<'a>(status: &'a CertificatePushStatus, generation: i64, secret: Option<&'a str>) -> Observed<'a> {
-        Observed { generation, push_request: None, status, credentials_version: secret, now: t(NOW) }
+        Observed {
+            generation,
+            push_request: None,
+            status,
+            credentials_version: secret,
+            now: t(NOW),
+        }
     }
 
     fn failure(kind: FailureKind) -> PushFailure {
@@ -141,18 +149,29 @@ mod tests {
     }
 
     fn attempt(generation: i64, secret: &'static str) -> Attempt<'static> {
-        Attempt { generation, push_request: None, credentials_version: Some(secret), now: t(NOW) }
+        Attempt {
+            generation,
+            push_request: None,
+            credentials_version: Some(secret),
+            now: t(NOW),
+        }
     }
 
     #[test]
     fn new_object_pushes_and_pushed_generation_is_up_to_date() {
         let fresh = status::pending(&Default::default(), 1, t(NOW));
-        assert_eq!(next_step(&observe(&fresh, 1, Some("1"))), Step::Push(Cause::NewGeneration));
+        assert_eq!(
+            next_step(&observe(&fresh, 1, Some("1"))),
+            Step::Push(Cause::NewGeneration)
+        );
         let done = status::pushed(&fresh, &attempt(1, "1"), 204, None, "x");
         assert_eq!(next_step(&observe(&done, 1, Some("1"))), Step::UpToDate);
         // A Secret change after success is no reason to push again.
         assert_eq!(next_step(&observe(&done, 1, Some("2"))), Step::UpToDate);
-        assert_eq!(next_step(&observe(&done, 2, Some("1"))), Step::Push(Cause::NewGeneration));
+        assert_eq!(
+            next_step(&observe(&done, 2, Some("1"))),
+            Step::Push(Cause::NewGeneration)
+        );
     }
 
     #[test]
@@ -161,7 +180,16 @@ mod tests {
         let mut o = observe(&done, 1, Some("1"));
         o.push_request = Some("2026-01-01T00:00:00Z");
         assert_eq!(next_step(&o), Step::Push(Cause::Requested));
-        let again = status::pushed(&done, &Attempt { push_request: o.push_request, ..attempt(1, "1") }, 204, None, "x");
+        let again = status::pushed(
+            &done,
+            &Attempt {
+                push_request: o.push_request,
+                ..attempt(1, "1")
+            },
+            204,
+            None,
+            "x",
+        );
         let o2 = Observed { status: &again, ..o };
         assert_eq!(next_step(&o2), Step::UpToDate);
     }
@@ -190,11 +218,20 @@ mod tests {
             1,
             Some(t("2026-01-01T00:00:05Z")),
         );
-        assert_eq!(next_step(&observe(&waiting, 1, Some("1"))), Step::WaitForRetry(Duration::from_secs(5)));
-        let later = Observed { now: t("2026-01-01T00:00:06Z"), ..observe(&waiting, 1, Some("1")) };
+        assert_eq!(
+            next_step(&observe(&waiting, 1, Some("1"))),
+            Step::WaitForRetry(Duration::from_secs(5))
+        );
+        let later = Observed {
+            now: t("2026-01-01T00:00:06Z"),
+            ..observe(&waiting, 1, Some("1"))
+        };
         assert_eq!(next_step(&later), Step::Push(Cause::RetryDue));
         // A spec change does not wait for the old generation's backoff.
-        assert_eq!(next_step(&observe(&waiting, 2, Some("1"))), Step::Push(Cause::NewGeneration));
+        assert_eq!(
+            next_step(&observe(&waiting, 2, Some("1"))),
+            Step::Push(Cause::NewGeneration)
+        );
     }
 
     #[test]
@@ -207,8 +244,14 @@ mod tests {
         ] {
             let stalled = status::failed(&Default::default(), &attempt(1, "5"), &failure(kind), 1, None);
             assert_eq!(next_step(&observe(&stalled, 1, Some("5"))), Step::Stalled, "{kind:?}");
-            assert_eq!(next_step(&observe(&stalled, 1, Some("6"))), Step::Push(Cause::CredentialsChanged));
-            assert_eq!(next_step(&observe(&stalled, 2, Some("5"))), Step::Push(Cause::NewGeneration));
+            assert_eq!(
+                next_step(&observe(&stalled, 1, Some("6"))),
+                Step::Push(Cause::CredentialsChanged)
+            );
+            assert_eq!(
+                next_step(&observe(&stalled, 2, Some("5"))),
+                Step::Push(Cause::NewGeneration)
+            );
         }
     }
 
@@ -216,7 +259,10 @@ mod tests {
     fn credential_problems_are_rechecked() {
         let missing = status::credentials_problem(
             &Default::default(),
-            &Attempt { credentials_version: None, ..attempt(1, "1") },
+            &Attempt {
+                credentials_version: None,
+                ..attempt(1, "1")
+            },
             Reason::CredentialsNotFound,
             "missing",
         );
@@ -226,7 +272,13 @@ mod tests {
 
     #[test]
     fn failures_count_within_a_generation() {
-        let f1 = status::failed(&Default::default(), &attempt(1, "1"), &failure(FailureKind::Transient), 1, None);
+        let f1 = status::failed(
+            &Default::default(),
+            &attempt(1, "1"),
+            &failure(FailureKind::Transient),
+            1,
+            None,
+        );
         assert_eq!(failed_attempts(&f1, 1), 2);
         assert_eq!(failed_attempts(&f1, 2), 1);
         assert_eq!(failed_attempts(&Default::default(), 1), 1);
@@ -235,7 +287,10 @@ mod tests {
     #[test]
     fn backoff_doubles_from_5s_to_a_10_minute_cap() {
         let d = |n| backoff(n, None, 0.5).as_secs();
-        assert_eq!([d(1), d(2), d(3), d(4), d(7), d(8), d(50)], [5, 10, 20, 40, 320, 600, 600]);
+        assert_eq!(
+            [d(1), d(2), d(3), d(4), d(7), d(8), d(50)],
+            [5, 10, 20, 40, 320, 600, 600]
+        );
         assert_eq!(backoff(1, None, 0.0), Duration::from_secs(4));
         assert_eq!(backoff(1, None, 0.999_999).as_secs(), 5);
         assert!(backoff(1, None, 0.999_999) > Duration::from_secs(5));

@@ -79,7 +79,10 @@ impl Reason {
 
     /// Whether reaching this state sent a request to SCM that must not be repeated without a change.
     pub fn came_from_scm(self) -> bool {
-        matches!(self, Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound | Reason::PushRejected)
+        matches!(
+            self,
+            Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound | Reason::PushRejected
+        )
     }
 }
 
@@ -135,8 +138,18 @@ pub fn pending(old: &CertificatePushStatus, generation: i64, now: Timestamp) -> 
     status.conditions = conditions(
         &old.conditions,
         &[
-            (READY, ConditionStatus::Unknown, Reason::Pending, "Waiting for the first push".into()),
-            (RECONCILING, ConditionStatus::True, Reason::Pending, "A push is pending".into()),
+            (
+                READY,
+                ConditionStatus::Unknown,
+                Reason::Pending,
+                "Waiting for the first push".into(),
+            ),
+            (
+                RECONCILING,
+                ConditionStatus::True,
+                Reason::Pending,
+                "A push is pending".into(),
+            ),
         ],
         generation,
         now,
@@ -171,7 +184,10 @@ pub fn pushed(
         failed_attempts: None,
         next_retry_time: None,
         pushed_generation: Some(attempt.generation),
-        last_handled_push_request: attempt.push_request.map(str::to_string).or(old.last_handled_push_request.clone()),
+        last_handled_push_request: attempt
+            .push_request
+            .map(str::to_string)
+            .or(old.last_handled_push_request.clone()),
         credentials_resource_version: attempt.credentials_version.map(str::to_string),
     }
 }
@@ -192,7 +208,9 @@ pub fn failed(
     };
     let message = match next_retry {
         Some(at) => format!("{detail}; retry {failed_attempts} at {}", format_time(at)),
-        None => format!("{detail}; fix the cause, then change the spec, the Secret or the push-requested-at annotation"),
+        None => {
+            format!("{detail}; fix the cause, then change the spec, the Secret or the push-requested-at annotation")
+        }
     };
     let mut status = with_problem(old, attempt, reason, message);
     status.http_status = failure.http_status.map(i32::from);
@@ -217,7 +235,12 @@ pub fn credentials_problem(
     status
 }
 
-fn with_problem(old: &CertificatePushStatus, attempt: &Attempt, reason: Reason, message: String) -> CertificatePushStatus {
+fn with_problem(
+    old: &CertificatePushStatus,
+    attempt: &Attempt,
+    reason: Reason,
+    message: String,
+) -> CertificatePushStatus {
     let mut wanted = vec![(READY, ConditionStatus::False, reason, message.clone())];
     if reason.stalls() {
         wanted.push((STALLED, ConditionStatus::True, reason, message));
@@ -251,12 +274,18 @@ pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Optio
     let now = ready(new)?;
     let before = ready(old);
     if now.status == ConditionStatus::True {
-        return (new.last_push_time != old.last_push_time)
-            .then(|| Notice { warning: false, reason: "Pushed", note: now.message.clone() });
+        return (new.last_push_time != old.last_push_time).then(|| Notice {
+            warning: false,
+            reason: "Pushed",
+            note: now.message.clone(),
+        });
     }
     let same_state = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
-    (now.status == ConditionStatus::False && !same_state)
-        .then(|| Notice { warning: true, reason: "PushFailed", note: now.message.clone() })
+    (now.status == ConditionStatus::False && !same_state).then(|| Notice {
+        warning: true,
+        reason: "PushFailed",
+        note: now.message.clone(),
+    })
 }
 
 /// Builds the condition list: exactly the wanted conditions, keeping `lastTransitionTime` where the status did not change.
@@ -295,7 +324,12 @@ mod tests {
     }
 
     fn attempt(generation: i64, now: &str) -> Attempt<'static> {
-        Attempt { generation, push_request: None, credentials_version: Some("7"), now: t(now) }
+        Attempt {
+            generation,
+            push_request: None,
+            credentials_version: Some("7"),
+            now: t(now),
+        }
     }
 
     fn failure(kind: FailureKind, status: u16, code: &str) -> PushFailure {
@@ -310,7 +344,10 @@ mod tests {
     }
 
     fn types(s: &CertificatePushStatus) -> Vec<(&str, ConditionStatus, &str)> {
-        s.conditions.iter().map(|c| (c.type_.as_str(), c.status, c.reason.as_str())).collect()
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status, c.reason.as_str()))
+            .collect()
     }
 
     #[test]
@@ -318,7 +355,10 @@ mod tests {
         let s = pending(&Default::default(), 1, t("2026-01-01T00:00:00Z"));
         assert_eq!(
             types(&s),
-            [(READY, ConditionStatus::Unknown, "Pending"), (RECONCILING, ConditionStatus::True, "Pending")]
+            [
+                (READY, ConditionStatus::Unknown, "Pending"),
+                (RECONCILING, ConditionStatus::True, "Pending")
+            ]
         );
         assert_eq!(s.observed_generation, Some(1));
         assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
@@ -327,16 +367,28 @@ mod tests {
     #[test]
     fn success_clears_failure_fields_and_removes_stalled_and_reconciling() {
         let a = attempt(2, "2026-01-01T00:00:00Z");
-        let f = failed(&Default::default(), &a, &failure(FailureKind::Unauthorized, 401, "APIGW.0301"), 1, None);
+        let f = failed(
+            &Default::default(),
+            &a,
+            &failure(FailureKind::Unauthorized, 401, "APIGW.0301"),
+            1,
+            None,
+        );
         assert_eq!(
             types(&f),
-            [(READY, ConditionStatus::False, "Unauthorized"), (STALLED, ConditionStatus::True, "Unauthorized")]
+            [
+                (READY, ConditionStatus::False, "Unauthorized"),
+                (STALLED, ConditionStatus::True, "Unauthorized")
+            ]
         );
         assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
         let a2 = attempt(2, "2026-01-01T00:05:00Z");
         let s = pushed(&f, &a2, 204, Some("r2".into()), "x");
         assert_eq!(types(&s), [(READY, ConditionStatus::True, "Pushed")]);
-        assert_eq!((s.error_code.clone(), s.error_message.clone(), s.failed_attempts), (None, None, None));
+        assert_eq!(
+            (s.error_code.clone(), s.error_message.clone(), s.failed_attempts),
+            (None, None, None)
+        );
         assert_eq!(s.pushed_generation, Some(2));
         assert_eq!(s.http_status, Some(204));
         assert_eq!(s.last_push_time.as_deref(), Some("2026-01-01T00:05:00Z"));
@@ -355,10 +407,17 @@ mod tests {
         );
         assert_eq!(
             types(&f),
-            [(READY, ConditionStatus::False, "Retrying"), (RECONCILING, ConditionStatus::True, "Retrying")]
+            [
+                (READY, ConditionStatus::False, "Retrying"),
+                (RECONCILING, ConditionStatus::True, "Retrying")
+            ]
         );
         assert_eq!(f.next_retry_time.as_deref(), Some("2026-01-01T00:00:05Z"));
-        assert!(f.conditions[0].message.contains("retry 1 at 2026-01-01T00:00:05Z"), "{}", f.conditions[0].message);
+        assert!(
+            f.conditions[0].message.contains("retry 1 at 2026-01-01T00:00:05Z"),
+            "{}",
+            f.conditions[0].message
+        );
     }
 
     #[test]
@@ -387,7 +446,12 @@ mod tests {
     #[test]
     fn same_inputs_give_an_identical_status() {
         let a = attempt(1, "2026-01-01T00:00:00Z");
-        let s1 = credentials_problem(&Default::default(), &a, Reason::CredentialsNotFound, "Secret \"scm\" not found");
+        let s1 = credentials_problem(
+            &Default::default(),
+            &a,
+            Reason::CredentialsNotFound,
+            "Secret \"scm\" not found",
+        );
         let later = attempt(1, "2026-01-01T01:00:00Z");
         let s2 = credentials_problem(&s1, &later, Reason::CredentialsNotFound, "Secret \"scm\" not found");
         assert_eq!(s1, s2);
@@ -395,12 +459,19 @@ mod tests {
 
     #[test]
     fn push_request_is_recorded_as_handled_on_success_and_failure() {
-        let a = Attempt { push_request: Some("now"), ..attempt(1, "2026-01-01T00:00:00Z") };
+        let a = Attempt {
+            push_request: Some("now"),
+            ..attempt(1, "2026-01-01T00:00:00Z")
+        };
         let s = pushed(&Default::default(), &a, 204, None, "x");
         assert_eq!(s.last_handled_push_request.as_deref(), Some("now"));
         let f = failed(&s, &a, &failure(FailureKind::Forbidden, 403, "APIGW.0302"), 1, None);
         assert_eq!(f.last_handled_push_request.as_deref(), Some("now"));
-        assert_eq!(f.pushed_generation, Some(1), "a failed re-push keeps the record of the earlier success");
+        assert_eq!(
+            f.pushed_generation,
+            Some(1),
+            "a failed re-push keeps the record of the earlier success"
+        );
     }
 
     #[test]
@@ -411,19 +482,40 @@ mod tests {
         let transient = failure(FailureKind::Transient, 503, "APIGW.0613");
         let r1 = failed(&p, &a, &transient, 1, Some(t("2026-01-01T00:00:05Z")));
         let n = notice(&p, &r1).expect("first failure is announced");
-        assert!(n.warning && n.reason == "PushFailed" && n.note.contains("HTTP 503 APIGW.0613"), "{n:?}");
-        let r2 = failed(&r1, &attempt(1, "2026-01-01T00:00:05Z"), &transient, 2, Some(t("2026-01-01T00:00:15Z")));
-        assert_eq!(notice(&r1, &r2), None, "a retry in the same state is not announced again");
+        assert!(
+            n.warning && n.reason == "PushFailed" && n.note.contains("HTTP 503 APIGW.0613"),
+            "{n:?}"
+        );
+        let r2 = failed(
+            &r1,
+            &attempt(1, "2026-01-01T00:00:05Z"),
+            &transient,
+            2,
+            Some(t("2026-01-01T00:00:15Z")),
+        );
+        assert_eq!(
+            notice(&r1, &r2),
+            None,
+            "a retry in the same state is not announced again"
+        );
         let stalled = failed(&r2, &a, &failure(FailureKind::Unauthorized, 401, "APIGW.0301"), 3, None);
         assert_eq!(notice(&r2, &stalled).map(|n| n.reason), Some("PushFailed"));
         let ok = pushed(&stalled, &attempt(1, "2026-01-01T00:01:00Z"), 204, None, "x");
-        assert_eq!(notice(&stalled, &ok).map(|n| (n.warning, n.reason)), Some((false, "Pushed")));
+        assert_eq!(
+            notice(&stalled, &ok).map(|n| (n.warning, n.reason)),
+            Some((false, "Pushed"))
+        );
         assert_eq!(notice(&ok, &ok), None);
     }
 
     #[test]
     fn reasons_roundtrip_and_classify() {
-        for r in [Reason::Unauthorized, Reason::Pushed, Reason::Retrying, Reason::InvalidCredentials] {
+        for r in [
+            Reason::Unauthorized,
+            Reason::Pushed,
+            Reason::Retrying,
+            Reason::InvalidCredentials,
+        ] {
             assert_eq!(Reason::parse(r.as_str()), Some(r));
         }
         assert!(Reason::PushRejected.stalls() && Reason::CredentialsNotFound.stalls());

@@ -60,7 +60,9 @@ impl Credentials {
             )));
         }
         let mut value = HeaderValue::from_str(token).map_err(|_| {
-            CredentialsError::Invalid(format!("key {key:?} of Secret {name:?} contains characters not allowed in a token"))
+            CredentialsError::Invalid(format!(
+                "key {key:?} of Secret {name:?} contains characters not allowed in a token"
+            ))
         })?;
         // Keeps the value out of reqwest's and hyper's Debug output.
         value.set_sensitive(true);
@@ -99,7 +101,10 @@ mod tests {
     }
 
     fn reference() -> CredentialsRef {
-        CredentialsRef { name: "scm".into(), token_key: "token".into() }
+        CredentialsRef {
+            name: "scm".into(),
+            token_key: "token".into(),
+        }
     }
 
     const GOOD: &str = "0123456789abcdef0123456789abcdef";
@@ -107,9 +112,15 @@ mod tests {
     #[test]
     fn missing_secret_and_missing_key_are_not_found() {
         let e = Credentials::from_secret(None, &reference()).unwrap_err();
-        assert!(matches!(e, CredentialsError::NotFound(ref m) if m.contains("\"scm\" not found")), "{e:?}");
+        assert!(
+            matches!(e, CredentialsError::NotFound(ref m) if m.contains("\"scm\" not found")),
+            "{e:?}"
+        );
         let e = Credentials::from_secret(Some(&secret("other", GOOD.as_bytes())), &reference()).unwrap_err();
-        assert!(matches!(e, CredentialsError::NotFound(ref m) if m.contains("no key \"token\"")), "{e:?}");
+        assert!(
+            matches!(e, CredentialsError::NotFound(ref m) if m.contains("no key \"token\"")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl ScmClient {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        Ok(Self { http: builder.build().map_err(ClientError::Build)?, endpoint })
+        Ok(Self {
+            http: builder.build().map_err(ClientError::Build)?,
+            endpoint,
+        })
     }
 
     /// The base URL requests go to.
@@ -113,15 +116,30 @@ impl ScmClient {
             Err(e) => return Transport::Failed(describe(&e)),
         };
         let status = response.status();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let request_id = header("x-request-id");
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, jiff::Timestamp::now()));
-        let body = if status == StatusCode::NO_CONTENT { Vec::new() } else { read_capped(response).await };
+        let body = if status == StatusCode::NO_CONTENT {
+            Vec::new()
+        } else {
+            read_capped(response).await
+        };
         let body = match std::str::from_utf8(&body) {
             Ok(text) => credentials.redact(text).into_bytes(),
             Err(_) => body,
         };
-        Transport::Reply(Reply { status: status.as_u16(), request_id, retry_after, body })
+        Transport::Reply(Reply {
+            status: status.as_u16(),
+            request_id,
+            retry_after,
+            body,
+        })
     }
 }
 
@@ -168,7 +186,11 @@ fn describe(e: &reqwest::Error) -> String {
         causes.push(s.to_string());
         source = s.source();
     }
-    if causes.is_empty() { what.to_string() } else { format!("{what}: {}", causes.join(": ")) }
+    if causes.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {}", causes.join(": "))
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +201,13 @@ mod tests {
     fn endpoint_must_be_a_plain_http_base_url() {
         assert!(parse_endpoint("https://scm.cn-north-4.myhuaweicloud.com").is_ok());
         assert!(parse_endpoint("http://127.0.0.1:18080/").is_ok());
-        for bad in ["ftp://x", "scm.example.com", "https://x/?a=b", "https://u:p@x", "mailto:a@b"] {
+        for bad in [
+            "ftp://x",
+            "scm.example.com",
+            "https://x/?a=b",
+            "https://u:p@x",
+            "mailto:a@b",
+        ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }
@@ -188,7 +216,10 @@ mod tests {
     fn push_request_rejects_path_characters() {
         assert!(PushRequest::new("scs1554192131150", TargetService::Waf, "cn-north-4").is_ok());
         for bad in ["scs155419213115/", "scs15541921311.0", "short", "scs15541921311500"] {
-            assert!(PushRequest::new(bad, TargetService::Waf, "cn-north-4").is_err(), "{bad}");
+            assert!(
+                PushRequest::new(bad, TargetService::Waf, "cn-north-4").is_err(),
+                "{bad}"
+            );
         }
     }
 

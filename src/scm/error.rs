@@ -113,7 +113,11 @@ fn find_error(value: &Value, depth: usize) -> Option<ErrorBody> {
         let code = obj.get(code_key).and_then(text);
         let message = obj.get(msg_key).and_then(text);
         if code.is_some() || message.is_some() {
-            return Some(ErrorBody { code, message, request_id: None });
+            return Some(ErrorBody {
+                code,
+                message,
+                request_id: None,
+            });
         }
     }
     // Some gateways wrap the error one level down, e.g. {"error": {"code": ..., "message": ...}}.
@@ -166,7 +170,10 @@ pub fn classify(transport: &Transport) -> PushOutcome {
     };
     let status = reply.status;
     if (200..300).contains(&status) {
-        return PushOutcome::Pushed { http_status: status, request_id: reply.request_id.clone() };
+        return PushOutcome::Pushed {
+            http_status: status,
+            request_id: reply.request_id.clone(),
+        };
     }
     let body = parse_error_body(&reply.body);
     let code = body.code.as_deref();
@@ -204,7 +211,11 @@ pub fn classify(transport: &Transport) -> PushOutcome {
 
 fn printable_prefix(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 fn clip(message: &str) -> String {
@@ -241,23 +252,63 @@ mod tests {
         use FailureKind::*;
         let cases: &[(u16, &str, Option<FailureKind>)] = &[
             (204, "", None),
-            (429, r#"{"error_code":"APIGW.0308","error_msg":"The throttling threshold has been reached"}"#, Some(Transient)),
+            (
+                429,
+                r#"{"error_code":"APIGW.0308","error_msg":"The throttling threshold has been reached"}"#,
+                Some(Transient),
+            ),
             (502, "", Some(Transient)),
             (503, "<html>busy</html>", Some(Transient)),
             (504, r#"{"error_code":"SCM.0028","error_msg":"x"}"#, Some(Transient)),
-            (500, r#"{"error_code":"APIGW.0601","error_msg":"Internal server error."}"#, Some(Transient)),
+            (
+                500,
+                r#"{"error_code":"APIGW.0601","error_msg":"Internal server error."}"#,
+                Some(Transient),
+            ),
             (500, "", Some(Transient)),
             (500, "not json", Some(Transient)),
-            (500, r#"{"error_code":"SCM.0016","error_msg":"Failed to order."}"#, Some(Rejected)),
-            (500, r#"{"error_code":"ELB.1234","error_msg":"backend refused"}"#, Some(Rejected)),
-            (401, r#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information"}"#, Some(Unauthorized)),
+            (
+                500,
+                r#"{"error_code":"SCM.0016","error_msg":"Failed to order."}"#,
+                Some(Rejected),
+            ),
+            (
+                500,
+                r#"{"error_code":"ELB.1234","error_msg":"backend refused"}"#,
+                Some(Rejected),
+            ),
+            (
+                401,
+                r#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information"}"#,
+                Some(Unauthorized),
+            ),
             (401, "", Some(Unauthorized)),
-            (403, r#"{"error_code":"APIGW.0302","error_msg":"not authorized"}"#, Some(Forbidden)),
+            (
+                403,
+                r#"{"error_code":"APIGW.0302","error_msg":"not authorized"}"#,
+                Some(Forbidden),
+            ),
             (404, "", Some(CertificateNotFound)),
-            (404, r#"{"error_code":"SCM.0021","error_msg":"certificate not exist"}"#, Some(CertificateNotFound)),
-            (404, r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#, Some(Rejected)),
-            (400, r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#, Some(Rejected)),
-            (400, r#"{"error_code":"SCM.0030","error_msg":"Certificates cannot be pushed to this service."}"#, Some(Rejected)),
+            (
+                404,
+                r#"{"error_code":"SCM.0021","error_msg":"certificate not exist"}"#,
+                Some(CertificateNotFound),
+            ),
+            (
+                404,
+                r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#,
+                Some(Rejected),
+            ),
+            (
+                400,
+                r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#,
+                Some(Rejected),
+            ),
+            (
+                400,
+                r#"{"error_code":"SCM.0030","error_msg":"Certificates cannot be pushed to this service."}"#,
+                Some(Rejected),
+            ),
             (409, "", Some(Rejected)),
             (302, "", Some(Rejected)),
         ];
@@ -269,8 +320,10 @@ mod tests {
 
     #[test]
     fn failure_keeps_code_message_and_request_id() {
-        let PushOutcome::Failed(f) = classify(&reply(400, r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#))
-        else {
+        let PushOutcome::Failed(f) = classify(&reply(
+            400,
+            r#"{"error_code":"SCM.0028","error_msg":"Push cert error"}"#,
+        )) else {
             panic!("expected failure")
         };
         assert_eq!(f.http_status, Some(400));
@@ -281,8 +334,10 @@ mod tests {
 
     #[test]
     fn wrong_endpoint_names_the_flag() {
-        let PushOutcome::Failed(f) = classify(&reply(404, r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#))
-        else {
+        let PushOutcome::Failed(f) = classify(&reply(
+            404,
+            r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#,
+        )) else {
             panic!("expected failure")
         };
         assert!(f.error_message.contains("--scm-endpoint"), "{}", f.error_message);
@@ -291,11 +346,20 @@ mod tests {
     #[test]
     fn error_bodies_parse_like_the_huawei_sdks() {
         let b = parse_error_body(br#"{"error_code":"SCM.0005","error_msg":"bad","request_id":"r9"}"#);
-        assert_eq!((b.code.as_deref(), b.message.as_deref(), b.request_id.as_deref()), (Some("SCM.0005"), Some("bad"), Some("r9")));
+        assert_eq!(
+            (b.code.as_deref(), b.message.as_deref(), b.request_id.as_deref()),
+            (Some("SCM.0005"), Some("bad"), Some("r9"))
+        );
         let b = parse_error_body(br#"{"code":"APIGW.0308","message":"slow down"}"#);
-        assert_eq!((b.code.as_deref(), b.message.as_deref()), (Some("APIGW.0308"), Some("slow down")));
+        assert_eq!(
+            (b.code.as_deref(), b.message.as_deref()),
+            (Some("APIGW.0308"), Some("slow down"))
+        );
         let b = parse_error_body(br#"{"error":{"code":"SCM.0010","message":"wrong status"}}"#);
-        assert_eq!((b.code.as_deref(), b.message.as_deref()), (Some("SCM.0010"), Some("wrong status")));
+        assert_eq!(
+            (b.code.as_deref(), b.message.as_deref()),
+            (Some("SCM.0010"), Some("wrong status"))
+        );
         assert_eq!(parse_error_body(b""), ErrorBody::default());
         assert_eq!(parse_error_body(b"<html>502</html>"), ErrorBody::default());
         assert_eq!(parse_error_body(b"[1,2]"), ErrorBody::default());
@@ -303,12 +367,16 @@ mod tests {
 
     #[test]
     fn non_json_body_is_described_without_control_characters() {
-        let PushOutcome::Failed(f) = classify(&reply(400, "bad\r\nrequest")) else { panic!() };
+        let PushOutcome::Failed(f) = classify(&reply(400, "bad\r\nrequest")) else {
+            panic!()
+        };
         assert_eq!(f.error_message, "HTTP 400: bad  request");
         assert_eq!(f.error_code, None);
         let long = "x".repeat(5000);
-        let PushOutcome::Failed(f) = classify(&reply(400, &format!(r#"{{"error_code":"SCM.1","error_msg":"{long}"}}"#)))
-        else {
+        let PushOutcome::Failed(f) = classify(&reply(
+            400,
+            &format!(r#"{{"error_code":"SCM.1","error_msg":"{long}"}}"#),
+        )) else {
             panic!()
         };
         assert_eq!(f.error_message.chars().count(), MAX_MESSAGE_CHARS);
@@ -318,7 +386,10 @@ mod tests {
     fn retry_after_accepts_seconds_and_http_dates() {
         let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
     }

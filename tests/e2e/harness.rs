@@ -1,0 +1,320 @@
+//! Shared pieces of the end-to-end suite: the real API server from `control-plane.sh`, the operator binary
+//! as a child process, the SCM simulator in-process, and polling helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use certpush_operator::crd::{
+    CertificatePush, CertificatePushSpec, CertificatePushStatus, ConditionStatus, CredentialsRef, TargetService,
+};
+use certpush_operator::sim::{Sim, SimConfig};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use tokio::process::{Child, Command};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The tokens the simulator accepts in these tests.
+pub const GOOD_TOKEN: &str = "e2e-good-token-7d1c0b5e9a4f4b2c8e6d3a1f0b9c8d7e";
+/// A well-formed token the simulator rejects (401).
+pub const BAD_TOKEN: &str = "e2e-bad-token-0000000000000000000000000000000000";
+/// A token the simulator knows but refuses (403).
+pub const FORBIDDEN_TOKEN: &str = "e2e-forbidden-token-1111111111111111111111111111";
+pub const CERT: &str = "scs1554192131150";
+
+fn env_path(var: &str) -> PathBuf {
+    PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the e2e suite through `make test` (it starts the control plane)")
+    }))
+}
+
+pub fn admin_kubeconfig() -> PathBuf {
+    env_path("CERTPUSH_ADMIN_KUBECONFIG")
+}
+
+pub fn restricted_kubeconfig() -> PathBuf {
+    env_path("CERTPUSH_RESTRICTED_KUBECONFIG")
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("valid kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+pub async fn admin() -> Client {
+    certpush_operator::install_crypto_provider();
+    client_for(&admin_kubeconfig()).await
+}
+
+/// Runs kubectl as the admin and returns (success, stdout+stderr).
+pub async fn kubectl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(admin_kubeconfig())
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Installs the CRD from crds/ and the operator's shipped RBAC once per test process.
+pub async fn install_once() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_some() {
+        return;
+    }
+    let crd = format!("{ROOT}/crds/certificatepush.yaml");
+    let rbac = format!("{ROOT}/deploy/manifests/rbac.yaml");
+    for file in [&crd, &rbac] {
+        let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]).await;
+        assert!(ok, "applying {file}: {out}");
+    }
+    let (ok, out) = kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/certificatepushes.scm.certpush.dev",
+        "--timeout=60s",
+    ])
+    .await;
+    assert!(ok, "CRD not established: {out}");
+    let _ = DONE.set(());
+}
+
+/// A fresh namespace per test keeps tests independent while they share one API server.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    install_once().await;
+    let name = format!("{prefix}-{}", rand::random::<u32>() % 1_000_000);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    name
+}
+
+pub async fn start_sim() -> Sim {
+    let config = SimConfig {
+        tokens: vec![GOOD_TOKEN.into(), FORBIDDEN_TOKEN.into()],
+        forbidden_tokens: vec![FORBIDDEN_TOKEN.into()],
+        ..SimConfig::default()
+    };
+    Sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts")
+}
+
+pub async fn put_secret(client: &Client, ns: &str, name: &str, token: &str) {
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "stringData": {"token": token},
+    }))
+    .unwrap();
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.unwrap() {
+        Some(_) => {
+            api.replace(name, &PostParams::default(), &secret)
+                .await
+                .expect("replace secret");
+        }
+        None => {
+            api.create(&PostParams::default(), &secret)
+                .await
+                .expect("create secret");
+        }
+    }
+}
+
+pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> CertificatePushSpec {
+    CertificatePushSpec {
+        certificate_id: cert.into(),
+        target_service: service,
+        target_project: project.into(),
+        credentials_ref: CredentialsRef {
+            name: secret.into(),
+            token_key: "token".into(),
+        },
+    }
+}
+
+pub async fn create_push(client: &Client, ns: &str, name: &str, spec: CertificatePushSpec) -> Api<CertificatePush> {
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &CertificatePush::new(name, spec))
+        .await
+        .expect("create CertificatePush");
+    api
+}
+
+/// The operator binary, run as a child process against one namespace.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    /// Starts the operator as the restricted ServiceAccount user, so only the shipped RBAC applies.
+    pub async fn start(ns: &str, sim: &Sim, log_level: &str) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        Self::spawn(ns, &sim.url(), log_level, dir, log, free_port()).await
+    }
+
+    async fn spawn(ns: &str, endpoint: &str, level: &str, dir: tempfile::TempDir, log: PathBuf, port: u16) -> Operator {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_certpush-operator"))
+            .args([
+                "run",
+                "--namespace",
+                ns,
+                "--scm-endpoint",
+                endpoint,
+                "--log-format",
+                "json",
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", restricted_kubeconfig())
+            .env("RUST_LOG", level)
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator starts");
+        let op = Operator {
+            child,
+            log,
+            metrics_port: port,
+            _dir: dir,
+        };
+        op.wait_ready().await;
+        op
+    }
+
+    /// Waits for /readyz, i.e. the watch has synced.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator not ready in 30 s; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the process (SIGKILL: the harshest restart) and starts a new one with the same log file.
+    pub async fn restart(mut self, ns: &str, sim: &Sim, level: &str) -> Operator {
+        self.child.kill().await.unwrap();
+        let Operator {
+            log,
+            metrics_port,
+            _dir,
+            ..
+        } = self;
+        Self::spawn(ns, &sim.url(), level, _dir, log, metrics_port).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until `check` passes on the object's status, or fails the test with the last status seen.
+pub async fn wait_for(
+    api: &Api<CertificatePush>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&CertificatePush) -> bool,
+) -> CertificatePush {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let cp = api.get(name).await.expect("get CertificatePush");
+        if check(&cp) {
+            return cp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out waiting for {what}; status: {:#?}",
+            cp.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn status(cp: &CertificatePush) -> CertificatePushStatus {
+    cp.status.clone().unwrap_or_default()
+}
+
+/// (status, reason) of a condition, if present.
+pub fn condition(cp: &CertificatePush, type_: &str) -> Option<(ConditionStatus, String)> {
+    status(cp)
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason.clone()))
+}
+
+pub fn ready_is(cp: &CertificatePush, s: ConditionStatus, reason: &str) -> bool {
+    condition(cp, "Ready") == Some((s, reason.to_string()))
+}
+
+/// Events about one object, as (type, reason, note).
+pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,507 @@
+//! End-to-end suite: a real kube-apiserver + etcd (tests/e2e/control-plane.sh), the real operator binary
+//! running with only its shipped RBAC, and the SCM simulator over HTTP.
+//!
+//! These tests are `#[ignore]`d so plain `cargo test` stays hermetic; `make test` starts the control plane
+//! and runs them with `--include-ignored`.
+
+mod harness;
+
+use std::time::Duration;
+
+use certpush_operator::crd::{CertificatePush, ConditionStatus, TargetService};
+use certpush_operator::sim::{Fault, FaultAction};
+use harness::*;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const T: Duration = Duration::from_secs(30);
+
+fn sha256(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn admission_rejects_invalid_specs() {
+    let client = admin().await;
+    let ns = namespace(&client, "admission").await;
+    let ar = ApiResource::erase::<CertificatePush>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let valid = json!({"certificateId": CERT, "targetService": "WAF", "targetProject": "cn-north-4", "credentialsRef": {"name": "scm"}});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut s = valid.clone();
+        if value.is_null() {
+            s.as_object_mut().unwrap().remove(field);
+        } else {
+            s[field] = value;
+        }
+        s
+    };
+    let cases = [
+        ("15-char id", with("certificateId", json!("scs155419213115"))),
+        ("17-char id", with("certificateId", json!("scs15541921311500"))),
+        ("id with /", with("certificateId", json!("scs155419213/150"))),
+        ("id with .", with("certificateId", json!("scs155419213.150"))),
+        ("lowercase service", with("targetService", json!("waf"))),
+        ("unknown service", with("targetService", json!("SLB"))),
+        ("empty project", with("targetProject", json!(""))),
+        ("256-char project", with("targetProject", json!("p".repeat(256)))),
+        (
+            "missing credentialsRef",
+            with("credentialsRef", serde_json::Value::Null),
+        ),
+    ];
+    for (i, (what, spec)) in cases.iter().enumerate() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec,
+        }))
+        .unwrap();
+        match api.create(&PostParams::default(), &obj).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{what}: {s:?}"),
+            other => panic!("{what}: the API server accepted an invalid object: {other:?}"),
+        }
+    }
+    // The same template is accepted when valid, so the rejections above are about the fields.
+    let ok: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "metadata": {"name": "good"}, "spec": with("targetProject", json!("p".repeat(255))),
+    }))
+    .unwrap();
+    let created = api
+        .create(&PostParams::default(), &ok)
+        .await
+        .expect("valid object accepted");
+    assert_eq!(
+        created.data["spec"]["credentialsRef"]["tokenKey"], "token",
+        "schema default applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn happy_path_pushes_once_and_reports_ready() {
+    let client = admin().await;
+    let ns = namespace(&client, "happy").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    put_secret(&client, &ns, "scm", &format!("  {GOOD_TOKEN}\n")).await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+
+    let (ok, out) = kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "cpush/waf", "--timeout=30s"]).await;
+    assert!(ok, "kubectl wait: {out}\n{}", op.logs());
+    let cp = wait_for(&api, "waf", T, "Ready=True", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(st.http_status, Some(204));
+    assert_eq!(st.observed_generation, cp.metadata.generation);
+    assert_eq!(st.pushed_generation, cp.metadata.generation);
+    assert!(st.last_push_time.is_some() && st.request_id.is_some());
+    assert_eq!((st.error_code, st.error_message), (None, None));
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(condition(&cp, "Reconciling"), None);
+
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 1, "exactly one push: {pushes:#?}");
+    let p = &pushes[0];
+    assert_eq!(
+        (p.method.as_str(), p.path.as_str()),
+        ("POST", "/v3/scm/certificates/scs1554192131150/push")
+    );
+    assert_eq!(p.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        p.token_sha256.as_deref(),
+        Some(sha256(GOOD_TOKEN).as_str()),
+        "trimmed token sent"
+    );
+    assert_eq!(p.body, json!({"target_project": "cn-north-4", "target_service": "WAF"}));
+    assert_eq!(p.status, 204);
+    assert_eq!(st.request_id.as_deref(), Some(p.request_id.as_str()));
+
+    let events = events_for(&client, &ns, "waf").await;
+    assert!(
+        events.iter().any(|(t, r, _)| t == "Normal" && r == "Pushed"),
+        "{events:?}"
+    );
+
+    let (ok, out) = kubectl(&["get", "cpush", "-n", &ns, "-o", "wide"]).await;
+    assert!(
+        ok && out.contains("WAF") && out.contains("Pushed") && out.contains("cn-north-4"),
+        "{out}"
+    );
+    assert!(
+        op.metrics()
+            .await
+            .contains("certpush_scm_requests_total{code=\"204\"} 1")
+    );
+    assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
+}
+
+/// The token must not appear in logs (even at trace level), Events or status, in plain or base64 form.
+async fn assert_no_secret_leak(ns: &str, op: &Operator, tokens: &[&str]) {
+    use base64::Engine as _;
+    let logs = op.logs();
+    assert!(logs.len() > 1000, "trace logs were captured ({} bytes)", logs.len());
+    // Events and status are checked through what the API server returns for them.
+    let (ok, objects) = kubectl(&["get", "cpush,events.events.k8s.io", "-n", ns, "-o", "yaml"]).await;
+    assert!(ok && objects.contains("Pushed"), "{objects}");
+    for token in tokens {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(token);
+        for (place, text) in [("logs", &logs), ("events and status", &objects)] {
+            assert!(!text.contains(token), "token found in {place}");
+            assert!(!text.contains(&b64), "base64 token found in {place}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn each_failure_class_is_reported_and_stalls() {
+    let client = admin().await;
+    let ns = namespace(&client, "failures").await;
+    let sim = start_sim().await;
+    sim.add_certificate("scs1000000000028");
+    sim.inject(Fault {
+        certificate_id: Some("scs1000000000028".into()),
+        times: 100,
+        action: FaultAction::Error {
+            status: 400,
+            error_code: "SCM.0028".into(),
+            error_msg: "Push cert error".into(),
+        },
+    });
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "good", GOOD_TOKEN).await;
+    put_secret(&client, &ns, "bad", BAD_TOKEN).await;
+    put_secret(&client, &ns, "forbidden", FORBIDDEN_TOKEN).await;
+    put_secret(&client, &ns, "short", "too-short").await;
+
+    // (name, certificate, secret, reason, expected error code, expected error message, SCM calls)
+    let cases = [
+        ("missing-secret", CERT, "nope", "CredentialsNotFound", None, None, 0),
+        ("short-token", CERT, "short", "InvalidCredentials", None, None, 0),
+        (
+            "unauthorized",
+            CERT,
+            "bad",
+            "Unauthorized",
+            Some("APIGW.0301"),
+            Some("Incorrect IAM authentication"),
+            1,
+        ),
+        (
+            "forbidden",
+            CERT,
+            "forbidden",
+            "Forbidden",
+            Some("APIGW.0302"),
+            Some("not authorized"),
+            1,
+        ),
+        (
+            "no-cert",
+            "scs9999999999999",
+            "good",
+            "CertificateNotFound",
+            Some("SCM.0021"),
+            Some("certificate not exist"),
+            1,
+        ),
+        (
+            "rejected",
+            "scs1000000000028",
+            "good",
+            "PushRejected",
+            Some("SCM.0028"),
+            Some("Push cert error"),
+            1,
+        ),
+    ];
+    for (name, cert, secret, ..) in &cases {
+        create_push(
+            &client,
+            &ns,
+            name,
+            spec(cert, TargetService::Elb, "ap-southeast-1", secret),
+        )
+        .await;
+    }
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    for (name, _, _, reason, code, msg, _) in &cases {
+        let cp = wait_for(&api, name, T, reason, |cp| ready_is(cp, ConditionStatus::False, reason)).await;
+        let st = status(&cp);
+        assert_eq!(
+            condition(&cp, "Stalled"),
+            Some((ConditionStatus::True, reason.to_string())),
+            "{name}"
+        );
+        assert_eq!(condition(&cp, "Reconciling"), None, "{name}");
+        assert_eq!(st.error_code.as_deref(), *code, "{name}");
+        if let Some(m) = msg {
+            assert!(st.error_message.as_deref().unwrap_or("").contains(m), "{name}: {st:?}");
+        }
+        assert_eq!(st.next_retry_time, None, "{name}: no automatic retry");
+        let events = events_for(&client, &ns, name).await;
+        assert!(
+            events.iter().any(|(t, r, _)| t == "Warning" && r == "PushFailed"),
+            "{name}: {events:?}"
+        );
+    }
+    // Stalled means stalled: no retries, however long we wait (8 s covers the first backoff steps).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for (name, cert, _, _, _, _, calls) in &cases {
+        let n = sim
+            .pushes()
+            .iter()
+            .filter(|c| c.certificate_id.as_deref() == Some(*cert))
+            .count();
+        let expected = if *cert == CERT { 2 } else { *calls };
+        assert_eq!(n, expected, "{name}: SCM calls for {cert}");
+        let events = events_for(&client, &ns, name).await;
+        assert_eq!(
+            events.iter().filter(|(_, r, _)| r == "PushFailed").count(),
+            1,
+            "{name}: one Warning per state"
+        );
+    }
+    assert!(op.logs().contains("push failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn token_rotation_recovers_from_401_without_restart() {
+    let client = admin().await;
+    let ns = namespace(&client, "rotation").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    put_secret(&client, &ns, "scm", BAD_TOKEN).await;
+    let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
+    wait_for(&api, "cdn", T, "Unauthorized", |cp| {
+        ready_is(cp, ConditionStatus::False, "Unauthorized")
+    })
+    .await;
+
+    let rotated = std::time::Instant::now();
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let cp = wait_for(
+        &api,
+        "cdn",
+        Duration::from_secs(10),
+        "Ready=True after rotation",
+        |cp| ready_is(cp, ConditionStatus::True, "Pushed"),
+    )
+    .await;
+    println!("recovered {:?} after the token rotation", rotated.elapsed());
+    assert_eq!(condition(&cp, "Stalled"), None);
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(pushes[0].token_sha256.as_deref(), Some(sha256(BAD_TOKEN).as_str()));
+    assert_eq!(pushes[1].token_sha256.as_deref(), Some(sha256(GOOD_TOKEN).as_str()));
+    assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN, BAD_TOKEN]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn steady_state_is_quiet_and_restarts_do_not_repush() {
+    let client = admin().await;
+    let ns = namespace(&client, "steady").await;
+    let sim = start_sim().await;
+    let mut op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "elb", spec(CERT, TargetService::Elb, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "elb", T, "Ready", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+
+    // 60 s of quiet: no SCM call, no status write (the resourceVersion does not move).
+    let rv = cp.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sim.calls().len(), 1, "no SCM calls at steady state");
+    assert_eq!(
+        api.get("elb").await.unwrap().metadata.resource_version,
+        rv,
+        "no writes at steady state"
+    );
+
+    // A hard restart re-lists everything but pushes nothing.
+    op = op.restart(&ns, &sim, "info").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(sim.pushes().len(), 1, "restart must not push again");
+    assert_eq!(
+        api.get("elb").await.unwrap().metadata.resource_version,
+        rv,
+        "restart must not write status"
+    );
+
+    // Unrelated edits (labels) do not push; a new Secret version does not push an up-to-date object.
+    let label = json!({"metadata": {"labels": {"team": "edge"}}});
+    api.patch("elb", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    put_secret(&client, &ns, "scm", GOOD_TOKEN.replace("7d1c", "7d1d").as_str()).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(sim.pushes().len(), 1, "label edit or Secret change must not push");
+
+    // A spec change pushes exactly once more.
+    let change = json!({"spec": {"targetProject": "cn-east-3"}});
+    let before = api.get("elb").await.unwrap().metadata.generation.unwrap();
+    api.patch("elb", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap();
+    let cp = wait_for(&api, "elb", T, "new generation pushed", |cp| {
+        status(cp).pushed_generation == Some(before + 1) && ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(pushes[1].body["target_project"], "cn-east-3");
+    assert_eq!(status(&cp).observed_generation, Some(before + 1));
+    drop(op);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn repush_annotation_pushes_again_once() {
+    let client = admin().await;
+    let ns = namespace(&client, "repush").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "Ready", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+
+    let annotate = json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-11-23T10:00:00Z"}}});
+    api.patch("waf", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    wait_for(&api, "waf", T, "request handled", |cp| {
+        status(cp).last_handled_push_request.as_deref() == Some("2026-11-23T10:00:00Z")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.successful_pushes().len(),
+        2,
+        "one more push for the annotation, and only one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn transient_faults_end_in_one_successful_push() {
+    let client = admin().await;
+    let ns = namespace(&client, "transient").await;
+    let sim = start_sim().await;
+    let fault = |action| Fault {
+        certificate_id: None,
+        times: 1,
+        action,
+    };
+    sim.inject(fault(FaultAction::Error {
+        status: 503,
+        error_code: "APIGW.0613".into(),
+        error_msg: "IAM unavailable".into(),
+    }));
+    sim.inject(fault(FaultAction::Respond {
+        status: 429,
+        body: String::new(),
+        retry_after: Some(1),
+    }));
+    sim.inject(fault(FaultAction::Drop));
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(
+        &client,
+        &ns,
+        "waf",
+        spec(CERT, TargetService::Waf, "eu-west-101", "scm"),
+    )
+    .await;
+
+    let cp = wait_for(&api, "waf", T, "Retrying", |cp| {
+        ready_is(cp, ConditionStatus::False, "Retrying")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(
+        condition(&cp, "Reconciling"),
+        Some((ConditionStatus::True, "Retrying".into()))
+    );
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(
+        (st.http_status, st.error_code.as_deref()),
+        (Some(503), Some("APIGW.0613"))
+    );
+    assert_eq!(st.failed_attempts, Some(1));
+    assert!(st.next_retry_time.is_some());
+
+    // Backoff 5 s, 10 s, 20 s (±20%) before the fourth attempt succeeds.
+    let cp = wait_for(&api, "waf", Duration::from_secs(90), "Ready after faults", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(
+        (st.failed_attempts, st.next_retry_time, st.error_code),
+        (None, None, None)
+    );
+    let pushes = sim.pushes();
+    let statuses: Vec<u16> = pushes.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [503, 429, 0, 204], "{pushes:#?}");
+    let gaps: Vec<u64> = pushes.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    assert!(
+        gaps[0] >= 3_500 && gaps[1] >= 7_500 && gaps[2] >= 15_500,
+        "backoff gaps {gaps:?} ms"
+    );
+    assert_eq!(sim.successful_pushes().len(), 1);
+    let events = events_for(&client, &ns, "waf").await;
+    assert_eq!(
+        events.iter().filter(|(_, r, _)| r == "PushFailed").count(),
+        1,
+        "one Warning, not one per retry"
+    );
+    let metrics = op.metrics().await;
+    assert!(
+        metrics.contains("certpush_scm_requests_total{code=\"network_error\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn shipped_rbac_is_least_privilege() {
+    let _ = admin().await;
+    install_once().await;
+    let sa = "system:serviceaccount:certpush-system:certpush-operator";
+    let can = |verb: &'static str, resource: &'static str| async move {
+        let (_, out) = kubectl(&["auth", "can-i", verb, resource, "--as", sa, "-n", "default"]).await;
+        out.trim().starts_with("yes")
+    };
+    for (verb, res) in [
+        ("watch", "certificatepushes.scm.certpush.dev"),
+        ("patch", "certificatepushes.scm.certpush.dev/status"),
+        ("get", "secrets"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(can(verb, res).await, "needs {verb} {res}");
+    }
+    for (verb, res) in [
+        ("create", "secrets"),
+        ("update", "secrets"),
+        ("update", "certificatepushes.scm.certpush.dev"),
+        ("delete", "certificatepushes.scm.certpush.dev"),
+        ("get", "configmaps"),
+        ("create", "pods"),
+    ] {
+        assert!(!can(verb, res).await, "must not {verb} {res}");
+    }
+}
