@@ -12,7 +12,7 @@ use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -369,15 +369,17 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     });
 
     let ctx = Arc::new(Context::new(client, scm, metrics));
-    let controller = Controller::new(pushes, watcher::Config::default());
-    let store = controller.store();
-    let readiness = store.clone();
-    tokio::spawn(async move {
-        if readiness.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Relaxed);
-            info!("CertificatePush watch synced; ready");
-        }
-    });
+    // Readiness follows the watch stream's first complete list. Store::wait_until_ready cannot be used
+    // here: its oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
+    let (store, writer) = reflector::store();
+    let trigger = reflector::reflector(writer, watcher::watcher(pushes, watcher::Config::default()))
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !ready.swap(true, Ordering::Relaxed) {
+                info!("CertificatePush watch synced; ready");
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(trigger, store.clone());
     controller
         .watches(
             secrets,

@@ -343,7 +343,9 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
     api.patch("elb", &PatchParams::default(), &Patch::Merge(&label))
         .await
         .unwrap();
-    put_secret(&client, &ns, "scm", GOOD_TOKEN.replace("7d1c", "7d1d").as_str()).await;
+    let rotated = GOOD_TOKEN.replace("7d1c", "7d1d");
+    sim.set_tokens(vec![GOOD_TOKEN.into(), rotated.clone()]);
+    put_secret(&client, &ns, "scm", &rotated).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(sim.pushes().len(), 1, "label edit or Secret change must not push");
 
@@ -483,7 +485,13 @@ async fn shipped_rbac_is_least_privilege() {
     install_once().await;
     let sa = "system:serviceaccount:certpush-system:certpush-operator";
     let can = |verb: &'static str, resource: &'static str| async move {
-        let (_, out) = kubectl(&["auth", "can-i", verb, resource, "--as", sa, "-n", "default"]).await;
+        let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let sub = format!("--subresource={sub}");
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", sa, "-n", "default"];
+        if sub.len() > "--subresource=".len() {
+            args.push(&sub);
+        }
+        let (_, out) = kubectl(&args).await;
         out.trim().starts_with("yes")
     };
     for (verb, res) in [
