@@ -1,0 +1,210 @@
+//! The SCM client against the SCM simulator over real HTTP: request shape, every outcome class, body cap,
+//! Retry-After, and redaction of a token echoed by the server.
+
+use std::time::Duration;
+
+use certpush_operator::crd::{CredentialsRef, TargetService};
+use certpush_operator::scm::client::MAX_BODY_BYTES;
+use certpush_operator::scm::{Credentials, FailureKind, PushOutcome, PushRequest, ScmClient, Transport, classify};
+use certpush_operator::sim::{Fault, FaultAction, Sim, SimConfig};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "client-test-token-5b0c1e2d3f4a5b6c7d8e9f0a1b2c3d4e";
+const CERT: &str = "scs1554192131150";
+
+fn credentials(token: &str) -> Credentials {
+    let secret = Secret {
+        data: Some([("token".to_string(), ByteString(token.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    Credentials::from_secret(
+        Some(&secret),
+        &CredentialsRef {
+            name: "scm".into(),
+            token_key: "token".into(),
+        },
+    )
+    .unwrap()
+}
+
+async fn setup() -> (Sim, ScmClient) {
+    certpush_operator::install_crypto_provider();
+    let config = SimConfig {
+        tokens: vec![TOKEN.into()],
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = ScmClient::new(&sim.url(), None).unwrap();
+    (sim, client)
+}
+
+fn request(cert: &str) -> PushRequest {
+    PushRequest::new(cert, TargetService::Elb, "cn-north-4").unwrap()
+}
+
+fn failure_kind(t: &Transport) -> FailureKind {
+    match classify(t) {
+        PushOutcome::Failed(f) => f.kind,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn push_sends_the_documented_request_and_reads_204() {
+    let (sim, client) = setup().await;
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let PushOutcome::Pushed {
+        http_status,
+        request_id,
+    } = classify(&t)
+    else {
+        panic!("{t:?}")
+    };
+    assert_eq!(http_status, 204);
+    let calls = sim.pushes();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.path, "/v3/scm/certificates/scs1554192131150/push");
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        call.token_sha256.as_deref(),
+        Some(hex::encode(Sha256::digest(TOKEN)).as_str())
+    );
+    assert_eq!(
+        call.body,
+        serde_json::json!({"target_project": "cn-north-4", "target_service": "ELB"})
+    );
+    assert_eq!(request_id.as_deref(), Some(call.request_id.as_str()));
+}
+
+#[tokio::test]
+async fn errors_from_the_server_are_classified() {
+    let (sim, client) = setup().await;
+    let bad = "x".repeat(40);
+    let t = client.push(&credentials(&bad), &request(CERT)).await;
+    assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
+    let PushOutcome::Failed(f) = classify(&t) else {
+        unreachable!()
+    };
+    assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
+    assert_eq!(f.http_status, Some(401));
+    assert!(f.request_id.is_some());
+
+    let t = client.push(&credentials(TOKEN), &request("scs0000000000404")).await;
+    assert_eq!(failure_kind(&t), FailureKind::CertificateNotFound);
+
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Error {
+            status: 500,
+            error_code: "SCM.0016".into(),
+            error_msg: "Failed to order.".into(),
+        },
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    assert_eq!(failure_kind(&t), FailureKind::Rejected);
+
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 429,
+            body: String::new(),
+            retry_after: Some(7),
+        },
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert_eq!(
+        (f.kind, f.retry_after),
+        (FailureKind::Transient, Some(Duration::from_secs(7)))
+    );
+}
+
+#[tokio::test]
+async fn wrong_endpoint_path_is_rejected_and_names_the_flag() {
+    let (sim, _) = setup().await;
+    let client = ScmClient::new(&format!("{}/not-scm/", sim.url()), None).unwrap();
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert_eq!(
+        (f.kind, f.error_code.as_deref()),
+        (FailureKind::Rejected, Some("APIGW.0101"))
+    );
+    assert!(f.error_message.contains("--scm-endpoint"), "{}", f.error_message);
+}
+
+#[tokio::test]
+async fn dropped_connections_and_refused_connects_are_transient() {
+    let (sim, client) = setup().await;
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Drop,
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    assert!(matches!(t, Transport::Failed(_)), "{t:?}");
+    assert_eq!(failure_kind(&t), FailureKind::Transient);
+    assert_eq!(sim.pushes().len(), 1, "the client itself never retries");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = ScmClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+    let t = nowhere.push(&credentials(TOKEN), &request(CERT)).await;
+    let Transport::Failed(message) = &t else {
+        panic!("{t:?}")
+    };
+    assert!(message.starts_with("could not connect to SCM"), "{message}");
+    assert!(!message.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn body_is_capped_and_an_echoed_token_is_redacted() {
+    let (sim, client) = setup().await;
+    let huge = format!(
+        r#"{{"error_code":"SCM.0005","error_msg":"token {TOKEN} rejected","pad":"{}"}}"#,
+        "x".repeat(200_000)
+    );
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 400,
+            body: huge,
+            retry_after: None,
+        },
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let Transport::Reply(reply) = &t else { panic!("{t:?}") };
+    // The read stops at the cap; redaction then replaces the token with a shorter marker.
+    let redaction_shrink = TOKEN.len() - "<redacted>".len();
+    assert_eq!(reply.body.len(), MAX_BODY_BYTES - redaction_shrink);
+    assert!(!String::from_utf8_lossy(&reply.body).contains(TOKEN));
+
+    let small = format!(r#"{{"error_code":"SCM.0005","error_msg":"token {TOKEN} rejected"}}"#);
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 400,
+            body: small,
+            retry_after: None,
+        },
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert_eq!(f.error_message, "token <redacted> rejected");
+}
