@@ -436,6 +436,102 @@ mod tests {
         cp
     }
 
+    type ApiServer = tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+
+    /// A context whose Kubernetes client is a mocked API server and whose SCM endpoint accepts nothing.
+    fn mocked_context() -> (Arc<Context>, ApiServer) {
+        crate::install_crypto_provider();
+        let (service, handle) = tower_test::mock::pair();
+        let client = Client::new(service, "default");
+        let scm = ScmClient::new("http://127.0.0.1:9", None).unwrap();
+        (
+            Arc::new(Context::new(client, scm, Arc::new(Metrics::default()))),
+            handle,
+        )
+    }
+
+    fn json_response(status: u16, body: serde_json::Value) -> http::Response<kube::client::Body> {
+        http::Response::builder()
+            .status(status)
+            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
+        let mut obj = cp("ns", "one", "scm");
+        obj.metadata.uid = Some("uid-1".into());
+        obj.metadata.generation = Some(3);
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let pending = status::pending(&Default::default(), 3, now);
+        obj.status = Some(pending.clone());
+        let attempt = Attempt {
+            generation: 3,
+            push_request: None,
+            credentials_version: Some("1"),
+            now,
+        };
+        (obj, status::pushed(&pending, &attempt, 204, Some("r".into()), "x"))
+    }
+
+    #[tokio::test]
+    async fn status_write_after_push_is_retried_not_the_push() {
+        let (ctx, mut server) = mocked_context();
+        let (obj, pushed) = pushed_object();
+        let old = obj.status.clone().unwrap();
+        let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
+        let conflict =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict"});
+        let echo = serde_json::to_value(&obj).unwrap();
+        let apiserver = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            for (status, answer) in [(409, conflict), (200, echo)] {
+                let (request, reply) = server.next_request().await.expect("a status write");
+                paths.push(format!("{} {}", request.method(), request.uri().path()));
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(sent["status"]["pushedGeneration"], 3);
+                reply.send_response(json_response(status, answer));
+            }
+            paths
+        });
+        save_after_push(&api, "one", &old, &pushed)
+            .await
+            .expect("second write succeeds");
+        let paths = apiserver.await.unwrap();
+        assert_eq!(
+            paths,
+            vec!["PATCH /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one/status"; 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn unsaved_push_is_saved_first_and_nothing_is_pushed_again() {
+        let (ctx, mut server) = mocked_context();
+        let (obj, pushed) = pushed_object();
+        lock(&ctx.unsaved).insert("uid-1".into(), pushed.clone());
+        let echo = {
+            let mut o = obj.clone();
+            o.status = Some(pushed.clone());
+            serde_json::to_value(&o).unwrap()
+        };
+        let apiserver = tokio::spawn(async move {
+            let (request, reply) = server.next_request().await.expect("the saved status is written");
+            assert_eq!(request.method(), http::Method::PATCH);
+            assert!(request.uri().path().ends_with("/certificatepushes/one/status"));
+            reply.send_response(json_response(200, echo));
+            // Anything further (a Secret GET before a push) would be a second push in the making.
+            let more = tokio::time::timeout(Duration::from_millis(300), server.next_request()).await;
+            assert!(
+                matches!(more, Err(_) | Ok(None)),
+                "unexpected request after saving the status"
+            );
+        });
+        let action = reconcile(Arc::new(obj), ctx.clone()).await.expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        apiserver.await.unwrap();
+        assert!(lock(&ctx.unsaved).is_empty());
+    }
+
     #[test]
     fn secret_maps_only_to_referrers_in_its_namespace() {
         let all = [
