@@ -27,3 +27,6 @@ export KUBECONFIG CERTPUSH_ADMIN_KUBECONFIG CERTPUSH_RESTRICTED_KUBECONFIG
 step "end-to-end suite"
 # The e2e tests mostly wait on timers, so more threads than cores shortens the run.
 cargo test --locked --test e2e -- --include-ignored --test-threads 8
+
+step "deployment artefacts: Helm chart, manifests, image, Argo CD health"
+bash tests/helm/run.sh

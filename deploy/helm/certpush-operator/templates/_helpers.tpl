@@ -1,0 +1,117 @@
+{{/* Chart name, overridable. */}}
+{{- define "certpush-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Prefix of every object name. Release "certpush-operator" gives "certpush-operator", the name the plain
+manifests in deploy/manifests use.
+*/}}
+{{- define "certpush-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "certpush-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "certpush-operator.labels" -}}
+helm.sh/chart: {{ include "certpush-operator.chart" . }}
+{{ include "certpush-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: certpush-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The CRD is one object shared by every release and by the plain manifests, so it carries no
+per-release (instance) or per-version labels: those would make server-side applies from the other
+installs conflict with this one.
+*/}}
+{{- define "certpush-operator.crdLabels" -}}
+helm.sh/chart: {{ include "certpush-operator.chart" . }}
+app.kubernetes.io/name: {{ include "certpush-operator.name" . }}
+app.kubernetes.io/part-of: certpush-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Immutable Deployment selector: never add labels here that change between releases. */}}
+{{- define "certpush-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "certpush-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "certpush-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "certpush-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The one namespace the operator watches in namespace scope. */}}
+{{- define "certpush-operator.watchNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace }}
+{{- end }}
+
+{{/* repository@digest pins the image; otherwise repository:tag, the tag defaulting to appVersion. */}}
+{{- define "certpush-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the SCM CA bundle is mounted, when one is configured. */}}
+{{- define "certpush-operator.scmCaDir" -}}
+/etc/certpush/scm-ca
+{{- end }}
+
+{{- define "certpush-operator.scmCaEnabled" -}}
+{{- $ca := .Values.scm.caBundle }}
+{{- if and $ca.configMapName $ca.secretName }}
+{{- fail "scm.caBundle: set either configMapName or secretName, not both" }}
+{{- end }}
+{{- if or $ca.configMapName $ca.secretName }}true{{ end }}
+{{- end }}
+
+{{/*
+The operator's permissions, shared by the ClusterRole (scope: cluster) and the Role (scope: namespace)
+so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/watch and status
+patch/update; Secrets read-only; events create/patch; nothing else.
+*/}}
+{{- define "certpush-operator.rules" -}}
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["certificatepushes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["certificatepushes/status"]
+  verbs: ["patch", "update"]
+# Read-only: the token is read at reconcile time; list/watch (metadata only) re-triggers referrers on rotation.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* --metrics-addr takes a socket address: IPv6 hosts need brackets. */}}
+{{- define "certpush-operator.metricsAddr" -}}
+{{- if contains ":" .Values.metrics.bindAddress }}
+{{- printf "[%s]:%d" .Values.metrics.bindAddress (int .Values.metrics.port) }}
+{{- else }}
+{{- printf "%s:%d" .Values.metrics.bindAddress (int .Values.metrics.port) }}
+{{- end }}
+{{- end }}

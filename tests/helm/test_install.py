@@ -1,0 +1,375 @@
+"""The chart and the plain manifests on the real control plane (etcd + kube-apiserver, RBAC on).
+
+No kubelet runs there, so Deployments are only stored. To show the installed RBAC is enough, the
+operator binary runs on this machine with the installed Deployment's own arguments (only the SCM
+endpoint and metrics address swapped for loopback ones) and a kubeconfig that impersonates the
+chart's ServiceAccount, so the API server authorizes it exactly as it would the Pod.
+
+The tests run in file order and build on each other (install -> upgrade -> uninstall). They reuse
+fixed namespaces and release names: without kube-controller-manager a deleted namespace never goes
+away, and reruns on the same control plane must work.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import (
+    CHART,
+    MANIFESTS,
+    OPERATOR_BIN,
+    OPERATOR_RULES,
+    PREVIOUS_CHART,
+    ROOT,
+    SIM_TOKEN,
+    Kube,
+    Process,
+    free_port,
+    helm_config,
+    parse_manifests,
+    rules_of,
+    wait_until,
+)
+
+CRD = "customresourcedefinition/certificatepushes.scm.certpush.dev"
+CRD_NAME = "certificatepushes.scm.certpush.dev"
+
+# Cluster scope: the release and its ServiceAccount in RELEASE_NS, CertificatePushes in APPS_NS.
+RELEASE = "helm-certpush-operator"  # contains the chart name, so objects are named exactly this
+RELEASE_NS = "certpush-helm"
+APPS_NS = "certpush-helm-apps"
+SA_USER = f"system:serviceaccount:{RELEASE_NS}:{RELEASE}"
+
+# Namespace scope: release, ServiceAccount and CertificatePushes all in NS_SCOPE_NS.
+NS_RELEASE = "ns-certpush-operator"
+NS_SCOPE_NS = "certpush-helm-scoped"
+NS_SA_USER = f"system:serviceaccount:{NS_SCOPE_NS}:{NS_RELEASE}"
+
+UPGRADE_VALUES = {
+    "concurrency": 4,
+    "logFormat": "json",
+    "podDisruptionBudget": {"enabled": True},
+    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["127.0.0.1/32"]}},
+}
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def certificate_push(name: str, namespace: str, service: str = "CDN") -> dict:
+    return {
+        "apiVersion": "scm.certpush.dev/v1alpha1",
+        "kind": "CertificatePush",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "certificateId": "scs1554192131150",
+            "targetService": service,
+            "targetProject": "cn-north-4",
+            "credentialsRef": {"name": "scm-credentials"},
+        },
+    }
+
+
+def fresh_certificate_push(kube: Kube, namespace: str, name: str, service: str = "CDN") -> dict:
+    """A new CertificatePush (and its token Secret) with no status left over from an earlier run."""
+    kube.ensure_namespace(namespace)
+    kube.run("delete", "certificatepush", name, "-n", namespace, "--ignore-not-found", "--wait=true")
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "scm-credentials", "namespace": namespace},
+            "stringData": {"token": SIM_TOKEN},
+        }
+    )
+    kube.apply(certificate_push(name, namespace, service))
+    return kube.get("certificatepush", name, namespace)
+
+
+def ready_condition(obj: dict | None) -> dict | None:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def adopt_crd(kube: Kube, release: str, namespace: str) -> None:
+    """Lets `release` take over a CRD created outside it (by the e2e suite's kubectl apply, the plain
+    manifests, or another release): Helm refuses to manage objects without its ownership metadata.
+    This is the documented Helm adoption path (docs/deploy.md, "Moving from the plain manifests")."""
+    crd = kube.get("crd", CRD_NAME)
+    if crd is None:
+        return
+    annotations = crd["metadata"].get("annotations", {})
+    if (annotations.get("meta.helm.sh/release-name"), annotations.get("meta.helm.sh/release-namespace")) == (
+        release,
+        namespace,
+    ):
+        return
+    kube.run("label", CRD, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    kube.run(
+        "annotate",
+        CRD,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+        "--overwrite",
+    )
+
+
+def assert_objects_exist(kube: Kube, manifest: str) -> list[dict]:
+    """Every object of a release manifest exists server-side; returns the stored objects."""
+    stored = []
+    for obj in parse_manifests({"m.yaml": manifest}):
+        kind = f"{obj['kind'].lower()}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else obj["kind"]
+        live = kube.get(kind, obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        assert live is not None, f"{obj['kind']}/{obj['metadata']['name']} was not created"
+        stored.append(live)
+    return stored
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def operator_args(kube: Kube, deployment: str, namespace: str) -> list[str]:
+    pod = kube.get("deployment", deployment, namespace)["spec"]["template"]["spec"]
+    return pod["containers"][0]["args"]
+
+
+def run_operator(kube: Kube, tmp_path: Path, user: str, args: list[str], sim_url: str) -> tuple[Process, str]:
+    """The operator with `args` (from an installed Deployment), impersonating `user`; returns the
+    process and its metrics URL once /readyz answers 200."""
+    kubeconfig = kube.impersonating_kubeconfig(user, tmp_path / "operator.kubeconfig")
+    port = free_port()
+    local = [a for a in args if not a.startswith(("--scm-endpoint", "--metrics-addr"))]
+    local += [f"--scm-endpoint={sim_url}", f"--metrics-addr=127.0.0.1:{port}"]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KUBECONFIG": str(kubeconfig),
+        "RUST_LOG": "info",
+        "POD_NAME": "helm-test-operator",
+    }
+    operator = Process([str(OPERATOR_BIN), *local], tmp_path / "operator.log", env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("the operator's /readyz", lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30)
+    except AssertionError:
+        operator.stop()
+        raise AssertionError(f"operator never became ready; log:\n{operator.output()}") from None
+    return operator, base
+
+
+def assert_reconciles_to_ready(kube: Kube, namespace: str, name: str, operator: Process, sim: Process) -> None:
+    try:
+        ready = wait_until(
+            f"{namespace}/{name} Ready=True",
+            lambda: (c := ready_condition(kube.get("certificatepush", name, namespace))) and c["status"] == "True" and c,
+            timeout=30,
+        )
+    except AssertionError:
+        raise AssertionError(f"operator log:\n{operator.output()}") from None
+    obj = kube.get("certificatepush", name, namespace)
+    assert ready["reason"] == "Pushed"
+    assert ready["observedGeneration"] == obj["metadata"]["generation"] == obj["status"]["observedGeneration"]
+    # This run's operator did the push: the simulator (new for each test) recorded it.
+    calls = json.loads(urllib.request.urlopen(f"{sim.url}/sim/calls", timeout=5).read())
+    assert any(
+        c["path"] == "/v3/scm/certificates/scs1554192131150/push" and c["status"] < 300 for c in calls
+    ), calls
+    # The token must never reach the operator's log.
+    assert SIM_TOKEN not in operator.output()
+
+
+# --- plain manifests ---------------------------------------------------------------------------------
+
+
+def test_plain_manifests_apply_server_side(kube):
+    # Server-side apply validates every object against the API server's schemas. --force-conflicts:
+    # the e2e suite and earlier runs of these tests may own fields of the shared CRD.
+    kube.run("apply", "-k", str(MANIFESTS), "--server-side", "--force-conflicts")
+    kube.run("wait", "--for=condition=Established", CRD, "--timeout=60s")
+    deployment = kube.get("deployment", "certpush-operator", "certpush-system")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["args"][0] == "run"
+    assert kube.get("namespace", "certpush-system")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    role = kube.get("clusterrole", "certpush-operator")
+    assert rules_of(role) == OPERATOR_RULES
+    for name in ("certpush-operator-edit", "certpush-operator-view"):
+        assert kube.get("clusterrole", name) is not None
+    assert kube.get("service", "certpush-operator-metrics", "certpush-system") is not None
+    user = "system:serviceaccount:certpush-system:certpush-operator"
+    assert kube.can_i(user, "watch", "certificatepushes.scm.certpush.dev", "default")
+    assert not kube.can_i(user, "create", "secrets", "default")
+
+
+def test_examples_validate_against_the_installed_crd(kube):
+    examples = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+    docs = [yaml.safe_load(p.read_text()) for p in examples]
+    assert {d["spec"]["targetService"] for d in docs if d["kind"] == "CertificatePush"} == {"CDN", "WAF", "ELB"}
+    assert any(d["kind"] == "Secret" for d in docs)
+    kube.ensure_namespace(APPS_NS)
+    args = [a for p in examples for a in ("-f", str(p))]
+    # Server-side dry run: the API server validates them against the CRD's schema, nothing is stored.
+    out = kube.run("apply", "--dry-run=server", "-n", APPS_NS, *args).stdout
+    assert out.count("(server dry run)") == len(examples)
+
+
+# --- Helm: install the previous version, upgrade, run the operator -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_release(kube):
+    """A clean slate for the cluster-scope release (uninstalled by an earlier run, or never there)."""
+    with helm_config(kube, RELEASE_NS) as cfg:
+        cfg.uninstall(RELEASE, ignore_not_found=True)
+        kube.ensure_namespace(RELEASE_NS)
+        adopt_crd(kube, RELEASE, RELEASE_NS)
+        yield cfg
+
+
+def test_install_previous_chart_version(kube, cluster_release):
+    with helm.Chart.load(str(PREVIOUS_CHART)) as previous:
+        release = cluster_release.install(previous, RELEASE, namespace=RELEASE_NS, timeout=120)
+    assert release["status"] == "deployed"
+    assert release["chart_version"] == previous_version()
+    stored = assert_objects_exist(kube, release["manifest"])
+    kinds = sorted(o["kind"] for o in stored)
+    assert kinds == sorted(
+        ["ClusterRole"] * 3
+        + ["ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service", "ServiceAccount"]
+    )
+    crd = kube.get("crd", CRD_NAME)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    kube.run("wait", "--for=condition=Established", CRD, "--timeout=60s")
+
+
+def previous_version() -> str:
+    with helm.Chart.load(str(PREVIOUS_CHART)) as previous:
+        return previous.version
+
+
+def test_upgrade_keeps_crd_and_certificatepushes(kube, cluster_release):
+    crd_uid = kube.get("crd", CRD_NAME)["metadata"]["uid"]
+    existing = fresh_certificate_push(kube, APPS_NS, "existing-before-upgrade")
+
+    release = cluster_release.upgrade(str(CHART), RELEASE, UPGRADE_VALUES, namespace=RELEASE_NS, timeout=120)
+    assert release["status"] == "deployed" and release["revision"] == 2
+    assert_objects_exist(kube, release["manifest"])
+
+    assert kube.get("crd", CRD_NAME)["metadata"]["uid"] == crd_uid
+    after = kube.get("certificatepush", "existing-before-upgrade", APPS_NS)
+    assert after is not None and after["metadata"]["uid"] == existing["metadata"]["uid"]
+    assert after["spec"] == existing["spec"]
+
+    # The new values reached the server-side objects.
+    args = operator_args(kube, RELEASE, RELEASE_NS)
+    assert "--concurrency=4" in args and "--log-format=json" in args
+    objects = parse_manifests({"m.yaml": release["manifest"]})
+    # Kubernetes 1.20 has no policy/v1: the chart must pick v1beta1 from the cluster's capabilities.
+    assert objects.one("PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
+    assert kube.get("poddisruptionbudget.policy", RELEASE, RELEASE_NS)["spec"]["maxUnavailable"] == 1
+    policy = kube.get("networkpolicy.networking.k8s.io", RELEASE, RELEASE_NS)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_installed_rbac_is_least_privilege(kube):
+    role = kube.get("clusterrole", RELEASE)
+    assert rules_of(role) == OPERATOR_RULES
+    for verb, resource in [
+        ("watch", "certificatepushes.scm.certpush.dev"),
+        ("patch", "certificatepushes.scm.certpush.dev/status"),
+        ("list", "secrets"),
+        ("create", "events.events.k8s.io"),
+    ]:
+        assert kube.can_i(SA_USER, verb, resource, APPS_NS), f"needs {verb} {resource}"
+    for verb, resource in [
+        ("create", "secrets"),
+        ("update", "secrets"),
+        ("update", "certificatepushes.scm.certpush.dev"),
+        ("delete", "certificatepushes.scm.certpush.dev"),
+        ("get", "configmaps"),
+        ("create", "pods"),
+        ("create", "events"),  # the core/v1 events API is not needed
+    ]:
+        assert not kube.can_i(SA_USER, verb, resource, APPS_NS), f"must not {verb} {resource}"
+
+
+def test_operator_reconciles_as_the_charts_service_account(kube, scm_sim, tmp_path):
+    name = "www-example-cdn"
+    fresh_certificate_push(kube, APPS_NS, name)
+    # Cluster scope watches every namespace; --namespace keeps this run off other tests' objects.
+    args = operator_args(kube, RELEASE, RELEASE_NS) + [f"--namespace={APPS_NS}"]
+    operator, metrics_url = run_operator(kube, tmp_path, SA_USER, args, scm_sim.url)
+    try:
+        assert_reconciles_to_ready(kube, APPS_NS, name, operator, scm_sim)
+        status, metrics = http_get(f"{metrics_url}/metrics")
+        assert status == 200
+        assert 'certpush_reconciles_total{result="pushed"}' in metrics
+        assert 'certpush_scm_requests_total{code="204"}' in metrics
+        assert http_get(f"{metrics_url}/healthz")[0] == 200
+    finally:
+        operator.stop()
+    # The chart's args were used as rendered: json logs (from the upgrade values) parse as JSON.
+    lines = [line for line in operator.output().splitlines() if line.strip()]
+    assert lines and all(json.loads(line) for line in lines)
+
+
+def test_disabling_crds_and_uninstalling_keep_the_crd(kube, cluster_release):
+    crd_uid = kube.get("crd", CRD_NAME)["metadata"]["uid"]
+    release = cluster_release.upgrade(
+        str(CHART), RELEASE, {**UPGRADE_VALUES, "crds": {"enabled": False}}, namespace=RELEASE_NS, timeout=120
+    )
+    assert "CustomResourceDefinition" not in {o["kind"] for o in parse_manifests({"m.yaml": release["manifest"]})}
+    assert kube.get("crd", CRD_NAME)["metadata"]["uid"] == crd_uid
+
+    cluster_release.uninstall(RELEASE, timeout=120)
+    assert kube.get("deployment", RELEASE, RELEASE_NS) is None
+    assert kube.get("clusterrole", RELEASE) is None
+    # helm.sh/resource-policy: keep -> the CRD, and so every CertificatePush, survives.
+    assert kube.get("crd", CRD_NAME)["metadata"]["uid"] == crd_uid
+    assert kube.get("certificatepush", "existing-before-upgrade", APPS_NS) is not None
+
+
+# --- Helm: namespace scope ---------------------------------------------------------------------------
+
+
+def test_namespace_scope_install_reconciles_only_its_namespace(kube, scm_sim, tmp_path):
+    kube.ensure_namespace(NS_SCOPE_NS)
+    with helm_config(kube, NS_SCOPE_NS) as cfg:
+        cfg.uninstall(NS_RELEASE, ignore_not_found=True)
+        # The CRD belongs to the cluster-wide install; a namespaced tenant does not manage it.
+        values = {"scope": "namespace", "crds": {"enabled": False}, "rbac": {"aggregateClusterRoles": False}}
+        release = cfg.install(str(CHART), NS_RELEASE, values, namespace=NS_SCOPE_NS, timeout=120)
+    assert release["status"] == "deployed"
+    stored = assert_objects_exist(kube, release["manifest"])
+    assert sorted(o["kind"] for o in stored) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert rules_of(kube.get("role.rbac.authorization.k8s.io", NS_RELEASE, NS_SCOPE_NS)) == OPERATOR_RULES
+    assert kube.get("clusterrole", NS_RELEASE) is None
+
+    assert kube.can_i(NS_SA_USER, "watch", "certificatepushes.scm.certpush.dev", NS_SCOPE_NS)
+    assert kube.can_i(NS_SA_USER, "get", "secrets", NS_SCOPE_NS)
+    assert not kube.can_i(NS_SA_USER, "watch", "certificatepushes.scm.certpush.dev", APPS_NS)
+    assert not kube.can_i(NS_SA_USER, "get", "secrets", APPS_NS)
+
+    args = operator_args(kube, NS_RELEASE, NS_SCOPE_NS)
+    assert f"--namespace={NS_SCOPE_NS}" in args
+    fresh_certificate_push(kube, NS_SCOPE_NS, "scoped-waf", service="WAF")
+    operator, _ = run_operator(kube, tmp_path, NS_SA_USER, args, scm_sim.url)
+    try:
+        assert_reconciles_to_ready(kube, NS_SCOPE_NS, "scoped-waf", operator, scm_sim)
+    finally:
+        operator.stop()

@@ -1,0 +1,579 @@
+"""The chart, linted and rendered offline by the real Helm engine; no cluster needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import CHART, CRD_SOURCE, OPERATOR_BIN, OPERATOR_RULES, PREVIOUS_CHART, ROOT, container, rules_of
+
+SA_USER = "system:serviceaccount:certpush-system:certpush-operator"
+
+
+# --- lint and metadata -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        None,
+        {
+            "scope": "namespace",
+            "podDisruptionBudget": {"enabled": True},
+            "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"]}},
+            "metrics": {"serviceMonitor": {"enabled": True}},
+            "scm": {"caBundle": {"configMapName": "scm-ca"}},
+        },
+    ],
+    ids=["defaults", "everything-on"],
+)
+@pytest.mark.parametrize("kube_version", [None, "v1.20.2"])
+def test_lint_is_clean(values, kube_version):
+    report = helm.lint(str(CHART), values, strict=True, kube_version=kube_version)
+    assert report["errors"] == []
+    # Severity 1 is "info" (only "icon is recommended"); warnings and errors fail.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_chart_metadata_matches_the_operator(chart):
+    meta = chart.metadata
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]
+    assert meta["apiVersion"] == "v2"
+    assert meta["name"] == "certpush-operator"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"])
+    # The default image tag is appVersion, so it must name the operator version this tree builds.
+    assert meta["appVersion"] == cargo["version"]
+
+
+# --- defaults ----------------------------------------------------------------------------------------
+
+
+def test_default_objects(render):
+    objects = render()
+    assert objects.kinds() == sorted(
+        [
+            "ClusterRole",  # the operator's
+            "ClusterRole",  # -edit (aggregated)
+            "ClusterRole",  # -view (aggregated)
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    for obj in objects:
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"):
+            assert obj["metadata"]["namespace"] == "certpush-system", obj["kind"]
+
+
+def test_pod_security_restricted_by_default(render):
+    objects = render()
+    pod = objects.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    sc = container(objects)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    assert sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        assert host not in pod
+    # Nothing writable is mounted: the operator writes no files.
+    assert "volumes" not in pod and "volumeMounts" not in container(objects)
+    # The token is mounted only into the operator's Pod, which needs it.
+    assert pod["automountServiceAccountToken"] is True
+    assert objects.one("ServiceAccount")["automountServiceAccountToken"] is False
+
+
+def test_probes_use_the_health_endpoints(render):
+    c = container(render())
+    assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["failureThreshold"] >= 3
+    # The probed port is the one the operator binds.
+    assert "--metrics-addr=0.0.0.0:8080" in c["args"]
+
+
+def run_flags() -> set[str]:
+    """Every flag `certpush-operator run` accepts, from the binary's own help."""
+    help_text = subprocess.run(
+        [str(OPERATOR_BIN), "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(re.findall(r"^\s+(--[a-z][a-z-]+)", help_text, re.M)) - {"--help"}
+
+
+def flags_in(args: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in args if a.startswith("--")}
+
+
+def test_args_cover_every_run_flag(render):
+    flags = run_flags()
+    assert {"--scm-endpoint", "--scm-ca-file", "--namespace", "--concurrency", "--log-format", "--metrics-addr"} <= flags
+    objects = render({"scope": "namespace", "scm": {"caBundle": {"secretName": "scm-ca"}}})
+    args = container(objects)["args"]
+    assert args[0] == "run"
+    assert flags_in(args) == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
+
+
+def test_default_args_and_env(render):
+    c = container(render())
+    assert c["args"] == [
+        "run",
+        "--scm-endpoint=https://scm.cn-north-4.myhuaweicloud.com",
+        "--concurrency=16",
+        "--log-format=text",
+        "--metrics-addr=0.0.0.0:8080",
+    ]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RUST_LOG"]["value"] == "info"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_values_reach_the_args(render):
+    c = container(
+        render(
+            {
+                "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com"},
+                "concurrency": 4,
+                "logFormat": "json",
+                "logLevel": "debug,kube=info",
+                "metrics": {"bindAddress": "::", "port": 9090},
+                "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+            }
+        )
+    )
+    assert c["args"][1:] == [
+        "--scm-endpoint=https://scm.ap-southeast-1.myhuaweicloud.com",
+        "--concurrency=4",
+        "--log-format=json",
+        "--metrics-addr=[::]:9090",
+    ]
+    assert c["ports"][0]["containerPort"] == 9090
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+    assert {"name": "RUST_LOG", "value": "debug,kube=info"} in c["env"]
+
+
+def test_deployment_is_a_single_recreated_replica(render):
+    spec = render().one("Deployment")["spec"]
+    assert spec["replicas"] == 1
+    # No leader election yet: a rolling update would run two operators at once.
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_resources_have_requests(render):
+    resources = container(render())["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert "memory" in resources["limits"]
+
+
+def test_image_reference(render, chart):
+    app_version = chart.metadata["appVersion"]
+    assert container(render())["image"] == f"ghcr.io/certpush/certpush-operator:{app_version}"
+    assert container(render())["imagePullPolicy"] == "IfNotPresent"
+    assert container(render({"image": {"repository": "r.example/op", "tag": "1.2.3"}}))["image"] == "r.example/op:1.2.3"
+    digest = "sha256:" + "ab" * 32
+    assert container(render({"image": {"digest": digest}}))["image"] == f"ghcr.io/certpush/certpush-operator@{digest}"
+
+
+def test_scheduling_and_pod_metadata_values(render):
+    values = {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+        "priorityClassName": "system-cluster-critical",
+        "podLabels": {"team": "platform"},
+        "podAnnotations": {"example.com/scrape": "true"},
+        "imagePullSecrets": [{"name": "regcred"}],
+    }
+    objects = render(values)
+    template = objects.one("Deployment")["spec"]["template"]
+    pod = template["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName", "imagePullSecrets"):
+        assert pod[key] == values[key], key
+    assert template["metadata"]["labels"]["team"] == "platform"
+    assert template["metadata"]["annotations"] == {"example.com/scrape": "true"}
+    assert objects.one("ServiceAccount")["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_scm_ca_bundle_is_mounted_read_only(render):
+    objects = render({"scm": {"caBundle": {"configMapName": "corp-ca", "key": "bundle.pem"}}})
+    c = container(objects)
+    pod = objects.one("Deployment")["spec"]["template"]["spec"]
+    assert "--scm-ca-file=/etc/certpush/scm-ca/bundle.pem" in c["args"]
+    assert c["volumeMounts"] == [{"name": "scm-ca", "mountPath": "/etc/certpush/scm-ca", "readOnly": True}]
+    assert pod["volumes"] == [
+        {"name": "scm-ca", "configMap": {"name": "corp-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}}
+    ]
+    secret = render({"scm": {"caBundle": {"secretName": "corp-ca"}}}).one("Deployment")["spec"]["template"]["spec"]
+    assert secret["volumes"][0]["secret"] == {"secretName": "corp-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    with pytest.raises(helm.HelmRenderError, match="either configMapName or secretName"):
+        render({"scm": {"caBundle": {"configMapName": "a", "secretName": "b"}}})
+
+
+def test_metrics_service(render):
+    objects = render()
+    svc = objects.one("Service", "certpush-operator-metrics")
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = objects.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert "Service" not in render({"metrics": {"service": {"enabled": False}}}).kinds()
+
+
+# --- RBAC --------------------------------------------------------------------------------------------
+
+
+def test_rbac_cluster_scope(render):
+    objects = render()
+    role = objects.one("ClusterRole", "certpush-operator")
+    assert rules_of(role) == OPERATOR_RULES
+    binding = objects.one("ClusterRoleBinding", "certpush-operator")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "certpush-operator"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "certpush-operator", "namespace": "certpush-system"}]
+    assert objects.all("Role") == [] and objects.all("RoleBinding") == []
+    assert not any(a.startswith("--namespace") for a in container(objects)["args"])
+
+
+def test_rbac_never_writes_secrets_or_anything_else(render):
+    for values in (None, {"scope": "namespace"}):
+        objects = render(values)
+        for role in objects.all("ClusterRole") + objects.all("Role"):
+            for groups, resources, verbs in rules_of(role):
+                assert "*" not in groups + resources + verbs, role["metadata"]["name"]
+                if "secrets" in resources:
+                    assert verbs == ["get", "list", "watch"], role["metadata"]["name"]
+
+
+@pytest.mark.parametrize("watch_namespace", ["", "apps"])
+def test_rbac_namespace_scope(render, watch_namespace):
+    objects = render({"scope": "namespace", "watchNamespace": watch_namespace}, name="cp", namespace="ops")
+    watched = watch_namespace or "ops"
+    role = objects.one("Role", "cp-certpush-operator")
+    assert role["metadata"]["namespace"] == watched
+    assert rules_of(role) == OPERATOR_RULES
+    binding = objects.one("RoleBinding", "cp-certpush-operator")
+    assert binding["metadata"]["namespace"] == watched
+    assert binding["roleRef"]["kind"] == "Role"
+    # The ServiceAccount stays in the release namespace.
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpush-operator", "namespace": "ops"}]
+    assert f"--namespace={watched}" in container(objects)["args"]
+    # Only the aggregated user roles stay cluster-wide; the operator gets nothing cluster-wide.
+    assert sorted(r["metadata"]["name"] for r in objects.all("ClusterRole")) == [
+        "cp-certpush-operator-edit",
+        "cp-certpush-operator-view",
+    ]
+    assert objects.all("ClusterRoleBinding") == []
+
+
+def test_aggregated_user_roles(render):
+    objects = render()
+    edit = objects.one("ClusterRole", "certpush-operator-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert rules_of(edit) == [
+        (
+            ["scm.certpush.dev"],
+            ["certificatepushes"],
+            ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+        )
+    ]
+    view = objects.one("ClusterRole", "certpush-operator-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in view["metadata"]["labels"]
+    assert rules_of(view) == [
+        (["scm.certpush.dev"], ["certificatepushes", "certificatepushes/status"], ["get", "list", "watch"])
+    ]
+    off = render({"rbac": {"aggregateClusterRoles": False}})
+    assert [r["metadata"]["name"] for r in off.all("ClusterRole")] == ["certpush-operator"]
+
+
+def test_rbac_create_false_renders_no_rbac(render):
+    objects = render({"rbac": {"create": False, "aggregateClusterRoles": False}})
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} & set(objects.kinds())
+
+
+def test_existing_service_account(render):
+    objects = render({"serviceAccount": {"create": False, "name": "byo"}})
+    assert objects.all("ServiceAccount") == []
+    assert objects.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "byo"
+    assert objects.one("ClusterRoleBinding")["subjects"][0]["name"] == "byo"
+    with pytest.raises(helm.HelmRenderError, match="serviceAccount.name is required"):
+        render({"serviceAccount": {"create": False}})
+
+
+# --- CRD ---------------------------------------------------------------------------------------------
+
+
+def test_crd_is_identical_to_crds_dir(render):
+    rendered = render().one("CustomResourceDefinition")
+    source = yaml.safe_load(CRD_SOURCE.read_text())
+    meta = rendered["metadata"]
+    assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert set(meta["labels"]) == {
+        "helm.sh/chart",
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/part-of",
+        "app.kubernetes.io/managed-by",
+    }
+    stripped = {**rendered, "metadata": {k: v for k, v in meta.items() if k not in ("labels", "annotations")}}
+    assert stripped == source
+
+
+def test_crd_switches(render):
+    assert "annotations" not in render({"crds": {"keep": False}}).one("CustomResourceDefinition")["metadata"]
+    assert render({"crds": {"enabled": False}}).all("CustomResourceDefinition") == []
+
+
+# --- schema ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"replicaCount": 2}, "/replicaCount"),
+        ({"replicaCont": 1}, "'replicaCont' not allowed"),
+        ({"image": {"tagg": "1.0"}}, "'tagg' not allowed"),
+        ({"securityContext": {"runAsUsr": 0}}, "'runAsUsr' not allowed"),
+        ({"securityContext": {"capabilities": {"dorp": ["ALL"]}}}, "'dorp' not allowed"),
+        ({"podSecurityContext": {"seccompProfile": {"typ": "RuntimeDefault"}}}, "'typ' not allowed"),
+        ({"metrics": {"serviceMonitor": {"intreval": "1m"}}}, "'intreval' not allowed"),
+        ({"networkPolicy": {"apiServer": {"cidr": ["10.0.0.1/32"]}}}, "'cidr' not allowed"),
+        ({"networkPolicy": {"dns": {"to": [{"podSelektor": {}}]}}}, "'podSelektor' not allowed"),
+        ({"livenessProbe": {"periodSecond": 5}}, "'periodSecond' not allowed"),
+        ({"scope": "namespaced"}, "/scope"),
+        ({"logFormat": "xml"}, "/logFormat"),
+        ({"concurrency": 0}, "/concurrency"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
+        ({"networkPolicy": {"scm": {"cidrs": ["scm.example.com"]}}}, "/networkPolicy/scm/cidrs/0"),
+    ],
+)
+def test_schema_rejects(chart, values, error):
+    with pytest.raises(helm.HelmValuesError) as raised:
+        chart.validate_schema(values)
+    assert error in str(raised.value)
+    # An install renders through the same validation.
+    with pytest.raises(helm.HelmError):
+        chart.render(values, name="x", namespace="y")
+
+
+def test_schema_accepts_defaults_and_documented_settings(chart):
+    chart.validate_schema(None)
+    chart.validate_schema(
+        {
+            "replicaCount": 0,
+            "scope": "namespace",
+            "watchNamespace": "apps",
+            "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
+            "securityContext": {"runAsUser": None},  # e.g. OpenShift assigns the UID
+            "resources": {"requests": {"cpu": 0.05, "memory": "64Mi"}},
+        }
+    )
+
+
+def test_null_removes_a_security_default(render):
+    """`runAsUser: null` (e.g. for OpenShift's assigned UIDs) drops the field instead of failing."""
+    objects = render({"securityContext": {"runAsUser": None}, "podSecurityContext": {"runAsUser": None}})
+    assert "runAsUser" not in container(objects)["securityContext"]
+    assert container(objects)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_previous_chart_fixture_is_not_newer(chart):
+    with helm.Chart.load(str(PREVIOUS_CHART)) as previous:
+        assert previous.name == chart.name
+        older = tuple(int(x) for x in previous.version.split("."))
+        assert older <= tuple(int(x) for x in chart.version.split("."))
+
+
+def test_schema_is_closed_at_every_level():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_objects = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if "properties" in node and node.get("additionalProperties") is not False:
+                open_objects.append(path)
+            for key, child in node.items():
+                walk(child, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{path}/{i}")
+
+    walk(schema, "")
+    assert open_objects == []
+    # Every default value has a schema entry (the schema would reject it otherwise).
+    assert set(yaml.safe_load((CHART / "values.yaml").read_text())) <= set(schema["properties"])
+
+
+# --- optional objects --------------------------------------------------------------------------------
+
+
+def test_optional_objects_are_off_by_default(render):
+    kinds = set(render().kinds())
+    assert not {"ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"} & kinds
+
+
+def test_service_monitor(render):
+    objects = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}, "interval": "1m"}}})
+    sm = objects.one("ServiceMonitor")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "1m", "scrapeTimeout": "10s", "honorLabels": False}
+    ]
+    svc = objects.one("Service")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["certpush-system"]}
+    with pytest.raises(helm.HelmRenderError, match="needs metrics.service.enabled"):
+        render({"metrics": {"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}})
+
+
+def test_pod_disruption_budget(render):
+    pdb = render({"podDisruptionBudget": {"enabled": True}}).one("PodDisruptionBudget")
+    # Offline rendering assumes a current cluster; the install test covers policy/v1beta1 on 1.20.
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    pdb = render({"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}}).one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
+    with pytest.raises(helm.HelmRenderError, match="not both"):
+        render({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}})
+
+
+def test_network_policy(render):
+    objects = render(
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "apiServer": {"cidrs": ["192.0.2.10/32"]},
+                "scm": {"cidrs": ["198.51.100.0/24"]},
+                "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+            }
+        }
+    )
+    spec = objects.one("NetworkPolicy")["spec"]
+    assert spec["podSelector"]["matchLabels"] == objects.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [
+        {
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        }
+    ]
+    dns, api, scm = spec["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert api == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
+    }
+    assert scm == {"ports": [{"port": 443, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}]}
+    # Without CIDRs the egress rules still restrict ports (a NetworkPolicy cannot match DNS names).
+    _, api, scm = render({"networkPolicy": {"enabled": True}}).one("NetworkPolicy")["spec"]["egress"]
+    assert "to" not in api and "to" not in scm
+
+
+# --- plain manifests ---------------------------------------------------------------------------------
+
+
+def test_plain_manifests_are_generated_from_the_chart():
+    """deploy/manifests and the chart's CRD template are what generate.py produces now."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "manifests" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def load_kustomized() -> list[dict]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy" / "manifests")], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_plain_manifests_keep_the_contract(render):
+    objects = load_kustomized()
+    names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert names == sorted(
+        [
+            ("CustomResourceDefinition", "certificatepushes.scm.certpush.dev"),
+            ("Namespace", "certpush-system"),
+            ("ServiceAccount", "certpush-operator"),
+            ("ClusterRole", "certpush-operator"),
+            ("ClusterRole", "certpush-operator-edit"),
+            ("ClusterRole", "certpush-operator-view"),
+            ("ClusterRoleBinding", "certpush-operator"),
+            ("Deployment", "certpush-operator"),
+            ("Service", "certpush-operator-metrics"),
+        ]
+    )
+    chart_objects = render()
+    plain_deploy = next(o for o in objects if o["kind"] == "Deployment")
+    chart_deploy = chart_objects.one("Deployment")
+    assert plain_deploy["spec"]["template"]["spec"]["securityContext"] == chart_deploy["spec"]["template"]["spec"]["securityContext"]
+    assert container_of(plain_deploy) == container(chart_objects)
+    ns = next(o for o in objects if o["kind"] == "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for o in objects:
+        assert "helm.sh/chart" not in o["metadata"].get("labels", {}), o["metadata"]["name"]
+
+
+def container_of(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_rbac_yaml_is_the_chart_cluster_mode_rbac(render):
+    """The e2e suite and scripts/run.sh apply deploy/manifests/rbac.yaml and run as its ServiceAccount."""
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "manifests" / "rbac.yaml").read_text()) if d]
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Namespace", "certpush-system"),
+        ("ServiceAccount", "certpush-operator"),
+        ("ClusterRole", "certpush-operator"),
+        ("ClusterRoleBinding", "certpush-operator"),
+    ]
+    by_kind = {d["kind"]: d for d in docs}
+    assert rules_of(by_kind["ClusterRole"]) == OPERATOR_RULES == rules_of(render().one("ClusterRole", "certpush-operator"))
+    subject = by_kind["ClusterRoleBinding"]["subjects"][0]
+    assert f"system:serviceaccount:{subject['namespace']}:{subject['name']}" == SA_USER
+
+
+def test_kustomize_image_override_from_the_docs(tmp_path):
+    """The overlay docs/deploy.md shows for using your own image works."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                # kustomize takes bases by relative path only.
+                "resources": [os.path.relpath(ROOT / "deploy" / "manifests", tmp_path)],
+                "images": [
+                    {
+                        "name": "ghcr.io/certpush/certpush-operator",
+                        "newName": "registry.example.com/certpush-operator",
+                        "newTag": "0.1.0",
+                    }
+                ],
+            }
+        )
+    )
+    out = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
+    assert container_of(deployment)["image"] == "registry.example.com/certpush-operator:0.1.0"
