@@ -82,13 +82,41 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
-async fn reconcile_inner(cp: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
-    let ns = cp.namespace().ok_or(Error::MissingNamespace)?;
-    let name = cp.name_any();
-    let uid = cp.uid().unwrap_or_default();
-    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
-    let generation = cp.metadata.generation.unwrap_or(0);
+async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let name = cached.name_any();
+    let uid = cached.uid().unwrap_or_default();
     let now = Timestamp::now();
+
+    // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
+    // and cost no API call.
+    if let Some(current) = &cached.status
+        && status::ready(current).is_some()
+        && !lock(&ctx.unsaved).contains_key(&uid)
+    {
+        let step = policy::next_step(&Observed {
+            generation: cached.metadata.generation.unwrap_or(0),
+            push_request: cached.push_request(),
+            status: current,
+            credentials_version: current.credentials_resource_version.as_deref(),
+            now,
+        });
+        if let Some(action) = settled(&step, &ctx.metrics) {
+            return Ok(action);
+        }
+    }
+
+    // Anything that writes starts from a fresh read: the cache can lag this operator's own last status
+    // write (a Secret event may arrive first), and deciding on it would push the same generation twice.
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cp) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    if cp.uid().as_deref() != Some(uid.as_str()) {
+        // Deleted and recreated under the same name; the new object gets its own reconcile.
+        return Ok(Action::await_change());
+    }
+    let generation = cp.metadata.generation.unwrap_or(0);
     let mut current = cp.status.clone().unwrap_or_default();
 
     let unsaved = lock(&ctx.unsaved).remove(&uid);
@@ -106,7 +134,7 @@ async fn reconcile_inner(cp: &CertificatePush, ctx: &Context) -> Result<Action, 
     }
 
     // Only a stall needs the Secret's version, so decide first with the recorded one and skip the GET
-    // for objects that are up to date or waiting (the steady state of most objects).
+    // for objects that are up to date or waiting.
     let mut observed = Observed {
         generation,
         push_request: cp.push_request(),
@@ -125,29 +153,31 @@ async fn reconcile_inner(cp: &CertificatePush, ctx: &Context) -> Result<Action, 
             (policy::next_step(&observed), secret)
         }
     };
-    match step {
-        Step::UpToDate => {
-            ctx.metrics.reconciled("unchanged");
-            Ok(Action::await_change())
-        }
-        Step::Stalled => {
-            ctx.metrics.reconciled("stalled");
-            Ok(Action::await_change())
-        }
-        Step::WaitForRetry(delay) => {
-            ctx.metrics.reconciled("waiting");
-            Ok(Action::requeue(delay))
-        }
-        Step::Push(cause) => {
-            let attempt = Attempt {
-                generation,
-                push_request: cp.push_request(),
-                credentials_version: secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()),
-                now,
-            };
-            push(cp, ctx, &api, &current, secret.as_ref(), &attempt, cause).await
-        }
+    if let Some(action) = settled(&step, &ctx.metrics) {
+        return Ok(action);
     }
+    let Step::Push(cause) = step else {
+        return Ok(Action::await_change());
+    };
+    let attempt = Attempt {
+        generation,
+        push_request: cp.push_request(),
+        credentials_version: secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()),
+        now,
+    };
+    push(&cp, ctx, &api, &current, secret.as_ref(), &attempt, cause).await
+}
+
+/// The action for a step that needs no push, counted in the metrics; None for a push.
+fn settled(step: &Step, metrics: &Metrics) -> Option<Action> {
+    let (result, action) = match step {
+        Step::UpToDate => ("unchanged", Action::await_change()),
+        Step::Stalled => ("stalled", Action::await_change()),
+        Step::WaitForRetry(delay) => ("waiting", Action::requeue(*delay)),
+        Step::Push(_) => return None,
+    };
+    metrics.reconciled(result);
+    Some(action)
 }
 
 async fn push(
@@ -514,22 +544,67 @@ mod tests {
             o.status = Some(pushed.clone());
             serde_json::to_value(&o).unwrap()
         };
+        let stored = serde_json::to_value(&obj).unwrap();
         let apiserver = tokio::spawn(async move {
+            let (request, reply) = server.next_request().await.expect("a fresh read of the object");
+            assert_eq!(request.method(), http::Method::GET);
+            assert!(request.uri().path().ends_with("/certificatepushes/one"));
+            reply.send_response(json_response(200, stored));
             let (request, reply) = server.next_request().await.expect("the saved status is written");
             assert_eq!(request.method(), http::Method::PATCH);
             assert!(request.uri().path().ends_with("/certificatepushes/one/status"));
             reply.send_response(json_response(200, echo));
             // Anything further (a Secret GET before a push) would be a second push in the making.
-            let more = tokio::time::timeout(Duration::from_millis(300), server.next_request()).await;
-            assert!(
-                matches!(more, Err(_) | Ok(None)),
-                "unexpected request after saving the status"
-            );
+            expect_no_request(&mut server, "saving the status").await;
         });
         let action = reconcile(Arc::new(obj), ctx.clone()).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         apiserver.await.unwrap();
         assert!(lock(&ctx.unsaved).is_empty());
+    }
+
+    /// Fails the test if the mocked API server receives any request within 300 ms.
+    async fn expect_no_request(server: &mut ApiServer, after: &str) {
+        let more = tokio::time::timeout(Duration::from_millis(300), server.next_request()).await;
+        if let Ok(Some((request, _))) = more {
+            panic!("unexpected {} {} after {after}", request.method(), request.uri().path());
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_cache_after_a_push_does_not_push_again() {
+        // The reflector still holds the object as it was before this operator's own status write (a Secret
+        // event triggered the reconcile first); the API server already has pushedGeneration.
+        let (ctx, mut server) = mocked_context();
+        let (stale, pushed) = pushed_object();
+        let stored = {
+            let mut o = stale.clone();
+            o.status = Some(pushed);
+            serde_json::to_value(&o).unwrap()
+        };
+        let apiserver = tokio::spawn(async move {
+            let (request, reply) = server.next_request().await.expect("a fresh read of the object");
+            assert_eq!(
+                format!("{} {}", request.method(), request.uri().path()),
+                "GET /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one"
+            );
+            reply.send_response(json_response(200, stored));
+            // A Secret GET would be the first step of a second push.
+            expect_no_request(&mut server, "the fresh read").await;
+        });
+        let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        apiserver.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn steady_state_costs_no_api_call() {
+        let (ctx, mut server) = mocked_context();
+        let (mut obj, pushed) = pushed_object();
+        obj.status = Some(pushed);
+        let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        expect_no_request(&mut server, "a reconcile at steady state").await;
     }
 
     #[test]
