@@ -11,6 +11,7 @@ use std::time::Duration;
 use certpush_operator::crd::{CertificatePush, ConditionStatus, TargetService};
 use certpush_operator::sim::{Fault, FaultAction};
 use harness::*;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -476,6 +477,58 @@ async fn transient_faults_end_in_one_successful_push() {
         metrics.contains("certpush_scm_requests_total{code=\"network_error\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn secret_churn_during_first_pushes_pushes_each_generation_once() {
+    // Every Secret update re-triggers all its referrers, often before the watch has delivered the status
+    // write of the push that just finished: the operator must not push those generations again.
+    const N: usize = 8;
+    let client = admin().await;
+    let ns = namespace(&client, "churn").await;
+    let sim = start_sim().await;
+    // Slow pushes widen the window between a push and the cache seeing its status write.
+    sim.inject(Fault {
+        certificate_id: None,
+        times: N as u32,
+        action: FaultAction::Delay { ms: 300 },
+    });
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let op = Operator::start(&ns, &sim, "debug").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let churn = tokio::spawn(async move {
+        for i in 0..60 {
+            let patch = json!({"metadata": {"labels": {"churn": i.to_string()}}});
+            secrets
+                .patch("scm", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("label the Secret");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut apis = Vec::new();
+    for i in 0..N {
+        let project = format!("churn-{i}");
+        apis.push(create_push(&client, &ns, &project, spec(CERT, TargetService::Cdn, &project, "scm")).await);
+    }
+    for (i, api) in apis.iter().enumerate() {
+        wait_for(api, &format!("churn-{i}"), T, "Ready=True", |cp| {
+            ready_is(cp, ConditionStatus::True, "Pushed")
+        })
+        .await;
+    }
+    churn.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut projects: Vec<String> = sim
+        .pushes()
+        .iter()
+        .map(|p| p.body["target_project"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    projects.sort();
+    let want: Vec<String> = (0..N).map(|i| format!("churn-{i}")).collect();
+    assert_eq!(projects, want, "one push per object\n{}", op.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
