@@ -379,7 +379,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     };
     // Fail fast with a hint instead of a controller that silently watches nothing.
     if let Err(e) = pushes.list(&ListParams::default().limit(1)).await {
-        return Err(Error::CrdUnavailable(e));
+        return Err(Error::CrdUnavailable { source: e });
     }
     info!(endpoint = %scm.endpoint(), namespace = args.namespace.as_deref().unwrap_or("<all>"), concurrency = args.concurrency, "starting controller");
 
