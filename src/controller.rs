@@ -89,7 +89,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let now = Timestamp::now();
 
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
-    // and cost no API call.
+    // and cost no API call. A stall is not: only the Secret's current version tells whether it is over.
     if let Some(current) = &cached.status
         && status::ready(current).is_some()
         && !lock(&ctx.unsaved).contains_key(&uid)
@@ -101,8 +101,8 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             credentials_version: current.credentials_resource_version.as_deref(),
             now,
         });
-        if let Some(action) = settled(&step, &ctx.metrics) {
-            return Ok(action);
+        if matches!(step, Step::UpToDate | Step::WaitForRetry(_)) {
+            return Ok(settled(&step, &ctx.metrics).unwrap_or_else(Action::await_change));
         }
     }
 
@@ -595,6 +595,63 @@ mod tests {
         let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         apiserver.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stalled_object_rechecks_its_secret() {
+        // A rotated Secret ends a 401 stall only if the reconcile it triggers looks at the Secret.
+        let (ctx, mut server) = mocked_context();
+        let (mut obj, _) = pushed_object();
+        let pending = obj.status.clone().unwrap();
+        let attempt = Attempt {
+            generation: 3,
+            push_request: None,
+            credentials_version: Some("1"),
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+        };
+        let failure = PushFailure {
+            kind: FailureKind::Unauthorized,
+            http_status: Some(401),
+            error_code: Some("APIGW.0301".into()),
+            error_message: "Incorrect IAM authentication information".into(),
+            request_id: None,
+            retry_after: None,
+        };
+        obj.status = Some(status::failed(&pending, &attempt, &failure, 1, None));
+        let stored = serde_json::to_value(&obj).unwrap();
+        let not_found =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"});
+        let apiserver = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in [json_response(200, stored.clone()), json_response(404, not_found)] {
+                let (request, reply) = server.next_request().await.expect("a request");
+                seen.push(format!("{} {}", request.method(), request.uri().path()));
+                reply.send_response(answer);
+            }
+            // The Secret is gone now: the status says so.
+            let (request, reply) = server.next_request().await.expect("a status write");
+            seen.push(format!("{} {}", request.method(), request.uri().path()));
+            let body = request.into_body().collect_bytes().await.unwrap();
+            let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let ready = sent["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready");
+            assert_eq!(ready.unwrap()["reason"], "CredentialsNotFound");
+            reply.send_response(json_response(200, stored));
+            seen
+        });
+        let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(
+            apiserver.await.unwrap(),
+            [
+                "GET /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one",
+                "GET /api/v1/namespaces/ns/secrets/scm",
+                "PATCH /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one/status",
+            ]
+        );
     }
 
     #[tokio::test]
