@@ -1,6 +1,7 @@
 //! The reconciler: reads a CertificatePush and its Secret, decides (policy), pushes (scm), records (status).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,15 +95,11 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         && status::ready(current).is_some()
         && !lock(&ctx.unsaved).contains_key(&uid)
     {
-        let step = policy::next_step(&Observed {
-            generation: cached.metadata.generation.unwrap_or(0),
-            push_request: cached.push_request(),
-            status: current,
-            credentials_version: current.credentials_resource_version.as_deref(),
-            now,
-        });
-        if matches!(step, Step::UpToDate | Step::WaitForRetry(_)) {
-            return Ok(settled(&step, &ctx.metrics).unwrap_or_else(Action::await_change));
+        let step = decide(cached, current, current.credentials_resource_version.as_deref(), now);
+        if step != Step::Stalled
+            && let ControlFlow::Break(action) = settle(step, &ctx.metrics)
+        {
+            return Ok(action);
         }
     }
 
@@ -133,31 +130,21 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         current = pending;
     }
 
-    // Only a stall needs the Secret's version, so decide first with the recorded one and skip the GET
+    // Only a stall or a push needs the Secret, so decide first with its recorded version and skip the GET
     // for objects that are up to date or waiting.
-    let mut observed = Observed {
-        generation,
-        push_request: cp.push_request(),
-        status: &current,
-        credentials_version: current.credentials_resource_version.as_deref(),
-        now,
-    };
-    let step = policy::next_step(&observed);
+    let step = decide(&cp, &current, current.credentials_resource_version.as_deref(), now);
     let (step, secret) = match step {
         Step::UpToDate | Step::WaitForRetry(_) => (step, None),
         Step::Stalled | Step::Push(_) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
             let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-            let version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
-            observed.credentials_version = version.as_deref();
-            (policy::next_step(&observed), secret)
+            let version = secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
+            (decide(&cp, &current, version, now), secret)
         }
     };
-    if let Some(action) = settled(&step, &ctx.metrics) {
-        return Ok(action);
-    }
-    let Step::Push(cause) = step else {
-        return Ok(Action::await_change());
+    let cause = match settle(step, &ctx.metrics) {
+        ControlFlow::Break(action) => return Ok(action),
+        ControlFlow::Continue(cause) => cause,
     };
     let attempt = Attempt {
         generation,
@@ -168,16 +155,32 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     push(&cp, ctx, &api, &current, secret.as_ref(), &attempt, cause).await
 }
 
-/// The action for a step that needs no push, counted in the metrics; None for a push.
-fn settled(step: &Step, metrics: &Metrics) -> Option<Action> {
+/// The policy's step for `cp` with `status`, given the credentials Secret's resourceVersion.
+fn decide(
+    cp: &CertificatePush,
+    status: &CertificatePushStatus,
+    credentials_version: Option<&str>,
+    now: Timestamp,
+) -> Step {
+    policy::next_step(&Observed {
+        generation: cp.metadata.generation.unwrap_or(0),
+        push_request: cp.push_request(),
+        status,
+        credentials_version,
+        now,
+    })
+}
+
+/// A step that needs no push ends the reconcile with its action (counted in the metrics); a push goes on.
+fn settle(step: Step, metrics: &Metrics) -> ControlFlow<Action, Cause> {
     let (result, action) = match step {
         Step::UpToDate => ("unchanged", Action::await_change()),
         Step::Stalled => ("stalled", Action::await_change()),
-        Step::WaitForRetry(delay) => ("waiting", Action::requeue(*delay)),
-        Step::Push(_) => return None,
+        Step::WaitForRetry(delay) => ("waiting", Action::requeue(delay)),
+        Step::Push(cause) => return ControlFlow::Continue(cause),
     };
     metrics.reconciled(result);
-    Some(action)
+    ControlFlow::Break(action)
 }
 
 async fn push(
