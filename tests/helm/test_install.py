@@ -63,13 +63,13 @@ UPGRADE_VALUES = {
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def certificate_push(name: str, namespace: str, service: str = "CDN") -> dict:
+def certificate_push(name: str, namespace: str, service: str = "CDN", certificate_id: str = "scs1554192131150") -> dict:
     return {
         "apiVersion": "scm.certpush.dev/v1alpha1",
         "kind": "CertificatePush",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "certificateId": "scs1554192131150",
+            "certificateId": certificate_id,
             "targetService": service,
             "targetProject": "cn-north-4",
             "credentialsRef": {"name": "scm-credentials"},
@@ -77,7 +77,9 @@ def certificate_push(name: str, namespace: str, service: str = "CDN") -> dict:
     }
 
 
-def fresh_certificate_push(kube: Kube, namespace: str, name: str, service: str = "CDN") -> dict:
+def fresh_certificate_push(
+    kube: Kube, namespace: str, name: str, service: str = "CDN", certificate_id: str = "scs1554192131150"
+) -> dict:
     """A new CertificatePush (and its token Secret) with no status left over from an earlier run."""
     kube.ensure_namespace(namespace)
     kube.run("delete", "certificatepush", name, "-n", namespace, "--ignore-not-found", "--wait=true")
@@ -89,7 +91,7 @@ def fresh_certificate_push(kube: Kube, namespace: str, name: str, service: str =
             "stringData": {"token": SIM_TOKEN},
         }
     )
-    kube.apply(certificate_push(name, namespace, service))
+    kube.apply(certificate_push(name, namespace, service, certificate_id))
     return kube.get("certificatepush", name, namespace)
 
 

@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from conftest import CRD_SOURCE, ROOT, Kube, Process, container, wait_until
-from test_install import CRD, CRD_NAME, certificate_push, fresh_certificate_push, ready_condition, run_operator
+from test_install import CRD, CRD_NAME, fresh_certificate_push, ready_condition, run_operator
 
 HEALTH_DIR = ROOT / "deploy" / "gitops" / "argocd" / "scm.certpush.dev" / "CertificatePush"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
@@ -224,14 +224,6 @@ def operator_rbac_and_args(kube: Kube, render) -> tuple[str, list[str]]:
     return f"system:serviceaccount:{NAMESPACE}:{account}", args
 
 
-def create(kube: Kube, name: str, certificate_id: str) -> None:
-    """A new CertificatePush for `certificate_id`, with no status left from an earlier run."""
-    kube.run("delete", "certificatepush", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-    obj = certificate_push(name, NAMESPACE)
-    obj["spec"]["certificateId"] = certificate_id
-    kube.apply(obj)
-
-
 def inject_fault(sim_url: str, fault: dict) -> None:
     request = urllib.request.Request(
         f"{sim_url}/sim/faults",
@@ -287,9 +279,9 @@ def test_live_kstatus_of_operator_status(kube, render, scm_sim, tmp_path):
         kube.run("apply", "--server-side", "-f", str(CRD_SOURCE))
         kube.run("wait", "--for=condition=Established", CRD, "--timeout=60s")
     user, args = operator_rbac_and_args(kube, render)
-    fresh_certificate_push(kube, NAMESPACE, PUSHED)  # also writes the token Secret the others share
-    create(kube, STALLED, UNKNOWN_CERTIFICATE)
-    create(kube, RETRYING, FAULTY_CERTIFICATE)
+    fresh_certificate_push(kube, NAMESPACE, PUSHED)
+    fresh_certificate_push(kube, NAMESPACE, STALLED, certificate_id=UNKNOWN_CERTIFICATE)
+    fresh_certificate_push(kube, NAMESPACE, RETRYING, certificate_id=FAULTY_CERTIFICATE)
     # Many more failures than retries fit into this test (the first retry is 5 s after the first push).
     inject_fault(
         scm_sim.url,
