@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -23,10 +22,8 @@ use crate::cli::RunArgs;
 use crate::crd::{CertificatePush, CertificatePushStatus};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
-use crate::scm::{
-    Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient, Transport,
-};
-use crate::server;
+use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient};
+use crate::server::{self, WatchHealth};
 use crate::status::{self, Attempt, Notice, Reason};
 
 /// Field manager of every status write (server-side apply).
@@ -42,8 +39,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Statuses of successful pushes that could not be saved yet, by UID: saved before anything else is
-    /// done with the object, so a lost status write never turns into a second push.
+    /// Statuses recorded after an SCM request (success or refusal) that could not be saved yet, by UID. They are
+    /// saved before anything else is done with the object, so a lost status write never turns into a second
+    /// push, nor into re-sending a credential SCM just refused.
     unsaved: Mutex<HashMap<String, CertificatePushStatus>>,
     /// Consecutive reconcile errors by UID, for error_policy's backoff.
     errors: Mutex<HashMap<String, u32>>,
@@ -71,6 +69,24 @@ impl Context {
             errors: Mutex::default(),
         }
     }
+
+    /// Drops what is kept in memory about a deleted object.
+    pub fn forget(&self, uid: &str) {
+        lock(&self.unsaved).remove(uid);
+        lock(&self.errors).remove(uid);
+    }
+
+    /// Drops what is kept in memory about objects that no longer exist (deleted while the watch was down).
+    fn forget_all_but(&self, live: &Store<CertificatePush>) {
+        let uids: std::collections::HashSet<String> = live.state().iter().filter_map(|cp| cp.uid()).collect();
+        lock(&self.unsaved).retain(|uid, _| uids.contains(uid));
+        lock(&self.errors).retain(|uid, _| uids.contains(uid));
+    }
+
+    /// How many objects have something kept in memory (unsaved statuses, error counts).
+    pub fn remembered(&self) -> usize {
+        lock(&self.unsaved).len() + lock(&self.errors).len()
+    }
 }
 
 /// Brings one CertificatePush to its desired state: at most one SCM push, then its status.
@@ -88,17 +104,16 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let name = cached.name_any();
     let uid = cached.uid().unwrap_or_default();
     let now = Timestamp::now();
+    let endpoint = ctx.scm.endpoint().as_str();
 
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
-    // and cost no API call. A stall is not: only the Secret's current version tells whether it is over.
+    // and cost no API call. A stall is not: only the Secret's current credential tells whether it is over.
     if let Some(current) = &cached.status
         && status::ready(current).is_some()
         && !lock(&ctx.unsaved).contains_key(&uid)
     {
-        let step = decide(cached, current, current.credentials_resource_version.as_deref(), now);
-        if step != Step::Stalled
-            && let ControlFlow::Break(action) = settle(step, &ctx.metrics)
-        {
+        let step = decide(cached, current, current.credentials_digest.as_deref(), endpoint, now);
+        if let Some(action) = settle_without_secret(step, &ctx.metrics) {
             return Ok(action);
         }
     }
@@ -107,22 +122,36 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     // write (a Secret event may arrive first), and deciding on it would push the same generation twice.
     let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(cp) = api.get_opt(&name).await? else {
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     };
     if cp.uid().as_deref() != Some(uid.as_str()) {
         // Deleted and recreated under the same name; the new object gets its own reconcile.
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     }
     let generation = cp.metadata.generation.unwrap_or(0);
     let mut current = cp.status.clone().unwrap_or_default();
 
     let unsaved = lock(&ctx.unsaved).remove(&uid);
-    if let Some(saved) = unsaved {
-        if let Err(e) = save(&api, &name, &current, &saved).await {
-            lock(&ctx.unsaved).insert(uid, saved);
-            return Err(e);
+    if let Some(kept) = unsaved {
+        match save(&api, &name, &current, &kept).await {
+            Ok(()) => {}
+            Err(e) if api_code(&e) == Some(404) => {
+                ctx.forget(&uid);
+                return Ok(Action::await_change());
+            }
+            // The API server will never take it; it stays the truth in memory, so nothing is pushed twice.
+            Err(e) if api_code(&e) == Some(422) => {
+                status_write_rejected(ctx, &cp, &e).await;
+                lock(&ctx.unsaved).insert(uid.clone(), kept.clone());
+            }
+            Err(e) => {
+                lock(&ctx.unsaved).insert(uid, kept);
+                return Err(e);
+            }
         }
-        current = saved;
+        current = kept;
     }
     if status::ready(&current).is_none() {
         let pending = status::pending(&current, generation, now);
@@ -130,43 +159,37 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         current = pending;
     }
 
-    // Only a stall or a push needs the Secret, so decide first with its recorded version and skip the GET
+    // Only a stall or a push needs the Secret, so decide first with the recorded credential and skip the GET
     // for objects that are up to date or waiting.
-    let step = decide(&cp, &current, current.credentials_resource_version.as_deref(), now);
-    let (step, secret) = match step {
-        Step::UpToDate | Step::WaitForRetry(_) => (step, None),
-        Step::Stalled | Step::Push(_) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-            let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-            let version = secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
-            (decide(&cp, &current, version, now), secret)
-        }
-    };
-    let cause = match settle(step, &ctx.metrics) {
+    let step = decide(&cp, &current, current.credentials_digest.as_deref(), endpoint, now);
+    if let Some(action) = settle_without_secret(step, &ctx.metrics) {
+        return Ok(action);
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
+    let credentials = Credentials::from_secret(secret.as_ref(), &cp.spec.credentials_ref);
+    let digest = credentials.as_ref().ok().map(Credentials::digest);
+    let cause = match settle(decide(&cp, &current, digest.as_deref(), endpoint, now), &ctx.metrics) {
         ControlFlow::Break(action) => return Ok(action),
         ControlFlow::Continue(cause) => cause,
     };
-    let attempt = Attempt {
-        generation,
-        push_request: cp.push_request(),
-        credentials_version: secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()),
-        now,
-    };
-    push(&cp, ctx, &api, &current, secret.as_ref(), &attempt, cause).await
+    push(&cp, ctx, &api, &current, credentials, cause, now).await
 }
 
-/// The policy's step for `cp` with `status`, given the credentials Secret's resourceVersion.
+/// The policy's step for `cp` with `status`, given the digest of the credential in the Secret.
 fn decide(
     cp: &CertificatePush,
     status: &CertificatePushStatus,
-    credentials_version: Option<&str>,
+    credentials_digest: Option<&str>,
+    endpoint: &str,
     now: Timestamp,
 ) -> Step {
     policy::next_step(&Observed {
         generation: cp.metadata.generation.unwrap_or(0),
         push_request: cp.push_request(),
         status,
-        credentials_version,
+        credentials_digest,
+        endpoint,
         now,
     })
 }
@@ -183,24 +206,53 @@ fn settle(step: Step, metrics: &Metrics) -> ControlFlow<Action, Cause> {
     ControlFlow::Break(action)
 }
 
+/// Settles the steps that need neither the Secret nor a write: up to date, or waiting for a retry.
+fn settle_without_secret(step: Step, metrics: &Metrics) -> Option<Action> {
+    match step {
+        Step::UpToDate | Step::WaitForRetry(_) => settle(step, metrics).break_value(),
+        Step::Stalled | Step::Push(_) => None,
+    }
+}
+
+/// What is pushed where, for status messages and logs.
+fn target(cp: &CertificatePush) -> String {
+    let spec = &cp.spec;
+    format!(
+        "certificate {} to {} in {}",
+        spec.certificate_id,
+        spec.target_service.as_str(),
+        spec.target_project
+    )
+}
+
 async fn push(
     cp: &CertificatePush,
     ctx: &Context,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    secret: Option<&Secret>,
-    attempt: &Attempt<'_>,
+    credentials: Result<Credentials, CredentialsError>,
     cause: Cause,
+    now: Timestamp,
 ) -> Result<Action, Error> {
     let name = cp.name_any();
-    let credentials = match Credentials::from_secret(secret, &cp.spec.credentials_ref) {
+    let target = target(cp);
+    let digest = credentials.as_ref().ok().map(Credentials::digest);
+    let attempt = Attempt {
+        generation: cp.metadata.generation.unwrap_or(0),
+        push_request: cp.push_request(),
+        credentials_digest: digest.as_deref(),
+        endpoint: ctx.scm.endpoint().as_str(),
+        target: &target,
+        now,
+    };
+    let credentials = match credentials {
         Ok(c) => c,
         Err(e) => {
             let reason = match e {
                 CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
                 CredentialsError::Invalid(_) => Reason::InvalidCredentials,
             };
-            let new = status::credentials_problem(current, attempt, reason, &e.to_string());
+            let new = status::credentials_problem(current, &attempt, reason, &e.to_string());
             save(api, &name, current, &new).await?;
             notify(ctx, cp, current, &new).await;
             ctx.metrics.reconciled("credentials_error");
@@ -217,42 +269,26 @@ async fn push(
             error_message: message,
             request_id: None,
             retry_after: None,
+            outcome_unknown: false,
         }),
         Ok(request) => {
             info!(namespace = ?cp.namespace(), name, ?cause, generation = attempt.generation, "pushing certificate");
             let started = Instant::now();
             let transport = ctx.scm.push(&credentials, &request).await;
-            let code = match &transport {
-                Transport::Reply(r) => Some(r.status),
-                Transport::Failed(_) => None,
-            };
-            ctx.metrics.scm_request(code, started.elapsed().as_secs_f64());
+            ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
             crate::scm::classify(&transport)
         }
     };
     drop(credentials);
 
-    match outcome {
+    let (new, action) = match &outcome {
         PushOutcome::Pushed {
             http_status,
             request_id,
-        } => {
-            let what = format!(
-                "certificate {} to {} in {}",
-                spec.certificate_id,
-                spec.target_service.as_str(),
-                spec.target_project
-            );
-            let new = status::pushed(current, attempt, http_status, request_id, &what);
-            if let Err(e) = save_after_push(api, &name, current, &new).await {
-                lock(&ctx.unsaved).insert(cp.uid().unwrap_or_default(), new);
-                return Err(e);
-            }
-            info!(namespace = ?cp.namespace(), name, http_status, "pushed certificate");
-            notify(ctx, cp, current, &new).await;
-            ctx.metrics.reconciled("pushed");
-            Ok(Action::await_change())
-        }
+        } => (
+            status::pushed(current, &attempt, *http_status, request_id.clone()),
+            Action::await_change(),
+        ),
         PushOutcome::Failed(failure) => {
             let attempts = policy::failed_attempts(current, attempt.generation);
             let delay = failure
@@ -260,22 +296,90 @@ async fn push(
                 .is_transient()
                 .then(|| policy::backoff(attempts, failure.retry_after, rand::random::<f64>()));
             let next_retry = delay.and_then(|d| attempt.now.checked_add(d).ok());
-            let new = status::failed(current, attempt, &failure, attempts, next_retry);
-            save(api, &name, current, &new).await?;
             warn!(
                 namespace = ?cp.namespace(),
                 name,
                 http_status = failure.http_status,
                 error_code = failure.error_code.as_deref(),
                 error_message = failure.error_message,
+                outcome_unknown = failure.outcome_unknown,
                 attempts,
                 retry_in_seconds = delay.map(|d| d.as_secs()),
                 "push failed"
             );
-            notify(ctx, cp, current, &new).await;
-            ctx.metrics.reconciled("push_failed");
-            Ok(delay.map_or_else(Action::await_change, Action::requeue))
+            (
+                status::failed(current, &attempt, failure, attempts, next_retry),
+                delay.map_or_else(Action::await_change, Action::requeue),
+            )
         }
+    };
+    record(ctx, cp, api, current, new).await?;
+    let result = match outcome {
+        PushOutcome::Pushed { http_status, .. } => {
+            info!(namespace = ?cp.namespace(), name, http_status, "pushed certificate");
+            "pushed"
+        }
+        PushOutcome::Failed(_) => "push_failed",
+    };
+    ctx.metrics.reconciled(result);
+    Ok(action)
+}
+
+/// Saves the status that follows an SCM request. Losing it could mean pushing twice or re-sending a refused
+/// credential, so the write is retried here rather than the whole reconcile, and a status that still cannot be
+/// saved is kept in memory and saved before anything else happens to the object.
+async fn record(
+    ctx: &Context,
+    cp: &CertificatePush,
+    api: &Api<CertificatePush>,
+    old: &CertificatePushStatus,
+    new: CertificatePushStatus,
+) -> Result<(), Error> {
+    let uid = cp.uid().unwrap_or_default();
+    match save_after_request(api, &cp.name_any(), old, &new).await {
+        Ok(()) => {
+            notify(ctx, cp, old, &new).await;
+            Ok(())
+        }
+        // Deleted meanwhile: there is nothing left to record the outcome on.
+        Err(e) if api_code(&e) == Some(404) => {
+            ctx.forget(&uid);
+            Ok(())
+        }
+        Err(e) if api_code(&e) == Some(422) => {
+            status_write_rejected(ctx, cp, &e).await;
+            lock(&ctx.unsaved).insert(uid, new);
+            Ok(())
+        }
+        Err(e) => {
+            lock(&ctx.unsaved).insert(uid, new);
+            Err(e)
+        }
+    }
+}
+
+/// The HTTP status of a Kubernetes API error, if the API server answered.
+fn api_code(e: &Error) -> Option<u16> {
+    match e {
+        Error::Kube(kube::Error::Api(s)) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// A status the API server refuses as invalid (422) cannot be fixed by retrying: say so in the log, the
+/// metrics and an Event, since the status itself cannot carry it.
+async fn status_write_rejected(ctx: &Context, cp: &CertificatePush, e: &Error) {
+    warn!(namespace = ?cp.namespace(), name = cp.name_any(), error = %e, "the API server refused the status as invalid; keeping it in memory");
+    ctx.metrics.status_write_failed("invalid");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "StatusWriteFailed".into(),
+        note: Some(format!("The API server refused the status: {e}")),
+        action: "UpdateStatus".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
+        warn!(name = cp.name_any(), error = %e, "publishing event failed");
     }
 }
 
@@ -299,9 +403,9 @@ async fn save(
     Ok(())
 }
 
-/// After a successful push the status write is retried here rather than the whole reconcile, because
-/// a reconcile that does not see pushedGeneration would push again.
-async fn save_after_push(
+/// Retries a status write for about 6 s, unless the answer says a retry cannot help (the object is gone,
+/// the status is invalid, or the operator may not write it).
+async fn save_after_request(
     api: &Api<CertificatePush>,
     name: &str,
     old: &CertificatePushStatus,
@@ -311,8 +415,9 @@ async fn save_after_push(
     for _ in 0..5 {
         match save(api, name, old, new).await {
             Ok(()) => return Ok(()),
+            Err(e) if matches!(api_code(&e), Some(400..=408 | 410..=428)) => return Err(e),
             Err(e) => {
-                warn!(name, error = %e, "saving status after a successful push failed; retrying the write, not the push");
+                warn!(name, error = %e, "saving status after an SCM request failed; retrying the write, not the request");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
@@ -387,9 +492,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     info!(endpoint = %scm.endpoint(), namespace = args.namespace.as_deref().unwrap_or("<all>"), concurrency = args.concurrency, "starting controller");
 
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
+    let push_watch = Arc::new(WatchHealth::default());
+    let secret_watch = Arc::new(WatchHealth::default());
     let health = server::Health {
-        ready: ready.clone(),
+        watches: vec![
+            ("certificatepushes", push_watch.clone()),
+            ("secrets", secret_watch.clone()),
+        ],
         metrics: metrics.clone(),
     };
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -402,30 +511,39 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     });
 
     let ctx = Arc::new(Context::new(client, scm, metrics));
-    // Readiness follows the watch stream's first complete list. Store::wait_until_ready cannot be used
-    // here: its oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
+    // Readiness follows the watch streams themselves. Store::wait_until_ready cannot be used here: its
+    // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let (store, writer) = reflector::store();
-    let trigger = reflector::reflector(writer, watcher::watcher(pushes, watcher::Config::default()))
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) && !ready.swap(true, Ordering::Relaxed) {
-                info!("CertificatePush watch synced; ready");
-            }
-        })
-        .applied_objects();
+    let forgetting = (ctx.clone(), store.clone());
+    let trigger = reflector::reflector(
+        writer,
+        watcher::watcher(pushes, watcher::Config::default()).default_backoff(),
+    )
+    .inspect(move |event| {
+        push_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone)));
+        let (ctx, store) = &forgetting;
+        match event {
+            Ok(watcher::Event::Delete(cp)) => ctx.forget(&cp.uid().unwrap_or_default()),
+            // After a re-list, objects deleted while the watch was down are simply absent.
+            Ok(watcher::Event::InitDone) => ctx.forget_all_but(store),
+            _ => {}
+        }
+    })
+    .applied_objects();
+    let secret_trigger = watcher::watcher(secrets, watcher::Config::default())
+        .default_backoff()
+        .inspect(move |event| secret_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone))))
+        .touched_objects();
     let controller = Controller::for_stream(trigger, store.clone());
     controller
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: PartialObjectMeta<Secret>| {
-                let state = store.state();
-                referrers(
-                    state.iter().map(|cp| cp.as_ref()),
-                    secret.metadata.namespace.as_deref(),
-                    &secret.name_any(),
-                )
-            },
-        )
+        .watches_stream(secret_trigger, move |secret: PartialObjectMeta<Secret>| {
+            let state = store.state();
+            referrers(
+                state.iter().map(|cp| cp.as_ref()),
+                secret.metadata.namespace.as_deref(),
+                &secret.name_any(),
+            )
+        })
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -451,6 +569,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::crd::{CertificatePushSpec, CredentialsRef, TargetService};
+    use crate::sim::{Sim, SimConfig};
+
+    const ENDPOINT: &str = "http://127.0.0.1:9/";
+    const PATH: &str = "/apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one";
 
     fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
         let mut cp = CertificatePush::new(
@@ -471,12 +593,12 @@ mod tests {
 
     type ApiServer = tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
 
-    /// A context whose Kubernetes client is a mocked API server and whose SCM endpoint accepts nothing.
-    fn mocked_context() -> (Arc<Context>, ApiServer) {
+    /// A context whose Kubernetes client is a mocked API server and whose SCM endpoint is `scm`.
+    fn mocked_context(scm: &str) -> (Arc<Context>, ApiServer) {
         crate::install_crypto_provider();
         let (service, handle) = tower_test::mock::pair();
         let client = Client::new(service, "default");
-        let scm = ScmClient::new("http://127.0.0.1:9", None).unwrap();
+        let scm = ScmClient::new(scm, None).unwrap();
         (
             Arc::new(Context::new(client, scm, Arc::new(Metrics::default()))),
             handle,
@@ -490,128 +612,254 @@ mod tests {
             .unwrap()
     }
 
+    fn api_status(code: u16, reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": format!("{reason} from the test")})
+    }
+
+    type Requests = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+    /// Serves the mocked API server in the background: `answer` gets "METHOD path" and the JSON body of each
+    /// request; every request is recorded. A reconcile never waits on a test that forgot to answer.
+    fn serve(
+        mut server: ApiServer,
+        answer: impl Fn(&str, &serde_json::Value) -> (u16, serde_json::Value) + Send + 'static,
+    ) -> Requests {
+        let seen: Requests = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = server.next_request().await {
+                let what = format!("{} {}", request.method(), request.uri().path());
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let (code, value) = answer(&what, &body);
+                lock(&record).push((what, body));
+                reply.send_response(json_response(code, value));
+            }
+        });
+        seen
+    }
+
+    fn paths(seen: &Requests) -> Vec<String> {
+        lock(seen).iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    fn attempt(generation: i64) -> Attempt<'static> {
+        Attempt {
+            generation,
+            push_request: None,
+            credentials_digest: Some("sha256:1"),
+            endpoint: ENDPOINT,
+            target: "x",
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
     fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
         let mut obj = cp("ns", "one", "scm");
         obj.metadata.uid = Some("uid-1".into());
         obj.metadata.generation = Some(3);
-        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let pending = status::pending(&Default::default(), 3, now);
+        let a = attempt(3);
+        let pending = status::pending(&Default::default(), 3, a.now);
         obj.status = Some(pending.clone());
-        let attempt = Attempt {
-            generation: 3,
-            push_request: None,
-            credentials_version: Some("1"),
-            now,
-        };
-        (obj, status::pushed(&pending, &attempt, 204, Some("r".into()), "x"))
+        (obj, status::pushed(&pending, &a, 204, Some("r".into())))
     }
+
+    fn with_status(obj: &CertificatePush, status: &CertificatePushStatus) -> serde_json::Value {
+        let mut o = obj.clone();
+        o.status = Some(status.clone());
+        serde_json::to_value(&o).unwrap()
+    }
+
+    fn secret(token: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "scm", "namespace": "ns", "resourceVersion": "5"},
+               "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}})
+    }
+
+    const BAD_TOKEN: &str = "unit-bad-token-00000000000000000000000000000000";
 
     #[tokio::test]
     async fn status_write_after_push_is_retried_not_the_push() {
-        let (ctx, mut server) = mocked_context();
+        let (ctx, server) = mocked_context(ENDPOINT);
         let (obj, pushed) = pushed_object();
         let old = obj.status.clone().unwrap();
         let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
-        let conflict =
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict"});
         let echo = serde_json::to_value(&obj).unwrap();
-        let apiserver = tokio::spawn(async move {
-            let mut paths = Vec::new();
-            for (status, answer) in [(409, conflict), (200, echo)] {
-                let (request, reply) = server.next_request().await.expect("a status write");
-                paths.push(format!("{} {}", request.method(), request.uri().path()));
-                let body = request.into_body().collect_bytes().await.unwrap();
-                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(sent["status"]["pushedGeneration"], 3);
-                reply.send_response(json_response(status, answer));
+        let writes = std::sync::atomic::AtomicUsize::new(0);
+        let seen = serve(server, move |_, body| {
+            assert_eq!(body["status"]["pushedGeneration"], 3);
+            match writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => (500, api_status(500, "InternalError")),
+                _ => (200, echo.clone()),
             }
-            paths
         });
-        save_after_push(&api, "one", &old, &pushed)
+        save_after_request(&api, "one", &old, &pushed)
             .await
             .expect("second write succeeds");
-        let paths = apiserver.await.unwrap();
+        assert_eq!(paths(&seen), vec![format!("PATCH {PATH}/status"); 2]);
+    }
+
+    /// Defect: a 404 or 422 on the status write was retried for ~6 s and then parked in memory forever.
+    #[tokio::test]
+    async fn status_writes_that_cannot_succeed_are_not_retried_and_do_not_wedge() {
+        // 404: the object was deleted during the push; nothing is kept.
+        let (ctx, server) = mocked_context(ENDPOINT);
+        let (obj, pushed) = pushed_object();
+        let old = obj.status.clone().unwrap();
+        let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
+        let seen = serve(server, |_, _| (404, api_status(404, "NotFound")));
+        lock(&ctx.errors).insert("uid-1".into(), 3);
+        let started = Instant::now();
+        record(&ctx, &obj, &api, &old, pushed.clone())
+            .await
+            .expect("a deleted object is not an error");
+        assert!(started.elapsed() < Duration::from_secs(1), "no retry loop");
+        assert_eq!(paths(&seen), [format!("PATCH {PATH}/status")]);
+        assert_eq!(ctx.remembered(), 0, "nothing is kept for a deleted object");
+
+        // 422: the API server will never take this status. It is logged, counted and announced, and kept in
+        // memory as the truth, so a later reconcile neither fails nor pushes again.
+        let (ctx, server) = mocked_context(ENDPOINT);
+        let stored = serde_json::to_value(&obj).unwrap();
+        let seen = serve(server, move |what, _| match what {
+            w if w.ends_with("/status") => (422, api_status(422, "Invalid")),
+            w if w.starts_with("GET") => (200, stored.clone()),
+            _ => (201, json!({})),
+        });
+        record(&ctx, &obj, &api_for(&ctx), &old, pushed.clone())
+            .await
+            .expect("an invalid status is not a reconcile error");
         assert_eq!(
-            paths,
-            vec!["PATCH /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one/status"; 2]
+            paths(&seen),
+            [
+                format!("PATCH {PATH}/status"),
+                "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_string()
+            ]
         );
+        assert!(
+            lock(&seen)[1].1["note"]
+                .as_str()
+                .unwrap()
+                .contains("Invalid from the test"),
+            "the Event carries the API server's message"
+        );
+        assert!(
+            ctx.metrics
+                .encode()
+                .contains("certpush_status_write_failures_total{reason=\"invalid\"} 1")
+        );
+        lock(&seen).clear();
+        let action = reconcile(Arc::new(obj), ctx.clone())
+            .await
+            .expect("the kept status does not wedge the object");
+        assert_eq!(action, Action::await_change());
+        let p = paths(&seen);
+        assert_eq!(p[..2], [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+        assert!(
+            !p.iter().any(|p| p.contains("/secrets/")),
+            "decided on the kept (pushed) status: no push in the making: {p:?}"
+        );
+        // Deletion forgets it.
+        ctx.forget("uid-1");
+        assert_eq!(ctx.remembered(), 0);
+    }
+
+    fn api_for(ctx: &Context) -> Api<CertificatePush> {
+        Api::namespaced(ctx.client.clone(), "ns")
+    }
+
+    /// Defect: a 401 whose status write failed was re-sent on the next reconcile, a second later.
+    #[tokio::test]
+    async fn a_refused_credential_is_not_resent_when_its_status_could_not_be_saved() {
+        let sim = Sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (ctx, server) = mocked_context(&sim.url());
+        let mut obj = cp("ns", "one", "scm");
+        obj.metadata.uid = Some("uid-1".into());
+        obj.metadata.generation = Some(1);
+        obj.status = Some(status::pending(&Default::default(), 1, Timestamp::now()));
+        let stored = serde_json::to_value(&obj).unwrap();
+        // The operator may not write status (RBAC without certificatepushes/status) until `allow` is set.
+        let allow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let allowed = allow.clone();
+        let seen = serve(server, move |what, body| match what {
+            w if w.ends_with("/secrets/scm") => (200, secret(BAD_TOKEN)),
+            w if w.ends_with("/status") && allowed.load(std::sync::atomic::Ordering::SeqCst) => {
+                let mut o = stored.clone();
+                o["status"] = body["status"].clone();
+                (200, o)
+            }
+            w if w.ends_with("/status") => (403, api_status(403, "Forbidden")),
+            w if w.starts_with("GET") => (200, stored.clone()),
+            _ => (201, json!({})),
+        });
+        let obj = Arc::new(obj);
+        assert!(
+            reconcile(obj.clone(), ctx.clone()).await.is_err(),
+            "the status write failed"
+        );
+        assert_eq!(sim.pushes().len(), 1);
+        assert_eq!(sim.pushes()[0].status, 401);
+        // Status still forbidden: nothing new may be sent.
+        assert!(reconcile(obj.clone(), ctx.clone()).await.is_err());
+        assert_eq!(sim.pushes().len(), 1, "the rejected token was sent again");
+        // Status allowed: the kept 401 is saved first, and the object stays stalled.
+        allow.store(true, std::sync::atomic::Ordering::SeqCst);
+        let action = reconcile(obj.clone(), ctx.clone()).await.expect("saved");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(sim.pushes().len(), 1, "the rejected token was sent again");
+        let saved = lock(&seen)
+            .iter()
+            .rev()
+            .find(|(p, _)| p.ends_with("/status"))
+            .map(|(_, b)| b.clone())
+            .unwrap();
+        assert_eq!(saved["status"]["conditions"][0]["reason"], "Unauthorized");
+        assert_eq!(ctx.remembered(), 0);
     }
 
     #[tokio::test]
     async fn unsaved_push_is_saved_first_and_nothing_is_pushed_again() {
-        let (ctx, mut server) = mocked_context();
+        let (ctx, server) = mocked_context(ENDPOINT);
         let (obj, pushed) = pushed_object();
         lock(&ctx.unsaved).insert("uid-1".into(), pushed.clone());
-        let echo = {
-            let mut o = obj.clone();
-            o.status = Some(pushed.clone());
-            serde_json::to_value(&o).unwrap()
-        };
+        let echo = with_status(&obj, &pushed);
         let stored = serde_json::to_value(&obj).unwrap();
-        let apiserver = tokio::spawn(async move {
-            let (request, reply) = server.next_request().await.expect("a fresh read of the object");
-            assert_eq!(request.method(), http::Method::GET);
-            assert!(request.uri().path().ends_with("/certificatepushes/one"));
-            reply.send_response(json_response(200, stored));
-            let (request, reply) = server.next_request().await.expect("the saved status is written");
-            assert_eq!(request.method(), http::Method::PATCH);
-            assert!(request.uri().path().ends_with("/certificatepushes/one/status"));
-            reply.send_response(json_response(200, echo));
-            // Anything further (a Secret GET before a push) would be a second push in the making.
-            expect_no_request(&mut server, "saving the status").await;
+        let seen = serve(server, move |what, _| {
+            if what.starts_with("GET") {
+                (200, stored.clone())
+            } else {
+                (200, echo.clone())
+            }
         });
         let action = reconcile(Arc::new(obj), ctx.clone()).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
-        apiserver.await.unwrap();
-        assert!(lock(&ctx.unsaved).is_empty());
-    }
-
-    /// Fails the test if the mocked API server receives any request within 300 ms.
-    async fn expect_no_request(server: &mut ApiServer, after: &str) {
-        let more = tokio::time::timeout(Duration::from_millis(300), server.next_request()).await;
-        if let Ok(Some((request, _))) = more {
-            panic!("unexpected {} {} after {after}", request.method(), request.uri().path());
-        }
+        // Anything further (a Secret GET before a push) would be a second push in the making.
+        assert_eq!(paths(&seen), [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+        assert_eq!(ctx.remembered(), 0);
     }
 
     #[tokio::test]
     async fn stale_cache_after_a_push_does_not_push_again() {
         // The reflector still holds the object as it was before this operator's own status write (a Secret
         // event triggered the reconcile first); the API server already has pushedGeneration.
-        let (ctx, mut server) = mocked_context();
+        let (ctx, server) = mocked_context(ENDPOINT);
         let (stale, pushed) = pushed_object();
-        let stored = {
-            let mut o = stale.clone();
-            o.status = Some(pushed);
-            serde_json::to_value(&o).unwrap()
-        };
-        let apiserver = tokio::spawn(async move {
-            let (request, reply) = server.next_request().await.expect("a fresh read of the object");
-            assert_eq!(
-                format!("{} {}", request.method(), request.uri().path()),
-                "GET /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one"
-            );
-            reply.send_response(json_response(200, stored));
-            // A Secret GET would be the first step of a second push.
-            expect_no_request(&mut server, "the fresh read").await;
-        });
+        let stored = with_status(&stale, &pushed);
+        let seen = serve(server, move |_, _| (200, stored.clone()));
         let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
-        apiserver.await.unwrap();
+        // A Secret GET would be the first step of a second push.
+        assert_eq!(paths(&seen), [format!("GET {PATH}")]);
     }
 
     #[tokio::test]
     async fn stalled_object_rechecks_its_secret() {
         // A rotated Secret ends a 401 stall only if the reconcile it triggers looks at the Secret.
-        let (ctx, mut server) = mocked_context();
+        let (ctx, server) = mocked_context(ENDPOINT);
         let (mut obj, _) = pushed_object();
         let pending = obj.status.clone().unwrap();
-        let attempt = Attempt {
-            generation: 3,
-            push_request: None,
-            credentials_version: Some("1"),
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
-        };
         let failure = PushFailure {
             kind: FailureKind::Unauthorized,
             http_status: Some(401),
@@ -619,52 +867,42 @@ mod tests {
             error_message: "Incorrect IAM authentication information".into(),
             request_id: None,
             retry_after: None,
+            outcome_unknown: false,
         };
-        obj.status = Some(status::failed(&pending, &attempt, &failure, 1, None));
+        obj.status = Some(status::failed(&pending, &attempt(3), &failure, 1, None));
         let stored = serde_json::to_value(&obj).unwrap();
-        let not_found =
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"});
-        let apiserver = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for answer in [json_response(200, stored.clone()), json_response(404, not_found)] {
-                let (request, reply) = server.next_request().await.expect("a request");
-                seen.push(format!("{} {}", request.method(), request.uri().path()));
-                reply.send_response(answer);
-            }
-            // The Secret is gone now: the status says so.
-            let (request, reply) = server.next_request().await.expect("a status write");
-            seen.push(format!("{} {}", request.method(), request.uri().path()));
-            let body = request.into_body().collect_bytes().await.unwrap();
-            let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let ready = sent["status"]["conditions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "Ready");
-            assert_eq!(ready.unwrap()["reason"], "CredentialsNotFound");
-            reply.send_response(json_response(200, stored));
-            seen
+        let seen = serve(server, move |what, _| match what {
+            w if w.ends_with("/secrets/scm") => (404, api_status(404, "NotFound")),
+            _ => (200, stored.clone()),
         });
         let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         assert_eq!(
-            apiserver.await.unwrap(),
+            paths(&seen)[..3],
             [
-                "GET /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one",
-                "GET /api/v1/namespaces/ns/secrets/scm",
-                "PATCH /apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one/status",
+                format!("GET {PATH}"),
+                "GET /api/v1/namespaces/ns/secrets/scm".to_string(),
+                format!("PATCH {PATH}/status"),
             ]
         );
+        // The Secret is gone now: the status says so.
+        let sent = lock(&seen)[2].1.clone();
+        assert_eq!(sent["status"]["conditions"][0]["reason"], "CredentialsNotFound");
     }
 
     #[tokio::test]
     async fn steady_state_costs_no_api_call() {
-        let (ctx, mut server) = mocked_context();
+        let (ctx, server) = mocked_context(ENDPOINT);
         let (mut obj, pushed) = pushed_object();
         obj.status = Some(pushed);
-        let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+        // Every request is answered (with an error), so a regression that makes one fails instead of hanging.
+        let seen = serve(server, |_, _| (500, api_status(500, "InternalError")));
+        let action = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(obj), ctx))
+            .await
+            .expect("reconcile returns")
+            .expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
-        expect_no_request(&mut server, "a reconcile at steady state").await;
+        assert_eq!(paths(&seen), Vec::<String>::new());
     }
 
     #[test]

@@ -152,13 +152,30 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed_generation: Option<i64>,
 
-    /// Last value of the scm.certpush.dev/push-requested-at annotation that was acted on.
+    /// Last value of the scm.certpush.dev/push-requested-at annotation whose push succeeded or stalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_push_request: Option<String>,
 
-    /// resourceVersion of the credentials Secret at the last attempt, so a changed Secret lifts a stall.
+    /// Value of the scm.certpush.dev/push-requested-at annotation whose push is being retried after a transient
+    /// failure; it becomes lastHandledPushRequest when that push succeeds or stalls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_resource_version: Option<String>,
+    pub pending_push_request: Option<String>,
+
+    /// SHA-256 fingerprint of the credential used at the last attempt (never the credential itself). A stall
+    /// caused by a rejected credential lifts only when the credential in the Secret changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_digest: Option<String>,
+
+    /// SCM endpoint of the last attempt. A stall blamed on the endpoint (404 APIGW.0101, or a success code
+    /// other than 204) lifts when the operator runs with a different --scm-endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_endpoint: Option<String>,
+
+    /// When an attempt of the current push got no answer after its request was sent, so that push may have
+    /// landed in the target service; cleared by a success or a new generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub outcome_unknown_time: Option<String>,
 }
 
 /// A metav1.Condition: one aspect of the resource's state.

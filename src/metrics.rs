@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::scm::Transport;
+
 /// Label of `certpush_reconciles_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -16,8 +18,16 @@ pub struct ResultLabel {
 /// Label of `certpush_scm_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
-    /// The HTTP status code, or "network_error" when none came back.
+    /// The HTTP status code; `not_sent` when no connection was made; `outcome_unknown` when the request may have
+    /// been sent but no answer came back (the push may have landed).
     pub code: String,
+}
+
+/// Label of `certpush_status_write_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteFailureLabel {
+    /// `invalid`: the API server refused the status (422).
+    pub reason: &'static str,
 }
 
 /// The operator's metrics and the registry that serves them.
@@ -30,6 +40,8 @@ pub struct Metrics {
     pub scm_requests: Family<CodeLabel, Counter>,
     /// Duration of SCM push requests.
     pub scm_request_seconds: Histogram,
+    /// Status writes that cannot succeed by retrying.
+    pub status_write_failures: Family<WriteFailureLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -53,11 +65,18 @@ impl Default for Metrics {
             "Duration of SCM push requests",
             scm_request_seconds.clone(),
         );
+        let status_write_failures = Family::<WriteFailureLabel, Counter>::default();
+        registry.register(
+            "status_write_failures",
+            "Status writes the API server refused and retrying cannot fix",
+            status_write_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
             scm_requests,
             scm_request_seconds,
+            status_write_failures,
         }
     }
 }
@@ -68,11 +87,22 @@ impl Metrics {
         self.reconciles.get_or_create(&ResultLabel { result }).inc();
     }
 
-    /// Counts one SCM request by its status code (None: no response).
-    pub fn scm_request(&self, status: Option<u16>, seconds: f64) {
-        let code = status.map_or_else(|| "network_error".to_string(), |s| s.to_string());
+    /// Counts one SCM request by what came back.
+    pub fn scm_request(&self, transport: &Transport, seconds: f64) {
+        let code = match transport {
+            Transport::Reply(r) => r.status.to_string(),
+            Transport::NotSent(_) => "not_sent".to_string(),
+            Transport::NoAnswer(_) => "outcome_unknown".to_string(),
+        };
         self.scm_requests.get_or_create(&CodeLabel { code }).inc();
         self.scm_request_seconds.observe(seconds);
+    }
+
+    /// Counts one status write that retrying cannot fix.
+    pub fn status_write_failed(&self, reason: &'static str) {
+        self.status_write_failures
+            .get_or_create(&WriteFailureLabel { reason })
+            .inc();
     }
 
     /// Prometheus text exposition of every metric.
@@ -93,8 +123,17 @@ mod tests {
         let m = Metrics::default();
         m.reconciled("pushed");
         m.reconciled("pushed");
-        m.scm_request(Some(204), 0.1);
-        m.scm_request(None, 5.0);
+        let reply = |status| {
+            Transport::Reply(crate::scm::Reply {
+                status,
+                request_id: None,
+                retry_after: None,
+                body: Vec::new(),
+            })
+        };
+        m.scm_request(&reply(204), 0.1);
+        m.scm_request(&Transport::NoAnswer("reset".into()), 5.0);
+        m.scm_request(&Transport::NotSent("refused".into()), 5.0);
         let text = m.encode();
         assert!(
             text.contains("certpush_reconciles_total{result=\"pushed\"} 2"),
@@ -102,9 +141,13 @@ mod tests {
         );
         assert!(text.contains("certpush_scm_requests_total{code=\"204\"} 1"), "{text}");
         assert!(
-            text.contains("certpush_scm_requests_total{code=\"network_error\"} 1"),
+            text.contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1"),
             "{text}"
         );
-        assert!(text.contains("certpush_scm_request_duration_seconds_count 2"), "{text}");
+        assert!(
+            text.contains("certpush_scm_requests_total{code=\"not_sent\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("certpush_scm_request_duration_seconds_count 3"), "{text}");
     }
 }

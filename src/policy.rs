@@ -1,14 +1,16 @@
-//! When to push: the decision from spec, status and the Secret's version, and the retry backoff.
+//! When to push: the decision from spec, status, the credential in the Secret and the endpoint, and the retry backoff.
 //!
 //! The rule that matters most: push once per generation. Anything already recorded in status
 //! (`pushedGeneration`, a stall, a scheduled retry) survives restarts and resyncs, so neither causes a push.
+//! The second: a request SCM refused is not sent again until something that could change the answer changed.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use crate::crd::CertificatePushStatus;
-use crate::status::{self, Reason};
+use crate::scm;
+use crate::status::{self, Lift};
 
 /// First retry delay after a transient failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -37,8 +39,10 @@ pub enum Cause {
     Requested,
     /// A scheduled retry is due.
     RetryDue,
-    /// The credentials Secret changed since the last failure.
+    /// The credential in the Secret changed since a failure it may have caused (or could not be read).
     CredentialsChanged,
+    /// The operator talks to another SCM endpoint than the one a stall was blamed on.
+    EndpointChanged,
 }
 
 /// The inputs of the decision.
@@ -50,8 +54,10 @@ pub struct Observed<'a> {
     pub push_request: Option<&'a str>,
     /// Current status.
     pub status: &'a CertificatePushStatus,
-    /// resourceVersion of the credentials Secret, None when it does not exist.
-    pub credentials_version: Option<&'a str>,
+    /// Digest of the credential now in the Secret, None when none can be read.
+    pub credentials_digest: Option<&'a str>,
+    /// The SCM endpoint the operator talks to now.
+    pub endpoint: &'a str,
     /// Now.
     pub now: Timestamp,
 }
@@ -59,19 +65,26 @@ pub struct Observed<'a> {
 /// Decides what to do. Pure: the same inputs always give the same step.
 pub fn next_step(o: &Observed) -> Step {
     let s = o.status;
-    if o.push_request.is_some() && o.push_request != s.last_handled_push_request.as_deref() {
+    let new_request = o.push_request.is_some() && o.push_request != s.last_handled_push_request.as_deref();
+    // A new request bypasses backoff and stalls, except the request whose own retries are being backed off.
+    if new_request && o.push_request != s.pending_push_request.as_deref() {
         return Step::Push(Cause::Requested);
     }
-    if s.pushed_generation == Some(o.generation) {
-        return Step::UpToDate;
-    }
-    // Failures recorded for an older generation do not hold back the new spec.
-    let failed_this_generation = s.failed_attempts.unwrap_or(0) > 0 && s.observed_generation == Some(o.generation);
-    if !failed_this_generation {
-        return Step::Push(Cause::NewGeneration);
-    }
-    match status::ready_reason(s) {
-        Some(Reason::Retrying) => {
+    // The failure of the last attempt, if that attempt was at this generation (a spec change is new work).
+    let failure =
+        status::ready_reason(s).filter(|r| r.lift() != Lift::None && s.observed_generation == Some(o.generation));
+    let Some(reason) = failure else {
+        return if new_request {
+            Step::Push(Cause::Requested)
+        } else if s.pushed_generation == Some(o.generation) {
+            Step::UpToDate
+        } else {
+            Step::Push(Cause::NewGeneration)
+        };
+    };
+    match reason.lift() {
+        Lift::None => Step::UpToDate,
+        Lift::Backoff => {
             let due = s.next_retry_time.as_deref().and_then(status::parse_time);
             match due {
                 Some(at) if at > o.now => {
@@ -80,22 +93,30 @@ pub fn next_step(o: &Observed) -> Step {
                 _ => Step::Push(Cause::RetryDue),
             }
         }
-        // SCM already said no to this exact request: only a changed Secret may change the answer.
-        Some(r) if r.came_from_scm() => {
-            if o.credentials_version != s.credentials_resource_version.as_deref() {
-                Step::Push(Cause::CredentialsChanged)
-            } else {
-                Step::Stalled
-            }
+        // Nothing was sent, so re-reading the Secret on every change costs SCM nothing.
+        Lift::SecretChange => Step::Push(Cause::CredentialsChanged),
+        // SCM refused this credential: only a different one may change the answer (Huawei locks keys after
+        // repeated authentication failures, so the same one is never re-sent).
+        Lift::CredentialChange if o.credentials_digest != s.credentials_digest.as_deref() => {
+            Step::Push(Cause::CredentialsChanged)
         }
-        // Credential problems are found before any request, so re-checking them costs nothing.
-        _ => Step::Push(Cause::CredentialsChanged),
+        Lift::SpecChange if blames_endpoint(s) && s.scm_endpoint.as_deref() != Some(o.endpoint) => {
+            Step::Push(Cause::EndpointChanged)
+        }
+        Lift::CredentialChange | Lift::SpecChange => Step::Stalled,
     }
 }
 
-/// Consecutive failures including this one, counted within one generation.
+/// Whether the recorded failure says the endpoint, not the push, was wrong.
+fn blames_endpoint(s: &CertificatePushStatus) -> bool {
+    let http_status = s.http_status.and_then(|c| u16::try_from(c).ok());
+    scm::blames_endpoint(http_status, s.error_code.as_deref())
+}
+
+/// Consecutive failures including this one, counted within one generation (a re-push of a pushed
+/// generation counts too, since a success clears the count).
 pub fn failed_attempts(status: &CertificatePushStatus, generation: i64) -> i32 {
-    if status.observed_generation == Some(generation) && status.pushed_generation != Some(generation) {
+    if status.observed_generation == Some(generation) {
         status.failed_attempts.unwrap_or(0).saturating_add(1)
     } else {
         1
@@ -119,20 +140,22 @@ pub fn backoff(attempt: i32, retry_after: Option<Duration>, jitter: f64) -> Dura
 mod tests {
     use super::*;
     use crate::scm::{FailureKind, PushFailure};
-    use crate::status::Attempt;
+    use crate::status::{Attempt, Reason};
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
     const NOW: &str = "2026-01-01T00:00:00Z";
+    const ENDPOINT: &str = "https://scm.cn-north-4.myhuaweicloud.com/";
 
-    fn observe<'a>(status: &'a CertificatePushStatus, generation: i64, secret: Option<&'a str>) -> Observed<'a> {
+    fn observe<'a>(status: &'a CertificatePushStatus, generation: i64, digest: Option<&'a str>) -> Observed<'a> {
         Observed {
             generation,
             push_request: None,
             status,
-            credentials_version: secret,
+            credentials_digest: digest,
+            endpoint: ENDPOINT,
             now: t(NOW),
         }
     }
@@ -145,112 +168,229 @@ mod tests {
             error_message: "x".into(),
             request_id: None,
             retry_after: None,
+            outcome_unknown: false,
         }
     }
 
-    fn attempt(generation: i64, secret: &'static str) -> Attempt<'static> {
+    fn attempt(generation: i64, digest: &'static str) -> Attempt<'static> {
         Attempt {
             generation,
             push_request: None,
-            credentials_version: Some(secret),
+            credentials_digest: Some(digest),
+            endpoint: ENDPOINT,
+            target: "x",
             now: t(NOW),
         }
+    }
+
+    fn requested(generation: i64, digest: &'static str, request: &'static str) -> Attempt<'static> {
+        Attempt {
+            push_request: Some(request),
+            ..attempt(generation, digest)
+        }
+    }
+
+    /// The status after a failure recorded the way the controller records it.
+    fn after(
+        old: &CertificatePushStatus,
+        a: &Attempt,
+        kind: FailureKind,
+        next_retry: Option<&str>,
+    ) -> CertificatePushStatus {
+        let n = failed_attempts(old, a.generation);
+        status::failed(old, a, &failure(kind), n, next_retry.map(t))
     }
 
     #[test]
     fn new_object_pushes_and_pushed_generation_is_up_to_date() {
         let fresh = status::pending(&Default::default(), 1, t(NOW));
         assert_eq!(
-            next_step(&observe(&fresh, 1, Some("1"))),
+            next_step(&observe(&fresh, 1, Some("d1"))),
             Step::Push(Cause::NewGeneration)
         );
-        let done = status::pushed(&fresh, &attempt(1, "1"), 204, None, "x");
-        assert_eq!(next_step(&observe(&done, 1, Some("1"))), Step::UpToDate);
-        // A Secret change after success is no reason to push again.
-        assert_eq!(next_step(&observe(&done, 1, Some("2"))), Step::UpToDate);
+        let done = status::pushed(&fresh, &attempt(1, "d1"), 204, None);
+        assert_eq!(next_step(&observe(&done, 1, Some("d1"))), Step::UpToDate);
+        // A new credential after success is no reason to push again.
+        assert_eq!(next_step(&observe(&done, 1, Some("d2"))), Step::UpToDate);
         assert_eq!(
-            next_step(&observe(&done, 2, Some("1"))),
+            next_step(&observe(&done, 2, Some("d1"))),
             Step::Push(Cause::NewGeneration)
         );
     }
 
     #[test]
     fn repush_annotation_pushes_once_per_value() {
-        let done = status::pushed(&Default::default(), &attempt(1, "1"), 204, None, "x");
-        let mut o = observe(&done, 1, Some("1"));
+        let done = status::pushed(&Default::default(), &attempt(1, "d1"), 204, None);
+        let mut o = observe(&done, 1, Some("d1"));
         o.push_request = Some("2026-01-01T00:00:00Z");
         assert_eq!(next_step(&o), Step::Push(Cause::Requested));
-        let again = status::pushed(
-            &done,
-            &Attempt {
-                push_request: o.push_request,
-                ..attempt(1, "1")
-            },
-            204,
-            None,
-            "x",
-        );
+        let again = status::pushed(&done, &requested(1, "d1", "2026-01-01T00:00:00Z"), 204, None);
         let o2 = Observed { status: &again, ..o };
         assert_eq!(next_step(&o2), Step::UpToDate);
     }
 
     #[test]
     fn repush_annotation_bypasses_backoff_and_stall() {
-        let waiting = status::failed(
+        let waiting = after(
             &Default::default(),
-            &attempt(1, "1"),
-            &failure(FailureKind::Transient),
-            3,
-            Some(t("2026-01-01T00:10:00Z")),
+            &attempt(1, "d1"),
+            FailureKind::Transient,
+            Some("2026-01-01T00:10:00Z"),
         );
-        let mut o = observe(&waiting, 1, Some("1"));
+        let mut o = observe(&waiting, 1, Some("d1"));
         assert_eq!(next_step(&o), Step::WaitForRetry(Duration::from_secs(600)));
         o.push_request = Some("x");
         assert_eq!(next_step(&o), Step::Push(Cause::Requested));
+        let stalled = after(&Default::default(), &attempt(1, "d1"), FailureKind::Rejected, None);
+        let o = Observed {
+            push_request: Some("x"),
+            ..observe(&stalled, 1, Some("d1"))
+        };
+        assert_eq!(next_step(&o), Step::Push(Cause::Requested));
+    }
+
+    /// Defect: a re-push that met a transient fault was recorded as handled and never retried.
+    #[test]
+    fn failed_repush_is_retried_with_backoff_until_it_succeeds() {
+        let done = status::pushed(&Default::default(), &attempt(1, "d1"), 204, None);
+        let r = requested(1, "d1", "again");
+        let f1 = after(&done, &r, FailureKind::Transient, Some("2026-01-01T00:00:05Z"));
+        assert_eq!(
+            f1.last_handled_push_request, None,
+            "a transient failure does not handle the request"
+        );
+        assert_eq!(f1.pending_push_request.as_deref(), Some("again"));
+        let o = Observed {
+            push_request: Some("again"),
+            ..observe(&f1, 1, Some("d1"))
+        };
+        assert_eq!(
+            next_step(&o),
+            Step::WaitForRetry(Duration::from_secs(5)),
+            "backoff holds"
+        );
+        let due = Observed {
+            now: t("2026-01-01T00:00:06Z"),
+            ..o
+        };
+        assert_eq!(next_step(&due), Step::Push(Cause::RetryDue));
+        // The backoff grows within the re-push's own failure series.
+        assert_eq!(failed_attempts(&f1, 1), 2);
+        let ok = status::pushed(&f1, &r, 204, None);
+        assert_eq!(ok.last_handled_push_request.as_deref(), Some("again"));
+        assert_eq!(ok.pending_push_request, None);
+        assert_eq!(next_step(&Observed { status: &ok, ..o }), Step::UpToDate);
+    }
+
+    /// Defect: a re-push that stalled on a 401 stayed stalled after the token was rotated.
+    #[test]
+    fn stalled_repush_lifts_when_the_credential_changes() {
+        let done = status::pushed(&Default::default(), &attempt(1, "d1"), 204, None);
+        let r = requested(1, "d1", "again");
+        let stalled = after(&done, &r, FailureKind::Unauthorized, None);
+        assert_eq!(stalled.last_handled_push_request.as_deref(), Some("again"));
+        let o = Observed {
+            push_request: Some("again"),
+            ..observe(&stalled, 1, Some("d1"))
+        };
+        assert_eq!(next_step(&o), Step::Stalled);
+        let rotated = Observed {
+            credentials_digest: Some("d2"),
+            ..o
+        };
+        assert_eq!(next_step(&rotated), Step::Push(Cause::CredentialsChanged));
+        // A Secret that disappeared is re-read (no request is sent without a credential).
+        let gone = Observed {
+            credentials_digest: None,
+            ..o
+        };
+        assert_eq!(next_step(&gone), Step::Push(Cause::CredentialsChanged));
     }
 
     #[test]
     fn transient_failure_waits_then_retries() {
-        let waiting = status::failed(
+        let waiting = after(
             &Default::default(),
-            &attempt(1, "1"),
-            &failure(FailureKind::Transient),
-            1,
-            Some(t("2026-01-01T00:00:05Z")),
+            &attempt(1, "d1"),
+            FailureKind::Transient,
+            Some("2026-01-01T00:00:05Z"),
         );
         assert_eq!(
-            next_step(&observe(&waiting, 1, Some("1"))),
+            next_step(&observe(&waiting, 1, Some("d1"))),
             Step::WaitForRetry(Duration::from_secs(5))
         );
         let later = Observed {
             now: t("2026-01-01T00:00:06Z"),
-            ..observe(&waiting, 1, Some("1"))
+            ..observe(&waiting, 1, Some("d1"))
         };
         assert_eq!(next_step(&later), Step::Push(Cause::RetryDue));
         // A spec change does not wait for the old generation's backoff.
         assert_eq!(
-            next_step(&observe(&waiting, 2, Some("1"))),
+            next_step(&observe(&waiting, 2, Some("d1"))),
             Step::Push(Cause::NewGeneration)
         );
     }
 
+    /// Defect: any change to the Secret (a label, an annotation) lifted a credential stall.
     #[test]
-    fn scm_refusals_stall_until_the_secret_or_spec_changes() {
+    fn credential_refusals_lift_only_on_a_new_credential_or_spec() {
         for kind in [
             FailureKind::Unauthorized,
             FailureKind::Forbidden,
             FailureKind::CertificateNotFound,
-            FailureKind::Rejected,
         ] {
-            let stalled = status::failed(&Default::default(), &attempt(1, "5"), &failure(kind), 1, None);
-            assert_eq!(next_step(&observe(&stalled, 1, Some("5"))), Step::Stalled, "{kind:?}");
+            let stalled = after(&Default::default(), &attempt(1, "d5"), kind, None);
+            assert_eq!(stalled.credentials_digest.as_deref(), Some("d5"));
+            // The same credential (whatever happened to the Secret's metadata) stays stalled.
+            assert_eq!(next_step(&observe(&stalled, 1, Some("d5"))), Step::Stalled, "{kind:?}");
             assert_eq!(
-                next_step(&observe(&stalled, 1, Some("6"))),
+                next_step(&observe(&stalled, 1, Some("d6"))),
                 Step::Push(Cause::CredentialsChanged)
             );
             assert_eq!(
-                next_step(&observe(&stalled, 2, Some("5"))),
+                next_step(&observe(&stalled, 2, Some("d5"))),
                 Step::Push(Cause::NewGeneration)
+            );
+        }
+    }
+
+    /// Defect: a PushRejected stall lifted on a Secret change, although a refusal may be SCM refusing a repeat.
+    #[test]
+    fn rejected_push_lifts_only_on_spec_or_request() {
+        let stalled = after(&Default::default(), &attempt(1, "d5"), FailureKind::Rejected, None);
+        assert_eq!(next_step(&observe(&stalled, 1, Some("d6"))), Step::Stalled);
+        assert_eq!(next_step(&observe(&stalled, 1, None)), Step::Stalled);
+        let other_endpoint = Observed {
+            endpoint: "https://scm.ap-southeast-1.myhuaweicloud.com/",
+            ..observe(&stalled, 1, Some("d5"))
+        };
+        assert_eq!(next_step(&other_endpoint), Step::Stalled, "not blamed on the endpoint");
+        assert_eq!(
+            next_step(&observe(&stalled, 2, Some("d5"))),
+            Step::Push(Cause::NewGeneration)
+        );
+    }
+
+    /// Defect: a wrong-endpoint stall survived fixing --scm-endpoint and restarting.
+    #[test]
+    fn wrong_endpoint_stall_lifts_when_the_endpoint_changes() {
+        for (http_status, code) in [(404, Some("APIGW.0101")), (200, None)] {
+            let f = PushFailure {
+                http_status: Some(http_status),
+                error_code: code.map(str::to_string),
+                ..failure(FailureKind::Rejected)
+            };
+            let stalled = status::failed(&Default::default(), &attempt(1, "d1"), &f, 1, None);
+            assert_eq!(stalled.scm_endpoint.as_deref(), Some(ENDPOINT));
+            assert_eq!(next_step(&observe(&stalled, 1, Some("d1"))), Step::Stalled);
+            let fixed = Observed {
+                endpoint: "https://scm.ap-southeast-1.myhuaweicloud.com/",
+                ..observe(&stalled, 1, Some("d1"))
+            };
+            assert_eq!(
+                next_step(&fixed),
+                Step::Push(Cause::EndpointChanged),
+                "HTTP {http_status}"
             );
         }
     }
@@ -260,28 +400,42 @@ mod tests {
         let missing = status::credentials_problem(
             &Default::default(),
             &Attempt {
-                credentials_version: None,
-                ..attempt(1, "1")
+                credentials_digest: None,
+                ..attempt(1, "d1")
             },
             Reason::CredentialsNotFound,
             "missing",
         );
-        // failed_attempts is not set for credential problems, so it is a plain "not pushed yet".
-        assert!(matches!(next_step(&observe(&missing, 1, None)), Step::Push(_)));
+        assert_eq!(
+            next_step(&observe(&missing, 1, None)),
+            Step::Push(Cause::CredentialsChanged)
+        );
+        // Also after a re-push found the Secret gone: the object is not left "up to date" with Ready=False.
+        let done = status::pushed(&Default::default(), &attempt(1, "d1"), 204, None);
+        let gone = status::credentials_problem(
+            &done,
+            &Attempt {
+                credentials_digest: None,
+                ..requested(1, "d1", "again")
+            },
+            Reason::CredentialsNotFound,
+            "missing",
+        );
+        let o = Observed {
+            push_request: Some("again"),
+            ..observe(&gone, 1, Some("d1"))
+        };
+        assert_eq!(next_step(&o), Step::Push(Cause::CredentialsChanged));
     }
 
     #[test]
     fn failures_count_within_a_generation() {
-        let f1 = status::failed(
-            &Default::default(),
-            &attempt(1, "1"),
-            &failure(FailureKind::Transient),
-            1,
-            None,
-        );
+        let f1 = after(&Default::default(), &attempt(1, "d1"), FailureKind::Transient, None);
         assert_eq!(failed_attempts(&f1, 1), 2);
         assert_eq!(failed_attempts(&f1, 2), 1);
         assert_eq!(failed_attempts(&Default::default(), 1), 1);
+        let ok = status::pushed(&f1, &attempt(1, "d1"), 204, None);
+        assert_eq!(failed_attempts(&ok, 1), 1, "a success starts a new series");
     }
 
     #[test]

@@ -39,7 +39,35 @@ pub enum Reason {
     PushRejected,
 }
 
+/// What brings a failure state back to a push, besides a spec change or a new push-requested-at value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lift {
+    /// Not a failure.
+    None,
+    /// Retried on its own, with backoff.
+    Backoff,
+    /// Any change of the Secret: nothing was sent, so re-reading it costs SCM nothing.
+    SecretChange,
+    /// A different credential in the Secret (its digest), not a label or annotation edit.
+    CredentialChange,
+    /// Only a spec change; a stall blamed on the endpoint also lifts when --scm-endpoint changes.
+    SpecChange,
+}
+
 impl Reason {
+    /// Every reason, in the README's order.
+    pub const ALL: [Reason; 9] = [
+        Reason::Pending,
+        Reason::Pushed,
+        Reason::Retrying,
+        Reason::CredentialsNotFound,
+        Reason::InvalidCredentials,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::CertificateNotFound,
+        Reason::PushRejected,
+    ];
+
     /// The CamelCase reason string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,32 +85,75 @@ impl Reason {
 
     /// Parses a reason read back from status.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Reason::Pending,
-            Reason::Pushed,
-            Reason::Retrying,
-            Reason::CredentialsNotFound,
-            Reason::InvalidCredentials,
-            Reason::Unauthorized,
-            Reason::Forbidden,
-            Reason::CertificateNotFound,
-            Reason::PushRejected,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// What ends this state; the policy and the README's table both read it from here.
+    pub fn lift(self) -> Lift {
+        match self {
+            Reason::Pending | Reason::Pushed => Lift::None,
+            Reason::Retrying => Lift::Backoff,
+            Reason::CredentialsNotFound | Reason::InvalidCredentials => Lift::SecretChange,
+            // A 404 sent nothing anywhere, and another account's credential may see the certificate.
+            Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound => Lift::CredentialChange,
+            // A refusal may be SCM refusing a repeat of a push that landed: a new credential must not re-send it.
+            Reason::PushRejected => Lift::SpecChange,
+        }
     }
 
     /// Whether this state waits for a human (a changed spec, Secret or re-push annotation).
     pub fn stalls(self) -> bool {
-        !matches!(self, Reason::Pending | Reason::Pushed | Reason::Retrying)
+        !matches!(self.lift(), Lift::None | Lift::Backoff)
     }
 
     /// Whether reaching this state sent a request to SCM that must not be repeated without a change.
     pub fn came_from_scm(self) -> bool {
-        matches!(
-            self,
-            Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound | Reason::PushRejected
-        )
+        matches!(self.lift(), Lift::CredentialChange | Lift::SpecChange)
+    }
+
+    /// The causes of this state, as the README's failure table says them.
+    fn cause(self) -> &'static str {
+        match self {
+            Reason::Pending => "seen, not pushed yet",
+            Reason::Pushed => "SCM answered HTTP 204",
+            Reason::Retrying => {
+                "nothing sent (connect error), no answer after sending (timeout, reset: the outcome is unknown, \
+                 see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing"
+            }
+            Reason::CredentialsNotFound => "the Secret or its key does not exist; nothing is sent",
+            Reason::InvalidCredentials => {
+                "the token is shorter than 32 characters (after trimming) or not valid header text; nothing is sent"
+            }
+            Reason::Unauthorized => "SCM answered 401 (`APIGW.0301` bad token, `APIGW.0307` expired token)",
+            Reason::Forbidden => "SCM answered 403 (the IAM user lacks `scm:cert:push`)",
+            Reason::CertificateNotFound => "SCM answered 404 (no such certificate)",
+            Reason::PushRejected => {
+                "any other 4xx, a 5xx with another code (`SCM.*`), a 404 `APIGW.0101` or a 2xx other than 204 \
+                 (both: wrong `--scm-endpoint`)"
+            }
+        }
+    }
+
+    /// When this state ends, as the README's failure table says it.
+    fn when_lifted(self) -> &'static str {
+        match self.lift() {
+            Lift::None => "-",
+            Lift::Backoff => "yes, with backoff",
+            Lift::SecretChange => "when the Secret changes",
+            Lift::CredentialChange => "when the credential in the Secret changes (not its labels or annotations)",
+            Lift::SpecChange => "when the spec changes; a wrong-endpoint stall also when `--scm-endpoint` changes",
+        }
+    }
+
+    /// The README's failure-reason table, generated so that the documentation cannot drift from the code.
+    pub fn table() -> String {
+        let mut out = String::from(
+            "| Reason | Cause | Pushed again (besides a spec change or a new re-push annotation) |\n|---|---|---|\n",
+        );
+        for r in Self::ALL.into_iter().filter(|r| r.lift() != Lift::None) {
+            out.push_str(&format!("| `{}` | {} | {} |\n", r.as_str(), r.cause(), r.when_lifted()));
+        }
+        out
     }
 }
 
@@ -125,8 +196,12 @@ pub struct Attempt<'a> {
     pub generation: i64,
     /// The re-push annotation's value at this attempt.
     pub push_request: Option<&'a str>,
-    /// resourceVersion of the credentials Secret, if it exists.
-    pub credentials_version: Option<&'a str>,
+    /// Digest of the credential read for this attempt, None when none could be read.
+    pub credentials_digest: Option<&'a str>,
+    /// The SCM endpoint the operator talks to.
+    pub endpoint: &'a str,
+    /// What is pushed where, for messages: "certificate X to WAF in cn-north-4".
+    pub target: &'a str,
     /// Now.
     pub now: Timestamp,
 }
@@ -163,10 +238,9 @@ pub fn pushed(
     attempt: &Attempt,
     http_status: u16,
     request_id: Option<String>,
-    what: &str,
 ) -> CertificatePushStatus {
     let now = format_time(attempt.now);
-    let message = format!("Pushed {what} (HTTP {http_status})");
+    let message = format!("Pushed {} (HTTP {http_status})", attempt.target);
     CertificatePushStatus {
         observed_generation: Some(attempt.generation),
         conditions: conditions(
@@ -184,11 +258,11 @@ pub fn pushed(
         failed_attempts: None,
         next_retry_time: None,
         pushed_generation: Some(attempt.generation),
-        last_handled_push_request: attempt
-            .push_request
-            .map(str::to_string)
-            .or(old.last_handled_push_request.clone()),
-        credentials_resource_version: attempt.credentials_version.map(str::to_string),
+        last_handled_push_request: handled_request(old, attempt),
+        pending_push_request: None,
+        credentials_digest: attempt.credentials_digest.map(str::to_string),
+        scm_endpoint: Some(attempt.endpoint.to_string()),
+        outcome_unknown_time: None,
     }
 }
 
@@ -201,16 +275,32 @@ pub fn failed(
     next_retry: Option<Timestamp>,
 ) -> CertificatePushStatus {
     let reason = Reason::from(failure.kind);
-    let detail = match (&failure.http_status, &failure.error_code) {
+    // An unanswered attempt of this same push (same generation) may have landed; a new generation is new work.
+    let earlier_unknown = old
+        .outcome_unknown_time
+        .clone()
+        .filter(|_| old.observed_generation == Some(attempt.generation));
+    let outcome_unknown_time = earlier_unknown
+        .clone()
+        .or_else(|| failure.outcome_unknown.then(|| format_time(attempt.now)));
+    let mut detail = match (&failure.http_status, &failure.error_code) {
         (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", failure.error_message),
         (Some(s), None) => format!("SCM answered HTTP {s}: {}", failure.error_message),
         (None, _) => failure.error_message.clone(),
     };
+    if failure.outcome_unknown {
+        detail.push_str(" (the request was sent and no answer came back, so the push may have landed)");
+    }
+    if let Some(at) = earlier_unknown.filter(|_| !failure.kind.is_transient()) {
+        detail.push_str(&format!(
+            ". An earlier attempt at {at} got no answer and may have landed: check whether {} is already in \
+             that service's certificate list (console or API) before pushing again",
+            attempt.target
+        ));
+    }
     let message = match next_retry {
         Some(at) => format!("{detail}; retry {failed_attempts} at {}", format_time(at)),
-        None => {
-            format!("{detail}; fix the cause, then change the spec, the Secret or the push-requested-at annotation")
-        }
+        None => format!("{detail}; {}", stall_hint(reason)),
     };
     let mut status = with_problem(old, attempt, reason, message);
     status.http_status = failure.http_status.map(i32::from);
@@ -220,7 +310,19 @@ pub fn failed(
     status.last_attempt_time = Some(format_time(attempt.now));
     status.failed_attempts = Some(failed_attempts);
     status.next_retry_time = next_retry.map(format_time);
+    status.scm_endpoint = Some(attempt.endpoint.to_string());
+    status.outcome_unknown_time = outcome_unknown_time;
     status
+}
+
+/// What a human does to end a stall of this reason.
+fn stall_hint(reason: Reason) -> &'static str {
+    match reason.lift() {
+        Lift::CredentialChange => {
+            "fix the cause, then put a new credential in the Secret, change the spec or set a new push-requested-at annotation"
+        }
+        _ => "fix the cause, then change the spec or set a new push-requested-at annotation",
+    }
 }
 
 /// The credentials could not be read; no request was sent, so the SCM response fields are left as they were.
@@ -233,6 +335,14 @@ pub fn credentials_problem(
     let mut status = with_problem(old, attempt, reason, message.to_string());
     status.next_retry_time = None;
     status
+}
+
+/// The request value a finished attempt has handled: the annotation's value when it succeeded or stalled.
+fn handled_request(old: &CertificatePushStatus, attempt: &Attempt) -> Option<String> {
+    attempt
+        .push_request
+        .map(str::to_string)
+        .or(old.last_handled_push_request.clone())
 }
 
 fn with_problem(
@@ -250,9 +360,17 @@ fn with_problem(
     let mut status = old.clone();
     status.observed_generation = Some(attempt.generation);
     status.conditions = conditions(&old.conditions, &wanted, attempt.generation, attempt.now);
-    status.credentials_resource_version = attempt.credentials_version.map(str::to_string);
-    if let Some(request) = attempt.push_request {
-        status.last_handled_push_request = Some(request.to_string());
+    status.credentials_digest = attempt.credentials_digest.map(str::to_string);
+    if reason.stalls() {
+        // A stall answers the request: the next new value asks again.
+        status.last_handled_push_request = handled_request(old, attempt);
+        status.pending_push_request = None;
+    } else {
+        // A transient failure does not: the request stays pending and is retried with backoff.
+        status.pending_push_request = attempt
+            .push_request
+            .filter(|r| Some(*r) != old.last_handled_push_request.as_deref())
+            .map(str::to_string);
     }
     status
 }
@@ -327,7 +445,9 @@ mod tests {
         Attempt {
             generation,
             push_request: None,
-            credentials_version: Some("7"),
+            credentials_digest: Some("sha256:7"),
+            endpoint: "https://scm.example.com/",
+            target: "certificate scs1554192131150 to CDN in cn-north-4",
             now: t(now),
         }
     }
@@ -340,6 +460,7 @@ mod tests {
             error_message: "boom".into(),
             request_id: Some("r1".into()),
             retry_after: None,
+            outcome_unknown: false,
         }
     }
 
@@ -383,7 +504,7 @@ mod tests {
         );
         assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
         let a2 = attempt(2, "2026-01-01T00:05:00Z");
-        let s = pushed(&f, &a2, 204, Some("r2".into()), "x");
+        let s = pushed(&f, &a2, 204, Some("r2".into()));
         assert_eq!(types(&s), [(READY, ConditionStatus::True, "Pushed")]);
         assert_eq!(
             (s.error_code.clone(), s.error_message.clone(), s.failed_attempts),
@@ -458,19 +579,105 @@ mod tests {
     }
 
     #[test]
-    fn push_request_is_recorded_as_handled_on_success_and_failure() {
+    fn push_request_is_handled_on_success_and_stall_but_not_on_a_transient_failure() {
         let a = Attempt {
             push_request: Some("now"),
             ..attempt(1, "2026-01-01T00:00:00Z")
         };
-        let s = pushed(&Default::default(), &a, 204, None, "x");
+        let s = pushed(&Default::default(), &a, 204, None);
         assert_eq!(s.last_handled_push_request.as_deref(), Some("now"));
-        let f = failed(&s, &a, &failure(FailureKind::Forbidden, 403, "APIGW.0302"), 1, None);
-        assert_eq!(f.last_handled_push_request.as_deref(), Some("now"));
+        let b = Attempt {
+            push_request: Some("later"),
+            ..a.clone()
+        };
+        let f = failed(&s, &b, &failure(FailureKind::Forbidden, 403, "APIGW.0302"), 1, None);
+        assert_eq!(f.last_handled_push_request.as_deref(), Some("later"));
         assert_eq!(
             f.pushed_generation,
             Some(1),
             "a failed re-push keeps the record of the earlier success"
+        );
+        let r = failed(
+            &s,
+            &b,
+            &failure(FailureKind::Transient, 503, "APIGW.0613"),
+            1,
+            Some(t("2026-01-01T00:00:05Z")),
+        );
+        assert_eq!(r.last_handled_push_request.as_deref(), Some("now"));
+        assert_eq!(r.pending_push_request.as_deref(), Some("later"));
+        // The annotation still holding the handled value is not a pending request.
+        let c = failed(
+            &s,
+            &a,
+            &failure(FailureKind::Transient, 503, "APIGW.0613"),
+            1,
+            Some(t("2026-01-01T00:00:05Z")),
+        );
+        assert_eq!(c.pending_push_request, None);
+    }
+
+    #[test]
+    fn an_unanswered_attempt_is_remembered_and_explains_a_later_refusal() {
+        let a = attempt(1, "2026-01-01T00:00:00Z");
+        let unanswered = PushFailure {
+            kind: FailureKind::Transient,
+            http_status: None,
+            error_code: None,
+            error_message: "request to SCM timed out without an answer".into(),
+            request_id: None,
+            retry_after: None,
+            outcome_unknown: true,
+        };
+        let u = failed(&Default::default(), &a, &unanswered, 1, Some(t("2026-01-01T00:00:05Z")));
+        assert_eq!(u.outcome_unknown_time.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert!(
+            u.conditions[0].message.contains("may have landed"),
+            "{}",
+            u.conditions[0].message
+        );
+        let later = attempt(1, "2026-01-01T00:00:05Z");
+        let refused = failed(&u, &later, &failure(FailureKind::Rejected, 400, "SCM.0028"), 2, None);
+        let m = &refused.conditions[0].message;
+        assert_eq!(refused.conditions[0].reason, "PushRejected");
+        assert!(
+            m.contains("earlier attempt at 2026-01-01T00:00:00Z got no answer and may have landed"),
+            "{m}"
+        );
+        assert!(m.contains("certificate scs1554192131150 to CDN in cn-north-4"), "{m}");
+        assert_eq!(
+            refused.outcome_unknown_time, u.outcome_unknown_time,
+            "kept until success"
+        );
+        // A plain refusal without an earlier unanswered attempt says nothing of the kind.
+        let plain = failed(
+            &Default::default(),
+            &a,
+            &failure(FailureKind::Rejected, 400, "SCM.0028"),
+            1,
+            None,
+        );
+        assert!(!plain.conditions[0].message.contains("may have landed"));
+        assert_eq!(plain.outcome_unknown_time, None);
+        // A success or a new generation forgets it.
+        assert_eq!(pushed(&refused, &later, 204, None).outcome_unknown_time, None);
+        let next = failed(
+            &refused,
+            &attempt(2, "2026-01-01T00:01:00Z"),
+            &failure(FailureKind::Transient, 503, "APIGW.0613"),
+            1,
+            Some(t("2026-01-01T00:01:05Z")),
+        );
+        assert_eq!(next.outcome_unknown_time, None);
+    }
+
+    #[test]
+    fn readme_failure_table_is_generated_from_the_code() {
+        let readme = include_str!("../README.md");
+        let table = Reason::table();
+        assert!(
+            readme.contains(&table),
+            "README.md's failure-reason table differs from the code; replace it with:\n{table}"
         );
     }
 
@@ -500,7 +707,7 @@ mod tests {
         );
         let stalled = failed(&r2, &a, &failure(FailureKind::Unauthorized, 401, "APIGW.0301"), 3, None);
         assert_eq!(notice(&r2, &stalled).map(|n| n.reason), Some("PushFailed"));
-        let ok = pushed(&stalled, &attempt(1, "2026-01-01T00:01:00Z"), 204, None, "x");
+        let ok = pushed(&stalled, &attempt(1, "2026-01-01T00:01:00Z"), 204, None);
         assert_eq!(
             notice(&stalled, &ok).map(|n| (n.warning, n.reason)),
             Some((false, "Pushed"))

@@ -7,6 +7,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::HeaderValue;
+use sha2::{Digest, Sha256};
 
 use crate::crd::CredentialsRef;
 
@@ -67,6 +68,23 @@ impl Credentials {
         // Keeps the value out of reqwest's and hyper's Debug output.
         value.set_sensitive(true);
         Ok(Credentials::Token(value))
+    }
+
+    /// A fingerprint of the exact credential material sent, for status: a stall caused by a rejected credential
+    /// lifts only when this changes, not on edits of the Secret's labels or annotations.
+    ///
+    /// SHA-256 over the whole value (never a prefix) behind a fixed label, so it cannot be turned back into
+    /// the token and does not match a plain hash of it published elsewhere.
+    pub fn digest(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(b"certpush-operator credentials digest v1\0");
+        match self {
+            Credentials::Token(token) => {
+                hash.update(b"token\0");
+                hash.update(token.as_bytes());
+            }
+        }
+        format!("sha256:{}", hex::encode(hash.finalize()))
     }
 
     /// Adds the authentication headers to a request.
@@ -144,6 +162,29 @@ mod tests {
         assert_eq!(v.to_str().unwrap(), GOOD);
         assert!(!format!("{creds:?}").contains(GOOD));
         assert_eq!(creds.redact(&format!("bad token {GOOD}!")), "bad token <redacted>!");
+    }
+
+    #[test]
+    fn digest_follows_the_credential_only_and_hides_it() {
+        let read =
+            |value: &str| Credentials::from_secret(Some(&secret("token", value.as_bytes())), &reference()).unwrap();
+        let a = read(GOOD);
+        let mut labelled = secret("token", GOOD.as_bytes());
+        labelled.metadata.labels = Some(BTreeMap::from([("team".to_string(), "edge".to_string())]));
+        labelled.metadata.resource_version = Some("99".into());
+        let same = Credentials::from_secret(Some(&labelled), &reference()).unwrap();
+        assert_eq!(a.digest(), same.digest(), "metadata is not credential material");
+        assert_eq!(
+            a.digest(),
+            read(&format!(" {GOOD}\n")).digest(),
+            "the trimmed value is what is sent"
+        );
+        // The last character differs: the whole value is hashed, not a prefix.
+        let other = format!("{}X", &GOOD[..GOOD.len() - 1]);
+        assert_ne!(a.digest(), read(&other).digest());
+        let d = a.digest();
+        assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
+        assert!(!d.contains(GOOD) && !d.contains(&hex::encode(GOOD)));
     }
 
     #[test]

@@ -113,7 +113,9 @@ impl ScmClient {
             .body(body.to_string());
         let response = match credentials.authorize(builder).send().await {
             Ok(r) => r,
-            Err(e) => return Transport::Failed(describe(&e)),
+            // Only a failed connect proves nothing was sent; after that the request may have reached SCM.
+            Err(e) if e.is_connect() || e.is_builder() => return Transport::NotSent(describe(&e)),
+            Err(e) => return Transport::NoAnswer(describe(&e)),
         };
         let status = response.status();
         let header = |name: &str| {
@@ -173,12 +175,12 @@ async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
 
 /// Describes a transport error by kind and cause, without the URL's query or any header.
 fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "request to SCM timed out"
-    } else if e.is_connect() {
-        "could not connect to SCM"
+    let what = if e.is_connect() {
+        "could not connect to SCM (nothing was sent)"
+    } else if e.is_timeout() {
+        "request to SCM timed out without an answer"
     } else {
-        "request to SCM failed"
+        "request to SCM failed without an answer"
     };
     let mut causes = Vec::new();
     let mut source = e.source();

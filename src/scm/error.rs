@@ -27,8 +27,11 @@ pub struct Reply {
 pub enum Transport {
     /// The server answered.
     Reply(Reply),
-    /// No answer: connect failure, timeout, reset. The message names no secret.
-    Failed(String),
+    /// No connection was made, so nothing was sent: retrying cannot duplicate anything. The message names no secret.
+    NotSent(String),
+    /// The request may have been written before the connection failed or timed out, so the push may have
+    /// landed without SCM's answer reaching us. The message names no secret.
+    NoAnswer(String),
 }
 
 /// The kind of a failed push, which decides whether it is retried.
@@ -68,6 +71,8 @@ pub struct PushFailure {
     pub request_id: Option<String>,
     /// `Retry-After`, when the server sent one.
     pub retry_after: Option<Duration>,
+    /// The request may have reached SCM without its answer reaching us: the push may have landed.
+    pub outcome_unknown: bool,
 }
 
 /// The meaning of one push attempt.
@@ -153,10 +158,25 @@ fn is_gateway_code(code: &str) -> bool {
     code.starts_with("APIGW.") || code.starts_with("APIG.")
 }
 
-/// Decides what a push result means. This table is the operator's whole retry policy.
+/// The status code of a successful push; any other answer, even another 2xx, is not a push.
+pub const PUSHED_STATUS: u16 = 204;
+
+/// Whether an answer says the operator is talking to the wrong endpoint rather than that SCM refused this push:
+/// the gateway has no such API (404 `APIGW.0101`), or a success code a push never answers (a proxy, a captive
+/// portal, another API). Stalls of this kind lift when the operator runs with a different `--scm-endpoint`.
+pub fn blames_endpoint(http_status: Option<u16>, error_code: Option<&str>) -> bool {
+    match http_status {
+        Some(s) if (200..300).contains(&s) => s != PUSHED_STATUS,
+        Some(404) => error_code.is_some_and(|c| is_gateway_code(c) && c.ends_with(".0101")),
+        _ => false,
+    }
+}
+
+/// Decides what a push result means. This table is the operator's whole retry policy; the README's
+/// failure-reason table is generated from [`crate::status::Reason::table`] and describes the same rules.
 pub fn classify(transport: &Transport) -> PushOutcome {
     let reply = match transport {
-        Transport::Failed(message) => {
+        Transport::NotSent(message) | Transport::NoAnswer(message) => {
             return PushOutcome::Failed(PushFailure {
                 kind: FailureKind::Transient,
                 http_status: None,
@@ -164,12 +184,13 @@ pub fn classify(transport: &Transport) -> PushOutcome {
                 error_message: clip(message),
                 request_id: None,
                 retry_after: None,
+                outcome_unknown: matches!(transport, Transport::NoAnswer(_)),
             });
         }
         Transport::Reply(reply) => reply,
     };
     let status = reply.status;
-    if (200..300).contains(&status) {
+    if status == PUSHED_STATUS {
         return PushOutcome::Pushed {
             http_status: status,
             request_id: reply.request_id.clone(),
@@ -178,13 +199,14 @@ pub fn classify(transport: &Transport) -> PushOutcome {
     let body = parse_error_body(&reply.body);
     let code = body.code.as_deref();
     let gateway = code.is_some_and(is_gateway_code);
+    let wrong_endpoint = blames_endpoint(Some(status), code);
     let kind = match status {
+        _ if wrong_endpoint => FailureKind::Rejected,
+        // 408: the server gave up reading the request, so it was not processed.
         408 | 429 | 502 | 503 | 504 => FailureKind::Transient,
         500..=599 if code.is_none() || gateway => FailureKind::Transient,
         401 => FailureKind::Unauthorized,
         403 => FailureKind::Forbidden,
-        // APIGW.0101: the gateway has no such API, so the endpoint (not the certificate) is wrong.
-        404 if code.is_some_and(|c| c.ends_with(".0101") && gateway) => FailureKind::Rejected,
         404 => FailureKind::CertificateNotFound,
         _ => FailureKind::Rejected,
     };
@@ -193,8 +215,12 @@ pub fn classify(transport: &Transport) -> PushOutcome {
         (None, true) => format!("HTTP {status} with an empty body"),
         (None, false) => format!("HTTP {status}: {}", printable_prefix(&reply.body)),
     };
-    if kind == FailureKind::Rejected && status == 404 {
+    if wrong_endpoint && status == 404 {
         message = format!("{message} (the SCM API was not found: check the operator's --scm-endpoint)");
+    } else if wrong_endpoint {
+        message = format!(
+            "{message} (a push answers HTTP {PUSHED_STATUS}, not {status}: the endpoint may not be SCM; check the operator's --scm-endpoint)"
+        );
     }
     if status == 401 && code.is_some_and(|c| c.ends_with(".0307")) {
         message = format!("{message} (the token expired: put a fresh token in the Secret)");
@@ -206,6 +232,7 @@ pub fn classify(transport: &Transport) -> PushOutcome {
         error_message: clip(&message),
         request_id: reply.request_id.clone().or(body.request_id),
         retry_after: reply.retry_after,
+        outcome_unknown: false,
     })
 }
 
@@ -311,11 +338,56 @@ mod tests {
             ),
             (409, "", Some(Rejected)),
             (302, "", Some(Rejected)),
+            (408, "", Some(Transient)),
+            (
+                500,
+                r#"{"error_code":"APIG.0601","error_msg":"old gateway prefix"}"#,
+                Some(Transient),
+            ),
+            // Only 204 is a push: a 200 or 201 comes from something that is not SCM's push API.
+            (200, r#"{"message":"success"}"#, Some(Rejected)),
+            (201, "", Some(Rejected)),
+            (202, "", Some(Rejected)),
         ];
         for (status, body, want) in cases {
             assert_eq!(kind_of(&reply(*status, body)), *want, "HTTP {status} {body}");
         }
-        assert_eq!(kind_of(&Transport::Failed("connection reset".into())), Some(Transient));
+        assert_eq!(
+            kind_of(&Transport::NotSent("connection refused".into())),
+            Some(Transient)
+        );
+        assert_eq!(
+            kind_of(&Transport::NoAnswer("connection reset".into())),
+            Some(Transient)
+        );
+    }
+
+    #[test]
+    fn only_an_unanswered_request_has_an_unknown_outcome() {
+        let unknown = |t: &Transport| match classify(t) {
+            PushOutcome::Failed(f) => f.outcome_unknown,
+            PushOutcome::Pushed { .. } => panic!("not a failure"),
+        };
+        assert!(unknown(&Transport::NoAnswer("reset after the request was sent".into())));
+        assert!(!unknown(&Transport::NotSent("connection refused".into())));
+        assert!(!unknown(&reply(503, "")));
+    }
+
+    #[test]
+    fn a_success_code_other_than_204_blames_the_endpoint() {
+        let PushOutcome::Failed(f) = classify(&reply(200, r#"{"message":"success"}"#)) else {
+            panic!("a 200 must not count as pushed")
+        };
+        assert_eq!(f.http_status, Some(200));
+        assert!(f.error_message.contains("HTTP 204, not 200"), "{}", f.error_message);
+        assert!(f.error_message.contains("--scm-endpoint"), "{}", f.error_message);
+        assert!(blames_endpoint(Some(200), None));
+        assert!(blames_endpoint(Some(404), Some("APIGW.0101")));
+        assert!(blames_endpoint(Some(404), Some("APIG.0101")));
+        assert!(!blames_endpoint(Some(404), Some("SCM.0021")));
+        assert!(!blames_endpoint(Some(204), None));
+        assert!(!blames_endpoint(Some(400), Some("APIGW.0101")));
+        assert!(!blames_endpoint(None, None));
     }
 
     #[test]

@@ -6,4 +6,4 @@ pub mod error;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{PushRequest, ScmClient};
-pub use error::{FailureKind, PushFailure, PushOutcome, Reply, Transport, classify};
+pub use error::{FailureKind, PushFailure, PushOutcome, Reply, Transport, blames_endpoint, classify};
