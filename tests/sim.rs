@@ -477,6 +477,34 @@ async fn drop_fault_closes_the_connection_without_a_response() {
 }
 
 #[tokio::test]
+async fn drop_after_push_lands_the_push_and_loses_the_answer() {
+    let sim = start(SimConfig {
+        reject_duplicate_push: true,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::DropAfterPush,
+    });
+    let error = client()
+        .post(format!("{}/v3/scm/certificates/{CERT}/push", sim.url()))
+        .header("X-Auth-Token", DEMO_TOKEN)
+        .body(WAF_PUSH)
+        .send()
+        .await
+        .expect_err("the answer is dropped");
+    assert!(!error.is_connect(), "the request was sent: {error:?}");
+    // It landed: a repeat is refused like a duplicate.
+    let (status, _, body) = push(&sim, CERT, Some(DEMO_TOKEN), WAF_PUSH).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(json_body(&body)["error_code"], "SCM.0028");
+    let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![0, 400]);
+}
+
+#[tokio::test]
 async fn connections_are_kept_alive_for_normal_responses() {
     let sim = start(SimConfig::default()).await;
     let addr = sim.addr();
@@ -881,6 +909,15 @@ async fn oversized_body_is_refused_and_recorded() {
 async fn binary_serves_configured_tokens_and_stops_on_sigterm() {
     use std::process::{Command, Stdio};
 
+    /// Kills the simulator when the test ends, also when an assertion fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     let mut child = Command::new(env!("CARGO_BIN_EXE_scm-sim"))
         .args([
             "--port",
@@ -896,6 +933,8 @@ async fn binary_serves_configured_tokens_and_stops_on_sigterm() {
         .spawn()
         .expect("scm-sim starts");
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
@@ -930,16 +969,21 @@ async fn binary_serves_configured_tokens_and_stops_on_sigterm() {
     assert_eq!(push_to("tok-a", CERT).await, 404);
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(output.status.success(), "{:?}", output.status);
-    let logs = String::from_utf8(output.stderr).unwrap();
+    let (status, logs) = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let mut logs = String::new();
+        let mut stderr = stderr;
+        stderr.read_to_string(&mut logs).map(|_| (child.0.wait(), logs))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let status = status.unwrap();
+    assert!(status.success(), "{status:?}");
     let request_lines = logs.lines().filter(|l| l.contains("scm-sim request")).count();
     assert_eq!(request_lines, 4, "{logs}");
     assert!(logs.contains(r#""error_code":"APIGW.0301""#), "{logs}");

@@ -135,6 +135,9 @@ pub enum FaultAction {
     },
     /// Close the connection without sending any response.
     Drop,
+    /// Handle the call normally (the push lands), then close the connection without answering: the client
+    /// cannot tell whether it landed.
+    DropAfterPush,
     /// Sleep this long, then handle the call normally.
     Delay {
         /// Delay in milliseconds.
@@ -239,6 +242,11 @@ impl Sim {
         if fault.times > 0 {
             self.shared.state().faults.push_back(fault);
         }
+    }
+
+    /// Drops every queued fault; recorded calls and earlier pushes stay.
+    pub fn clear_faults(&self) {
+        self.shared.state().faults.clear();
     }
 
     /// Faults not used up yet, in queue order.

@@ -397,9 +397,17 @@ async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         }
         Some(FaultAction::Drop) => return None,
         Some(FaultAction::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        None => {}
+        Some(FaultAction::DropAfterPush) | None => {}
     }
+    let reply = apply_push(shared, id, token, body, request_id);
+    match fault {
+        Some(FaultAction::DropAfterPush) => None,
+        _ => reply,
+    }
+}
 
+/// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
+fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<Reply> {
     if let Err(reply) = authorize(shared, token, request_id) {
         return Some(reply);
     }
@@ -554,7 +562,7 @@ fn admin(shared: &Shared, parts: &http::request::Parts, body: &[u8], request_id:
         (&Method::POST, "/sim/faults") => parse_admin::<Fault>(body).and_then(|fault| {
             let status = match &fault.action {
                 FaultAction::Respond { status, .. } | FaultAction::Error { status, .. } => Some(*status),
-                FaultAction::Drop | FaultAction::Delay { .. } => None,
+                FaultAction::Drop | FaultAction::DropAfterPush | FaultAction::Delay { .. } => None,
             };
             if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
                 return Err(admin_error(StatusCode::BAD_REQUEST, "invalid status"));

@@ -116,6 +116,21 @@ pub async fn start_sim() -> Sim {
         .expect("sim starts")
 }
 
+/// Sets a label on an object through a merge patch: an edit that triggers a reconcile and changes no spec.
+pub async fn label<K>(api: &Api<K>, name: &str, value: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"metadata": {"labels": {"poke": value}}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("label");
+}
+
 pub async fn put_secret(client: &Client, ns: &str, name: &str, token: &str) {
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
@@ -168,9 +183,14 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator as the restricted ServiceAccount user, so only the shipped RBAC applies.
     pub async fn start(ns: &str, sim: &Sim, log_level: &str) -> Operator {
+        Self::start_with_endpoint(ns, &sim.url(), log_level).await
+    }
+
+    /// Starts the operator against any SCM endpoint.
+    pub async fn start_with_endpoint(ns: &str, endpoint: &str, log_level: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(ns, &sim.url(), log_level, dir, log, free_port()).await
+        Self::spawn(ns, endpoint, log_level, dir, log, free_port()).await
     }
 
     async fn spawn(ns: &str, endpoint: &str, level: &str, dir: tempfile::TempDir, log: PathBuf, port: u16) -> Operator {
@@ -179,7 +199,10 @@ impl Operator {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_certpush-operator"))
+        // CERTPUSH_OPERATOR_BIN runs the suite against another build, e.g. to show a new test fails on old code.
+        let binary =
+            std::env::var("CERTPUSH_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certpush-operator").into());
+        let child = Command::new(binary)
             .args([
                 "run",
                 "--namespace",
@@ -227,15 +250,50 @@ impl Operator {
     }
 
     /// Stops the process (SIGKILL: the harshest restart) and starts a new one with the same log file.
-    pub async fn restart(mut self, ns: &str, sim: &Sim, level: &str) -> Operator {
+    pub async fn restart(self, ns: &str, sim: &Sim, level: &str) -> Operator {
+        self.restart_with_endpoint(ns, &sim.url(), level).await
+    }
+
+    /// Like `restart`, with another SCM endpoint.
+    pub async fn restart_with_endpoint(mut self, ns: &str, endpoint: &str, level: &str) -> Operator {
         self.child.kill().await.unwrap();
-        let Operator {
-            log,
-            metrics_port,
-            _dir,
-            ..
-        } = self;
-        Self::spawn(ns, &sim.url(), level, _dir, log, metrics_port).await
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        Self::spawn(ns, endpoint, level, dir, self.log.clone(), self.metrics_port).await
+    }
+
+    /// The value of `certpush_reconciles_total{result=...}` now.
+    pub async fn reconciles(&self, result: &str) -> u64 {
+        let wanted = format!("certpush_reconciles_total{{result=\"{result}\"}} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Waits until `certpush_reconciles_total{result}` reaches `at_least`: proof the operator looked again.
+    pub async fn wait_reconciles(&self, result: &str, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = self.reconciles(result).await;
+            if n >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} reconciles with result {result}, waited for {at_least}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `poke` (an edit that triggers a reconcile) and waits until the operator has reconciled with `result`
+    /// once more than before it.
+    pub async fn after_reconcile<F: std::future::Future<Output = ()>>(&self, result: &str, poke: F) {
+        let before = self.reconciles(result).await;
+        poke.await;
+        self.wait_reconciles(result, before + 1).await;
     }
 
     pub async fn metrics(&self) -> String {
@@ -249,6 +307,20 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    /// A failing test shows what the operator logged, whichever assertion failed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last operator log lines ({}):", self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

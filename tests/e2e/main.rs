@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use certpush_operator::crd::{CertificatePush, ConditionStatus, TargetService};
-use certpush_operator::sim::{Fault, FaultAction};
+use certpush_operator::sim::{Fault, FaultAction, Sim, SimConfig};
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -252,16 +252,28 @@ async fn each_failure_class_is_reported_and_stalls() {
             "{name}: {events:?}"
         );
     }
-    // Stalled means stalled: no retries, however long we wait (8 s covers the first backoff steps).
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    for (name, cert, _, _, _, _, calls) in &cases {
+    // Stalled means stalled: looking again (a label edit triggers a reconcile) sends nothing. The metrics prove
+    // the operator did look: SCM refusals settle as "stalled", credential problems are re-read ("credentials_error").
+    let (stalled, rechecked) = (op.reconciles("stalled").await, op.reconciles("credentials_error").await);
+    for (name, ..) in &cases {
+        label(&api, name, "look-again").await;
+    }
+    op.wait_reconciles("stalled", stalled + 4).await;
+    op.wait_reconciles("credentials_error", rechecked + 2).await;
+    for (name, cert, secret, _, _, _, calls) in &cases {
+        let token = match *secret {
+            "good" => Some(GOOD_TOKEN),
+            "bad" => Some(BAD_TOKEN),
+            "forbidden" => Some(FORBIDDEN_TOKEN),
+            "short" => Some("too-short"),
+            _ => None,
+        };
         let n = sim
             .pushes()
             .iter()
-            .filter(|c| c.certificate_id.as_deref() == Some(*cert))
+            .filter(|c| c.certificate_id.as_deref() == Some(*cert) && c.token_sha256 == token.map(sha256))
             .count();
-        let expected = if *cert == CERT { 2 } else { *calls };
-        assert_eq!(n, expected, "{name}: SCM calls for {cert}");
+        assert_eq!(n, *calls, "{name}: SCM calls for {cert} with the {secret} Secret");
         let events = events_for(&client, &ns, name).await;
         assert_eq!(
             events.iter().filter(|(_, r, _)| r == "PushFailed").count(),
@@ -319,9 +331,10 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
     })
     .await;
 
-    // 60 s of quiet: no SCM call, no status write (the resourceVersion does not move).
+    // Looking again at steady state costs no SCM call and no status write (the resourceVersion does not move).
     let rv = cp.metadata.resource_version.clone();
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    op.after_reconcile("unchanged", label(&secrets, "scm", "1")).await;
     assert_eq!(sim.calls().len(), 1, "no SCM calls at steady state");
     assert_eq!(
         api.get("elb").await.unwrap().metadata.resource_version,
@@ -329,9 +342,9 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
         "no writes at steady state"
     );
 
-    // A hard restart re-lists everything but pushes nothing.
+    // A hard restart re-lists everything (the new process reconciles the object) but pushes nothing.
     op = op.restart(&ns, &sim, "info").await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    op.wait_reconciles("unchanged", 1).await;
     assert_eq!(sim.pushes().len(), 1, "restart must not push again");
     assert_eq!(
         api.get("elb").await.unwrap().metadata.resource_version,
@@ -339,15 +352,12 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
         "restart must not write status"
     );
 
-    // Unrelated edits (labels) do not push; a new Secret version does not push an up-to-date object.
-    let label = json!({"metadata": {"labels": {"team": "edge"}}});
-    api.patch("elb", &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .unwrap();
+    // Unrelated edits (labels) do not push; a new credential does not push an up-to-date object.
+    op.after_reconcile("unchanged", label(&api, "elb", "edge")).await;
     let rotated = GOOD_TOKEN.replace("7d1c", "7d1d");
     sim.set_tokens(vec![GOOD_TOKEN.into(), rotated.clone()]);
-    put_secret(&client, &ns, "scm", &rotated).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    op.after_reconcile("unchanged", put_secret(&client, &ns, "scm", &rotated))
+        .await;
     assert_eq!(sim.pushes().len(), 1, "label edit or Secret change must not push");
 
     // A spec change pushes exactly once more.
@@ -360,7 +370,8 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
         status(cp).pushed_generation == Some(before + 1) && ready_is(cp, ConditionStatus::True, "Pushed")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    op.after_reconcile("unchanged", label(&api, "elb", "after-spec-change"))
+        .await;
     let pushes = sim.pushes();
     assert_eq!(pushes.len(), 2, "{pushes:#?}");
     assert_eq!(pushes[1].body["target_project"], "cn-east-3");
@@ -374,7 +385,7 @@ async fn repush_annotation_pushes_again_once() {
     let client = admin().await;
     let ns = namespace(&client, "repush").await;
     let sim = start_sim().await;
-    let _op = Operator::start(&ns, &sim, "info").await;
+    let op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
     wait_for(&api, "waf", T, "Ready", |cp| {
@@ -390,7 +401,8 @@ async fn repush_annotation_pushes_again_once() {
         status(cp).last_handled_push_request.as_deref() == Some("2026-11-23T10:00:00Z")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    op.after_reconcile("unchanged", label(&api, "waf", "after-repush"))
+        .await;
     assert_eq!(
         sim.successful_pushes().len(),
         2,
@@ -474,7 +486,7 @@ async fn transient_faults_end_in_one_successful_push() {
     );
     let metrics = op.metrics().await;
     assert!(
-        metrics.contains("certpush_scm_requests_total{code=\"network_error\"} 1"),
+        metrics.contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1"),
         "{metrics}"
     );
 }
@@ -519,7 +531,11 @@ async fn secret_churn_during_first_pushes_pushes_each_generation_once() {
         .await;
     }
     churn.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One more Secret edit reconciles every referrer again; only then are the pushes counted.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let before = op.reconciles("unchanged").await;
+    label(&secrets, "scm", "done").await;
+    op.wait_reconciles("unchanged", before + N as u64).await;
 
     let mut projects: Vec<String> = sim
         .pushes()
@@ -565,4 +581,248 @@ async fn shipped_rbac_is_least_privilege() {
     ] {
         assert!(!can(verb, res).await, "must not {verb} {res}");
     }
+}
+
+const REQUEST: &str = "scm.certpush.dev/push-requested-at";
+
+async fn request_push(api: &Api<CertificatePush>, name: &str, value: &str) {
+    let annotate = json!({"metadata": {"annotations": {REQUEST: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+}
+
+/// A pushed object, its API and the simulator: the start of every re-push case.
+async fn pushed(client: &kube::Client, prefix: &str) -> (String, Sim, Operator, Api<CertificatePush>) {
+    let ns = namespace(client, prefix).await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "Ready", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    (ns, sim, op, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn failed_repush_is_retried_with_backoff_until_it_succeeds() {
+    let client = admin().await;
+    let (_ns, sim, _op, api) = pushed(&client, "repush-retry").await;
+    // Every push fails transiently until the faults are cleared.
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1000,
+        action: FaultAction::Error {
+            status: 503,
+            error_code: "APIGW.0613".into(),
+            error_msg: "IAM unavailable".into(),
+        },
+    });
+    request_push(&api, "waf", "r1").await;
+    // Retried on its own: a second failed attempt arrives after the first backoff (5 s ± 20%).
+    let cp = wait_for(&api, "waf", T, "a retried re-push", |cp| {
+        status(cp).failed_attempts >= Some(2)
+    })
+    .await;
+    let st = status(&cp);
+    assert!(ready_is(&cp, ConditionStatus::False, "Retrying"), "{st:?}");
+    assert_eq!(st.pending_push_request.as_deref(), Some("r1"));
+    assert_ne!(
+        st.last_handled_push_request.as_deref(),
+        Some("r1"),
+        "not handled while failing"
+    );
+    assert_eq!(sim.pushes().iter().filter(|c| c.status == 503).count(), 2);
+
+    sim.clear_faults();
+    let cp = wait_for(&api, "waf", Duration::from_secs(60), "Ready after the faults", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(st.last_handled_push_request.as_deref(), Some("r1"));
+    assert_eq!((st.pending_push_request, st.failed_attempts), (None, None));
+    assert_eq!(sim.successful_pushes().len(), 2, "exactly one more successful push");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn repush_with_an_expired_token_recovers_when_the_token_is_rotated() {
+    let client = admin().await;
+    let (ns, sim, _op, api) = pushed(&client, "repush-rotate").await;
+    // The token in the Secret expires; only a new one is accepted.
+    let fresh = GOOD_TOKEN.replace("7d1c", "9e2f");
+    sim.set_tokens(vec![fresh.clone()]);
+    request_push(&api, "waf", "r1").await;
+    wait_for(&api, "waf", T, "Unauthorized", |cp| {
+        ready_is(cp, ConditionStatus::False, "Unauthorized")
+            && condition(cp, "Stalled") == Some((ConditionStatus::True, "Unauthorized".into()))
+    })
+    .await;
+    let rotated = std::time::Instant::now();
+    put_secret(&client, &ns, "scm", &fresh).await;
+    let cp = wait_for(&api, "waf", Duration::from_secs(10), "Ready after the rotation", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    println!("re-push recovered {:?} after the token rotation", rotated.elapsed());
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(status(&cp).last_handled_push_request.as_deref(), Some("r1"));
+    let tokens: Vec<Option<String>> = sim.pushes().into_iter().map(|c| c.token_sha256).collect();
+    assert_eq!(
+        tokens,
+        [Some(sha256(GOOD_TOKEN)), Some(sha256(GOOD_TOKEN)), Some(sha256(&fresh))],
+        "the expired token was sent once for the re-push"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn secret_edits_that_keep_the_credential_do_not_resend_a_rejected_one() {
+    let client = admin().await;
+    let ns = namespace(&client, "stall-labels").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", BAD_TOKEN).await;
+    let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "cdn", T, "Unauthorized", |cp| {
+        ready_is(cp, ConditionStatus::False, "Unauthorized")
+    })
+    .await;
+    assert!(status(&cp).credentials_digest.is_some_and(|d| d.starts_with("sha256:")));
+    // Ten edits of the Secret's metadata: each is seen (the operator reconciles the stalled object again) and
+    // none re-sends the token SCM refused.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for i in 0..10 {
+        op.after_reconcile("stalled", label(&secrets, "scm", &i.to_string()))
+            .await;
+    }
+    assert_eq!(sim.pushes().len(), 1, "{:#?}", sim.pushes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn an_unanswered_push_is_reported_and_a_refused_retry_says_it_may_have_landed() {
+    let client = admin().await;
+    let ns = namespace(&client, "unknown-outcome").await;
+    // CDN accepts a certificate once: a repeat of a push that landed is refused.
+    let sim = Sim::start(
+        SimConfig {
+            tokens: vec![GOOD_TOKEN.into()],
+            reject_duplicate_push: true,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::DropAfterPush,
+    });
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "cdn", T, "Retrying with an unknown outcome", |cp| {
+        ready_is(cp, ConditionStatus::False, "Retrying")
+    })
+    .await;
+    let st = status(&cp);
+    assert!(st.outcome_unknown_time.is_some(), "{st:?}");
+    let (_, message) = ready_message(&cp);
+    assert!(message.contains("may have landed"), "{message}");
+    assert!(
+        op.metrics()
+            .await
+            .contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1")
+    );
+    // The retry is refused as a duplicate: the status says why that may be, not a bare PushRejected.
+    let cp = wait_for(&api, "cdn", T, "PushRejected", |cp| {
+        ready_is(cp, ConditionStatus::False, "PushRejected")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(
+        message.contains("got no answer and may have landed")
+            && message.contains("certificate scs1554192131150 to CDN in cn-north-4"),
+        "{message}"
+    );
+    assert_eq!(status(&cp).error_code.as_deref(), Some("SCM.0028"));
+    let statuses: Vec<u16> = sim.pushes().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [0, 400]);
+}
+
+fn ready_message(cp: &CertificatePush) -> (String, String) {
+    let c = status(cp)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    (c.reason, c.message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right_one() {
+    let client = admin().await;
+    let ns = namespace(&client, "endpoint").await;
+    let sim = start_sim().await;
+    // A proxy or portal that answers 200 is not SCM: no Pushed.
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 200,
+            body: r#"{"message":"success"}"#.into(),
+            retry_after: None,
+        },
+    });
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(
+        &client,
+        &ns,
+        "ok200",
+        spec(CERT, TargetService::Elb, "cn-north-4", "scm"),
+    )
+    .await;
+    let cp = wait_for(&api, "ok200", T, "PushRejected for a 200", |cp| {
+        ready_is(cp, ConditionStatus::False, "PushRejected")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(
+        message.contains("HTTP 204, not 200") && message.contains("--scm-endpoint"),
+        "{message}"
+    );
+    assert_eq!(status(&cp).pushed_generation, None);
+
+    // A wrong path prefix: the gateway answers 404 APIGW.0101.
+    let wrong = format!("{}/wrong-prefix", sim.url());
+    let op = op.restart_with_endpoint(&ns, &wrong, "info").await;
+    let other = create_push(
+        &client,
+        &ns,
+        "path",
+        spec(CERT, TargetService::Waf, "cn-north-4", "scm"),
+    )
+    .await;
+    let cp = wait_for(&other, "path", T, "PushRejected for a wrong path", |cp| {
+        ready_is(cp, ConditionStatus::False, "PushRejected")
+    })
+    .await;
+    assert_eq!(status(&cp).error_code.as_deref(), Some("APIGW.0101"));
+    // Fixing the flag and restarting lifts both stalls without touching the objects.
+    let _op = op.restart(&ns, &sim, "info").await;
+    for name in ["ok200", "path"] {
+        wait_for(&api, name, T, "Ready after the endpoint was fixed", |cp| {
+            ready_is(cp, ConditionStatus::True, "Pushed")
+        })
+        .await;
+    }
+    assert_eq!(sim.successful_pushes().len(), 2);
 }
