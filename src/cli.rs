@@ -52,6 +52,14 @@ pub struct RunArgs {
     /// Address of the /healthz, /readyz and /metrics endpoints.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+
+    /// /readyz fails once a watch has been failing for this many seconds.
+    #[arg(long, env = "UNREADY_AFTER_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub unready_after_seconds: u64,
+
+    /// /healthz fails once a watch has been failing for this many seconds.
+    #[arg(long, env = "UNHEALTHY_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub unhealthy_after_seconds: u64,
 }
 
 #[cfg(test)]
@@ -71,6 +79,7 @@ mod tests {
         assert_eq!(args.namespace, None);
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!((args.unready_after_seconds, args.unhealthy_after_seconds), (60, 600));
     }
 
     #[test]

@@ -500,6 +500,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             ("secrets", secret_watch.clone()),
         ],
         metrics: metrics.clone(),
+        unready_after: Duration::from_secs(args.unready_after_seconds),
+        unhealthy_after: Duration::from_secs(args.unhealthy_after_seconds),
     };
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

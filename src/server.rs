@@ -1,9 +1,9 @@
 //! The operator's own HTTP endpoints: `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Readiness follows the watches: ready once every watch has listed its objects, and not ready while a watch
-//! has been failing for longer than [`UNREADY_AFTER`] (the controller then acts on a stale view). Liveness
-//! fails once a watch has been failing for longer than [`UNHEALTHY_AFTER`]: the watch did not recover on its
-//! own, and a restart gets fresh connections and credentials.
+//! has been failing for longer than `--unready-after-seconds` (the controller then acts on a stale view).
+//! Liveness fails once a watch has been failing for longer than `--unhealthy-after-seconds`: the watch did not
+//! recover on its own, and a restart gets fresh connections and credentials.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,11 +15,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::metrics::Metrics;
-
-/// A watch failing continuously for this long makes `/readyz` fail.
-pub const UNREADY_AFTER: Duration = Duration::from_secs(60);
-/// A watch failing continuously for this long makes `/healthz` fail.
-pub const UNHEALTHY_AFTER: Duration = Duration::from_secs(600);
 
 /// Health of one watch stream, fed from its events.
 #[derive(Debug, Default)]
@@ -69,6 +64,10 @@ pub struct Health {
     pub watches: Vec<(&'static str, Arc<WatchHealth>)>,
     /// The metrics to serve.
     pub metrics: Arc<Metrics>,
+    /// A watch failing continuously for this long makes `/readyz` fail.
+    pub unready_after: Duration,
+    /// A watch failing continuously for this long makes `/healthz` fail.
+    pub unhealthy_after: Duration,
 }
 
 impl Health {
@@ -102,11 +101,11 @@ fn answer(problems: Vec<String>) -> (StatusCode, String) {
 }
 
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
-    answer(h.problems(Instant::now(), UNREADY_AFTER, false))
+    answer(h.problems(Instant::now(), h.unready_after, false))
 }
 
 async fn healthz(State(h): State<Health>) -> impl IntoResponse {
-    answer(h.problems(Instant::now(), UNHEALTHY_AFTER, true))
+    answer(h.problems(Instant::now(), h.unhealthy_after, true))
 }
 
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
@@ -129,12 +128,17 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health) -> std::io
 mod tests {
     use super::*;
 
+    const UNREADY_AFTER: Duration = Duration::from_secs(60);
+    const UNHEALTHY_AFTER: Duration = Duration::from_secs(600);
+
     fn health() -> (Health, Arc<WatchHealth>, Arc<WatchHealth>) {
         let pushes = Arc::new(WatchHealth::default());
         let secrets = Arc::new(WatchHealth::default());
         let health = Health {
             watches: vec![("certificatepushes", pushes.clone()), ("secrets", secrets.clone())],
             metrics: Arc::new(Metrics::default()),
+            unready_after: UNREADY_AFTER,
+            unhealthy_after: UNHEALTHY_AFTER,
         };
         (health, pushes, secrets)
     }

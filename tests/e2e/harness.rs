@@ -76,7 +76,16 @@ pub async fn install_once() {
     if DONE.get().is_some() {
         return;
     }
-    let crd = format!("{ROOT}/crds/certificatepush.yaml");
+    let mut crd = format!("{ROOT}/crds/certificatepush.yaml");
+    // Another build (CERTPUSH_OPERATOR_BIN) runs against its own CRD.
+    if let Ok(binary) = std::env::var("CERTPUSH_OPERATOR_BIN") {
+        let out = Command::new(binary).arg("crd").output().await.expect("crd");
+        crd = std::env::temp_dir()
+            .join(format!("certpush-crd-{}.yaml", std::process::id()))
+            .display()
+            .to_string();
+        std::fs::write(&crd, out.stdout).unwrap();
+    }
     let rbac = format!("{ROOT}/deploy/manifests/rbac.yaml");
     for file in [&crd, &rbac] {
         let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]).await;
@@ -230,19 +239,24 @@ impl Operator {
         op
     }
 
-    /// Waits for /readyz, i.e. the watch has synced.
+    /// Waits for /readyz, i.e. the watches have synced.
     pub async fn wait_ready(&self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        self.wait_probe("/readyz", 200).await;
+    }
+
+    /// Polls a probe until it answers `want`; returns its body.
+    pub async fn wait_probe(&self, path: &str, want: u16) -> String {
+        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = reqwest::get(&url).await
-                && r.status().is_success()
+                && r.status().as_u16() == want
             {
-                return;
+                return r.text().await.unwrap_or_default();
             }
             assert!(
                 Instant::now() < deadline,
-                "operator not ready in 30 s; log:\n{}",
+                "{path} did not answer {want} in 30 s; log:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;

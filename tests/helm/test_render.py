@@ -140,6 +140,8 @@ def test_default_args_and_env(render):
         "--concurrency=16",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
+        "--unready-after-seconds=60",
+        "--unhealthy-after-seconds=600",
     ]
     env = {e["name"]: e for e in c["env"]}
     assert env["RUST_LOG"]["value"] == "info"
@@ -155,6 +157,7 @@ def test_values_reach_the_args(render):
                 "logFormat": "json",
                 "logLevel": "debug,kube=info",
                 "metrics": {"bindAddress": "::", "port": 9090},
+                "health": {"unreadyAfterSeconds": 30, "unhealthyAfterSeconds": 300},
                 "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
             }
         )
@@ -164,6 +167,8 @@ def test_values_reach_the_args(render):
         "--concurrency=4",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
+        "--unready-after-seconds=30",
+        "--unhealthy-after-seconds=300",
     ]
     assert c["ports"][0]["containerPort"] == 9090
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
