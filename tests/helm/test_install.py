@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import helm_python as helm
 import pytest
@@ -107,6 +106,14 @@ def adopt_crd(kube: Kube, release: str, namespace: str) -> None:
     crd = kube.get("crd", CRD_NAME)
     if crd is None:
         return
+    # Helm 4 applies server-side, as field manager "python" (this process's name under helm-python-sdk). Fields
+    # other managers applied (the e2e suite's kubectl, with a newer CRD than the previous chart's) would
+    # conflict with a CRD of another version, so Helm's manager first takes them over by applying the CRD
+    # that the previous chart installs.
+    with helm.Chart.load(str(PREVIOUS_CHART)) as previous:
+        objects = parse_manifests(previous.render(None, name=release, namespace=namespace, is_install=True))
+    previous_crd = json.dumps(objects.one("CustomResourceDefinition"))
+    kube.run("apply", "--server-side", "--force-conflicts", "--field-manager=python", "-f", "-", input=previous_crd)
     annotations = crd["metadata"].get("annotations", {})
     if (annotations.get("meta.helm.sh/release-name"), annotations.get("meta.helm.sh/release-namespace")) == (
         release,
