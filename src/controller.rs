@@ -517,23 +517,21 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let (store, writer) = reflector::store();
     let forgetting = (ctx.clone(), store.clone());
-    let trigger = reflector::reflector(
-        writer,
-        watcher::watcher(pushes, watcher::Config::default()).default_backoff(),
-    )
-    .inspect(move |event| {
-        push_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone)));
-        let (ctx, store) = &forgetting;
-        match event {
-            Ok(watcher::Event::Delete(cp)) => ctx.forget(&cp.uid().unwrap_or_default()),
-            // After a re-list, objects deleted while the watch was down are simply absent.
-            Ok(watcher::Event::InitDone) => ctx.forget_all_but(store),
-            _ => {}
-        }
-    })
-    .applied_objects();
+    // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
+    // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
+    let trigger = reflector::reflector(writer, watcher::watcher(pushes, watcher::Config::default()))
+        .inspect(move |event| {
+            push_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone)));
+            let (ctx, store) = &forgetting;
+            match event {
+                Ok(watcher::Event::Delete(cp)) => ctx.forget(&cp.uid().unwrap_or_default()),
+                // After a re-list, objects deleted while the watch was down are simply absent.
+                Ok(watcher::Event::InitDone) => ctx.forget_all_but(store),
+                _ => {}
+            }
+        })
+        .applied_objects();
     let secret_trigger = watcher::watcher(secrets, watcher::Config::default())
-        .default_backoff()
         .inspect(move |event| secret_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone))))
         .touched_objects();
     let controller = Controller::for_stream(trigger, store.clone());
@@ -905,6 +903,31 @@ mod tests {
             .expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         assert_eq!(paths(&seen), Vec::<String>::new());
+    }
+
+    /// Defect: the in-memory maps kept entries of deleted objects forever.
+    #[tokio::test]
+    async fn memory_of_deleted_objects_is_dropped() {
+        let (ctx, _server) = mocked_context(ENDPOINT);
+        let (obj, pushed) = pushed_object();
+        let mut other = obj.clone();
+        other.metadata.uid = Some("uid-2".into());
+        other.metadata.name = Some("two".into());
+        for uid in ["uid-1", "uid-2", "uid-gone"] {
+            lock(&ctx.unsaved).insert(uid.into(), pushed.clone());
+            lock(&ctx.errors).insert(uid.into(), 1);
+        }
+        // A watch Delete event.
+        ctx.forget("uid-1");
+        assert_eq!(ctx.remembered(), 4);
+        // A re-list after the watch was down: only objects that still exist are remembered.
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(other));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        ctx.forget_all_but(&store);
+        assert_eq!(ctx.remembered(), 2);
+        assert!(lock(&ctx.unsaved).contains_key("uid-2") && lock(&ctx.errors).contains_key("uid-2"));
     }
 
     #[test]

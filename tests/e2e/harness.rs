@@ -199,10 +199,37 @@ impl Operator {
     pub async fn start_with_endpoint(ns: &str, endpoint: &str, log_level: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(ns, endpoint, log_level, dir, log, free_port()).await
+        Self::spawn(
+            ns,
+            endpoint,
+            log_level,
+            dir,
+            log,
+            free_port(),
+            restricted_kubeconfig(),
+            &[],
+        )
+        .await
     }
 
-    async fn spawn(ns: &str, endpoint: &str, level: &str, dir: tempfile::TempDir, log: PathBuf, port: u16) -> Operator {
+    /// Starts the operator with its own kubeconfig and extra `run` flags.
+    pub async fn start_custom(ns: &str, sim: &Sim, kubeconfig: PathBuf, extra: &[&str]) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        Self::spawn(ns, &sim.url(), "info", dir, log, free_port(), kubeconfig, extra).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn(
+        ns: &str,
+        endpoint: &str,
+        level: &str,
+        dir: tempfile::TempDir,
+        log: PathBuf,
+        port: u16,
+        kubeconfig: PathBuf,
+        extra: &[&str],
+    ) -> Operator {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -222,7 +249,8 @@ impl Operator {
                 "json",
             ])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", restricted_kubeconfig())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
@@ -244,10 +272,15 @@ impl Operator {
         self.wait_probe("/readyz", 200).await;
     }
 
-    /// Polls a probe until it answers `want`; returns its body.
+    /// Polls a probe until it answers `want` (within 30 s); returns its body.
     pub async fn wait_probe(&self, path: &str, want: u16) -> String {
+        self.wait_probe_for(path, want, Duration::from_secs(30)).await
+    }
+
+    /// Polls a probe until it answers `want`; returns its body.
+    pub async fn wait_probe_for(&self, path: &str, want: u16, timeout: Duration) -> String {
         let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = reqwest::get(&url).await
                 && r.status().as_u16() == want
@@ -256,7 +289,7 @@ impl Operator {
             }
             assert!(
                 Instant::now() < deadline,
-                "{path} did not answer {want} in 30 s; log:\n{}",
+                "{path} did not answer {want} in {timeout:?}; log:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -272,7 +305,17 @@ impl Operator {
     pub async fn restart_with_endpoint(mut self, ns: &str, endpoint: &str, level: &str) -> Operator {
         self.child.kill().await.unwrap();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        Self::spawn(ns, endpoint, level, dir, self.log.clone(), self.metrics_port).await
+        Self::spawn(
+            ns,
+            endpoint,
+            level,
+            dir,
+            self.log.clone(),
+            self.metrics_port,
+            restricted_kubeconfig(),
+            &[],
+        )
+        .await
     }
 
     /// The value of `certpush_reconciles_total{result=...}` now.
@@ -403,4 +446,85 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, S
             )
         })
         .collect()
+}
+
+/// A TCP proxy in front of the API server that a test can cut, so the operator's watches fail the way they do when
+/// the API server restarts: open connections close and new ones are refused.
+pub struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    cutting: std::sync::Arc<tokio::sync::Notify>,
+    accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl CuttableProxy {
+    /// Proxies to the API server of `kubeconfig`.
+    pub async fn start(kubeconfig: &Path) -> CuttableProxy {
+        let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+        let server = kc.clusters[0].cluster.as_ref().unwrap().server.clone().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = CuttableProxy {
+            addr: listener.local_addr().unwrap(),
+            upstream: server.trim_start_matches("https://").to_string(),
+            cutting: std::sync::Arc::default(),
+            accepting: std::sync::Mutex::default(),
+        };
+        proxy.accept(listener);
+        proxy
+    }
+
+    fn accept(&self, listener: tokio::net::TcpListener) {
+        let (upstream, cutting) = (self.upstream.clone(), self.cutting.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (upstream, cutting) = (upstream.clone(), cutting.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cutting.notified() => {}
+                    }
+                });
+            }
+        });
+        *self.accepting.lock().unwrap() = Some(task);
+    }
+
+    /// Closes every proxied connection and refuses new ones (the listener is closed).
+    pub fn cut(&self) {
+        if let Some(task) = self.accepting.lock().unwrap().take() {
+            task.abort();
+        }
+        self.cutting.notify_waiters();
+    }
+
+    /// Listens again on the same address.
+    pub async fn restore(&self) {
+        let listener = loop {
+            // The aborted task may take a moment to release the port.
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.accept(listener);
+    }
+
+    /// A copy of `kubeconfig` (written into `dir`) whose server is this proxy; TLS still verifies the API server.
+    pub fn kubeconfig(&self, kubeconfig: &Path, dir: &Path) -> PathBuf {
+        let mut kc = Kubeconfig::read_from(kubeconfig).unwrap();
+        for cluster in &mut kc.clusters {
+            if let Some(c) = cluster.cluster.as_mut() {
+                c.server = Some(format!("https://{}", self.addr));
+            }
+        }
+        let path = dir.join("proxied.kubeconfig");
+        std::fs::write(&path, serde_json::to_vec(&kc).unwrap()).unwrap();
+        path
+    }
 }

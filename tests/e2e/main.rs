@@ -826,3 +826,69 @@ async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right
     }
     assert_eq!(sim.successful_pushes().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn readiness_and_liveness_follow_the_watches_through_an_outage() {
+    let client = admin().await;
+    let ns = namespace(&client, "readiness").await;
+    let sim = start_sim().await;
+    let proxy = CuttableProxy::start(&restricted_kubeconfig()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = proxy.kubeconfig(&restricted_kubeconfig(), dir.path());
+    let op = Operator::start_custom(
+        &ns,
+        &sim,
+        kubeconfig,
+        &["--unready-after-seconds", "2", "--unhealthy-after-seconds", "4"],
+    )
+    .await;
+    assert_eq!(op.wait_probe("/healthz", 200).await, "ok");
+
+    // The API server goes away: not ready after 2 s of failing watches, not live after 4 s.
+    proxy.cut();
+    let body = op.wait_probe("/readyz", 503).await;
+    assert!(body.contains("watch failing for"), "{body}");
+    let body = op.wait_probe("/healthz", 503).await;
+    assert!(body.contains("watch failing for"), "{body}");
+
+    // It comes back. The operator either recovers on its own (ready again), or, where the client is still stuck
+    // (kube's requests over fresh connections were seen to hang here after an outage, until kube's 295 s read
+    // timeout), it keeps failing /healthz so that the kubelet restarts it: it never looks healthy while wedged.
+    proxy.restore().await;
+    let restored = std::time::Instant::now();
+    // CERTPUSH_OUTAGE_WAIT_SECONDS lengthens the wait, to measure how long the client takes to recover alone.
+    let wait = std::env::var("CERTPUSH_OUTAGE_WAIT_SECONDS").map_or(30, |v| v.parse().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+    let recovered = loop {
+        let probe = |path: &'static str| {
+            let url = format!("http://127.0.0.1:{}{path}", op.metrics_port);
+            async move { reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        };
+        if probe("/readyz").await == 200 {
+            break true;
+        }
+        assert_eq!(probe("/healthz").await, 503, "not ready, yet claims to be live");
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "watches recovered without a restart: {recovered} (after {:?})",
+        restored.elapsed()
+    );
+    // Either way (recovered, or restarted as the kubelet would) the operator pushes a new object.
+    let op = if recovered {
+        op
+    } else {
+        op.restart(&ns, &sim, "info").await
+    };
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "Ready after the outage", |cp| {
+        ready_is(cp, ConditionStatus::True, "Pushed")
+    })
+    .await;
+    drop(op);
+}
