@@ -5,8 +5,8 @@
 # Usage: tests/e2e/control-plane.sh build
 #        tests/e2e/control-plane.sh start|stop|env|status [DIR]
 #
-#   build   make sure the cached kube-apiserver binary exists (builds it from
-#           Debian's "kubernetes" source package the first time, ~5 min)
+#   build   make sure the cached kube-apiserver and etcd binaries exist (built
+#           from their Go modules the first time, ~8 min on 2 cores)
 #   start   start etcd + kube-apiserver with state in DIR, wait until usable,
 #           write DIR/env; exits 0 at once if DIR already has a healthy one
 #   stop    stop exactly the processes `start` recorded in DIR/pids, remove DIR
@@ -23,17 +23,26 @@
 # The env file exports KUBECONFIG, CERTPUSH_ADMIN_KUBECONFIG,
 # CERTPUSH_RESTRICTED_KUBECONFIG, CERTPUSH_APISERVER_URL and CERTPUSH_CP_DIR.
 #
-# Nothing from the Kubernetes source tree ends up in this repository: it is
-# fetched into a temp dir, built, and only the binary is kept in the user's
-# cache (${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator).
+# Versions: KUBE_VERSION (default below) and ETCD_VERSION. Both binaries are
+# built the way envtest-style projects vendor them: a throwaway Go module that
+# requires k8s.io/kubernetes at KUBE_VERSION, with each k8s.io/* staging module
+# replaced by its matching v0.X.Y release (resp. go.etcd.io/etcd/server/v3 at
+# ETCD_VERSION behind etcd's own four-line main), fetched from the Go module
+# proxy. Nothing of them ends up in this repository; only the binaries are kept
+# in the user's cache (${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator), by
+# version. Needs Go >= 1.26 on PATH (or in /usr/local/go/bin).
 
 set -euo pipefail
 
-readonly K8S_VERSION=1.20.2
+# The newest Kubernetes release the Go module proxy serves that builds with Go 1.26.
+readonly KUBE_VERSION=${KUBE_VERSION:-1.37.2}
+# etcd 3.6: the API server's consistent reads from its watch cache need etcd's
+# RequestWatchProgress, which Debian's etcd 3.4 lacks (the API server logs
+# "RequestWatchProgress feature is not supported" and falls back to etcd reads).
+readonly ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 readonly CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator"
-readonly APISERVER_BIN="$CACHE_DIR/kube-apiserver-$K8S_VERSION"
-readonly ETCD_BIN=/usr/bin/etcd # from Debian's etcd-server package
-readonly DEB_SRC_LIST=/etc/apt/sources.list.d/certpush-src.sources
+readonly APISERVER_BIN="$CACHE_DIR/kube-apiserver-$KUBE_VERSION"
+readonly ETCD_BIN="$CACHE_DIR/etcd-$ETCD_VERSION"
 readonly READY_TIMEOUT=60 # seconds, per wait step
 readonly MARKER=.certpush-control-plane # proves a DIR is ours before rm -rf
 readonly ADMIN_USER=certpush-admin
@@ -98,162 +107,101 @@ ensure_packages() {
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# `apt-get source` needs a deb-src entry, which Debian images don't ship.
-ensure_deb_src() {
-  if [[ ! -f $DEB_SRC_LIST ]]; then
-    log "adding $DEB_SRC_LIST"
-    as_root tee "$DEB_SRC_LIST" >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  fi
-  if ! apt-cache showsrc --only-source kubernetes 2>/dev/null | grep -q '^Package: kubernetes'; then
-    as_root apt-get update -q
-  fi
-}
-
 # ---------------------------------------------------------------------------
-# Building kube-apiserver (Debian ships no binary package for it).
-
-# Go 1.18 changed reflect.mapiterinit to fill a caller-allocated iterator
-# instead of returning one. Vendored reflect2 v1.0.1 (used by json-iterator)
-# still links the old signature and crashes at runtime with Go >= 1.18, so
-# backport reflect2 v1.0.2's fix. hiter must mirror runtime.hiter in
-# Go 1.19's runtime/map.go field for field, because the runtime writes the
-# whole struct and the GC scans it by this type's pointer layout.
-reflect2_patch() {
-  cat <<'EOF'
---- a/vendor/github.com/modern-go/reflect2/unsafe_link.go
-+++ b/vendor/github.com/modern-go/reflect2/unsafe_link.go
-@@ -29,7 +29,7 @@
- // doesn't let the return value escape.
- //go:noescape
- //go:linkname mapiterinit reflect.mapiterinit
--func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer) *hiter
-+func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer, it *hiter)
- 
- //go:noescape
- //go:linkname mapiternext reflect.mapiternext
-@@ -39,12 +39,24 @@
- func ifaceE2I(rtype unsafe.Pointer, src interface{}, dst unsafe.Pointer)
- 
- // A hash iteration structure.
--// If you modify hiter, also change cmd/internal/gc/reflect.go to indicate
--// the layout of this structure.
-+// Since Go 1.18 reflect.mapiterinit fills a caller-allocated iterator, so
-+// this must mirror the complete runtime.hiter layout (runtime/map.go, Go 1.19).
- type hiter struct {
--	key   unsafe.Pointer // Must be in first position.  Write nil to indicate iteration end (see cmd/internal/gc/range.go).
--	value unsafe.Pointer // Must be in second position (see cmd/internal/gc/range.go).
--	// rest fields are ignored
-+	key         unsafe.Pointer // Must be in first position. nil means iteration end.
-+	value       unsafe.Pointer // Must be in second position.
-+	t           unsafe.Pointer
-+	h           unsafe.Pointer
-+	buckets     unsafe.Pointer
-+	bptr        unsafe.Pointer
-+	overflow    *[]unsafe.Pointer
-+	oldoverflow *[]unsafe.Pointer
-+	startBucket uintptr
-+	offset      uint8
-+	wrapped     bool
-+	B           uint8
-+	i           uint8
-+	bucket      uintptr
-+	checkBucket uintptr
- }
- 
- // add returns p+x.
---- a/vendor/github.com/modern-go/reflect2/unsafe_map.go
-+++ b/vendor/github.com/modern-go/reflect2/unsafe_map.go
-@@ -108,8 +108,10 @@
- }
- 
- func (type2 *UnsafeMapType) UnsafeIterate(obj unsafe.Pointer) MapIterator {
-+	var it hiter
-+	mapiterinit(type2.rtype, *(*unsafe.Pointer)(obj), &it)
- 	return &UnsafeMapIterator{
--		hiter:      mapiterinit(type2.rtype, *(*unsafe.Pointer)(obj)),
-+		hiter:      &it,
- 		pKeyRType:  type2.pKeyRType,
- 		pElemRType: type2.pElemRType,
- 	}
-EOF
-}
-
-# Idempotent: a patch that reverse-applies cleanly is already in place.
-patch_reflect2() {
-  local src=$1
-  if patch -d "$src" -p1 -R --dry-run -s -f -i <(reflect2_patch) >/dev/null 2>&1; then
-    log "reflect2 Go 1.18+ fix already applied"
-  else
-    log "applying reflect2 Go 1.18+ fix"
-    patch -d "$src" -p1 -N -s -i <(reflect2_patch)
-  fi
-}
+# Building kube-apiserver and etcd from their Go modules.
 
 # Prints a line every 30 s so CI logs show the silent go build is alive.
 # sleep gets no stdout/stderr, so a lingering one never holds the caller's pipes.
 heartbeat() {
-  local started=$SECONDS
+  local what=$1 started=$SECONDS
   while sleep 30 >/dev/null 2>&1 {LOG_FD}>&-; do
-    log "… still building kube-apiserver ($((SECONDS - started)) s elapsed)"
+    log "… still building $what ($((SECONDS - started)) s elapsed)"
   done
 }
 
-build_apiserver() {
-  ensure_packages golang-go dpkg-dev make patch rsync
-  ensure_deb_src
+# The go command: PATH's, else the machine's /usr/local/go; 1.26 or newer.
+go_bin() {
+  local go minor
+  go=$(command -v go || true)
+  [[ -n $go ]] || go=/usr/local/go/bin/go
+  [[ -x $go ]] || die "Go >= 1.26 is needed to build the control plane; none found on PATH or in /usr/local/go/bin"
+  minor=$("$go" env GOVERSION | sed -nE 's/^go1\.([0-9]+).*/\1/p')
+  ((${minor:-0} >= 26)) || die "$go is $("$go" env GOVERSION); building Kubernetes $KUBE_VERSION needs Go >= 1.26"
+  printf '%s\n' "$go"
+}
 
-  local work src started=$SECONDS
-  work=$(mktemp -d "${TMPDIR:-/tmp}/certpush-k8s-build.XXXXXX")
-  log "fetching Debian source package kubernetes into $work"
-  # (As root, apt warns that it downloads "unsandboxed" here; harmless.)
-  (cd "$work" && apt-get source -q kubernetes) >&2
-
-  src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n 1)
-  [[ -n $src ]] || die "apt-get source produced no kubernetes-* directory in $work"
-  # The cache file name promises a version; refuse to lie about it.
-  grep -q "tag: v$K8S_VERSION'" "$src/hack/lib/version.sh" ||
-    die "$src is not Kubernetes v$K8S_VERSION (see hack/lib/version.sh)"
-
-  patch_reflect2 "$src"
-
-  log "building kube-apiserver $K8S_VERSION (about 5 min on 2 cores)…"
-  heartbeat &
+# Runs `go build -o OUT PKG` in a fresh module prepared by SETUP (a function
+# that gets the go command and edits go.mod), then moves the binary into place:
+# copy then rename, so an interrupted build never looks like a cached binary.
+build_in_module() {
+  local what=$1 out=$2 pkg=$3 setup=$4 ldflags=${5:-}
+  local go work started=$SECONDS
+  go=$(go_bin)
+  work=$(mktemp -d "${TMPDIR:-/tmp}/certpush-build.XXXXXX")
+  log "building $what from the Go module proxy in $work (minutes on 2 cores)…"
+  heartbeat "$what" &
   HEARTBEAT_PID=$!
-  # Kubernetes 1.20's build scripts force GOPATH mode (GO111MODULE=off) with
-  # the vendor/ tree, so -mod=vendor does not apply; GOPROXY=off and an empty
-  # GOFLAGS make sure nothing is fetched or altered by the caller's Go env.
-  # /usr/lib/go/bin first picks Debian's Go, as debian/rules does.
-  if ! (cd "$src" && env GOPROXY=off GOFLAGS= GO111MODULE=off CGO_ENABLED=0 \
-    PATH="/usr/lib/go/bin:$PATH" make WHAT=cmd/kube-apiserver) >&2; then
-    die "kube-apiserver build failed; sources kept in $work"
+  # A caller's GOFLAGS (e.g. -mod=vendor) must not change how the throwaway module resolves.
+  if ! (
+    export GOFLAGS=
+    cd "$work" &&
+      "$go" mod init certpush-throwaway >/dev/null 2>&1 &&
+      "$setup" "$go" &&
+      "$go" mod tidy >&2 &&
+      CGO_ENABLED=0 "$go" build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg" >&2
+  ); then
+    die "building $what failed; the module is kept in $work"
   fi
   kill "$HEARTBEAT_PID" 2>/dev/null || true
   HEARTBEAT_PID=""
-
-  local built=$src/_output/bin/kube-apiserver
-  [[ -e $built ]] || built=$src/_output/local/bin/linux/amd64/kube-apiserver
-  [[ -x $built ]] || die "build finished but no kube-apiserver binary found in $src/_output"
-  # Copy then rename, so an interrupted copy never looks like a cached binary.
-  cp -L "$built" "$APISERVER_BIN.tmp"
-  mv -f "$APISERVER_BIN.tmp" "$APISERVER_BIN"
+  mv -f "$out.tmp" "$out"
   rm -rf "$work"
-  log "built $APISERVER_BIN in $((SECONDS - started)) s ($("$APISERVER_BIN" --version))"
+  log "built $out in $((SECONDS - started)) s"
 }
 
-ensure_apiserver() {
-  [[ -x $APISERVER_BIN ]] && return 0
+# k8s.io/kubernetes replaces its k8s.io/* staging modules with ./staging paths,
+# which a module depending on it cannot see: each becomes its v0.X.Y release.
+kube_module() {
+  local go=$1 gomod module staging=0.${KUBE_VERSION#1.}
+  gomod=$("$go" mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" |
+    sed -nE 's/^[[:space:]]*"GoMod": "(.*)",?$/\1/p')
+  [[ -f $gomod ]] || die "the Go module proxy served no go.mod for k8s.io/kubernetes@v$KUBE_VERSION"
+  for module in $(sed -nE 's#^[[:space:]]*(k8s\.io/[a-z0-9-]+) => \./staging/.*#\1#p' "$gomod"); do
+    "$go" mod edit -replace "$module=$module@v$staging"
+  done
+  "$go" mod edit -require "k8s.io/kubernetes@v$KUBE_VERSION"
+  printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
+}
+
+# etcd's own main.go is these lines; its root module is not meant to be required.
+etcd_module() {
+  local go=$1
+  "$go" mod edit -require "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+  printf '%s\n' 'package main' '' 'import (' '	"os"' '' '	"go.etcd.io/etcd/server/v3/etcdmain"' ')' '' \
+    'func main() { etcdmain.Main(os.Args) }' >main.go
+}
+
+build_apiserver() {
+  local minor=${KUBE_VERSION#1.} v=k8s.io/component-base/version
+  minor=${minor%%.*}
+  # What `kube-apiserver --version` and the /version endpoint report (kubectl, Helm and kube read it).
+  build_in_module "kube-apiserver $KUBE_VERSION" "$APISERVER_BIN" k8s.io/kubernetes/cmd/kube-apiserver kube_module \
+    "-X $v.gitVersion=v$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+}
+
+build_etcd() {
+  build_in_module "etcd $ETCD_VERSION" "$ETCD_BIN" . etcd_module
+}
+
+# Serialises concurrent CI jobs sharing a cache: the second waits, then finds
+# the binaries the first one built.
+ensure_binaries() {
+  [[ -x $APISERVER_BIN && -x $ETCD_BIN ]] && return 0
   mkdir -p "$CACHE_DIR"
-  # Serialise concurrent CI jobs sharing a cache: the second waits, then
-  # finds the binary the first one built.
   local lock_fd
   exec {lock_fd}>"$CACHE_DIR/build.lock"
   flock "$lock_fd"
+  [[ -x $ETCD_BIN ]] || build_etcd
   [[ -x $APISERVER_BIN ]] || build_apiserver
   exec {lock_fd}>&-
 }
@@ -508,8 +456,9 @@ prepare_dir() {
 # Subcommands.
 
 cmd_build() {
-  ensure_apiserver
-  log "kube-apiserver ready: $APISERVER_BIN"
+  ensure_binaries
+  log "kube-apiserver ready: $APISERVER_BIN ($("$APISERVER_BIN" --version))"
+  log "etcd ready: $ETCD_BIN ($("$ETCD_BIN" --version | head -n 1))"
 }
 
 cmd_start() {
@@ -520,9 +469,8 @@ cmd_start() {
     return 0
   fi
 
-  ensure_apiserver
-  ensure_packages etcd-server openssl curl
-  [[ -x $ETCD_BIN ]] || die "$ETCD_BIN missing although etcd-server is installed"
+  ensure_packages openssl curl
+  ensure_binaries
 
   umask 077 # keys, tokens and kubeconfigs are secrets
   prepare_dir "$dir"
@@ -559,7 +507,6 @@ EOF
   wait_for "$dir" etcd "etcd /health" etcd_healthy "$etcd_port"
 
   log "starting kube-apiserver on $url"
-  # --insecure-port=0: 1.20 still knows the old plain-HTTP port; keep it off.
   # --endpoint-reconciler-type=none: the "kubernetes" Endpoints cannot hold a
   #   loopback address, so reconciling it would only spam the log.
   # --disable-admission-plugins=ServiceAccount: without kube-controller-manager
@@ -569,7 +516,6 @@ EOF
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
     --secure-port="$api_port" \
-    --insecure-port=0 \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --cert-dir="$dir" \
     --tls-cert-file="$dir/serving.crt" \

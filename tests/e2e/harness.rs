@@ -106,7 +106,12 @@ pub async fn install_once() {
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     install_once().await;
     let name = format!("{prefix}-{}", rand::random::<u32>() % 1_000_000);
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    // Pod Security admission enforces `restricted`, as on a hardened cluster.
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }}}))
+    .unwrap();
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await

@@ -19,6 +19,11 @@ CHART = ROOT / "deploy" / "helm" / "certpush-operator"
 CRD_SOURCE = ROOT / "crds" / "certificatepush.yaml"
 MANIFESTS = ROOT / "deploy" / "manifests"
 # The chart as released in 0.1.0, for "upgrade from the previous chart version" (see fixtures/README.md).
+# Pod Security admission labels of every test namespace.
+RESTRICTED_PSS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 PREVIOUS_CHART = Path(__file__).resolve().parent / "fixtures" / "certpush-operator-0.1.0.tgz"
 OPERATOR_BIN = ROOT / "target" / "debug" / "certpush-operator"
 SIM_BIN = ROOT / "target" / "debug" / "scm-sim"
@@ -34,6 +39,14 @@ OPERATOR_RULES = [
 
 # 32+ characters, as the operator requires of an IAM token.
 SIM_TOKEN = "helm-test-token-0123456789abcdef0123456789"
+
+
+def tool(variable: str) -> Path:
+    """A real tool built by tests/tools/build.sh (tests/helm/run.sh exports where): kstatus, argocd-health, helm 3."""
+    path = os.environ.get(variable)
+    if not path or not Path(path).is_file():
+        pytest.fail(f"{variable} is not set: run the tests through `bash tests/helm/run.sh` (it builds the tools)")
+    return Path(path)
 
 
 def rules_of(role: dict) -> list[tuple[list[str], list[str], list[str]]]:
@@ -122,10 +135,13 @@ class Kube:
         self.run("apply", "-f", "-", input=text)
 
     def ensure_namespace(self, name: str) -> None:
+        """Creates `name` (once) with Pod Security admission enforcing the `restricted` profile, as a hardened
+        cluster would: whatever the chart runs there must be admissible under it."""
         # Namespaces are reused across runs: without kube-controller-manager a deleted namespace stays
         # Terminating forever.
         if self.get("namespace", name) is None:
             self.run("create", "namespace", name)
+        self.run("label", "namespace", name, *[f"{k}={v}" for k, v in RESTRICTED_PSS.items()], "--overwrite")
 
     def can_i(self, user: str, verb: str, resource: str, namespace: str) -> bool:
         """`resource` may name a subresource as "resource/subresource"."""

@@ -288,11 +288,34 @@ def test_upgrade_keeps_crd_and_certificatepushes(kube, cluster_release):
     args = operator_args(kube, RELEASE, RELEASE_NS)
     assert "--concurrency=4" in args and "--log-format=json" in args
     objects = parse_manifests({"m.yaml": release["manifest"]})
-    # Kubernetes 1.20 has no policy/v1: the chart must pick v1beta1 from the cluster's capabilities.
-    assert objects.one("PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
+    assert objects.one("PodDisruptionBudget")["apiVersion"] == "policy/v1"
     assert kube.get("poddisruptionbudget.policy", RELEASE, RELEASE_NS)["spec"]["maxUnavailable"] == 1
     policy = kube.get("networkpolicy.networking.k8s.io", RELEASE, RELEASE_NS)
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def pod_from_deployment(kube, name: str, namespace: str) -> dict:
+    """A Pod with the pod template of a live Deployment: without kube-controller-manager no ReplicaSet makes one,
+    so the test submits it itself."""
+    template = kube.get("deployment.apps", name, namespace)["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-admission-check", "namespace": namespace, "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    }
+
+
+def test_operator_pod_is_admitted_under_restricted_pod_security(kube, cluster_release):
+    ns = kube.get("namespace", RELEASE_NS)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = pod_from_deployment(kube, RELEASE, RELEASE_NS)
+    created = kube.run("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod), check=False)
+    assert created.returncode == 0, created.stderr
+    # The check has teeth: the same Pod made privileged-capable is refused by the same namespace.
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = kube.run("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
 
 
 def test_installed_rbac_is_least_privilege(kube):
@@ -382,3 +405,4 @@ def test_namespace_scope_install_reconciles_only_its_namespace(kube, scm_sim, tm
         assert_reconciles_to_ready(kube, NS_SCOPE_NS, "scoped-waf", operator, scm_sim)
     finally:
         operator.stop()
+
