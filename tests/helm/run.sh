@@ -36,6 +36,9 @@ if [[ ${1:-} == generate ]]; then
   exec "$venv/bin/python" deploy/manifests/generate.py
 fi
 
+# kstatus, Argo CD's Lua VM and the Helm 3 CLI, built from their Go modules (cached after the first run).
+eval "$(bash tests/tools/build.sh)"
+
 # The cluster tests run the operator and scm-sim (debug builds, as the e2e suite does); the image tests
 # run the release binary the Dockerfile builds, with the Dockerfile's own cargo command. Both are no-ops
 # when up to date.

@@ -1,49 +1,63 @@
-"""The Argo CD health check, run by real Lua interpreters against its upstream-style fixtures.
+"""The Argo CD health check, run by Argo CD's own Lua VM against its upstream-style fixtures.
 
-Argo CD runs health.lua with gopher-lua (Lua 5.1): the object is the global `obj`, the script returns a
-table with `status` and `message`. Lua 5.1 is the dialect that matters; 5.4 guards against relying on
-5.1-only behaviour.
+Argo CD runs a health check configured in argocd-cm in gopher-lua (Lua 5.1) with only the package, base and
+table libraries, the object as the global `obj`, and a one-second deadline; the script returns a table with
+`status` and `message`. tests/tools/argocd-health does exactly that with github.com/yuin/gopher-lua and Argo
+CD's health_test.yaml format.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
-import lupa.lua51
-import lupa.lua54
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, tool
 
 HEALTH_DIR = ROOT / "deploy" / "gitops" / "argocd" / "scm.certpush.dev" / "CertificatePush"
 HEALTH_LUA = HEALTH_DIR / "health.lua"
-CASES = yaml.safe_load((HEALTH_DIR / "health_test.yaml").read_text())["tests"]
-RUNTIMES = {"lua5.1": lupa.lua51.LuaRuntime, "lua5.4": lupa.lua54.LuaRuntime}
+HEALTH_TESTS = HEALTH_DIR / "health_test.yaml"
+CASES = yaml.safe_load(HEALTH_TESTS.read_text())["tests"]
 
 
-def to_lua(lua, value):
-    """JSON-like Python data as Lua tables (lists 1-based), as Argo CD hands the object to Lua."""
-    if isinstance(value, dict):
-        return lua.table_from({k: to_lua(lua, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return lua.table_from([to_lua(lua, v) for v in value])
-    return value
+def run_health(script: Path, tests: Path) -> dict[str, dict]:
+    """inputPath -> {expected, actual, error} for every case of `tests`, evaluated by gopher-lua."""
+    out = subprocess.run(
+        [str(tool("CERTPUSH_ARGOCD_HEALTH_BIN")), str(script), str(tests)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {r["inputPath"]: r for r in json.loads(out.stdout)}
 
 
-def health(runtime: str, obj: dict) -> dict:
-    lua = RUNTIMES[runtime](unpack_returned_tuples=True)
-    lua.globals().obj = to_lua(lua, obj)
-    result = lua.execute(HEALTH_LUA.read_text())
-    return dict(result.items())
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict]:
+    return run_health(HEALTH_LUA, HEALTH_TESTS)
 
 
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 @pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
-def test_health_fixture(runtime, case):
-    obj = yaml.safe_load((HEALTH_DIR / case["inputPath"]).read_text())
-    assert health(runtime, obj) == case["healthStatus"]
+def test_health_fixture(results, case):
+    result = results[case["inputPath"]]
+    assert result.get("error") is None, result["error"]
+    assert result["actual"] == case["healthStatus"]
+
+
+def test_the_harness_has_teeth(tmp_path):
+    """A script using a library Argo CD does not open for argocd-cm scripts fails here too, and a wrong
+    verdict is reported as such: the harness is not a rubber stamp."""
+    uses_string = tmp_path / "health.lua"
+    uses_string.write_text('local hs = {}\nhs.status = string.upper("healthy")\nreturn hs\n')
+    result = run_health(uses_string, HEALTH_TESTS)[CASES[0]["inputPath"]]
+    assert "string" in result["error"], result
+    always_healthy = tmp_path / "always.lua"
+    always_healthy.write_text('return {status = "Healthy", message = ""}\n')
+    results = run_health(always_healthy, HEALTH_TESTS)
+    assert any(r["actual"] != r["expected"] for r in results.values())
 
 
 def test_every_fixture_is_tested_and_every_status_covered():

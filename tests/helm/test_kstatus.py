@@ -1,25 +1,12 @@
 """Flux health of CertificatePush: kstatus' verdict on the Argo CD fixtures and on live objects.
 
 Flux's kustomize-controller judges the health of objects it applies (`spec.wait`, `spec.healthChecks`)
-with kstatus, the Go package sigs.k8s.io/cli-utils/pkg/kstatus. That library cannot be fetched where
-these tests run (no Go module proxy is reachable), so `kstatus()` below is a transcription, in Python
-and in our own words, of the rules its README documents for a custom resource:
-https://github.com/kubernetes-sigs/cli-utils/blob/master/pkg/kstatus/README.md
+with kstatus, the Go package sigs.k8s.io/cli-utils/pkg/kstatus. `kstatus()` below runs that library itself
+(tests/tools/kstatus, built from its Go module by tests/tools/build.sh) on the object.
 
-1. `metadata.deletionTimestamp` set: Terminating.
-2. `status.observedGeneration` present and not equal to `metadata.generation`: InProgress (the
-   controller has not seen the latest spec). Without `observedGeneration` this check is skipped.
-3. The standard "abnormal-true" conditions: `Reconciling=True` is InProgress, `Stalled=True` is
-   Failed (the first such condition in the list decides).
-4. Type-specific rules exist only for built-in kinds (Deployment, Pod, ...); none apply to a CRD.
-5. The `Ready` condition as a fallback ("The `Ready` Condition" in the README): True is Current,
-   False or Unknown is InProgress.
-6. Otherwise the resource is Current: no conditions at all counts as reconciled.
-
-kstatus never looks at a condition's own `observedGeneration`. The README describes each rule; the
-order in which they apply, which it leaves implicit, was checked by reading the library's source
-(pkg/kstatus/status), nothing of which is copied here. This is a transcription, not the library: a
-difference between the two would go unnoticed by these tests.
+The rule cases pin down the behaviour the operator's conditions rely on, as the library's README documents
+it: deletion is Terminating; `observedGeneration` other than `generation` is InProgress; `Reconciling=True`
+is InProgress and `Stalled=True` Failed; the `Ready` condition as a fallback; otherwise Current.
 
 The fixture test checks the verdict on every Argo CD health fixture against the table in
 docs/deploy.md ("## GitOps health"). The live test runs the real operator (with the chart's
@@ -31,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +26,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CRD_SOURCE, ROOT, Kube, Process, container, wait_until
+from conftest import CRD_SOURCE, ROOT, Kube, Process, container, tool, wait_until
 from test_install import CRD, CRD_NAME, fresh_certificate_push, ready_condition, run_operator
 
 HEALTH_DIR = ROOT / "deploy" / "gitops" / "argocd" / "scm.certpush.dev" / "CertificatePush"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
-# --- the transcription ---------------------------------------------------------------------------------
+# --- kstatus itself ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -54,35 +42,12 @@ class KStatus:
 
 
 def kstatus(obj: dict) -> KStatus:
-    """kstatus' verdict on a custom resource without type-specific rules (see the module docstring)."""
-    metadata = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        return KStatus("Terminating", "scheduled for deletion")
-
-    generation = metadata.get("generation")
-    observed = status.get("observedGeneration")
-    if generation is not None and observed is not None and observed != generation:
-        return KStatus("InProgress", f"generation {generation}, observed generation {observed}")
-
-    conditions = status.get("conditions") or []
-    for condition in conditions:
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Reconciling":
-            return KStatus("InProgress", f"Reconciling: {condition.get('message', '')}")
-        if condition.get("type") == "Stalled":
-            return KStatus("Failed", f"Stalled: {condition.get('message', '')}")
-
-    for condition in conditions:
-        if condition.get("type") != "Ready":
-            continue
-        if condition.get("status") == "True":
-            return KStatus("Current", "Ready")
-        if condition.get("status") in ("False", "Unknown"):
-            return KStatus("InProgress", f"Ready={condition['status']}: {condition.get('message', '')}")
-
-    return KStatus("Current", "no condition says otherwise")
+    """kstatus' verdict on one object, computed by the library (sigs.k8s.io/cli-utils/pkg/kstatus/status)."""
+    out = subprocess.run(
+        [str(tool("CERTPUSH_KSTATUS_BIN"))], input=json.dumps([obj]), capture_output=True, text=True, check=True
+    )
+    verdict = json.loads(out.stdout)[0]
+    return KStatus(verdict["status"], verdict["message"])
 
 
 def cr(generation: int = 1, observed: int | None = None, conditions: list | None = None, **metadata) -> dict:
@@ -127,7 +92,7 @@ RULE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(RULE_CASES))
-def test_transcribed_rules(case):
+def test_kstatus_rules(case):
     obj, expected = RULE_CASES[case]
     assert kstatus(obj).status == expected
 
