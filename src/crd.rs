@@ -230,9 +230,9 @@ impl CertificatePush {
 }
 
 /// The CRD as YAML, exactly as `certpush-operator crd` prints it and `crds/certificatepush.yaml` holds it.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&CertificatePush::crd())
+    serde_saphyr::to_string(&CertificatePush::crd())
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl Metrics {
     /// Counts one SCM request by what came back.
     pub fn scm_request(&self, transport: &Transport, seconds: f64) {
         let code = match transport {
-            Transport::Reply(r) => r.status.to_string(),
+            Transport::Answered(r) => r.status.to_string(),
             Transport::NotSent(_) => "not_sent".to_string(),
             Transport::NoAnswer(_) => "outcome_unknown".to_string(),
         };
@@ -124,7 +124,7 @@ mod tests {
         m.reconciled("pushed");
         m.reconciled("pushed");
         let reply = |status| {
-            Transport::Reply(crate::scm::Reply {
+            Transport::Answered(crate::scm::ScmResponse {
                 status,
                 request_id: None,
                 retry_after: None,

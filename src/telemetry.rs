@@ -1,4 +1,4 @@
-//! Logging setup: `RUST_LOG` filters, text or JSON lines on stderr.
+//! Logging setup of both binaries (the operator and scm-sim): `RUST_LOG` filters, text or JSON lines on stderr.
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +16,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use certpush_operator::sim::{DEMO_CERTIFICATES, DEMO_TOKEN, Sim, SimConfig};
-use clap::{Parser, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use certpush_operator::telemetry::{self, LogFormat};
+use clap::Parser;
 
 /// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
 #[derive(Parser)]
@@ -43,15 +43,6 @@ struct Args {
     log_format: LogFormat,
 }
 
-/// Log line format.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 impl Args {
     fn config(&self) -> SimConfig {
         let tokens: Vec<String> = self.tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
@@ -70,18 +61,6 @@ impl Args {
             latency: Duration::from_millis(self.latency_ms),
             reject_duplicate_push: self.reject_duplicate_push,
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -105,7 +84,7 @@ async fn shutdown_signal() -> std::io::Result<()> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    telemetry::init(args.log_format);
     let addr = SocketAddr::new(args.bind, args.port);
     let sim = Sim::start(args.config(), addr)
         .await

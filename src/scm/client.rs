@@ -7,7 +7,7 @@ use reqwest::{StatusCode, Url, redirect};
 use serde_json::json;
 
 use super::auth::Credentials;
-use super::error::{Reply, Transport, parse_retry_after};
+use super::outcome::{ScmResponse, Transport, parse_retry_after};
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -136,7 +136,7 @@ impl ScmClient {
             Ok(text) => credentials.redact(text).into_bytes(),
             Err(_) => body,
         };
-        Transport::Reply(Reply {
+        Transport::Answered(ScmResponse {
             status: status.as_u16(),
             request_id,
             retry_after,

@@ -2,8 +2,8 @@
 
 pub mod auth;
 pub mod client;
-pub mod error;
+pub mod outcome;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{PushRequest, ScmClient};
-pub use error::{FailureKind, PushFailure, PushOutcome, Reply, Transport, blames_endpoint, classify};
+pub use outcome::{FailureKind, PushFailure, PushOutcome, ScmResponse, Transport, blames_endpoint, classify};

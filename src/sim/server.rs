@@ -100,7 +100,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Ok(None) => Err(DroppedByFault),
         Err(error) => {
             tracing::error!(%error, "scm-sim handler failed");
-            let reply = Reply::scm_error(StatusCode::INTERNAL_SERVER_ERROR, "SCM.0001", "Internal server error.");
+            let reply = SimReply::scm_error(StatusCode::INTERNAL_SERVER_ERROR, "SCM.0001", "Internal server error.");
             Ok(reply.into_response(&request_id))
         }
     }
@@ -237,7 +237,7 @@ fn recorded_body(route: &Route<'_>, body: &[u8]) -> Value {
 }
 
 /// A response before it is turned into HTTP, carrying what the call record needs.
-struct Reply {
+struct SimReply {
     status: StatusCode,
     body: Bytes,
     content_type: Option<&'static str>,
@@ -247,7 +247,7 @@ struct Reply {
     created: Option<String>,
 }
 
-impl Reply {
+impl SimReply {
     fn empty(status: StatusCode) -> Self {
         Self {
             status,
@@ -334,17 +334,17 @@ fn fault_status(status: u16) -> StatusCode {
 }
 
 /// IAM checks shared by all SCM endpoints; forbidden tokens count as authenticated.
-fn authorize(shared: &Shared, token: Option<&str>, request_id: &str) -> Result<(), Reply> {
+fn authorize(shared: &Shared, token: Option<&str>, request_id: &str) -> Result<(), SimReply> {
     let state = shared.state();
     match token {
-        Some(token) if state.forbidden_tokens.contains(token) => Err(Reply::gateway_error(
+        Some(token) if state.forbidden_tokens.contains(token) => Err(SimReply::gateway_error(
             StatusCode::FORBIDDEN,
             "APIGW.0302",
             "The IAM user is not authorized to access the API.",
             request_id,
         )),
         Some(token) if state.tokens.contains(token) => Ok(()),
-        _ => Err(Reply::gateway_error(
+        _ => Err(SimReply::gateway_error(
             StatusCode::UNAUTHORIZED,
             "APIGW.0301",
             "Incorrect IAM authentication information: decrypt token fail",
@@ -353,8 +353,8 @@ fn authorize(shared: &Shared, token: Option<&str>, request_id: &str) -> Result<(
     }
 }
 
-fn api_not_found(request_id: &str) -> Reply {
-    Reply::gateway_error(
+fn api_not_found(request_id: &str) -> SimReply {
+    SimReply::gateway_error(
         StatusCode::NOT_FOUND,
         "APIGW.0101",
         "The API does not exist or has not been published in the environment.",
@@ -362,27 +362,27 @@ fn api_not_found(request_id: &str) -> Reply {
     )
 }
 
-fn body_unreadable() -> Reply {
-    Reply::scm_error(
+fn body_unreadable() -> SimReply {
+    SimReply::scm_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "SCM.0005",
         "Incorrect request parameter.",
     )
 }
 
-fn certificate_not_found() -> Reply {
-    Reply::scm_error(StatusCode::NOT_FOUND, "SCM.0021", "certificate not exist")
+fn certificate_not_found() -> SimReply {
+    SimReply::scm_error(StatusCode::NOT_FOUND, "SCM.0021", "certificate not exist")
 }
 
 /// `None` means drop the connection.
-async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<Reply> {
+async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<SimReply> {
     let fault = shared.state().take_fault(id);
     match fault {
         Some(FaultAction::Respond {
             status,
             body,
             retry_after,
-        }) => return Some(Reply::raw(fault_status(status), body, retry_after)),
+        }) => return Some(SimReply::raw(fault_status(status), body, retry_after)),
         Some(FaultAction::Error {
             status,
             error_code,
@@ -390,9 +390,9 @@ async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         }) => {
             let status = fault_status(status);
             return Some(if error_code.starts_with("APIGW.") {
-                Reply::gateway_error(status, &error_code, &error_msg, request_id)
+                SimReply::gateway_error(status, &error_code, &error_msg, request_id)
             } else {
-                Reply::scm_error(status, &error_code, &error_msg)
+                SimReply::scm_error(status, &error_code, &error_msg)
             });
         }
         Some(FaultAction::Drop) => return None,
@@ -407,7 +407,7 @@ async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
-fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<Reply> {
+fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<SimReply> {
     if let Err(reply) = authorize(shared, token, request_id) {
         return Some(reply);
     }
@@ -416,7 +416,7 @@ fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         return Some(certificate_not_found());
     }
     let unsupported = || {
-        Reply::scm_error(
+        SimReply::scm_error(
             StatusCode::BAD_REQUEST,
             "SCM.0030",
             "Certificates cannot be pushed to this service.",
@@ -438,17 +438,17 @@ fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         .unwrap_or_default();
     // CDN is a global service, so only regional targets need a project.
     if service != "CDN" && project.is_empty() {
-        return Some(Reply::bad_request("Incorrect request parameter."));
+        return Some(SimReply::bad_request("Incorrect request parameter."));
     }
     let key = (id.to_owned(), service.to_owned(), project.to_owned());
     if state.reject_duplicate_push && state.pushed.contains(&key) {
-        return Some(Reply::scm_error(StatusCode::BAD_REQUEST, "SCM.0028", "Push cert error"));
+        return Some(SimReply::scm_error(StatusCode::BAD_REQUEST, "SCM.0028", "Push cert error"));
     }
     state.pushed.insert(key);
-    Some(Reply::empty(StatusCode::NO_CONTENT))
+    Some(SimReply::empty(StatusCode::NO_CONTENT))
 }
 
-fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &str) -> Reply {
+fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &str) -> SimReply {
     if let Err(reply) = authorize(shared, token, request_id) {
         return reply;
     }
@@ -463,11 +463,11 @@ fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &
         };
         match value.parse() {
             Ok(n) => *target = n,
-            Err(_) => return Reply::bad_request("Incorrect request parameter."),
+            Err(_) => return SimReply::bad_request("Incorrect request parameter."),
         }
     }
     if !(1..=50).contains(&limit) {
-        return Reply::bad_request("Incorrect request parameter.");
+        return SimReply::bad_request("Incorrect request parameter.");
     }
     let state = shared.state();
     let certificates: Vec<Value> = state
@@ -477,18 +477,18 @@ fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &
         .take(limit)
         .map(|c| c.summary())
         .collect();
-    Reply::json(
+    SimReply::json(
         StatusCode::OK,
         &json!({"certificates": certificates, "total_count": state.certificates.len()}),
     )
 }
 
-fn show(shared: &Shared, id: &str, token: Option<&str>, request_id: &str) -> Reply {
+fn show(shared: &Shared, id: &str, token: Option<&str>, request_id: &str) -> SimReply {
     if let Err(reply) = authorize(shared, token, request_id) {
         return reply;
     }
     match shared.state().certificate(id) {
-        Some(certificate) => Reply::json(StatusCode::OK, &certificate.detail()),
+        Some(certificate) => SimReply::json(StatusCode::OK, &certificate.detail()),
         None => certificate_not_found(),
     }
 }
@@ -510,13 +510,13 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-fn import(shared: &Shared, token: Option<&str>, body: &[u8], request_id: &str) -> Reply {
+fn import(shared: &Shared, token: Option<&str>, body: &[u8], request_id: &str) -> SimReply {
     if let Err(reply) = authorize(shared, token, request_id) {
         return reply;
     }
     // The parsed request (private key included) is dropped at the end of this function.
     let Ok(request) = serde_json::from_slice::<ImportRequest>(body) else {
-        return Reply::bad_request("Incorrect request parameter.");
+        return SimReply::bad_request("Incorrect request parameter.");
     };
     if !valid_name(&request.name)
         || !request
@@ -525,12 +525,12 @@ fn import(shared: &Shared, token: Option<&str>, body: &[u8], request_id: &str) -
             .starts_with("-----BEGIN CERTIFICATE-----")
         || !request.private_key.contains("PRIVATE KEY-----")
     {
-        return Reply::bad_request("Incorrect request parameter.");
+        return SimReply::bad_request("Incorrect request parameter.");
     }
     let id = shared.state().import_certificate(&request.name);
-    Reply {
+    SimReply {
         created: Some(id.clone()),
-        ..Reply::json(StatusCode::OK, &json!({"certificate_id": id}))
+        ..SimReply::json(StatusCode::OK, &json!({"certificate_id": id}))
     }
 }
 
@@ -540,22 +540,22 @@ struct NewCertificate {
     id: String,
 }
 
-fn admin_error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
-    Reply::scm_error(status, "SIM.0001", &msg.to_string())
+fn admin_error(status: StatusCode, msg: impl std::fmt::Display) -> SimReply {
+    SimReply::scm_error(status, "SIM.0001", &msg.to_string())
 }
 
-fn parse_admin<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, Reply> {
+fn parse_admin<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, SimReply> {
     serde_json::from_slice(body).map_err(|error| admin_error(StatusCode::BAD_REQUEST, format!("invalid body: {error}")))
 }
 
 /// The unauthenticated `/sim/` control API.
-fn admin(shared: &Shared, parts: &http::request::Parts, body: &[u8], request_id: &str) -> Reply {
+fn admin(shared: &Shared, parts: &http::request::Parts, body: &[u8], request_id: &str) -> SimReply {
     let result = match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/sim/healthz") => Ok(Reply::json(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/sim/healthz") => Ok(SimReply::json(StatusCode::OK, &json!({"status": "ok"}))),
         (&Method::GET, "/sim/calls") => {
             let calls = shared.state().calls.clone();
             match serde_json::to_value(calls) {
-                Ok(value) => Ok(Reply::json(StatusCode::OK, &value)),
+                Ok(value) => Ok(SimReply::json(StatusCode::OK, &value)),
                 Err(error) => Err(admin_error(StatusCode::INTERNAL_SERVER_ERROR, error)),
             }
         }
@@ -571,22 +571,22 @@ fn admin(shared: &Shared, parts: &http::request::Parts, body: &[u8], request_id:
                 return Err(admin_error(StatusCode::BAD_REQUEST, "times must be at least 1"));
             }
             shared.state().faults.push_back(fault);
-            Ok(Reply::empty(StatusCode::NO_CONTENT))
+            Ok(SimReply::empty(StatusCode::NO_CONTENT))
         }),
         (&Method::POST, "/sim/reset") => {
             shared.state().reset();
-            Ok(Reply::empty(StatusCode::NO_CONTENT))
+            Ok(SimReply::empty(StatusCode::NO_CONTENT))
         }
         (&Method::PUT, "/sim/tokens") => parse_admin::<Vec<String>>(body).map(|tokens| {
             shared.state().set_tokens(tokens);
-            Reply::empty(StatusCode::NO_CONTENT)
+            SimReply::empty(StatusCode::NO_CONTENT)
         }),
         (&Method::POST, "/sim/certificates") => parse_admin::<NewCertificate>(body).and_then(|new| {
             if new.id.is_empty() || new.id.contains('/') {
                 return Err(admin_error(StatusCode::BAD_REQUEST, "invalid certificate id"));
             }
             shared.state().add_certificate(&new.id);
-            Ok(Reply::empty(StatusCode::NO_CONTENT))
+            Ok(SimReply::empty(StatusCode::NO_CONTENT))
         }),
         _ => Err(api_not_found(request_id)),
     };

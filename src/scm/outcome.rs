@@ -11,7 +11,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// An HTTP response from SCM, with the body already read (capped).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
+pub struct ScmResponse {
     /// HTTP status code.
     pub status: u16,
     /// `X-Request-Id` response header.
@@ -25,8 +25,8 @@ pub struct Reply {
 /// What came back from one push request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
-    /// The server answered.
-    Reply(Reply),
+    /// SCM answered.
+    Answered(ScmResponse),
     /// No connection was made, so nothing was sent: retrying cannot duplicate anything. The message names no secret.
     NotSent(String),
     /// The request may have been written before the connection failed or timed out, so the push may have
@@ -187,7 +187,7 @@ pub fn classify(transport: &Transport) -> PushOutcome {
                 outcome_unknown: matches!(transport, Transport::NoAnswer(_)),
             });
         }
-        Transport::Reply(reply) => reply,
+        Transport::Answered(reply) => reply,
     };
     let status = reply.status;
     if status == PUSHED_STATUS {
@@ -259,7 +259,7 @@ mod tests {
     use super::*;
 
     fn reply(status: u16, body: &str) -> Transport {
-        Transport::Reply(Reply {
+        Transport::Answered(ScmResponse {
             status,
             request_id: Some("req-1".into()),
             retry_after: None,
