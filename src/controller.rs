@@ -219,9 +219,7 @@ fn target(cp: &CertificatePush) -> String {
     let spec = &cp.spec;
     format!(
         "certificate {} to {} in {}",
-        spec.certificate_id,
-        spec.target_service.as_str(),
-        spec.target_project
+        spec.certificate_id, spec.target_service, spec.target_project
     )
 }
 

@@ -69,15 +69,23 @@ pub enum TargetService {
     Elb,
 }
 
-impl TargetService {
-    /// The name SCM expects in `target_service`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetService::Cdn => "CDN",
-            TargetService::Waf => "WAF",
-            TargetService::Elb => "ELB",
-        }
+impl std::fmt::Display for TargetService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&wire_name(self))
     }
+}
+
+/// The string serde writes for a unit enum variant: the one spelling of an enum's wire form, reused by Display.
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The unit enum variant serde reads from `name`, if any.
+pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// Reference to a Secret in the same namespace. There is deliberately no namespace field: a
@@ -314,6 +322,13 @@ mod tests {
                 "Message"
             ]
         );
+    }
+
+    #[test]
+    fn enum_strings_come_from_serde() {
+        assert_eq!(TargetService::Cdn.to_string(), "CDN");
+        assert_eq!(from_wire_name::<TargetService>("ELB"), Some(TargetService::Elb));
+        assert_eq!(from_wire_name::<TargetService>("elb"), None);
     }
 
     #[test]

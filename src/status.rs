@@ -6,7 +6,9 @@
 
 use jiff::Timestamp;
 
-use crate::crd::{CertificatePushStatus, Condition, ConditionStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::crd::{CertificatePushStatus, Condition, ConditionStatus, from_wire_name, wire_name};
 use crate::scm::{FailureKind, PushFailure};
 
 /// Summary condition, always present.
@@ -16,8 +18,8 @@ pub const STALLED: &str = "Stalled";
 /// Present (True) only while a push is pending or a retry is scheduled.
 pub const RECONCILING: &str = "Reconciling";
 
-/// Every reason the operator writes into conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Every reason the operator writes into conditions; serde's names for the variants are the condition reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
     /// Seen, not pushed yet.
     Pending,
@@ -68,24 +70,9 @@ impl Reason {
         Reason::PushRejected,
     ];
 
-    /// The CamelCase reason string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Pending => "Pending",
-            Reason::Pushed => "Pushed",
-            Reason::Retrying => "Retrying",
-            Reason::CredentialsNotFound => "CredentialsNotFound",
-            Reason::InvalidCredentials => "InvalidCredentials",
-            Reason::Unauthorized => "Unauthorized",
-            Reason::Forbidden => "Forbidden",
-            Reason::CertificateNotFound => "CertificateNotFound",
-            Reason::PushRejected => "PushRejected",
-        }
-    }
-
     /// Parses a reason read back from status.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
+        from_wire_name(s)
     }
 
     /// What ends this state; the policy and the README's table both read it from here.
@@ -151,9 +138,15 @@ impl Reason {
             "| Reason | Cause | Pushed again (besides a spec change or a new re-push annotation) |\n|---|---|---|\n",
         );
         for r in Self::ALL.into_iter().filter(|r| r.lift() != Lift::None) {
-            out.push_str(&format!("| `{}` | {} | {} |\n", r.as_str(), r.cause(), r.when_lifted()));
+            out.push_str(&format!("| `{}` | {} | {} |\n", r, r.cause(), r.when_lifted()));
         }
         out
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&wire_name(self))
     }
 }
 
@@ -426,7 +419,7 @@ fn conditions(
                 status: *status,
                 observed_generation: Some(generation),
                 last_transition_time: since,
-                reason: reason.as_str().to_string(),
+                reason: reason.to_string(),
                 message: message.clone(),
             }
         })
@@ -723,7 +716,7 @@ mod tests {
             Reason::Retrying,
             Reason::InvalidCredentials,
         ] {
-            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(Reason::parse(&r.to_string()), Some(r));
         }
         assert!(Reason::PushRejected.stalls() && Reason::CredentialsNotFound.stalls());
         assert!(!Reason::Retrying.stalls() && !Reason::Pushed.stalls());

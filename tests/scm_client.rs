@@ -190,7 +190,9 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
         },
     });
     let t = client.push(&credentials(TOKEN), &request(CERT)).await;
-    let Transport::Answered(reply) = &t else { panic!("{t:?}") };
+    let Transport::Answered(reply) = &t else {
+        panic!("{t:?}")
+    };
     // The read stops at the cap; redaction then replaces the token with a shorter marker.
     let redaction_shrink = TOKEN.len() - "<redacted>".len();
     assert_eq!(reply.body.len(), MAX_BODY_BYTES - redaction_shrink);

@@ -102,7 +102,7 @@ impl ScmClient {
             .extend(["v3", "scm", "certificates", &request.certificate_id, "push"]);
         let body = json!({
             "target_project": request.target_project,
-            "target_service": request.target_service.as_str(),
+            "target_service": request.target_service,
         });
         let builder = self
             .http

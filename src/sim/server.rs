@@ -442,7 +442,11 @@ fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
     }
     let key = (id.to_owned(), service.to_owned(), project.to_owned());
     if state.reject_duplicate_push && state.pushed.contains(&key) {
-        return Some(SimReply::scm_error(StatusCode::BAD_REQUEST, "SCM.0028", "Push cert error"));
+        return Some(SimReply::scm_error(
+            StatusCode::BAD_REQUEST,
+            "SCM.0028",
+            "Push cert error",
+        ));
     }
     state.pushed.insert(key);
     Some(SimReply::empty(StatusCode::NO_CONTENT))
