@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -99,6 +100,17 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
+// The three paths through a reconcile:
+//
+//   cached object ──(up to date, or waiting for a retry)──────────────────────────────> done, no API call
+//        │
+//        └─ fresh GET ── save an unsaved status first ──(up to date / waiting)─────────> done, no Secret read
+//                              │
+//                              └─ GET Secret ── decide with its credential ──(stalled)──> done
+//                                                   └─(push)── send ── record status ──> done
+//
+// Only the last path can write a push, and it always starts from the fresh GET: the cache can lag this
+// operator's own status write.
 async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let name = cached.name_any();
@@ -223,6 +235,7 @@ fn target(cp: &CertificatePush) -> String {
     )
 }
 
+/// Pushes with the credentials read for this reconcile and records what happened: each step is one line.
 async fn push(
     cp: &CertificatePush,
     ctx: &Context,
@@ -232,7 +245,6 @@ async fn push(
     cause: Cause,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let name = cp.name_any();
     let target = target(cp);
     let digest = credentials.as_ref().ok().map(Credentials::digest);
     let attempt = Attempt {
@@ -245,46 +257,77 @@ async fn push(
     };
     let credentials = match credentials {
         Ok(c) => c,
-        Err(e) => {
-            let reason = match e {
-                CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
-                CredentialsError::Invalid(_) => Reason::InvalidCredentials,
-            };
-            let new = status::credentials_problem(current, &attempt, reason, &e.to_string());
-            save(api, &name, current, &new).await?;
-            notify(ctx, cp, current, &new).await;
-            ctx.metrics.reconciled("credentials_error");
-            // The Secret watch brings the object back when the Secret is created or fixed.
-            return Ok(Action::await_change());
-        }
+        Err(e) => return record_credentials_problem(cp, ctx, api, current, &attempt, &e).await,
     };
-    let spec = &cp.spec;
-    let outcome = match PushRequest::new(&spec.certificate_id, spec.target_service, &spec.target_project) {
-        Err(message) => PushOutcome::Failed(PushFailure {
-            kind: FailureKind::Rejected,
-            http_status: None,
-            error_code: None,
-            error_message: message,
-            request_id: None,
-            retry_after: None,
-            outcome_unknown: false,
-        }),
-        Ok(request) => {
-            info!(namespace = ?cp.namespace(), name, ?cause, generation = attempt.generation, "pushing certificate");
-            let started = Instant::now();
-            let transport = ctx.scm.push(&credentials, &request).await;
-            ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
-            crate::scm::classify(&transport)
-        }
-    };
+    let outcome = send(cp, ctx, &credentials, cause).await;
     drop(credentials);
+    let (new, action) = after_attempt(current, &attempt, &outcome, rand::random::<f64>());
+    log_outcome(cp, &outcome, &new);
+    record(ctx, cp, api, current, new).await?;
+    ctx.metrics.reconciled(match outcome {
+        PushOutcome::Pushed { .. } => "pushed",
+        PushOutcome::Failed(_) => "push_failed",
+    });
+    Ok(action)
+}
 
-    let (new, action) = match &outcome {
+/// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
+async fn record_credentials_problem(
+    cp: &CertificatePush,
+    ctx: &Context,
+    api: &Api<CertificatePush>,
+    current: &CertificatePushStatus,
+    attempt: &Attempt<'_>,
+    problem: &CredentialsError,
+) -> Result<Action, Error> {
+    let reason = match problem {
+        CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
+        CredentialsError::Invalid(_) => Reason::InvalidCredentials,
+    };
+    let new = status::credentials_problem(current, attempt, reason, &problem.to_string());
+    save(api, &cp.name_any(), current, &new).await?;
+    notify(ctx, cp, current, &new).await;
+    ctx.metrics.reconciled("credentials_error");
+    Ok(Action::await_change())
+}
+
+/// Sends one push (unless the spec cannot make a valid request) and classifies the answer.
+async fn send(cp: &CertificatePush, ctx: &Context, credentials: &Credentials, cause: Cause) -> PushOutcome {
+    let spec = &cp.spec;
+    let request = match PushRequest::new(&spec.certificate_id, spec.target_service, &spec.target_project) {
+        Ok(request) => request,
+        Err(message) => {
+            return PushOutcome::Failed(PushFailure {
+                kind: FailureKind::Rejected,
+                http_status: None,
+                error_code: None,
+                error_message: message,
+                request_id: None,
+                retry_after: None,
+                outcome_unknown: false,
+            });
+        }
+    };
+    info!(namespace = ?cp.namespace(), name = cp.name_any(), ?cause, generation = cp.metadata.generation, "pushing certificate");
+    let started = Instant::now();
+    let transport = ctx.scm.push(credentials, &request).await;
+    ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
+    crate::scm::classify(&transport)
+}
+
+/// The status after an attempt and when to look again. Pure: `jitter` (uniform in [0, 1)) spreads retries.
+fn after_attempt(
+    current: &CertificatePushStatus,
+    attempt: &Attempt,
+    outcome: &PushOutcome,
+    jitter: f64,
+) -> (CertificatePushStatus, Action) {
+    match outcome {
         PushOutcome::Pushed {
             http_status,
             request_id,
         } => (
-            status::pushed(current, &attempt, *http_status, request_id.clone()),
+            status::pushed(current, attempt, *http_status, request_id.clone()),
             Action::await_change(),
         ),
         PushOutcome::Failed(failure) => {
@@ -292,35 +335,33 @@ async fn push(
             let delay = failure
                 .kind
                 .is_transient()
-                .then(|| policy::backoff(attempts, failure.retry_after, rand::random::<f64>()));
+                .then(|| policy::backoff(attempts, failure.retry_after, jitter));
             let next_retry = delay.and_then(|d| attempt.now.checked_add(d).ok());
-            warn!(
-                namespace = ?cp.namespace(),
-                name,
-                http_status = failure.http_status,
-                error_code = failure.error_code.as_deref(),
-                error_message = failure.error_message,
-                outcome_unknown = failure.outcome_unknown,
-                attempts,
-                retry_in_seconds = delay.map(|d| d.as_secs()),
-                "push failed"
-            );
             (
-                status::failed(current, &attempt, failure, attempts, next_retry),
+                status::failed(current, attempt, failure, attempts, next_retry),
                 delay.map_or_else(Action::await_change, Action::requeue),
             )
         }
-    };
-    record(ctx, cp, api, current, new).await?;
-    let result = match outcome {
+    }
+}
+
+fn log_outcome(cp: &CertificatePush, outcome: &PushOutcome, new: &CertificatePushStatus) {
+    match outcome {
         PushOutcome::Pushed { http_status, .. } => {
-            info!(namespace = ?cp.namespace(), name, http_status, "pushed certificate");
-            "pushed"
+            info!(namespace = ?cp.namespace(), name = cp.name_any(), http_status, "pushed certificate");
         }
-        PushOutcome::Failed(_) => "push_failed",
-    };
-    ctx.metrics.reconciled(result);
-    Ok(action)
+        PushOutcome::Failed(failure) => warn!(
+            namespace = ?cp.namespace(),
+            name = cp.name_any(),
+            http_status = failure.http_status,
+            error_code = failure.error_code.as_deref(),
+            error_message = failure.error_message,
+            outcome_unknown = failure.outcome_unknown,
+            attempts = new.failed_attempts,
+            next_retry = new.next_retry_time.as_deref(),
+            "push failed"
+        ),
+    }
 }
 
 /// Saves the status that follows an SCM request. Losing it could mean pushing twice or re-sending a refused
@@ -401,27 +442,26 @@ async fn save(
     Ok(())
 }
 
-/// Retries a status write for about 6 s, unless the answer says a retry cannot help (the object is gone,
-/// the status is invalid, or the operator may not write it).
+/// Retries a status write for about 6 s (200 ms doubling, five retries), unless the answer says a retry cannot
+/// help (the object is gone, the status is invalid, or the operator may not write it).
 async fn save_after_request(
     api: &Api<CertificatePush>,
     name: &str,
     old: &CertificatePushStatus,
     new: &CertificatePushStatus,
 ) -> Result<(), Error> {
-    let mut delay = Duration::from_millis(200);
-    for _ in 0..5 {
-        match save(api, name, old, new).await {
-            Ok(()) => return Ok(()),
-            Err(e) if matches!(api_code(&e), Some(400..=408 | 410..=428)) => return Err(e),
-            Err(e) => {
-                warn!(name, error = %e, "saving status after an SCM request failed; retrying the write, not the request");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-    save(api, name, old, new).await
+    let retries = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(5);
+    (|| save(api, name, old, new))
+        .retry(retries)
+        .sleep(tokio::time::sleep)
+        .when(|e| !matches!(api_code(e), Some(400..=408 | 410..=428)))
+        .notify(|e, delay| {
+            warn!(name, error = %e, retry_in_ms = delay.as_millis() as u64, "saving status after an SCM request failed; retrying the write, not the request");
+        })
+        .await
 }
 
 /// Publishes the Event for a state change, if any. A failed publish is logged, not fatal: the status holds the truth.
@@ -449,10 +489,22 @@ pub fn error_policy(cp: Arc<CertificatePush>, error: &Error, ctx: Arc<Context>) 
         *n = n.saturating_add(1);
         *n
     };
-    let delay = Duration::from_secs(1u64 << failures.clamp(1, 9).saturating_sub(1)).min(Duration::from_secs(300));
+    let delay = error_delay(failures);
     warn!(namespace = ?cp.namespace(), name = cp.name_any(), error = %error, failures, retry_in_seconds = delay.as_secs(), "reconcile failed");
     ctx.metrics.reconciled("error");
     Action::requeue(delay)
+}
+
+/// The delay after the `failures`-th consecutive reconcile error: 1 s doubling to 5 min.
+fn error_delay(failures: u32) -> Duration {
+    const CAP: Duration = Duration::from_secs(300);
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(CAP)
+        .without_max_times()
+        .build()
+        .nth(failures.saturating_sub(1) as usize)
+        .unwrap_or(CAP)
 }
 
 /// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`.
@@ -926,6 +978,12 @@ mod tests {
         ctx.forget_all_but(&store);
         assert_eq!(ctx.remembered(), 2);
         assert!(lock(&ctx.unsaved).contains_key("uid-2") && lock(&ctx.errors).contains_key("uid-2"));
+    }
+
+    #[test]
+    fn reconcile_errors_back_off_from_1s_to_5min() {
+        let secs: Vec<u64> = [1, 2, 3, 4, 9, 10, 50].map(|n| error_delay(n).as_secs()).to_vec();
+        assert_eq!(secs, [1, 2, 4, 8, 256, 300, 300]);
     }
 
     #[test]
