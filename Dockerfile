@@ -14,10 +14,11 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so editing the operator's source does not rebuild them: build a stub crate
 # with the real manifests, then the real sources.
+# scm-sim/ is the workspace's other member: its manifest resolves the workspace; nothing of it is built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin \
+COPY scm-sim/Cargo.toml ./scm-sim/
+RUN mkdir -p src \
     && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > src/bin/scm-sim.rs \
     && touch src/lib.rs \
     && cargo build --release --locked --bin certpush-operator \
     && rm -rf src

@@ -619,7 +619,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::crd::{CertificatePushSpec, CredentialsRef, TargetService};
-    use crate::sim::{Sim, SimConfig};
+    use scm_sim::{Sim, SimConfig};
 
     const ENDPOINT: &str = "http://127.0.0.1:9/";
     const PATH: &str = "/apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one";

@@ -10,7 +10,6 @@ pub mod metrics;
 pub mod policy;
 pub mod scm;
 pub mod server;
-pub mod sim;
 pub mod status;
 pub mod telemetry;
 

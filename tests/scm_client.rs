@@ -6,9 +6,9 @@ use std::time::Duration;
 use certpush_operator::crd::{CredentialsRef, TargetService};
 use certpush_operator::scm::client::MAX_BODY_BYTES;
 use certpush_operator::scm::{Credentials, FailureKind, PushOutcome, PushRequest, ScmClient, Transport, classify};
-use certpush_operator::sim::{Fault, FaultAction, Sim, SimConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use scm_sim::{Fault, FaultAction, Sim, SimConfig};
 use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "client-test-token-5b0c1e2d3f4a5b6c7d8e9f0a1b2c3d4e";

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use certpush_operator::crd::{
     CertificatePush, CertificatePushSpec, CertificatePushStatus, ConditionStatus, CredentialsRef, TargetService,
 };
-use certpush_operator::sim::{Sim, SimConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use scm_sim::{Sim, SimConfig};
 use tokio::process::{Child, Command};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -9,11 +9,11 @@ mod harness;
 use std::time::Duration;
 
 use certpush_operator::crd::{CertificatePush, ConditionStatus, TargetService};
-use certpush_operator::sim::{Fault, FaultAction, Sim, SimConfig};
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use scm_sim::{Fault, FaultAction, Sim, SimConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

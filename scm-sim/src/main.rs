@@ -3,9 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use certpush_operator::sim::{DEMO_CERTIFICATES, DEMO_TOKEN, Sim, SimConfig};
 use certpush_operator::telemetry::{self, LogFormat};
 use clap::Parser;
+use scm_sim::{DEMO_CERTIFICATES, DEMO_TOKEN, Sim, SimConfig};
 
 /// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
 #[derive(Parser)]

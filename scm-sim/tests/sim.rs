@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use certpush_operator::sim::{Call, DEMO_CERTIFICATES, DEMO_TOKEN, Fault, FaultAction, Sim, SimConfig};
+use scm_sim::{Call, DEMO_CERTIFICATES, DEMO_TOKEN, Fault, FaultAction, Sim, SimConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
