@@ -4,6 +4,10 @@
 //! Every constraint lives in the OpenAPI schema (pattern, enum, lengths) rather than in CEL rules, so
 //! the API server rejects bad objects at `kubectl apply` time even on servers without CEL support.
 
+/// Conditions are Kubernetes' own metav1.Condition, with the schema k8s-openapi generates for it. That schema
+/// lacks the enum and length rules kubebuilder adds to the Go type; only the operator writes status, and its
+/// values come from `status` (TRUE/FALSE/UNKNOWN and `Reason`), so nothing is lost in practice.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -184,46 +188,6 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub outcome_unknown_time: Option<String>,
-}
-
-/// A metav1.Condition: one aspect of the resource's state.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// Condition type: Ready, Stalled or Reconciling.
-    #[schemars(length(min = 1, max = 316))]
-    #[serde(rename = "type")]
-    pub type_: String,
-
-    /// True, False or Unknown.
-    pub status: ConditionStatus,
-
-    /// The metadata.generation this condition was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// When the status last changed.
-    #[schemars(extend("format" = "date-time"))]
-    pub last_transition_time: String,
-
-    /// One-word CamelCase reason, for example Pushed or Unauthorized.
-    #[schemars(length(min = 1, max = 1024), pattern(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"))]
-    pub reason: String,
-
-    /// Human-readable details.
-    #[schemars(length(max = 32768))]
-    pub message: String,
-}
-
-/// Status of a condition.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum ConditionStatus {
-    /// The condition holds.
-    True,
-    /// The condition does not hold.
-    False,
-    /// Not known yet.
-    Unknown,
 }
 
 impl CertificatePush {

@@ -8,8 +8,17 @@ use jiff::Timestamp;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{CertificatePushStatus, Condition, ConditionStatus, from_wire_name, wire_name};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{CertificatePushStatus, Condition, from_wire_name, wire_name};
 use crate::scm::{FailureKind, PushFailure};
+
+/// metav1.Condition status: the condition holds.
+pub const TRUE: &str = "True";
+/// metav1.Condition status: the condition does not hold.
+pub const FALSE: &str = "False";
+/// metav1.Condition status: not known yet.
+pub const UNKNOWN: &str = "Unknown";
 
 /// Summary condition, always present.
 pub const READY: &str = "Ready";
@@ -206,18 +215,8 @@ pub fn pending(old: &CertificatePushStatus, generation: i64, now: Timestamp) -> 
     status.conditions = conditions(
         &old.conditions,
         &[
-            (
-                READY,
-                ConditionStatus::Unknown,
-                Reason::Pending,
-                "Waiting for the first push".into(),
-            ),
-            (
-                RECONCILING,
-                ConditionStatus::True,
-                Reason::Pending,
-                "A push is pending".into(),
-            ),
+            (READY, UNKNOWN, Reason::Pending, "Waiting for the first push".into()),
+            (RECONCILING, TRUE, Reason::Pending, "A push is pending".into()),
         ],
         generation,
         now,
@@ -238,7 +237,7 @@ pub fn pushed(
         observed_generation: Some(attempt.generation),
         conditions: conditions(
             &old.conditions,
-            &[(READY, ConditionStatus::True, Reason::Pushed, message)],
+            &[(READY, TRUE, Reason::Pushed, message)],
             attempt.generation,
             attempt.now,
         ),
@@ -344,11 +343,11 @@ fn with_problem(
     reason: Reason,
     message: String,
 ) -> CertificatePushStatus {
-    let mut wanted = vec![(READY, ConditionStatus::False, reason, message.clone())];
+    let mut wanted = vec![(READY, FALSE, reason, message.clone())];
     if reason.stalls() {
-        wanted.push((STALLED, ConditionStatus::True, reason, message));
+        wanted.push((STALLED, TRUE, reason, message));
     } else {
-        wanted.push((RECONCILING, ConditionStatus::True, reason, message));
+        wanted.push((RECONCILING, TRUE, reason, message));
     }
     let mut status = old.clone();
     status.observed_generation = Some(attempt.generation);
@@ -384,7 +383,7 @@ pub struct Notice {
 pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Option<Notice> {
     let now = ready(new)?;
     let before = ready(old);
-    if now.status == ConditionStatus::True {
+    if now.status == TRUE {
         return (new.last_push_time != old.last_push_time).then(|| Notice {
             warning: false,
             reason: "Pushed",
@@ -392,7 +391,7 @@ pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Optio
         });
     }
     let same_state = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
-    (now.status == ConditionStatus::False && !same_state).then(|| Notice {
+    (now.status == FALSE && !same_state).then(|| Notice {
         warning: true,
         reason: "PushFailed",
         note: now.message.clone(),
@@ -402,7 +401,7 @@ pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Optio
 /// Builds the condition list: exactly the wanted conditions, keeping `lastTransitionTime` where the status did not change.
 fn conditions(
     old: &[Condition],
-    wanted: &[(&str, ConditionStatus, Reason, String)],
+    wanted: &[(&str, &str, Reason, String)],
     generation: i64,
     now: Timestamp,
 ) -> Vec<Condition> {
@@ -413,10 +412,11 @@ fn conditions(
                 .iter()
                 .find(|c| c.type_ == *type_ && c.status == *status)
                 .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| format_time(now));
+                // Second precision, as the API server stores it, so a read-back status compares equal.
+                .unwrap_or_else(|| Time(Timestamp::from_second(now.as_second()).unwrap_or(now)));
             Condition {
                 type_: type_.to_string(),
-                status: *status,
+                status: status.to_string(),
                 observed_generation: Some(generation),
                 last_transition_time: since,
                 reason: reason.to_string(),
@@ -457,23 +457,17 @@ mod tests {
         }
     }
 
-    fn types(s: &CertificatePushStatus) -> Vec<(&str, ConditionStatus, &str)> {
+    fn types(s: &CertificatePushStatus) -> Vec<(&str, &str, &str)> {
         s.conditions
             .iter()
-            .map(|c| (c.type_.as_str(), c.status, c.reason.as_str()))
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
             .collect()
     }
 
     #[test]
     fn first_sight_is_unknown_and_reconciling() {
         let s = pending(&Default::default(), 1, t("2026-01-01T00:00:00Z"));
-        assert_eq!(
-            types(&s),
-            [
-                (READY, ConditionStatus::Unknown, "Pending"),
-                (RECONCILING, ConditionStatus::True, "Pending")
-            ]
-        );
+        assert_eq!(types(&s), [(READY, UNKNOWN, "Pending"), (RECONCILING, TRUE, "Pending")]);
         assert_eq!(s.observed_generation, Some(1));
         assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
     }
@@ -490,15 +484,12 @@ mod tests {
         );
         assert_eq!(
             types(&f),
-            [
-                (READY, ConditionStatus::False, "Unauthorized"),
-                (STALLED, ConditionStatus::True, "Unauthorized")
-            ]
+            [(READY, FALSE, "Unauthorized"), (STALLED, TRUE, "Unauthorized")]
         );
         assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
         let a2 = attempt(2, "2026-01-01T00:05:00Z");
         let s = pushed(&f, &a2, 204, Some("r2".into()));
-        assert_eq!(types(&s), [(READY, ConditionStatus::True, "Pushed")]);
+        assert_eq!(types(&s), [(READY, TRUE, "Pushed")]);
         assert_eq!(
             (s.error_code.clone(), s.error_message.clone(), s.failed_attempts),
             (None, None, None)
@@ -506,7 +497,10 @@ mod tests {
         assert_eq!(s.pushed_generation, Some(2));
         assert_eq!(s.http_status, Some(204));
         assert_eq!(s.last_push_time.as_deref(), Some("2026-01-01T00:05:00Z"));
-        assert_eq!(s.conditions[0].last_transition_time, "2026-01-01T00:05:00Z");
+        assert_eq!(
+            format_time(s.conditions[0].last_transition_time.0),
+            "2026-01-01T00:05:00Z"
+        );
     }
 
     #[test]
@@ -519,13 +513,7 @@ mod tests {
             1,
             Some(next),
         );
-        assert_eq!(
-            types(&f),
-            [
-                (READY, ConditionStatus::False, "Retrying"),
-                (RECONCILING, ConditionStatus::True, "Retrying")
-            ]
-        );
+        assert_eq!(types(&f), [(READY, FALSE, "Retrying"), (RECONCILING, TRUE, "Retrying")]);
         assert_eq!(f.next_retry_time.as_deref(), Some("2026-01-01T00:00:05Z"));
         assert!(
             f.conditions[0].message.contains("retry 1 at 2026-01-01T00:00:05Z"),
@@ -551,9 +539,15 @@ mod tests {
             None,
         );
         // Ready stays False, so its transition time stays; Stalled is new.
-        assert_eq!(f2.conditions[0].last_transition_time, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            format_time(f2.conditions[0].last_transition_time.0),
+            "2026-01-01T00:00:00Z"
+        );
         assert_eq!(f2.conditions[1].type_, STALLED);
-        assert_eq!(f2.conditions[1].last_transition_time, "2026-01-01T00:00:05Z");
+        assert_eq!(
+            format_time(f2.conditions[1].last_transition_time.0),
+            "2026-01-01T00:00:05Z"
+        );
         assert_eq!(f2.next_retry_time, None);
     }
 

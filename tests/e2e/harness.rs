@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use certpush_operator::crd::{
-    CertificatePush, CertificatePushSpec, CertificatePushStatus, ConditionStatus, CredentialsRef, TargetService,
+    CertificatePush, CertificatePushSpec, CertificatePushStatus, CredentialsRef, TargetService,
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -422,16 +422,16 @@ pub fn status(cp: &CertificatePush) -> CertificatePushStatus {
 }
 
 /// (status, reason) of a condition, if present.
-pub fn condition(cp: &CertificatePush, type_: &str) -> Option<(ConditionStatus, String)> {
+pub fn condition(cp: &CertificatePush, type_: &str) -> Option<(String, String)> {
     status(cp)
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| (c.status, c.reason.clone()))
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-pub fn ready_is(cp: &CertificatePush, s: ConditionStatus, reason: &str) -> bool {
-    condition(cp, "Ready") == Some((s, reason.to_string()))
+pub fn ready_is(cp: &CertificatePush, s: &str, reason: &str) -> bool {
+    condition(cp, "Ready") == Some((s.to_string(), reason.to_string()))
 }
 
 /// Events about one object, as (type, reason, note).

@@ -8,7 +8,8 @@ mod harness;
 
 use std::time::Duration;
 
-use certpush_operator::crd::{CertificatePush, ConditionStatus, TargetService};
+use certpush_operator::crd::{CertificatePush, TargetService};
+use certpush_operator::status::{FALSE, TRUE};
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -93,10 +94,7 @@ async fn happy_path_pushes_once_and_reports_ready() {
 
     let (ok, out) = kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "cpush/waf", "--timeout=30s"]).await;
     assert!(ok, "kubectl wait: {out}\n{}", op.logs());
-    let cp = wait_for(&api, "waf", T, "Ready=True", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
-    })
-    .await;
+    let cp = wait_for(&api, "waf", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     let st = status(&cp);
     assert_eq!(st.http_status, Some(204));
     assert_eq!(st.observed_generation, cp.metadata.generation);
@@ -233,11 +231,11 @@ async fn each_failure_class_is_reported_and_stalls() {
     }
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
     for (name, _, _, reason, code, msg, _) in &cases {
-        let cp = wait_for(&api, name, T, reason, |cp| ready_is(cp, ConditionStatus::False, reason)).await;
+        let cp = wait_for(&api, name, T, reason, |cp| ready_is(cp, FALSE, reason)).await;
         let st = status(&cp);
         assert_eq!(
             condition(&cp, "Stalled"),
-            Some((ConditionStatus::True, reason.to_string())),
+            Some((TRUE.into(), reason.to_string())),
             "{name}"
         );
         assert_eq!(condition(&cp, "Reconciling"), None, "{name}");
@@ -293,10 +291,7 @@ async fn token_rotation_recovers_from_401_without_restart() {
     let op = Operator::start(&ns, &sim, "trace").await;
     put_secret(&client, &ns, "scm", BAD_TOKEN).await;
     let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
-    wait_for(&api, "cdn", T, "Unauthorized", |cp| {
-        ready_is(cp, ConditionStatus::False, "Unauthorized")
-    })
-    .await;
+    wait_for(&api, "cdn", T, "Unauthorized", |cp| ready_is(cp, FALSE, "Unauthorized")).await;
 
     let rotated = std::time::Instant::now();
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
@@ -305,7 +300,7 @@ async fn token_rotation_recovers_from_401_without_restart() {
         "cdn",
         Duration::from_secs(10),
         "Ready=True after rotation",
-        |cp| ready_is(cp, ConditionStatus::True, "Pushed"),
+        |cp| ready_is(cp, TRUE, "Pushed"),
     )
     .await;
     println!("recovered {:?} after the token rotation", rotated.elapsed());
@@ -326,10 +321,7 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
     let mut op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(&client, &ns, "elb", spec(CERT, TargetService::Elb, "cn-north-4", "scm")).await;
-    let cp = wait_for(&api, "elb", T, "Ready", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
-    })
-    .await;
+    let cp = wait_for(&api, "elb", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
 
     // Looking again at steady state costs no SCM call and no status write (the resourceVersion does not move).
     let rv = cp.metadata.resource_version.clone();
@@ -367,7 +359,7 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
         .await
         .unwrap();
     let cp = wait_for(&api, "elb", T, "new generation pushed", |cp| {
-        status(cp).pushed_generation == Some(before + 1) && ready_is(cp, ConditionStatus::True, "Pushed")
+        status(cp).pushed_generation == Some(before + 1) && ready_is(cp, TRUE, "Pushed")
     })
     .await;
     op.after_reconcile("unchanged", label(&api, "elb", "after-spec-change"))
@@ -388,10 +380,7 @@ async fn repush_annotation_pushes_again_once() {
     let op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
-    wait_for(&api, "waf", T, "Ready", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
-    })
-    .await;
+    wait_for(&api, "waf", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
 
     let annotate = json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-11-23T10:00:00Z"}}});
     api.patch("waf", &PatchParams::default(), &Patch::Merge(&annotate))
@@ -442,15 +431,9 @@ async fn transient_faults_end_in_one_successful_push() {
     )
     .await;
 
-    let cp = wait_for(&api, "waf", T, "Retrying", |cp| {
-        ready_is(cp, ConditionStatus::False, "Retrying")
-    })
-    .await;
+    let cp = wait_for(&api, "waf", T, "Retrying", |cp| ready_is(cp, FALSE, "Retrying")).await;
     let st = status(&cp);
-    assert_eq!(
-        condition(&cp, "Reconciling"),
-        Some((ConditionStatus::True, "Retrying".into()))
-    );
+    assert_eq!(condition(&cp, "Reconciling"), Some((TRUE.into(), "Retrying".into())));
     assert_eq!(condition(&cp, "Stalled"), None);
     assert_eq!(
         (st.http_status, st.error_code.as_deref()),
@@ -461,7 +444,7 @@ async fn transient_faults_end_in_one_successful_push() {
 
     // Backoff 5 s, 10 s, 20 s (±20%) before the fourth attempt succeeds.
     let cp = wait_for(&api, "waf", Duration::from_secs(90), "Ready after faults", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
+        ready_is(cp, TRUE, "Pushed")
     })
     .await;
     let st = status(&cp);
@@ -526,7 +509,7 @@ async fn secret_churn_during_first_pushes_pushes_each_generation_once() {
     }
     for (i, api) in apis.iter().enumerate() {
         wait_for(api, &format!("churn-{i}"), T, "Ready=True", |cp| {
-            ready_is(cp, ConditionStatus::True, "Pushed")
+            ready_is(cp, TRUE, "Pushed")
         })
         .await;
     }
@@ -599,10 +582,7 @@ async fn pushed(client: &kube::Client, prefix: &str) -> (String, Sim, Operator, 
     let op = Operator::start(&ns, &sim, "info").await;
     put_secret(client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
-    wait_for(&api, "waf", T, "Ready", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
-    })
-    .await;
+    wait_for(&api, "waf", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
     (ns, sim, op, api)
 }
 
@@ -628,7 +608,7 @@ async fn failed_repush_is_retried_with_backoff_until_it_succeeds() {
     })
     .await;
     let st = status(&cp);
-    assert!(ready_is(&cp, ConditionStatus::False, "Retrying"), "{st:?}");
+    assert!(ready_is(&cp, FALSE, "Retrying"), "{st:?}");
     assert_eq!(st.pending_push_request.as_deref(), Some("r1"));
     assert_ne!(
         st.last_handled_push_request.as_deref(),
@@ -639,7 +619,7 @@ async fn failed_repush_is_retried_with_backoff_until_it_succeeds() {
 
     sim.clear_faults();
     let cp = wait_for(&api, "waf", Duration::from_secs(60), "Ready after the faults", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
+        ready_is(cp, TRUE, "Pushed")
     })
     .await;
     let st = status(&cp);
@@ -658,14 +638,13 @@ async fn repush_with_an_expired_token_recovers_when_the_token_is_rotated() {
     sim.set_tokens(vec![fresh.clone()]);
     request_push(&api, "waf", "r1").await;
     wait_for(&api, "waf", T, "Unauthorized", |cp| {
-        ready_is(cp, ConditionStatus::False, "Unauthorized")
-            && condition(cp, "Stalled") == Some((ConditionStatus::True, "Unauthorized".into()))
+        ready_is(cp, FALSE, "Unauthorized") && condition(cp, "Stalled") == Some((TRUE.into(), "Unauthorized".into()))
     })
     .await;
     let rotated = std::time::Instant::now();
     put_secret(&client, &ns, "scm", &fresh).await;
     let cp = wait_for(&api, "waf", Duration::from_secs(10), "Ready after the rotation", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
+        ready_is(cp, TRUE, "Pushed")
     })
     .await;
     println!("re-push recovered {:?} after the token rotation", rotated.elapsed());
@@ -688,10 +667,7 @@ async fn secret_edits_that_keep_the_credential_do_not_resend_a_rejected_one() {
     let op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", BAD_TOKEN).await;
     let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
-    let cp = wait_for(&api, "cdn", T, "Unauthorized", |cp| {
-        ready_is(cp, ConditionStatus::False, "Unauthorized")
-    })
-    .await;
+    let cp = wait_for(&api, "cdn", T, "Unauthorized", |cp| ready_is(cp, FALSE, "Unauthorized")).await;
     // Ten edits of the Secret's metadata: each is seen (the operator reconciles the stalled object again) and
     // none re-sends the token SCM refused.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -728,7 +704,7 @@ async fn an_unanswered_push_is_reported_and_a_refused_retry_says_it_may_have_lan
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
     let cp = wait_for(&api, "cdn", T, "Retrying with an unknown outcome", |cp| {
-        ready_is(cp, ConditionStatus::False, "Retrying")
+        ready_is(cp, FALSE, "Retrying")
     })
     .await;
     let st = status(&cp);
@@ -741,10 +717,7 @@ async fn an_unanswered_push_is_reported_and_a_refused_retry_says_it_may_have_lan
             .contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1")
     );
     // The retry is refused as a duplicate: the status says why that may be, not a bare PushRejected.
-    let cp = wait_for(&api, "cdn", T, "PushRejected", |cp| {
-        ready_is(cp, ConditionStatus::False, "PushRejected")
-    })
-    .await;
+    let cp = wait_for(&api, "cdn", T, "PushRejected", |cp| ready_is(cp, FALSE, "PushRejected")).await;
     let (_, message) = ready_message(&cp);
     assert!(
         message.contains("got no answer and may have landed")
@@ -791,7 +764,7 @@ async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right
     )
     .await;
     let cp = wait_for(&api, "ok200", T, "PushRejected for a 200", |cp| {
-        ready_is(cp, ConditionStatus::False, "PushRejected")
+        ready_is(cp, FALSE, "PushRejected")
     })
     .await;
     let (_, message) = ready_message(&cp);
@@ -812,7 +785,7 @@ async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right
     )
     .await;
     let cp = wait_for(&other, "path", T, "PushRejected for a wrong path", |cp| {
-        ready_is(cp, ConditionStatus::False, "PushRejected")
+        ready_is(cp, FALSE, "PushRejected")
     })
     .await;
     assert_eq!(status(&cp).error_code.as_deref(), Some("APIGW.0101"));
@@ -820,7 +793,7 @@ async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right
     let _op = op.restart(&ns, &sim, "info").await;
     for name in ["ok200", "path"] {
         wait_for(&api, name, T, "Ready after the endpoint was fixed", |cp| {
-            ready_is(cp, ConditionStatus::True, "Pushed")
+            ready_is(cp, TRUE, "Pushed")
         })
         .await;
     }
@@ -887,7 +860,7 @@ async fn readiness_and_liveness_follow_the_watches_through_an_outage() {
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
     wait_for(&api, "waf", T, "Ready after the outage", |cp| {
-        ready_is(cp, ConditionStatus::True, "Pushed")
+        ready_is(cp, TRUE, "Pushed")
     })
     .await;
     drop(op);
