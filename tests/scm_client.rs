@@ -156,11 +156,7 @@ async fn a_dropped_answer_is_an_unknown_outcome_and_a_refused_connect_sent_nothi
     assert_eq!(failure_kind(&t), FailureKind::Transient);
     assert_eq!(sim.pushes().len(), 1, "the client itself never retries");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = scm_sim::free_port();
     let nowhere = ScmClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
     let t = nowhere.push(&credentials(TOKEN), &request(CERT)).await;
     let Transport::NotSent(message) = &t else {

@@ -176,6 +176,15 @@ impl std::fmt::Debug for Sim {
     }
 }
 
+/// A loopback port nothing listens on right now, for tests that need a free or a closed port (the one helper the
+/// operator's and the simulator's tests share).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 impl Sim {
     /// Binds `addr` (port 0 picks a free port) and serves in a spawned task.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Sim> {

@@ -14,7 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use scm_sim::{Sim, SimConfig};
+use scm_sim::{Sim, SimConfig, free_port};
 use tokio::process::{Child, Command};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -384,14 +384,6 @@ impl Drop for Operator {
             }
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls until `check` passes on the object's status, or fails the test with the last status seen.
