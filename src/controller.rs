@@ -147,21 +147,9 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
 
     let unsaved = lock(&ctx.unsaved).remove(&uid);
     if let Some(kept) = unsaved {
-        match save(&api, &name, &current, &kept).await {
-            Ok(()) => {}
-            Err(e) if api_code(&e) == Some(404) => {
-                ctx.forget(&uid);
-                return Ok(Action::await_change());
-            }
-            // The API server will never take it; it stays the truth in memory, so nothing is pushed twice.
-            Err(e) if api_code(&e) == Some(422) => {
-                status_write_rejected(ctx, &cp, &e).await;
-                lock(&ctx.unsaved).insert(uid.clone(), kept.clone());
-            }
-            Err(e) => {
-                lock(&ctx.unsaved).insert(uid, kept);
-                return Err(e);
-            }
+        let written = save(&api, &name, &current, &kept).await;
+        if keep_unless_saved(ctx, &cp, &kept, written).await? == Written::Gone {
+            return Ok(Action::await_change());
         }
         current = kept;
     }
@@ -179,13 +167,30 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-    let credentials = Credentials::from_secret(secret.as_ref(), &cp.spec.credentials_ref);
-    let digest = credentials.as_ref().ok().map(Credentials::digest);
-    let cause = match settle(decide(&cp, &current, digest.as_deref(), endpoint, now), &ctx.metrics) {
+    let read = ReadCredentials::from_secret(secret.as_ref(), &cp);
+    let cause = match settle(
+        decide(&cp, &current, read.digest.as_deref(), endpoint, now),
+        &ctx.metrics,
+    ) {
         ControlFlow::Break(action) => return Ok(action),
         ControlFlow::Continue(cause) => cause,
     };
-    push(&cp, ctx, &api, &current, credentials, cause, now).await
+    push(&cp, ctx, &api, &current, read, cause, now).await
+}
+
+/// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
+/// records, computed once.
+struct ReadCredentials {
+    credentials: Result<Credentials, CredentialsError>,
+    digest: Option<String>,
+}
+
+impl ReadCredentials {
+    fn from_secret(secret: Option<&Secret>, cp: &CertificatePush) -> Self {
+        let credentials = Credentials::from_secret(secret, &cp.spec.credentials_ref);
+        let digest = credentials.as_ref().ok().map(Credentials::digest);
+        Self { credentials, digest }
+    }
 }
 
 /// The policy's step for `cp` with `status`, given the digest of the credential in the Secret.
@@ -241,21 +246,20 @@ async fn push(
     ctx: &Context,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    credentials: Result<Credentials, CredentialsError>,
+    read: ReadCredentials,
     cause: Cause,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let target = target(cp);
-    let digest = credentials.as_ref().ok().map(Credentials::digest);
     let attempt = Attempt {
         generation: cp.metadata.generation.unwrap_or(0),
         push_request: cp.push_request(),
-        credentials_digest: digest.as_deref(),
+        credentials_digest: read.digest.as_deref(),
         endpoint: ctx.scm.endpoint().as_str(),
         target: &target,
         now,
     };
-    let credentials = match credentials {
+    let credentials = match read.credentials {
         Ok(c) => c,
         Err(e) => return record_credentials_problem(cp, ctx, api, current, &attempt, &e).await,
     };
@@ -374,24 +378,47 @@ async fn record(
     old: &CertificatePushStatus,
     new: CertificatePushStatus,
 ) -> Result<(), Error> {
+    let written = save_after_request(api, &cp.name_any(), old, &new).await;
+    if keep_unless_saved(ctx, cp, &new, written).await? == Written::Saved {
+        notify(ctx, cp, old, &new).await;
+    }
+    Ok(())
+}
+
+/// What became of a status write that follows an SCM request.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// The API server has it.
+    Saved,
+    /// The object was deleted meanwhile: there is nothing left to record the outcome on.
+    Gone,
+    /// The API server refused it as invalid (422); it stays the truth in memory, so nothing is pushed twice.
+    KeptInMemory,
+}
+
+/// Settles the result of writing `status`, the one place that decides what a failed write means: a 404 forgets
+/// the object; a 422 is announced and `status` kept in memory; any other error keeps it in memory and fails the
+/// reconcile, so it is saved before anything else happens to the object.
+async fn keep_unless_saved(
+    ctx: &Context,
+    cp: &CertificatePush,
+    status: &CertificatePushStatus,
+    written: Result<(), Error>,
+) -> Result<Written, Error> {
     let uid = cp.uid().unwrap_or_default();
-    match save_after_request(api, &cp.name_any(), old, &new).await {
-        Ok(()) => {
-            notify(ctx, cp, old, &new).await;
-            Ok(())
-        }
-        // Deleted meanwhile: there is nothing left to record the outcome on.
+    match written {
+        Ok(()) => Ok(Written::Saved),
         Err(e) if api_code(&e) == Some(404) => {
             ctx.forget(&uid);
-            Ok(())
+            Ok(Written::Gone)
         }
         Err(e) if api_code(&e) == Some(422) => {
             status_write_rejected(ctx, cp, &e).await;
-            lock(&ctx.unsaved).insert(uid, new);
-            Ok(())
+            lock(&ctx.unsaved).insert(uid, status.clone());
+            Ok(Written::KeptInMemory)
         }
         Err(e) => {
-            lock(&ctx.unsaved).insert(uid, new);
+            lock(&ctx.unsaved).insert(uid, status.clone());
             Err(e)
         }
     }
@@ -571,7 +598,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
     let trigger = reflector::reflector(writer, watcher::watcher(pushes, watcher::Config::default()))
         .inspect(move |event| {
-            push_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone)));
+            push_watch.observe(event);
             let (ctx, store) = &forgetting;
             match event {
                 Ok(watcher::Event::Delete(cp)) => ctx.forget(&cp.uid().unwrap_or_default()),
@@ -582,7 +609,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })
         .applied_objects();
     let secret_trigger = watcher::watcher(secrets, watcher::Config::default())
-        .inspect(move |event| secret_watch.observe(event.as_ref().map(|e| matches!(e, watcher::Event::InitDone))))
+        .inspect(move |event| secret_watch.observe(event))
         .touched_objects();
     let controller = Controller::for_stream(trigger, store.clone());
     controller

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use kube::runtime::watcher;
 
 use crate::metrics::Metrics;
 
@@ -27,10 +28,13 @@ struct WatchState {
 }
 
 impl WatchHealth {
-    /// Records one item of the watch stream: `Ok(true)` for the end of a complete list, `Ok(false)` for any
-    /// other event, `Err` for a failure.
-    pub fn observe<E>(&self, item: Result<bool, E>) {
-        self.observe_at(item.map_err(|_| ()), Instant::now());
+    /// Records one item of a watch stream: the end of a complete list syncs it, any event ends a failure.
+    pub fn observe<K, E>(&self, item: &Result<watcher::Event<K>, E>) {
+        let list_done = item
+            .as_ref()
+            .map(|e| matches!(e, watcher::Event::InitDone))
+            .map_err(|_| ());
+        self.observe_at(list_done, Instant::now());
     }
 
     fn observe_at(&self, item: Result<bool, ()>, now: Instant) {
@@ -188,9 +192,9 @@ mod tests {
         };
         assert_eq!(get("/healthz").await, (200, "ok".to_string()));
         assert_eq!(get("/readyz").await.0, 503, "not ready before the watches synced");
-        pushes.observe(Ok::<_, ()>(true));
+        pushes.observe(&Ok::<_, ()>(watcher::Event::<()>::InitDone));
         assert_eq!(get("/readyz").await.0, 503, "the Secret watch counts too");
-        secrets.observe(Ok::<_, ()>(true));
+        secrets.observe(&Ok::<_, ()>(watcher::Event::<()>::InitDone));
         assert_eq!(get("/readyz").await, (200, "ok".to_string()));
         let (code, text) = get("/metrics").await;
         assert_eq!(code, 200);

@@ -102,11 +102,6 @@ impl Reason {
         !matches!(self.lift(), Lift::None | Lift::Backoff)
     }
 
-    /// Whether reaching this state sent a request to SCM that must not be repeated without a change.
-    pub fn came_from_scm(self) -> bool {
-        matches!(self.lift(), Lift::CredentialChange | Lift::SpecChange)
-    }
-
     /// The causes of this state, as the README's failure table says them.
     fn cause(self) -> &'static str {
         match self {
@@ -714,6 +709,8 @@ mod tests {
         }
         assert!(Reason::PushRejected.stalls() && Reason::CredentialsNotFound.stalls());
         assert!(!Reason::Retrying.stalls() && !Reason::Pushed.stalls());
-        assert!(Reason::Unauthorized.came_from_scm() && !Reason::InvalidCredentials.came_from_scm());
+        // A refusal SCM sent waits for a new credential; a problem found before sending is re-read on any change.
+        assert_eq!(Reason::Unauthorized.lift(), Lift::CredentialChange);
+        assert_eq!(Reason::InvalidCredentials.lift(), Lift::SecretChange);
     }
 }
