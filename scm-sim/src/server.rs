@@ -1,21 +1,30 @@
-//! HTTP serving, routing and the SCM and admin handlers.
+//! HTTP serving: an axum router for the SCM and `/sim/` admin APIs behind a thin hyper connection loop.
+//!
+//! The loop exists only because axum's own `serve` always answers: the `drop` and `drop_after_push` faults need a
+//! connection closed without a response, so a handler marks its response with [`DropConnection`] and the loop turns
+//! that into a connection error.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use axum::Extension;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, http};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use super::{Call, Fault, FaultAction, Shared};
 
@@ -29,7 +38,21 @@ const SERVICES: [&str; 3] = ["CDN", "WAF", "ELB"];
 #[error("connection dropped by an injected fault")]
 struct DroppedByFault;
 
-type Body = Full<Bytes>;
+/// Response extension asking the connection loop to close the connection instead of answering.
+#[derive(Clone, Copy)]
+struct DropConnection;
+
+/// Request extension: the id this request is answered with (`X-Request-Id`, and in gateway error bodies).
+#[derive(Clone)]
+struct RequestId(String);
+
+/// Response extension: what the [`Call`] record needs from a handler's answer.
+#[derive(Clone, Default)]
+struct Recorded {
+    error_code: Option<String>,
+    /// Certificate id from the path, or the one an import created.
+    certificate_id: Option<String>,
+}
 
 /// Accepts connections until shutdown is signalled, then closes the listener.
 pub(super) async fn serve(
@@ -38,6 +61,7 @@ pub(super) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
+    let app = router(shared);
     let connection_shutdown = shutdown.clone();
     loop {
         tokio::select! {
@@ -46,7 +70,7 @@ pub(super) async fn serve(
                 Ok((stream, _peer)) => {
                     // Small JSON responses on keep-alive connections would otherwise wait on Nagle.
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, Arc::clone(&shared), connection_shutdown.clone()));
+                    tokio::spawn(serve_connection(stream, app.clone(), connection_shutdown.clone()));
                 }
                 Err(error) => {
                     // Typically fd exhaustion; back off instead of spinning.
@@ -66,8 +90,26 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+async fn serve_connection(stream: tokio::net::TcpStream, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        // Processing runs in its own task so that a client giving up mid-delay does not cancel it:
+        // like a real server, the push still takes effect and is recorded with what was answered.
+        let task = tokio::spawn(app.clone().oneshot(request.map(Body::new)));
+        async move {
+            match task.await {
+                Ok(Ok(response)) if response.extensions().get::<DropConnection>().is_some() => Err(DroppedByFault),
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(infallible)) => match infallible {},
+                Err(error) => {
+                    tracing::error!(%error, "scm-sim handler failed");
+                    Ok(
+                        SimReply::scm_error(StatusCode::INTERNAL_SERVER_ERROR, "SCM.0001", "Internal server error.")
+                            .into_response(),
+                    )
+                }
+            }
+        }
+    });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
@@ -81,66 +123,51 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mu
     }
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, DroppedByFault> {
-    let at_ms = u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let request_id = format!("{:032x}", rand::random::<u128>());
-    let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Some(collected.to_bytes()),
-        Err(error) => {
-            tracing::debug!(%error, "scm-sim could not read a request body");
-            None
-        }
-    };
-    // Processing runs in its own task so that a client giving up mid-delay does not cancel it:
-    // like a real server, the push still takes effect and is recorded with what was answered.
-    let task = tokio::spawn(process(shared, parts, body, request_id.clone(), at_ms));
-    match task.await {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(DroppedByFault),
-        Err(error) => {
-            tracing::error!(%error, "scm-sim handler failed");
-            let reply = SimReply::scm_error(StatusCode::INTERNAL_SERVER_ERROR, "SCM.0001", "Internal server error.");
-            Ok(reply.into_response(&request_id))
-        }
-    }
+/// The SCM API (recorded, delayed by the configured latency) and the unrecorded `/sim/` admin API.
+fn router(shared: Arc<Shared>) -> Router {
+    let scm = Router::new()
+        .route("/v3/scm/certificates", get(list))
+        .route("/v3/scm/certificates/import", post(import))
+        .route("/v3/scm/certificates/{id}", get(show))
+        .route("/v3/scm/certificates/{id}/push", post(push))
+        // The API gateway answers a wrong path and a wrong method alike.
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(api_not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), record))
+        .with_state(Arc::clone(&shared));
+    let admin = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { SimReply::json(StatusCode::OK, &json!({"status": "ok"})) }),
+        )
+        .route("/calls", get(admin_calls))
+        .route("/faults", post(admin_fault))
+        .route("/reset", post(admin_reset))
+        .route("/tokens", put(admin_tokens))
+        .route("/certificates", post(admin_certificate))
+        .fallback(admin_not_found)
+        .method_not_allowed_fallback(admin_not_found)
+        .with_state(shared);
+    Router::new().nest("/sim", admin).merge(scm)
 }
 
-/// Routes one request; `None` means drop the connection.
-async fn process(
-    shared: Arc<Shared>,
-    parts: http::request::Parts,
-    body: Option<Bytes>,
-    request_id: String,
-    at_ms: u64,
-) -> Option<Response<Body>> {
-    let path = parts.uri.path().to_owned();
-    if path.starts_with("/sim/") {
-        let reply = match &body {
-            Some(body) => admin(&shared, &parts, body, &request_id),
-            None => body_unreadable(),
-        };
-        let status = reply.status.as_u16();
-        tracing::debug!(method = %parts.method, %path, status, "scm-sim admin request");
-        return Some(reply.into_response(&request_id));
-    }
-
-    let route = Route::parse(&parts.method, &path);
-    let token = parts.headers.get("x-auth-token").and_then(|v| v.to_str().ok());
+/// Records every SCM API request as a [`Call`], after reading its body within the limit and waiting the latency.
+async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let at_ms = u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let request_id = new_request_id();
+    let (mut parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+    let header = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let mut call = Call {
         method: parts.method.to_string(),
-        path: path.clone(),
-        certificate_id: route.certificate_id().map(str::to_owned),
-        content_type: parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        path: parts.uri.path().to_owned(),
+        certificate_id: None,
+        content_type: header(CONTENT_TYPE.as_str()).map(str::to_owned),
         token_sha256: parts
             .headers
             .get("x-auth-token")
             .map(|v| hex::encode(Sha256::digest(v.as_bytes()))),
-        body: body.as_deref().map_or(Value::Null, |body| recorded_body(&route, body)),
+        body: body.as_deref().map_or(Value::Null, recorded_body),
         status: 0,
         error_code: None,
         request_id: request_id.clone(),
@@ -152,25 +179,24 @@ async fn process(
         tokio::time::sleep(latency).await;
     }
 
-    let outcome = match (route, body.as_deref()) {
-        // Too large or cut off: no handler can make sense of it.
-        (_, None) => Some(body_unreadable()),
-        (Route::Push(id), Some(body)) => push(&shared, id, token, body, &request_id).await,
-        (Route::List, Some(_)) => Some(list(&shared, token, parts.uri.query(), &request_id)),
-        (Route::Show(id), Some(_)) => Some(show(&shared, id, token, &request_id)),
-        (Route::Import, Some(body)) => {
-            let reply = import(&shared, token, body, &request_id);
-            if let Some(id) = &reply.created {
-                call.certificate_id = Some(id.clone());
-            }
-            Some(reply)
+    let mut response = match body {
+        Ok(body) => {
+            parts.extensions.insert(RequestId(request_id.clone()));
+            next.run(Request::from_parts(parts, Body::from(body))).await
         }
-        (Route::Unknown, Some(_)) => Some(api_not_found(&request_id)),
+        // Too large or cut off: no handler can make sense of it.
+        Err(error) => {
+            tracing::debug!(%error, "scm-sim could not read a request body");
+            body_unreadable().into_response()
+        }
     };
 
-    if let Some(reply) = &outcome {
-        call.status = reply.status.as_u16();
-        call.error_code = reply.error_code.clone();
+    if let Some(recorded) = response.extensions().get::<Recorded>() {
+        call.error_code.clone_from(&recorded.error_code);
+        call.certificate_id.clone_from(&recorded.certificate_id);
+    }
+    if response.extensions().get::<DropConnection>().is_none() {
+        call.status = response.status().as_u16();
     }
     tracing::info!(
         method = %call.method,
@@ -181,56 +207,24 @@ async fn process(
         "scm-sim request"
     );
     shared.state().calls.push(call);
-    outcome.map(|reply| reply.into_response(&request_id))
+    set_request_id(&mut response, &request_id);
+    response
 }
 
-/// The SCM endpoints, with the certificate id where the path has one.
-enum Route<'a> {
-    Push(&'a str),
-    List,
-    Show(&'a str),
-    Import,
-    Unknown,
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
-impl<'a> Route<'a> {
-    fn parse(method: &Method, path: &'a str) -> Self {
-        let Some(rest) = path.strip_prefix("/v3/scm/certificates") else {
-            return Route::Unknown;
-        };
-        if rest.is_empty() {
-            return if method == Method::GET {
-                Route::List
-            } else {
-                Route::Unknown
-            };
-        }
-        let Some(rest) = rest.strip_prefix('/') else {
-            return Route::Unknown;
-        };
-        let segments: Vec<&str> = rest.split('/').collect();
-        match (method, segments.as_slice()) {
-            (&Method::POST, ["import"]) => Route::Import,
-            (&Method::GET, [id]) if *id != "import" => Route::Show(id),
-            (&Method::POST, [id, "push"]) => Route::Push(id),
-            _ => Route::Unknown,
-        }
-    }
-
-    fn certificate_id(&self) -> Option<&'a str> {
-        match self {
-            Route::Push(id) | Route::Show(id) => Some(id),
-            _ => None,
-        }
+fn set_request_id(response: &mut Response, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
     }
 }
 
-/// JSON body as recorded in a [`Call`], with the import's private key masked.
-fn recorded_body(route: &Route<'_>, body: &[u8]) -> Value {
+/// JSON body as recorded in a [`Call`], with any `private_key` (an import's) masked.
+fn recorded_body(body: &[u8]) -> Value {
     let mut value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if let (Route::Import, Some(object)) = (route, value.as_object_mut())
-        && let Some(key) = object.get_mut("private_key")
-    {
+    if let Some(key) = value.as_object_mut().and_then(|object| object.get_mut("private_key")) {
         *key = Value::String("<redacted>".to_owned());
     }
     value
@@ -242,9 +236,9 @@ struct SimReply {
     body: Bytes,
     content_type: Option<&'static str>,
     retry_after: Option<u64>,
-    error_code: Option<String>,
-    /// Certificate id created by an import.
-    created: Option<String>,
+    recorded: Recorded,
+    /// Close the connection instead of answering.
+    drop_connection: bool,
 }
 
 impl SimReply {
@@ -254,8 +248,16 @@ impl SimReply {
             body: Bytes::new(),
             content_type: None,
             retry_after: None,
-            error_code: None,
-            created: None,
+            recorded: Recorded::default(),
+            drop_connection: false,
+        }
+    }
+
+    /// No answer at all: the connection is closed.
+    fn dropped() -> Self {
+        Self {
+            drop_connection: true,
+            ..Self::empty(StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
 
@@ -267,23 +269,29 @@ impl SimReply {
         }
     }
 
+    fn with_error_code(mut self, code: &str) -> Self {
+        self.recorded.error_code = Some(code.to_owned());
+        self
+    }
+
+    /// Records which certificate the call was about.
+    fn about(mut self, certificate_id: &str) -> Self {
+        self.recorded.certificate_id = Some(certificate_id.to_owned());
+        self
+    }
+
     /// SCM service errors carry no request id in the body.
     fn scm_error(status: StatusCode, code: &str, msg: &str) -> Self {
-        Self {
-            error_code: Some(code.to_owned()),
-            ..Self::json(status, &json!({"error_code": code, "error_msg": msg}))
-        }
+        Self::json(status, &json!({"error_code": code, "error_msg": msg})).with_error_code(code)
     }
 
     /// API gateway errors repeat the request id in the body.
-    fn gateway_error(status: StatusCode, code: &str, msg: &str, request_id: &str) -> Self {
-        Self {
-            error_code: Some(code.to_owned()),
-            ..Self::json(
-                status,
-                &json!({"error_code": code, "error_msg": msg, "request_id": request_id}),
-            )
-        }
+    fn gateway_error(status: StatusCode, code: &str, msg: &str, request_id: &RequestId) -> Self {
+        Self::json(
+            status,
+            &json!({"error_code": code, "error_msg": msg, "request_id": request_id.0}),
+        )
+        .with_error_code(code)
     }
 
     fn bad_request(msg: &str) -> Self {
@@ -307,23 +315,33 @@ impl SimReply {
             body: Bytes::from(body),
             content_type,
             retry_after,
-            error_code,
+            recorded: Recorded {
+                error_code,
+                certificate_id: None,
+            },
             ..Self::empty(status)
         }
     }
+}
 
-    fn into_response(self, request_id: &str) -> Response<Body> {
-        let mut response = Response::new(Full::new(self.body));
-        *response.status_mut() = self.status;
+impl IntoResponse for SimReply {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", value);
-        }
-        if let Some(content_type) = self.content_type {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        match self.content_type {
+            Some(content_type) => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            }
+            None => {
+                headers.remove(CONTENT_TYPE);
+            }
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(self.recorded);
+        if self.drop_connection {
+            response.extensions_mut().insert(DropConnection);
         }
         response
     }
@@ -334,7 +352,8 @@ fn fault_status(status: u16) -> StatusCode {
 }
 
 /// IAM checks shared by all SCM endpoints; forbidden tokens count as authenticated.
-fn authorize(shared: &Shared, token: Option<&str>, request_id: &str) -> Result<(), SimReply> {
+fn authorize(shared: &Shared, headers: &HeaderMap, request_id: &RequestId) -> Result<(), SimReply> {
+    let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
     let state = shared.state();
     match token {
         Some(token) if state.forbidden_tokens.contains(token) => Err(SimReply::gateway_error(
@@ -353,7 +372,11 @@ fn authorize(shared: &Shared, token: Option<&str>, request_id: &str) -> Result<(
     }
 }
 
-fn api_not_found(request_id: &str) -> SimReply {
+async fn api_not_found(Extension(request_id): Extension<RequestId>) -> SimReply {
+    not_an_api(&request_id)
+}
+
+fn not_an_api(request_id: &RequestId) -> SimReply {
     SimReply::gateway_error(
         StatusCode::NOT_FOUND,
         "APIGW.0101",
@@ -374,46 +397,56 @@ fn certificate_not_found() -> SimReply {
     SimReply::scm_error(StatusCode::NOT_FOUND, "SCM.0021", "certificate not exist")
 }
 
-/// `None` means drop the connection.
-async fn push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<SimReply> {
-    let fault = shared.state().take_fault(id);
-    match fault {
+/// `POST /v3/scm/certificates/{id}/push`: queued faults first, then the real checks.
+async fn push(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> SimReply {
+    let fault = shared.state().take_fault(&id);
+    let reply = match fault {
         Some(FaultAction::Respond {
             status,
             body,
             retry_after,
-        }) => return Some(SimReply::raw(fault_status(status), body, retry_after)),
+        }) => SimReply::raw(fault_status(status), body, retry_after),
         Some(FaultAction::Error {
             status,
             error_code,
             error_msg,
         }) => {
             let status = fault_status(status);
-            return Some(if error_code.starts_with("APIGW.") {
-                SimReply::gateway_error(status, &error_code, &error_msg, request_id)
+            if error_code.starts_with("APIGW.") {
+                SimReply::gateway_error(status, &error_code, &error_msg, &request_id)
             } else {
                 SimReply::scm_error(status, &error_code, &error_msg)
-            });
+            }
         }
-        Some(FaultAction::Drop) => return None,
-        Some(FaultAction::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(FaultAction::DropAfterPush) | None => {}
-    }
-    let reply = apply_push(shared, id, token, body, request_id);
-    match fault {
-        Some(FaultAction::DropAfterPush) => None,
-        _ => reply,
-    }
+        Some(FaultAction::Drop) => SimReply::dropped(),
+        Some(FaultAction::Delay { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            apply_push(&shared, &id, &headers, &body, &request_id)
+        }
+        Some(FaultAction::DropAfterPush) => {
+            // The push lands; only the answer is lost.
+            let _ = apply_push(&shared, &id, &headers, &body, &request_id);
+            SimReply::dropped()
+        }
+        None => apply_push(&shared, &id, &headers, &body, &request_id),
+    };
+    reply.about(&id)
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
-fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], request_id: &str) -> Option<SimReply> {
-    if let Err(reply) = authorize(shared, token, request_id) {
-        return Some(reply);
+fn apply_push(shared: &Shared, id: &str, headers: &HeaderMap, body: &[u8], request_id: &RequestId) -> SimReply {
+    if let Err(reply) = authorize(shared, headers, request_id) {
+        return reply;
     }
     let mut state = shared.state();
     if state.certificate(id).is_none() {
-        return Some(certificate_not_found());
+        return certificate_not_found();
     }
     let unsupported = || {
         SimReply::scm_error(
@@ -423,14 +456,14 @@ fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         )
     };
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
-        return Some(unsupported());
+        return unsupported();
     };
     let Some(service) = request
         .get("target_service")
         .and_then(Value::as_str)
         .filter(|s| SERVICES.contains(s))
     else {
-        return Some(unsupported());
+        return unsupported();
     };
     let project = request
         .get("target_project")
@@ -438,22 +471,24 @@ fn apply_push(shared: &Shared, id: &str, token: Option<&str>, body: &[u8], reque
         .unwrap_or_default();
     // CDN is a global service, so only regional targets need a project.
     if service != "CDN" && project.is_empty() {
-        return Some(SimReply::bad_request("Incorrect request parameter."));
+        return SimReply::bad_request("Incorrect request parameter.");
     }
     let key = (id.to_owned(), service.to_owned(), project.to_owned());
     if state.reject_duplicate_push && state.pushed.contains(&key) {
-        return Some(SimReply::scm_error(
-            StatusCode::BAD_REQUEST,
-            "SCM.0028",
-            "Push cert error",
-        ));
+        return SimReply::scm_error(StatusCode::BAD_REQUEST, "SCM.0028", "Push cert error");
     }
     state.pushed.insert(key);
-    Some(SimReply::empty(StatusCode::NO_CONTENT))
+    SimReply::empty(StatusCode::NO_CONTENT)
 }
 
-fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &str) -> SimReply {
-    if let Err(reply) = authorize(shared, token, request_id) {
+/// `GET /v3/scm/certificates` with `limit`/`offset` paging.
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> SimReply {
+    if let Err(reply) = authorize(&shared, &headers, &request_id) {
         return reply;
     }
     let mut limit = 10_usize;
@@ -487,14 +522,21 @@ fn list(shared: &Shared, token: Option<&str>, query: Option<&str>, request_id: &
     )
 }
 
-fn show(shared: &Shared, id: &str, token: Option<&str>, request_id: &str) -> SimReply {
-    if let Err(reply) = authorize(shared, token, request_id) {
-        return reply;
-    }
-    match shared.state().certificate(id) {
-        Some(certificate) => SimReply::json(StatusCode::OK, &certificate.detail()),
-        None => certificate_not_found(),
-    }
+/// `GET /v3/scm/certificates/{id}`.
+async fn show(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+) -> SimReply {
+    let reply = match authorize(&shared, &headers, &request_id) {
+        Err(reply) => reply,
+        Ok(()) => match shared.state().certificate(&id) {
+            Some(certificate) => SimReply::json(StatusCode::OK, &certificate.detail()),
+            None => certificate_not_found(),
+        },
+    };
+    reply.about(&id)
 }
 
 #[derive(Deserialize)]
@@ -514,12 +556,18 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-fn import(shared: &Shared, token: Option<&str>, body: &[u8], request_id: &str) -> SimReply {
-    if let Err(reply) = authorize(shared, token, request_id) {
+/// `POST /v3/scm/certificates/import`.
+async fn import(
+    State(shared): State<Arc<Shared>>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> SimReply {
+    if let Err(reply) = authorize(&shared, &headers, &request_id) {
         return reply;
     }
     // The parsed request (private key included) is dropped at the end of this function.
-    let Ok(request) = serde_json::from_slice::<ImportRequest>(body) else {
+    let Ok(request) = serde_json::from_slice::<ImportRequest>(&body) else {
         return SimReply::bad_request("Incorrect request parameter.");
     };
     if !valid_name(&request.name)
@@ -532,10 +580,7 @@ fn import(shared: &Shared, token: Option<&str>, body: &[u8], request_id: &str) -
         return SimReply::bad_request("Incorrect request parameter.");
     }
     let id = shared.state().import_certificate(&request.name);
-    SimReply {
-        created: Some(id.clone()),
-        ..SimReply::json(StatusCode::OK, &json!({"certificate_id": id}))
-    }
+    SimReply::json(StatusCode::OK, &json!({"certificate_id": id})).about(&id)
 }
 
 /// Body of `POST /sim/certificates`.
@@ -552,47 +597,70 @@ fn parse_admin<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, SimReply>
     serde_json::from_slice(body).map_err(|error| admin_error(StatusCode::BAD_REQUEST, format!("invalid body: {error}")))
 }
 
-/// The unauthenticated `/sim/` control API.
-fn admin(shared: &Shared, parts: &http::request::Parts, body: &[u8], request_id: &str) -> SimReply {
-    let result = match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/sim/healthz") => Ok(SimReply::json(StatusCode::OK, &json!({"status": "ok"}))),
-        (&Method::GET, "/sim/calls") => {
-            let calls = shared.state().calls.clone();
-            match serde_json::to_value(calls) {
-                Ok(value) => Ok(SimReply::json(StatusCode::OK, &value)),
-                Err(error) => Err(admin_error(StatusCode::INTERNAL_SERVER_ERROR, error)),
-            }
-        }
-        (&Method::POST, "/sim/faults") => parse_admin::<Fault>(body).and_then(|fault| {
-            let status = match &fault.action {
-                FaultAction::Respond { status, .. } | FaultAction::Error { status, .. } => Some(*status),
-                FaultAction::Drop | FaultAction::DropAfterPush | FaultAction::Delay { .. } => None,
-            };
-            if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
-                return Err(admin_error(StatusCode::BAD_REQUEST, "invalid status"));
-            }
-            if fault.times == 0 {
-                return Err(admin_error(StatusCode::BAD_REQUEST, "times must be at least 1"));
-            }
-            shared.state().faults.push_back(fault);
-            Ok(SimReply::empty(StatusCode::NO_CONTENT))
-        }),
-        (&Method::POST, "/sim/reset") => {
-            shared.state().reset();
-            Ok(SimReply::empty(StatusCode::NO_CONTENT))
-        }
-        (&Method::PUT, "/sim/tokens") => parse_admin::<Vec<String>>(body).map(|tokens| {
+/// Any other path under `/sim/`; admin requests are not recorded as calls.
+async fn admin_not_found() -> Response {
+    let request_id = RequestId(new_request_id());
+    let mut response = not_an_api(&request_id).into_response();
+    set_request_id(&mut response, &request_id.0);
+    response
+}
+
+/// `GET /sim/calls`.
+async fn admin_calls(State(shared): State<Arc<Shared>>) -> SimReply {
+    let calls = shared.state().calls.clone();
+    match serde_json::to_value(calls) {
+        Ok(value) => SimReply::json(StatusCode::OK, &value),
+        Err(error) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, error),
+    }
+}
+
+/// `POST /sim/faults`: a [`Fault`] as JSON.
+async fn admin_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    let fault = match parse_admin::<Fault>(&body) {
+        Ok(fault) => fault,
+        Err(reply) => return reply,
+    };
+    let status = match &fault.action {
+        FaultAction::Respond { status, .. } | FaultAction::Error { status, .. } => Some(*status),
+        FaultAction::Drop | FaultAction::DropAfterPush | FaultAction::Delay { .. } => None,
+    };
+    if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
+        return admin_error(StatusCode::BAD_REQUEST, "invalid status");
+    }
+    if fault.times == 0 {
+        return admin_error(StatusCode::BAD_REQUEST, "times must be at least 1");
+    }
+    shared.state().faults.push_back(fault);
+    SimReply::empty(StatusCode::NO_CONTENT)
+}
+
+/// `POST /sim/reset`.
+async fn admin_reset(State(shared): State<Arc<Shared>>) -> SimReply {
+    shared.state().reset();
+    SimReply::empty(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /sim/tokens`: a JSON array of valid tokens.
+async fn admin_tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<Vec<String>>(&body) {
+        Ok(tokens) => {
             shared.state().set_tokens(tokens);
             SimReply::empty(StatusCode::NO_CONTENT)
-        }),
-        (&Method::POST, "/sim/certificates") => parse_admin::<NewCertificate>(body).and_then(|new| {
-            if new.id.is_empty() || new.id.contains('/') {
-                return Err(admin_error(StatusCode::BAD_REQUEST, "invalid certificate id"));
-            }
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /sim/certificates`: `{"id": "..."}`.
+async fn admin_certificate(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<NewCertificate>(&body) {
+        Ok(new) if new.id.is_empty() || new.id.contains('/') => {
+            admin_error(StatusCode::BAD_REQUEST, "invalid certificate id")
+        }
+        Ok(new) => {
             shared.state().add_certificate(&new.id);
-            Ok(SimReply::empty(StatusCode::NO_CONTENT))
-        }),
-        _ => Err(api_not_found(request_id)),
-    };
-    result.unwrap_or_else(|reply| reply)
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
 }
