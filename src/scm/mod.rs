@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod client;
 pub mod outcome;
+pub mod sign;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{PushRequest, ScmClient};
