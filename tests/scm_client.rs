@@ -210,3 +210,102 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
     };
     assert_eq!(f.error_message, "token <redacted> rejected");
 }
+
+fn access_key(entries: &[(&str, &str)]) -> Credentials {
+    let secret = Secret {
+        data: Some(
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Credentials::from_secret(
+        Some(&secret),
+        &CredentialsRef {
+            name: "scm".into(),
+            token_key: "token".into(),
+        },
+    )
+    .unwrap()
+}
+
+/// The operator's signer and the simulator's verifier are separate code (each checked against Huawei's published
+/// vectors); here they must agree over real HTTP, with scope and security-token headers signed too.
+#[tokio::test]
+async fn an_access_key_signed_push_is_accepted_by_the_independent_verifier() {
+    let (sim, client) = setup().await;
+    let cases: [&[(&str, &str)]; 3] = [
+        &[
+            ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+            ("secretKey", scm_sim::DEMO_SECRET_KEY),
+        ],
+        &[
+            ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+            ("secretKey", scm_sim::DEMO_SECRET_KEY),
+            ("projectId", "0123456789abcdef0123456789abcdef"),
+        ],
+        &[
+            ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+            ("secretKey", scm_sim::DEMO_SECRET_KEY),
+            ("domainId", "fedcba9876543210fedcba9876543210"),
+            ("securityToken", "temporary-security-token-value"),
+        ],
+    ];
+    for entries in cases {
+        let t = client.push(&access_key(entries), &request(CERT)).await;
+        assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{entries:?}: {t:?}");
+    }
+    let signed: Vec<Option<String>> = sim.pushes().into_iter().map(|c| c.signed_headers).collect();
+    assert_eq!(
+        signed,
+        [
+            Some("host;x-sdk-date".to_owned()),
+            Some("host;x-project-id;x-sdk-date".to_owned()),
+            Some("host;x-domain-id;x-sdk-date;x-security-token".to_owned()),
+        ]
+    );
+    let call = &sim.pushes()[0];
+    assert_eq!(call.token_sha256, None);
+    assert_eq!(
+        call.access_key_sha256.as_deref(),
+        Some(hex::encode(Sha256::digest(scm_sim::DEMO_ACCESS_KEY)).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
+    let (sim, client) = setup().await;
+    let wrong = access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", "not-the-secret-key"),
+    ]);
+    let right = access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", scm_sim::DEMO_SECRET_KEY),
+    ]);
+    for _ in 0..6 {
+        let t = client.push(&wrong, &request(CERT)).await;
+        assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
+        let PushOutcome::Failed(f) = classify(&t) else {
+            unreachable!()
+        };
+        assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
+        assert!(!f.error_message.contains("not-the-secret-key"), "{}", f.error_message);
+    }
+    // Six failures in a row: even the right key is refused now, which is why a 401 must never be re-sent.
+    let t = client.push(&right, &request(CERT)).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert!(
+        f.error_message.contains("AK access failed to reach the limit"),
+        "{}",
+        f.error_message
+    );
+    assert!(sim.successful_pushes().is_empty());
+    let unknown = access_key(&[("accessKey", "UNKNOWNACCESSKEY0001"), ("secretKey", "whatever")]);
+    let t = client.push(&unknown, &request(CERT)).await;
+    assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
+}

@@ -6,14 +6,15 @@
 //! The same controls are exposed over HTTP under `/sim/`, without auth, so the `scm-sim` binary can
 //! be driven from scripts: `GET /sim/calls`, `POST /sim/faults` (a [`Fault`] as JSON, e.g.
 //! `{"action":"error","status":500,"error_code":"SCM.0001","error_msg":"boom","times":2}`),
-//! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `POST /sim/certificates` (`{"id":"..."}`)
+//! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `PUT /sim/access-keys` (JSON object of AK to SK), `POST /sim/certificates` (`{"id":"..."}`)
 //! and `GET /sim/healthz`.
 //!
 //! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
-//! `X-Auth-Token`, imported private keys are redacted from recorded bodies and never retained,
+//! `X-Auth-Token` or of the access key id, imported private keys are redacted from recorded bodies and never retained,
 //! and nothing here logs a token or a key.
 
 mod server;
+mod signature;
 mod state;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,6 +30,12 @@ use self::state::State;
 /// Token accepted by a default-configured simulator; 64 characters like a short IAM token.
 pub const DEMO_TOKEN: &str = "demo-token-a4df78471d51f8d2180c0836ad5058f9f000624eda9be9fa251dd";
 
+/// Access key id (AK) accepted by a default-configured simulator, with [`DEMO_SECRET_KEY`].
+pub const DEMO_ACCESS_KEY: &str = "DEMOACCESSKEY0000001";
+
+/// Secret access key (SK) of [`DEMO_ACCESS_KEY`].
+pub const DEMO_SECRET_KEY: &str = "demoSecretKeyNotSecret00000000000000000";
+
 /// Certificate ids a default-configured simulator knows (real SCM ids are `scs` + 13 digits).
 pub const DEMO_CERTIFICATES: &[&str] = &["scs1554192131150", "scs1481110651012", "scs1590053258704"];
 
@@ -39,6 +46,9 @@ pub struct SimConfig {
     pub tokens: Vec<String>,
     /// Tokens that authenticate but are not authorized (403 `APIGW.0302`); they need not also be in `tokens`.
     pub forbidden_tokens: Vec<String>,
+    /// Access key pairs (AK, SK) whose `SDK-HMAC-SHA256` signatures are accepted; a bad signature gets 401
+    /// `APIGW.0301`, and more than five failures in a row lock the AK for five minutes, as on the real gateway.
+    pub access_keys: Vec<(String, String)>,
     /// Certificate ids that exist; others get 404 `SCM.0021`.
     pub certificates: Vec<String>,
     /// Extra delay before every SCM API request is answered.
@@ -52,6 +62,7 @@ impl Default for SimConfig {
         Self {
             tokens: vec![DEMO_TOKEN.to_owned()],
             forbidden_tokens: Vec::new(),
+            access_keys: vec![(DEMO_ACCESS_KEY.to_owned(), DEMO_SECRET_KEY.to_owned())],
             certificates: DEMO_CERTIFICATES.iter().map(|id| (*id).to_owned()).collect(),
             latency: Duration::ZERO,
             reject_duplicate_push: false,
@@ -72,6 +83,12 @@ pub struct Call {
     pub content_type: Option<String>,
     /// Hex SHA-256 of the `X-Auth-Token` header; the token itself is never recorded.
     pub token_sha256: Option<String>,
+    /// Hex SHA-256 of the access key id of an `SDK-HMAC-SHA256` signed request; key material is never recorded.
+    #[serde(default)]
+    pub access_key_sha256: Option<String>,
+    /// `SignedHeaders` of a signed request, e.g. `host;x-project-id;x-sdk-date`.
+    #[serde(default)]
+    pub signed_headers: Option<String>,
     /// Parsed JSON request body (`Null` if absent or not JSON); an import's `private_key` is `"<redacted>"`.
     pub body: serde_json::Value,
     /// Status answered, or 0 when the connection was dropped without a response.
@@ -268,12 +285,18 @@ impl Sim {
         self.shared.state().set_tokens(tokens);
     }
 
+    /// Replaces the accepted access key pairs (AK, SK) and forgets any lockout.
+    pub fn set_access_keys(&self, keys: Vec<(String, String)>) {
+        self.shared.state().set_access_keys(keys);
+    }
+
     /// Makes a certificate id known; adding an existing id changes nothing.
     pub fn add_certificate(&self, id: &str) {
         self.shared.state().add_certificate(id);
     }
 
-    /// Clears recorded calls, queued faults and the memory of earlier pushes used for duplicate rejection.
+    /// Clears recorded calls, queued faults, access key lockouts and the memory of earlier pushes used for duplicate
+    /// rejection.
     pub fn reset(&self) {
         self.shared.state().reset();
     }

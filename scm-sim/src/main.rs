@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use certpush_operator::telemetry::{self, LogFormat};
 use clap::Parser;
-use scm_sim::{DEMO_CERTIFICATES, DEMO_TOKEN, Sim, SimConfig};
+use scm_sim::{DEMO_ACCESS_KEY, DEMO_CERTIFICATES, DEMO_SECRET_KEY, DEMO_TOKEN, Sim, SimConfig};
 
 /// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
 #[derive(Parser)]
@@ -26,6 +26,15 @@ struct Args {
         hide_env_values = true
     )]
     tokens: Vec<String>,
+    /// Accepted access key pair for SDK-HMAC-SHA256 signed requests, as AK:SK (repeatable); defaults to the demo pair.
+    #[arg(
+        long = "access-key",
+        env = "SCM_SIM_ACCESS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    // Parsed in `config`, not by clap, whose errors would repeat the value and with it the secret key.
+    access_keys: Vec<String>,
     /// Token that authenticates but gets 403 APIGW.0302 (repeatable).
     #[arg(long = "forbidden-token")]
     forbidden_tokens: Vec<String>,
@@ -43,16 +52,32 @@ struct Args {
     log_format: LogFormat,
 }
 
+/// `AK:SK`; the error never repeats the value, which holds a secret key.
+fn parse_access_key(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((ak, sk)) if !ak.is_empty() && !sk.is_empty() => Ok((ak.to_owned(), sk.to_owned())),
+        _ => Err("expected ACCESS_KEY:SECRET_KEY".to_owned()),
+    }
+}
+
 impl Args {
-    fn config(&self) -> SimConfig {
+    fn config(&self) -> Result<SimConfig, String> {
         let tokens: Vec<String> = self.tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
-        SimConfig {
+        Ok(SimConfig {
             tokens: if tokens.is_empty() {
                 vec![DEMO_TOKEN.to_owned()]
             } else {
                 tokens
             },
             forbidden_tokens: self.forbidden_tokens.clone(),
+            access_keys: if self.access_keys.is_empty() {
+                vec![(DEMO_ACCESS_KEY.to_owned(), DEMO_SECRET_KEY.to_owned())]
+            } else {
+                self.access_keys
+                    .iter()
+                    .map(|pair| parse_access_key(pair))
+                    .collect::<Result<_, _>>()?
+            },
             certificates: if self.certificates.is_empty() {
                 DEMO_CERTIFICATES.iter().map(|id| (*id).to_owned()).collect()
             } else {
@@ -60,7 +85,7 @@ impl Args {
             },
             latency: Duration::from_millis(self.latency_ms),
             reject_duplicate_push: self.reject_duplicate_push,
-        }
+        })
     }
 }
 
@@ -86,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     telemetry::init(args.log_format);
     let addr = SocketAddr::new(args.bind, args.port);
-    let sim = Sim::start(args.config(), addr)
+    let sim = Sim::start(args.config()?, addr)
         .await
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     // Printed on stdout (logs go to stderr) so scripts can wait for this exact line.
@@ -112,10 +137,29 @@ mod tests {
     #[test]
     fn empty_token_list_falls_back_to_the_demo_token() {
         let args = Args::parse_from(["scm-sim", "--token", ""]);
-        let config = args.config();
+        let config = args.config().unwrap();
         assert_eq!(config.tokens, vec![DEMO_TOKEN.to_owned()]);
         assert_eq!(config.certificates.len(), DEMO_CERTIFICATES.len());
+        assert_eq!(
+            config.access_keys,
+            vec![(DEMO_ACCESS_KEY.to_owned(), DEMO_SECRET_KEY.to_owned())]
+        );
         assert_eq!(args.port, 18080);
         assert_eq!(args.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn access_keys_are_pairs_and_a_malformed_one_is_refused_without_echo() {
+        let args = Args::parse_from(["scm-sim", "--access-key", "AK1:SK:with:colons"]);
+        assert_eq!(
+            args.config().unwrap().access_keys,
+            vec![("AK1".to_owned(), "SK:with:colons".to_owned())]
+        );
+        let args = Args::parse_from(["scm-sim", "--access-key", "onlysecretpart"]);
+        let error = args.config().unwrap_err();
+        assert!(
+            error.contains("ACCESS_KEY:SECRET_KEY") && !error.contains("onlysecretpart"),
+            "{error}"
+        );
     }
 }

@@ -11,8 +11,8 @@ use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use super::signature::{self, Received};
 use super::{Call, Fault, FaultAction, Shared};
 
 /// Larger bodies are refused; real imports (certificate + chain + key) are a few tens of KiB.
@@ -45,6 +46,15 @@ struct DropConnection;
 /// Request extension: the id this request is answered with (`X-Request-Id`, and in gateway error bodies).
 #[derive(Clone)]
 struct RequestId(String);
+
+/// Request extension: who the request claims to come from, with signatures already checked.
+#[derive(Clone)]
+enum Caller {
+    /// `X-Auth-Token`, if sent.
+    Token(Option<String>),
+    /// An `SDK-HMAC-SHA256` signed request: the verified access key id, or why the signature was refused.
+    Signed(Result<String, String>),
+}
 
 /// Response extension: what the [`Call`] record needs from a handler's answer.
 #[derive(Clone, Default)]
@@ -144,6 +154,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/faults", post(admin_fault))
         .route("/reset", post(admin_reset))
         .route("/tokens", put(admin_tokens))
+        .route("/access-keys", put(admin_access_keys))
         .route("/certificates", post(admin_certificate))
         .fallback(admin_not_found)
         .method_not_allowed_fallback(admin_not_found)
@@ -158,6 +169,20 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
     let (mut parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
     let header = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let authorization = header("authorization").and_then(signature::parse_authorization);
+    let caller = match (&authorization, &body) {
+        (Some(authorization), Ok(body)) => {
+            let received = Received {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body,
+            };
+            Caller::Signed(check_signature(&shared, &received, authorization))
+        }
+        _ => Caller::Token(header("x-auth-token").map(str::to_owned)),
+    };
     let mut call = Call {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -167,6 +192,10 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
             .headers
             .get("x-auth-token")
             .map(|v| hex::encode(Sha256::digest(v.as_bytes()))),
+        access_key_sha256: authorization
+            .as_ref()
+            .map(|a| hex::encode(Sha256::digest(a.access_key.as_bytes()))),
+        signed_headers: authorization.as_ref().map(|a| a.signed_headers.to_owned()),
         body: body.as_deref().map_or(Value::Null, recorded_body),
         status: 0,
         error_code: None,
@@ -182,6 +211,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
     let mut response = match body {
         Ok(body) => {
             parts.extensions.insert(RequestId(request_id.clone()));
+            parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(body))).await
         }
         // Too large or cut off: no handler can make sense of it.
@@ -209,6 +239,25 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
     shared.state().calls.push(call);
     set_request_id(&mut response, &request_id);
     response
+}
+
+/// The gateway's AK/SK check: a known access key, not locked, with a valid signature; every check is counted.
+fn check_signature(
+    shared: &Shared,
+    received: &Received<'_>,
+    authorization: &signature::Authorization<'_>,
+) -> Result<String, String> {
+    let access_key = authorization.access_key;
+    let mut state = shared.state();
+    let Some(secret_key) = state.access_keys.get(access_key).cloned() else {
+        return Err("Get secretKey failed: ak not exist".to_owned());
+    };
+    if state.access_key_locked(access_key) {
+        return Err("AK access failed to reach the limit,forbidden".to_owned());
+    }
+    let verdict = signature::verify(received, authorization, &secret_key, jiff::Timestamp::now());
+    state.signature_checked(access_key, verdict.is_ok());
+    verdict.map(|()| access_key.to_owned()).map_err(str::to_owned)
 }
 
 fn new_request_id() -> String {
@@ -352,23 +401,27 @@ fn fault_status(status: u16) -> StatusCode {
 }
 
 /// IAM checks shared by all SCM endpoints; forbidden tokens count as authenticated.
-fn authorize(shared: &Shared, headers: &HeaderMap, request_id: &RequestId) -> Result<(), SimReply> {
-    let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
+fn authorize(shared: &Shared, caller: &Caller, request_id: &RequestId) -> Result<(), SimReply> {
+    let unauthorized = |reason: &str| {
+        SimReply::gateway_error(
+            StatusCode::UNAUTHORIZED,
+            "APIGW.0301",
+            &format!("Incorrect IAM authentication information: {reason}"),
+            request_id,
+        )
+    };
     let state = shared.state();
-    match token {
-        Some(token) if state.forbidden_tokens.contains(token) => Err(SimReply::gateway_error(
+    match caller {
+        Caller::Signed(Ok(_)) => Ok(()),
+        Caller::Signed(Err(reason)) => Err(unauthorized(reason)),
+        Caller::Token(Some(token)) if state.forbidden_tokens.contains(token) => Err(SimReply::gateway_error(
             StatusCode::FORBIDDEN,
             "APIGW.0302",
             "The IAM user is not authorized to access the API.",
             request_id,
         )),
-        Some(token) if state.tokens.contains(token) => Ok(()),
-        _ => Err(SimReply::gateway_error(
-            StatusCode::UNAUTHORIZED,
-            "APIGW.0301",
-            "Incorrect IAM authentication information: decrypt token fail",
-            request_id,
-        )),
+        Caller::Token(Some(token)) if state.tokens.contains(token) => Ok(()),
+        Caller::Token(_) => Err(unauthorized("decrypt token fail")),
     }
 }
 
@@ -402,7 +455,7 @@ async fn push(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> SimReply {
     let fault = shared.state().take_fault(&id);
@@ -427,21 +480,21 @@ async fn push(
         Some(FaultAction::Drop) => SimReply::dropped(),
         Some(FaultAction::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            apply_push(&shared, &id, &headers, &body, &request_id)
+            apply_push(&shared, &id, &caller, &body, &request_id)
         }
         Some(FaultAction::DropAfterPush) => {
             // The push lands; only the answer is lost.
-            let _ = apply_push(&shared, &id, &headers, &body, &request_id);
+            let _ = apply_push(&shared, &id, &caller, &body, &request_id);
             SimReply::dropped()
         }
-        None => apply_push(&shared, &id, &headers, &body, &request_id),
+        None => apply_push(&shared, &id, &caller, &body, &request_id),
     };
     reply.about(&id)
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
-fn apply_push(shared: &Shared, id: &str, headers: &HeaderMap, body: &[u8], request_id: &RequestId) -> SimReply {
-    if let Err(reply) = authorize(shared, headers, request_id) {
+fn apply_push(shared: &Shared, id: &str, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
+    if let Err(reply) = authorize(shared, caller, request_id) {
         return reply;
     }
     let mut state = shared.state();
@@ -485,10 +538,10 @@ fn apply_push(shared: &Shared, id: &str, headers: &HeaderMap, body: &[u8], reque
 async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> SimReply {
-    if let Err(reply) = authorize(&shared, &headers, &request_id) {
+    if let Err(reply) = authorize(&shared, &caller, &request_id) {
         return reply;
     }
     let mut limit = 10_usize;
@@ -527,9 +580,9 @@ async fn show(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> SimReply {
-    let reply = match authorize(&shared, &headers, &request_id) {
+    let reply = match authorize(&shared, &caller, &request_id) {
         Err(reply) => reply,
         Ok(()) => match shared.state().certificate(&id) {
             Some(certificate) => SimReply::json(StatusCode::OK, &certificate.detail()),
@@ -560,10 +613,10 @@ fn valid_name(name: &str) -> bool {
 async fn import(
     State(shared): State<Arc<Shared>>,
     Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> SimReply {
-    if let Err(reply) = authorize(&shared, &headers, &request_id) {
+    if let Err(reply) = authorize(&shared, &caller, &request_id) {
         return reply;
     }
     // The parsed request (private key included) is dropped at the end of this function.
@@ -645,6 +698,17 @@ async fn admin_tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> SimRepl
     match parse_admin::<Vec<String>>(&body) {
         Ok(tokens) => {
             shared.state().set_tokens(tokens);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/access-keys`: a JSON object from access key id to secret key.
+async fn admin_access_keys(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<std::collections::BTreeMap<String, String>>(&body) {
+        Ok(keys) => {
+            shared.state().set_access_keys(keys.into_iter().collect());
             SimReply::empty(StatusCode::NO_CONTENT)
         }
         Err(reply) => reply,

@@ -1,7 +1,7 @@
 //! Mutable simulator state: credentials, certificates, recorded calls and queued faults.
 
-use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -103,10 +103,19 @@ fn scm_time(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%d %H:%M:%S.0").to_string()
 }
 
+/// Signature failures in a row that the gateway tolerates before it locks an access key.
+pub(super) const MAX_SIGNATURE_FAILURES: u32 = 5;
+/// How long a locked access key stays locked.
+pub(super) const LOCK_DURATION: Duration = Duration::from_secs(5 * 60);
+
 /// Everything a request can read or change, behind one mutex.
 pub(super) struct State {
     pub tokens: HashSet<String>,
     pub forbidden_tokens: HashSet<String>,
+    /// Secret key by access key id.
+    pub access_keys: HashMap<String, String>,
+    /// Signature failures in a row per access key id, and when the last one happened.
+    pub signature_failures: HashMap<String, (u32, Instant)>,
     /// In creation order so that list pagination is stable.
     pub certificates: Vec<Certificate>,
     pub latency: Duration,
@@ -121,6 +130,8 @@ impl State {
         let mut state = Self {
             tokens: HashSet::new(),
             forbidden_tokens: non_empty(config.forbidden_tokens),
+            access_keys: HashMap::new(),
+            signature_failures: HashMap::new(),
             certificates: Vec::new(),
             latency: config.latency,
             reject_duplicate_push: config.reject_duplicate_push,
@@ -129,6 +140,7 @@ impl State {
             pushed: HashSet::new(),
         };
         state.set_tokens(config.tokens);
+        state.set_access_keys(config.access_keys);
         for id in &config.certificates {
             state.add_certificate(id);
         }
@@ -138,6 +150,36 @@ impl State {
     pub fn set_tokens(&mut self, tokens: Vec<String>) {
         // An empty token would let a request with an empty header authenticate.
         self.tokens = non_empty(tokens);
+    }
+
+    pub fn set_access_keys(&mut self, keys: Vec<(String, String)>) {
+        // Empty ids or keys would make a trivially forgeable signature acceptable.
+        self.access_keys = keys
+            .into_iter()
+            .filter(|(ak, sk)| !ak.is_empty() && !sk.is_empty())
+            .collect();
+        self.signature_failures.clear();
+    }
+
+    /// Whether the gateway's lock applies: more than [`MAX_SIGNATURE_FAILURES`] failures in a row, the last one
+    /// less than [`LOCK_DURATION`] ago.
+    pub fn access_key_locked(&self, access_key: &str) -> bool {
+        self.signature_failures
+            .get(access_key)
+            .is_some_and(|(count, last)| *count > MAX_SIGNATURE_FAILURES && last.elapsed() < LOCK_DURATION)
+    }
+
+    /// Counts a signature check: a success resets the run of failures.
+    pub fn signature_checked(&mut self, access_key: &str, valid: bool) {
+        if valid {
+            self.signature_failures.remove(access_key);
+        } else {
+            let entry = self
+                .signature_failures
+                .entry(access_key.to_owned())
+                .or_insert((0, Instant::now()));
+            *entry = (entry.0.saturating_add(1), Instant::now());
+        }
     }
 
     pub fn add_certificate(&mut self, id: &str) {
@@ -193,6 +235,7 @@ impl State {
         self.calls.clear();
         self.faults.clear();
         self.pushed.clear();
+        self.signature_failures.clear();
     }
 }
 

@@ -1,29 +1,60 @@
-//! SCM credentials taken from a Kubernetes Secret.
-//!
-//! Only IAM tokens exist today; AK/SK signing (`SDK-HMAC-SHA256`) is meant to become a second
-//! `Credentials` variant read from the same Secret, applied in [`Credentials::authorize`].
+//! SCM credentials taken from a Kubernetes Secret: an IAM token sent as it is, or an access key pair (AK/SK) that
+//! signs every request with [`super::sign`].
 
 use std::fmt;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::HeaderValue;
 use sha2::{Digest, Sha256};
 
+use super::sign::{self, SignedParts};
 use crate::crd::CredentialsRef;
 
 /// Huawei documents 32 characters as the shortest valid X-Auth-Token.
 pub const MIN_TOKEN_LEN: usize = 32;
+/// Secret key holding the access key id (AK).
+pub const ACCESS_KEY: &str = "accessKey";
+/// Secret key holding the secret access key (SK).
+pub const SECRET_KEY: &str = "secretKey";
+/// Optional Secret key: the IAM project id sent as `X-Project-Id`.
+pub const PROJECT_ID: &str = "projectId";
+/// Optional Secret key: the account (domain) id sent as `X-Domain-Id`.
+pub const DOMAIN_ID: &str = "domainId";
+/// Optional Secret key: the security token that temporary access keys need (`X-Security-Token`).
+pub const SECURITY_TOKEN: &str = "securityToken";
 
 /// Credentials for one SCM request; never cached beyond one reconcile.
 pub enum Credentials {
     /// An IAM token sent as `X-Auth-Token`.
     Token(HeaderValue),
+    /// A permanent or temporary access key pair that signs each request (`SDK-HMAC-SHA256`).
+    AccessKey(AccessKey),
+}
+
+/// An access key pair with the optional scope and security token sent beside it.
+pub struct AccessKey {
+    access_key: String,
+    secret_key: String,
+    scope: Option<Scope>,
+    security_token: Option<HeaderValue>,
+}
+
+/// Which IAM scope header accompanies a signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    /// `X-Project-Id`.
+    Project(String),
+    /// `X-Domain-Id`.
+    Domain(String),
 }
 
 impl fmt::Debug for Credentials {
+    // Hand-written so that no key material can reach logs through Debug.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credentials::Token(_) => f.write_str("Credentials::Token(<redacted>)"),
+            Credentials::AccessKey(_) => f.write_str("Credentials::AccessKey(<redacted>)"),
         }
     }
 }
@@ -31,76 +62,242 @@ impl fmt::Debug for Credentials {
 /// Why usable credentials could not be read from the Secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    /// The Secret or the key is missing.
+    /// The Secret is missing.
     #[error("{0}")]
     NotFound(String),
-    /// The value is present but cannot be a valid token.
+    /// The Secret exists but does not hold one usable kind of credentials.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// The keys of one Secret, read without ever putting a value into an error message.
+struct SecretData<'a> {
+    name: &'a str,
+    data: Option<&'a std::collections::BTreeMap<String, ByteString>>,
+}
+
+impl SecretData<'_> {
+    fn has(&self, key: &str) -> bool {
+        self.data.is_some_and(|d| d.contains_key(key))
+    }
+
+    /// The trimmed text under `key`; `None` when absent or blank.
+    fn text(&self, key: &str) -> Result<Option<&str>, CredentialsError> {
+        let Some(raw) = self.data.and_then(|d| d.get(key)) else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&raw.0).map_err(|_| self.invalid(key, "is not UTF-8 text"))?;
+        let text = text.trim();
+        Ok((!text.is_empty()).then_some(text))
+    }
+
+    fn required(&self, key: &str) -> Result<&str, CredentialsError> {
+        self.text(key)?.ok_or_else(|| self.invalid(key, "is missing or empty"))
+    }
+
+    fn invalid(&self, key: &str, problem: &str) -> CredentialsError {
+        CredentialsError::Invalid(format!("key {key:?} of Secret {:?} {problem}", self.name))
+    }
+}
+
+/// A header value that is never printed by reqwest's or hyper's Debug output.
+fn sensitive_header(value: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 impl Credentials {
-    /// Reads the token from `secret` (None when the Secret does not exist); never echoes secret data in errors.
+    /// Reads a token or an access key pair from `secret` (None when the Secret does not exist); never echoes
+    /// secret data in errors.
     pub fn from_secret(secret: Option<&Secret>, reference: &CredentialsRef) -> Result<Self, CredentialsError> {
-        let name = &reference.name;
-        let key = &reference.token_key;
+        let name = reference.name.as_str();
+        let token_key = reference.token_key.as_str();
         let secret =
             secret.ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} not found in this namespace")))?;
-        let raw = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} has no key {key:?}")))?;
-        let text = std::str::from_utf8(&raw.0)
-            .map_err(|_| CredentialsError::Invalid(format!("key {key:?} of Secret {name:?} is not UTF-8 text")))?;
-        let token = text.trim();
-        if token.chars().count() < MIN_TOKEN_LEN {
-            return Err(CredentialsError::Invalid(format!(
-                "key {key:?} of Secret {name:?} holds {} characters; an IAM token has at least {MIN_TOKEN_LEN}",
-                token.chars().count()
-            )));
+        let data = SecretData {
+            name,
+            data: secret.data.as_ref(),
+        };
+        let has_token = data.has(token_key);
+        let has_access_key = data.has(ACCESS_KEY) || data.has(SECRET_KEY);
+        match (has_token, has_access_key) {
+            (true, false) => Self::token(&data, token_key),
+            (false, true) => AccessKey::read(&data).map(Credentials::AccessKey),
+            (true, true) => Err(CredentialsError::Invalid(format!(
+                "Secret {name:?} holds both an IAM token (key {token_key:?}) and an access key pair (keys \
+                 {ACCESS_KEY:?}, {SECRET_KEY:?}); keep only one kind"
+            ))),
+            (false, false) => Err(CredentialsError::Invalid(format!(
+                "Secret {name:?} holds neither an IAM token (key {token_key:?}) nor an access key pair (keys \
+                 {ACCESS_KEY:?} and {SECRET_KEY:?}, optionally {PROJECT_ID:?} or {DOMAIN_ID:?} and \
+                 {SECURITY_TOKEN:?})"
+            ))),
         }
-        let mut value = HeaderValue::from_str(token).map_err(|_| {
-            CredentialsError::Invalid(format!(
-                "key {key:?} of Secret {name:?} contains characters not allowed in a token"
-            ))
-        })?;
-        // Keeps the value out of reqwest's and hyper's Debug output.
-        value.set_sensitive(true);
+    }
+
+    fn token(data: &SecretData<'_>, key: &str) -> Result<Self, CredentialsError> {
+        let token = data.text(key)?.unwrap_or_default();
+        let length = token.chars().count();
+        if length < MIN_TOKEN_LEN {
+            return Err(data.invalid(
+                key,
+                &format!("holds {length} characters; an IAM token has at least {MIN_TOKEN_LEN}"),
+            ));
+        }
+        let value =
+            sensitive_header(token).ok_or_else(|| data.invalid(key, "contains characters not allowed in a token"))?;
         Ok(Credentials::Token(value))
     }
 
     /// A fingerprint of the exact credential material sent, for status: a stall caused by a rejected credential
     /// lifts only when this changes, not on edits of the Secret's labels or annotations.
     ///
-    /// SHA-256 over the whole value (never a prefix) behind a fixed label, so it cannot be turned back into
-    /// the token and does not match a plain hash of it published elsewhere.
+    /// SHA-256 over every value (never a prefix), each behind its name, after a fixed label, so it cannot be
+    /// turned back into a key and does not match a plain hash of one published elsewhere.
     pub fn digest(&self) -> String {
         let mut hash = Sha256::new();
         hash.update(b"certpush-operator credentials digest v1\0");
+        let mut field = |name: &str, value: &[u8]| {
+            hash.update(name.as_bytes());
+            hash.update(b"\0");
+            hash.update(u64::try_from(value.len()).unwrap_or(u64::MAX).to_be_bytes());
+            hash.update(value);
+        };
         match self {
-            Credentials::Token(token) => {
-                hash.update(b"token\0");
-                hash.update(token.as_bytes());
+            Credentials::Token(token) => field("token", token.as_bytes()),
+            Credentials::AccessKey(key) => {
+                field(ACCESS_KEY, key.access_key.as_bytes());
+                field(SECRET_KEY, key.secret_key.as_bytes());
+                match &key.scope {
+                    Some(Scope::Project(id)) => field(PROJECT_ID, id.as_bytes()),
+                    Some(Scope::Domain(id)) => field(DOMAIN_ID, id.as_bytes()),
+                    None => {}
+                }
+                if let Some(token) = &key.security_token {
+                    field(SECURITY_TOKEN, token.as_bytes());
+                }
             }
         }
         format!("sha256:{}", hex::encode(hash.finalize()))
     }
 
-    /// Adds the authentication headers to a request.
-    pub fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// Adds the authentication headers to a finished request: the token, or the signature over it at `now`.
+    pub fn authorize(&self, request: &mut reqwest::Request, now: jiff::Timestamp) {
         match self {
-            Credentials::Token(token) => request.header("X-Auth-Token", token.clone()),
+            Credentials::Token(token) => {
+                request.headers_mut().insert("X-Auth-Token", token.clone());
+            }
+            Credentials::AccessKey(key) => key.sign(request, now),
         }
     }
 
     /// Removes any copy of the secret from text that came back from the server before it is stored or logged.
     pub fn redact(&self, text: &str) -> String {
-        match self {
-            Credentials::Token(token) => match token.to_str() {
-                Ok(t) if text.contains(t) => text.replace(t, "<redacted>"),
-                _ => text.to_string(),
-            },
+        let secrets: Vec<&str> = match self {
+            Credentials::Token(token) => token.to_str().into_iter().collect(),
+            Credentials::AccessKey(key) => [key.access_key.as_str(), key.secret_key.as_str()]
+                .into_iter()
+                .chain(key.security_token.as_ref().and_then(|t| t.to_str().ok()))
+                .collect(),
+        };
+        secrets
+            .into_iter()
+            .filter(|secret| !secret.is_empty())
+            .fold(text.to_string(), |text, secret| text.replace(secret, "<redacted>"))
+    }
+}
+
+impl AccessKey {
+    fn read(data: &SecretData<'_>) -> Result<Self, CredentialsError> {
+        let access_key = data.required(ACCESS_KEY)?;
+        if access_key.len() > 128 || !access_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(data.invalid(ACCESS_KEY, "is not an access key id (up to 128 letters and digits)"));
+        }
+        let secret_key = data.required(SECRET_KEY)?;
+        if secret_key.len() > 256 || !secret_key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(data.invalid(
+                SECRET_KEY,
+                "is not a secret access key (up to 256 printable ASCII characters)",
+            ));
+        }
+        let id = |key: &str| -> Result<Option<String>, CredentialsError> {
+            let Some(id) = data.text(key)? else {
+                return Ok(None);
+            };
+            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(data.invalid(key, "is not an IAM id (up to 64 letters, digits, '-' or '_')"));
+            }
+            Ok(Some(id.to_owned()))
+        };
+        let scope = match (id(PROJECT_ID)?, id(DOMAIN_ID)?) {
+            (Some(_), Some(_)) => {
+                return Err(CredentialsError::Invalid(format!(
+                    "Secret {:?} sets both {PROJECT_ID:?} and {DOMAIN_ID:?}; set at most one",
+                    data.name
+                )));
+            }
+            (Some(project), None) => Some(Scope::Project(project)),
+            (None, Some(domain)) => Some(Scope::Domain(domain)),
+            (None, None) => None,
+        };
+        let security_token = match data.text(SECURITY_TOKEN)? {
+            Some(token) => Some(
+                sensitive_header(token)
+                    .ok_or_else(|| data.invalid(SECURITY_TOKEN, "contains characters not allowed in a header"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            scope,
+            security_token,
+        })
+    }
+
+    /// Adds `Host`, `X-Sdk-Date`, the scope and security-token headers, and the `Authorization` that signs them all
+    /// with the exact body bytes.
+    fn sign(&self, request: &mut reqwest::Request, now: jiff::Timestamp) {
+        let url = request.url().clone();
+        // Sent explicitly so that the Host the gateway sees is the one signed (hyper keeps a Host that is set).
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        let date = sign::sdk_date(now);
+        let mut signed: Vec<(&str, HeaderValue)> = Vec::with_capacity(5);
+        signed.extend(HeaderValue::from_str(&host).ok().map(|v| ("Host", v)));
+        signed.extend(HeaderValue::from_str(&date).ok().map(|v| (sign::DATE_HEADER, v)));
+        match &self.scope {
+            Some(Scope::Project(id)) => signed.extend(HeaderValue::from_str(id).ok().map(|v| ("X-Project-Id", v))),
+            Some(Scope::Domain(id)) => signed.extend(HeaderValue::from_str(id).ok().map(|v| ("X-Domain-Id", v))),
+            None => {}
+        }
+        if let Some(token) = &self.security_token {
+            signed.push(("X-Security-Token", token.clone()));
+        }
+        // Every value was built from text, so to_str cannot fail; a header that could not be signed is not sent.
+        signed.retain(|(_, value)| value.to_str().is_ok());
+        let texts: Vec<(&str, &str)> = signed
+            .iter()
+            .filter_map(|(name, value)| value.to_str().ok().map(|v| (*name, v)))
+            .collect();
+        let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
+        let parts = SignedParts {
+            method: request.method().as_str(),
+            url: &url,
+            headers: &texts,
+            body,
+        };
+        let authorization = sign::authorization(&self.access_key, &self.secret_key, &date, &parts);
+        let request_headers = request.headers_mut();
+        for (name, value) in signed {
+            request_headers.insert(name, value);
+        }
+        if let Some(value) = sensitive_header(&authorization) {
+            request_headers.insert(reqwest::header::AUTHORIZATION, value);
         }
     }
 }
@@ -127,18 +324,162 @@ mod tests {
 
     const GOOD: &str = "0123456789abcdef0123456789abcdef";
 
+    fn secret_with(entries: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn invalid_message(result: Result<Credentials, CredentialsError>) -> String {
+        match result {
+            Err(CredentialsError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn missing_secret_and_missing_key_are_not_found() {
+    fn missing_secret_is_not_found_and_a_secret_without_credentials_is_invalid() {
         let e = Credentials::from_secret(None, &reference()).unwrap_err();
         assert!(
             matches!(e, CredentialsError::NotFound(ref m) if m.contains("\"scm\" not found")),
             "{e:?}"
         );
-        let e = Credentials::from_secret(Some(&secret("other", GOOD.as_bytes())), &reference()).unwrap_err();
+        let m = invalid_message(Credentials::from_secret(
+            Some(&secret("other", GOOD.as_bytes())),
+            &reference(),
+        ));
+        for key in ["\"token\"", "\"accessKey\"", "\"secretKey\""] {
+            assert!(m.contains(key) && m.contains("neither"), "{m}");
+        }
+    }
+
+    const AK: &str = "QTWAOYTTINDUT2QVKYUC";
+    const SK: &str = "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc";
+
+    #[test]
+    fn both_kinds_at_once_are_invalid_and_name_the_keys() {
+        let both = secret_with(&[("token", GOOD), (ACCESS_KEY, AK), (SECRET_KEY, SK)]);
+        let m = invalid_message(Credentials::from_secret(Some(&both), &reference()));
         assert!(
-            matches!(e, CredentialsError::NotFound(ref m) if m.contains("no key \"token\"")),
-            "{e:?}"
+            m.contains("both") && m.contains("\"token\"") && m.contains("\"accessKey\""),
+            "{m}"
         );
+        assert!(!m.contains(GOOD) && !m.contains(SK) && !m.contains(AK));
+    }
+
+    #[test]
+    fn an_incomplete_or_malformed_access_key_pair_is_invalid_without_echoing_it() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[(ACCESS_KEY, AK)], "\"secretKey\""),
+            (&[(SECRET_KEY, SK)], "\"accessKey\""),
+            (&[(ACCESS_KEY, "AK/WITH/SLASH"), (SECRET_KEY, SK)], "\"accessKey\""),
+            (&[(ACCESS_KEY, AK), (SECRET_KEY, "has space")], "\"secretKey\""),
+            (
+                &[
+                    (ACCESS_KEY, AK),
+                    (SECRET_KEY, SK),
+                    (PROJECT_ID, "p1"),
+                    (DOMAIN_ID, "d1"),
+                ],
+                "at most one",
+            ),
+            (
+                &[(ACCESS_KEY, AK), (SECRET_KEY, SK), (SECURITY_TOKEN, "a\nb")],
+                "\"securityToken\"",
+            ),
+        ];
+        for (entries, expected) in cases {
+            let m = invalid_message(Credentials::from_secret(Some(&secret_with(entries)), &reference()));
+            assert!(m.contains(expected), "{entries:?}: {m}");
+            assert!(!m.contains(SK) && !m.contains(AK), "{m}");
+        }
+    }
+
+    #[test]
+    fn access_key_pair_is_read_trimmed_and_hidden_from_debug_and_text() {
+        let with_newlines = format!("{SK}\n");
+        let read = Credentials::from_secret(
+            Some(&secret_with(&[
+                (ACCESS_KEY, AK),
+                (SECRET_KEY, &with_newlines),
+                (PROJECT_ID, ""),
+            ])),
+            &reference(),
+        )
+        .unwrap();
+        let Credentials::AccessKey(ref key) = read else {
+            panic!("expected an access key, got {read:?}")
+        };
+        assert_eq!(
+            (key.access_key.as_str(), key.secret_key.as_str(), &key.scope),
+            (AK, SK, &None)
+        );
+        assert!(!format!("{read:?}").contains(SK) && !format!("{read:?}").contains(AK));
+        assert_eq!(read.redact(&format!("ak {AK} sk {SK}")), "ak <redacted> sk <redacted>");
+    }
+
+    #[test]
+    fn access_key_digest_covers_every_field() {
+        let digest = |entries: &[(&str, &str)]| {
+            Credentials::from_secret(Some(&secret_with(entries)), &reference())
+                .unwrap()
+                .digest()
+        };
+        let base = digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK)]);
+        let variants = [
+            digest(&[(ACCESS_KEY, "QTWAOYTTINDUT2QVKYUD"), (SECRET_KEY, SK)]),
+            digest(&[
+                (ACCESS_KEY, AK),
+                (SECRET_KEY, "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHd"),
+            ]),
+            digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (PROJECT_ID, "p1")]),
+            digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (DOMAIN_ID, "p1")]),
+            digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (SECURITY_TOKEN, "t1")]),
+        ];
+        let mut all = variants.to_vec();
+        all.push(base.clone());
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), variants.len() + 1, "each field changes the digest");
+        assert_eq!(base, digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), ("note", "x")]));
+    }
+
+    #[test]
+    fn a_signed_request_carries_the_signed_headers_and_hides_the_secret_ones() {
+        let creds = Credentials::from_secret(
+            Some(&secret_with(&[
+                (ACCESS_KEY, AK),
+                (SECRET_KEY, SK),
+                (DOMAIN_ID, "d1"),
+                (SECURITY_TOKEN, "st"),
+            ])),
+            &reference(),
+        )
+        .unwrap();
+        let url = "http://127.0.0.1:8443/v3/scm/certificates/scs1554192131150/push";
+        let mut request = reqwest::Request::new(reqwest::Method::POST, url.parse().unwrap());
+        *request.body_mut() = Some("{}".into());
+        creds.authorize(&mut request, "2026-11-25T12:00:00Z".parse().unwrap());
+        let headers = request.headers();
+        assert_eq!(headers["host"], "127.0.0.1:8443");
+        assert_eq!(headers["x-sdk-date"], "20261125T120000Z");
+        assert_eq!(headers["x-domain-id"], "d1");
+        assert_eq!(headers["x-security-token"], "st");
+        let authorization = headers["authorization"].to_str().unwrap();
+        assert!(
+            authorization.starts_with(&format!(
+                "SDK-HMAC-SHA256 Access={AK}, SignedHeaders=host;x-domain-id;x-sdk-date;x-security-token, Signature="
+            )),
+            "{authorization}"
+        );
+        assert!(headers["authorization"].is_sensitive() && headers["x-security-token"].is_sensitive());
+        assert!(!format!("{request:?}").contains(SK));
     }
 
     #[test]
@@ -158,7 +499,9 @@ mod tests {
     fn token_is_trimmed_redacted_in_debug_and_in_text() {
         let value = format!("{GOOD}\n");
         let creds = Credentials::from_secret(Some(&secret("token", value.as_bytes())), &reference()).unwrap();
-        let Credentials::Token(ref v) = creds;
+        let Credentials::Token(ref v) = creds else {
+            panic!("expected a token, got {creds:?}")
+        };
         assert_eq!(v.to_str().unwrap(), GOOD);
         assert!(!format!("{creds:?}").contains(GOOD));
         assert_eq!(creds.redact(&format!("bad token {GOOD}!")), "bad token <redacted>!");

@@ -111,7 +111,13 @@ impl ScmClient {
             // Huawei answers in Chinese unless asked otherwise; status messages should be readable.
             .header("X-Language", "en-us")
             .body(body.to_string());
-        let response = match credentials.authorize(builder).send().await {
+        let mut request = match builder.build() {
+            Ok(request) => request,
+            Err(e) => return Transport::NotSent(describe(&e)),
+        };
+        // Signed last, over the finished request: the signature covers its exact URL, headers and body bytes.
+        credentials.authorize(&mut request, jiff::Timestamp::now());
+        let response = match self.http.execute(request).await {
             Ok(r) => r,
             // Only a failed connect proves nothing was sent; after that the request may have reached SCM.
             Err(e) if e.is_connect() || e.is_builder() => return Transport::NotSent(describe(&e)),
