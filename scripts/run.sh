@@ -30,9 +30,11 @@ bash tests/e2e/control-plane.sh start "$work/cp"
 source "$work/cp/env"
 export KUBECONFIG
 
-token=$(openssl rand -hex 32)
+# A fresh access key pair (the recommended kind of credentials), passed through the environment, not argv.
+access_key=$(openssl rand -hex 10 | tr 'a-f' 'A-F')
+secret_key=$(openssl rand -hex 20)
 sim_port=$(free_port)
-target/debug/scm-sim --port "$sim_port" --token "$token" >"$work/scm-sim.log" 2>&1 &
+SCM_SIM_ACCESS_KEYS="$access_key:$secret_key" target/debug/scm-sim --port "$sim_port" >"$work/scm-sim.log" 2>&1 &
 pids+=($!)
 
 echo "==> installing the CRD and RBAC"
@@ -42,7 +44,8 @@ kubectl apply -f deploy/manifests/rbac.yaml
 
 echo "==> applying the examples in namespace demo"
 kubectl create namespace demo
-kubectl -n demo create secret generic scm-credentials --from-literal=token="$token"
+kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="$access_key" \
+  --from-literal=secretKey="$secret_key"
 kubectl -n demo apply -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
   -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml
 

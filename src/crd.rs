@@ -92,8 +92,10 @@ pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
-/// Reference to a Secret in the same namespace. There is deliberately no namespace field: a
-/// CertificatePush can never read another namespace's Secret.
+/// Reference to the Secret in the same namespace that holds SCM credentials: either an IAM token (under tokenKey), or
+/// an access key pair (keys accessKey and secretKey, optionally projectId or domainId, and securityToken for
+/// temporary keys) that signs every request. There is deliberately no namespace field: a CertificatePush can never
+/// read another namespace's Secret.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
@@ -101,7 +103,8 @@ pub struct CredentialsRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 
-    /// Key in the Secret's data that holds an IAM token (X-Auth-Token, at least 32 characters).
+    /// Key in the Secret's data that holds an IAM token (X-Auth-Token, at least 32 characters); not used by a Secret
+    /// that holds an access key pair instead.
     #[serde(default = "default_token_key")]
     #[schemars(length(min = 1, max = 253))]
     pub token_key: String,

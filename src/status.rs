@@ -111,11 +111,16 @@ impl Reason {
                 "nothing sent (connect error), no answer after sending (timeout, reset: the outcome is unknown, \
                  see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing"
             }
-            Reason::CredentialsNotFound => "the Secret or its key does not exist; nothing is sent",
+            Reason::CredentialsNotFound => "the Secret does not exist; nothing is sent",
             Reason::InvalidCredentials => {
-                "the token is shorter than 32 characters (after trimming) or not valid header text; nothing is sent"
+                "the Secret holds neither a token nor `accessKey`+`secretKey`, or both kinds, or a malformed value \
+                 (a token shorter than 32 characters after trimming, an AK that is not letters and digits, \
+                 `projectId` and `domainId` together); nothing is sent"
             }
-            Reason::Unauthorized => "SCM answered 401 (`APIGW.0301` bad token, `APIGW.0307` expired token)",
+            Reason::Unauthorized => {
+                "SCM answered 401 (`APIGW.0301` bad token or signature, unknown or locked AK; `APIGW.0307` expired \
+                 token)"
+            }
             Reason::Forbidden => "SCM answered 403 (the IAM user lacks `scm:cert:push`)",
             Reason::CertificateNotFound => "SCM answered 404 (no such certificate)",
             Reason::PushRejected => {

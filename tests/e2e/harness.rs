@@ -145,10 +145,20 @@ where
     .expect("label");
 }
 
+/// Creates or replaces a Secret holding `token` under the default key.
 pub async fn put_secret(client: &Client, ns: &str, name: &str, token: &str) {
+    put_secret_data(client, ns, name, &[("token", token)]).await;
+}
+
+/// Creates or replaces a Secret whose whole data is `entries`.
+pub async fn put_secret_data(client: &Client, ns: &str, name: &str, entries: &[(&str, &str)]) {
+    let data: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+        .collect();
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
-        "stringData": {"token": token},
+        "stringData": data,
     }))
     .unwrap();
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);

@@ -658,6 +658,103 @@ async fn repush_with_an_expired_token_recovers_when_the_token_is_rotated() {
     );
 }
 
+/// AK/SK from the Secret sign the push (checked by the simulator's own verifier); no key material reaches logs at
+/// trace level, Events or status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn an_access_key_pair_signs_the_push() {
+    let client = admin().await;
+    let ns = namespace(&client, "aksk").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    let project = "0123456789abcdef0123456789abcdef";
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[
+            ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+            ("secretKey", scm_sim::DEMO_SECRET_KEY),
+            ("projectId", project),
+        ],
+    )
+    .await;
+    let api = create_push(&client, &ns, "elb", spec(CERT, TargetService::Elb, "cn-north-4", "scm")).await;
+    wait_for(&api, "elb", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:#?}");
+    assert_eq!(pushes[0].status, 204);
+    assert_eq!(pushes[0].token_sha256, None);
+    assert_eq!(
+        pushes[0].signed_headers.as_deref(),
+        Some("host;x-project-id;x-sdk-date")
+    );
+    assert_eq!(
+        pushes[0].access_key_sha256.as_deref(),
+        Some(sha256(scm_sim::DEMO_ACCESS_KEY).as_str())
+    );
+    assert_no_secret_leak(&ns, &op, &[scm_sim::DEMO_ACCESS_KEY, scm_sim::DEMO_SECRET_KEY]).await;
+}
+
+/// A Secret with both kinds sends nothing; a wrong secret key is sent once, stalls as Unauthorized, and is not
+/// sent again on Secret edits that keep it (the gateway locks a key after repeated failures); the right key lifts
+/// the stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_wrong_secret_key_stalls_and_is_not_resent_until_the_key_changes() {
+    let client = admin().await;
+    let ns = namespace(&client, "aksk-stall").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    let ak = scm_sim::DEMO_ACCESS_KEY;
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[("token", GOOD_TOKEN), ("accessKey", ak), ("secretKey", "wrong")],
+    )
+    .await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "waf", T, "InvalidCredentials", |cp| {
+        ready_is(cp, FALSE, "InvalidCredentials")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(
+        message.contains("both") && message.contains("\"accessKey\""),
+        "{message}"
+    );
+    assert!(sim.calls().is_empty(), "nothing is sent: {:#?}", sim.calls());
+
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[("accessKey", ak), ("secretKey", "not-the-secret-key")],
+    )
+    .await;
+    wait_for(&api, "waf", T, "Unauthorized", |cp| ready_is(cp, FALSE, "Unauthorized")).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for i in 0..6 {
+        op.after_reconcile("stalled", label(&secrets, "scm", &i.to_string()))
+            .await;
+    }
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 1, "the refused key was sent once: {pushes:#?}");
+    assert_eq!(pushes[0].error_code.as_deref(), Some("APIGW.0301"));
+
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[("accessKey", ak), ("secretKey", scm_sim::DEMO_SECRET_KEY)],
+    )
+    .await;
+    wait_for(&api, "waf", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let statuses: Vec<u16> = sim.pushes().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [401, 204]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane: run `make test`"]
 async fn secret_edits_that_keep_the_credential_do_not_resend_a_rejected_one() {
