@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod policy;
 pub mod scm;
 pub mod server;
+pub mod source;
 pub mod status;
 pub mod telemetry;
 

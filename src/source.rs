@@ -1,0 +1,263 @@
+//! A `kubernetes.io/tls` Secret as a certificate to import into SCM, checked locally before anything is sent.
+//!
+//! The checks are the ones SCM would otherwise answer with a 400 after the private key has already travelled:
+//! the PEM parses, the private key belongs to the leaf, the leaf is within its validity window, each chain
+//! certificate issued the one before it, and the parts fit SCM's field limits. The private key is held only in
+//! [`TlsSource`], whose `Debug` never shows it, and is read only to build the import request.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// Secret key holding the PEM certificate chain, leaf first (as cert-manager writes it).
+pub const TLS_CRT: &str = "tls.crt";
+/// Secret key holding the PEM private key.
+pub const TLS_KEY: &str = "tls.key";
+/// SCM's limit on the `certificate` field of an import, in characters.
+pub const MAX_CERTIFICATE_CHARS: usize = 4096;
+/// SCM's limit on `certificate_chain`.
+pub const MAX_CHAIN_CHARS: usize = 8192;
+/// SCM's limit on `private_key`.
+pub const MAX_KEY_CHARS: usize = 4096;
+/// SCM's certificate names: 3 to 63 of `[A-Za-z0-9_.-]`.
+pub const MAX_NAME_CHARS: usize = 63;
+
+/// A validated certificate with its key, ready to import.
+pub struct TlsSource {
+    /// Lower-case hex SHA-256 of the leaf's DER: what identifies the certificate across renewals.
+    pub fingerprint: String,
+    /// End of the leaf's validity.
+    pub not_after: Timestamp,
+    /// The leaf as PEM.
+    pub certificate: String,
+    /// The rest of the chain as PEM, in order; empty when the Secret holds only the leaf.
+    pub chain: String,
+    private_key: String,
+}
+
+impl fmt::Debug for TlsSource {
+    // Hand-written: the private key must never reach a log through Debug.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSource")
+            .field("fingerprint", &self.fingerprint)
+            .field("not_after", &self.not_after)
+            .field("private_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSource {
+    /// The private key PEM, for the import request body only.
+    pub fn private_key_pem(&self) -> &str {
+        &self.private_key
+    }
+
+    /// Reads and checks `secret` (None when it does not exist) at `now`; the error is a status message that never
+    /// contains key material.
+    pub fn from_secret(secret: Option<&Secret>, name: &str, now: Timestamp) -> Result<Self, String> {
+        let secret = secret.ok_or_else(|| format!("source Secret {name:?} not found in this namespace"))?;
+        let data = secret.data.as_ref();
+        let get = |key: &str| {
+            data.and_then(|d| d.get(key))
+                .map(|v| v.0.as_slice())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("source Secret {name:?} has no {key:?} (expected a kubernetes.io/tls Secret)"))
+        };
+        let (crt, key) = (get(TLS_CRT)?, get(TLS_KEY)?);
+        parse(crt, key, now).map_err(|problem| format!("source Secret {name:?}: {problem}"))
+    }
+}
+
+/// Parses and checks a PEM chain and key.
+pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, String> {
+    let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{TLS_CRT} is not valid PEM"))?;
+    if ders.is_empty() {
+        return Err(format!("{TLS_CRT} holds no CERTIFICATE block"));
+    }
+    let mut parsed = Vec::with_capacity(ders.len());
+    for (i, der) in ders.iter().enumerate() {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|_| format!("certificate {} in {TLS_CRT} is not a valid X.509 certificate", i + 1))?;
+        parsed.push(cert);
+    }
+    // Each certificate must be issued by the next one: SCM refuses a chain out of order (SCM.0079).
+    for (i, pair) in parsed.windows(2).enumerate() {
+        if pair[0].issuer().as_raw() != pair[1].subject().as_raw() {
+            return Err(format!(
+                "{TLS_CRT} is out of order: certificate {} was not issued by certificate {} (the leaf must come \
+                 first, then each issuer)",
+                i + 1,
+                i + 2
+            ));
+        }
+    }
+    let leaf = &parsed[0];
+    let validity = leaf.validity();
+    let not_before = Timestamp::from_second(validity.not_before.timestamp()).map_err(|e| e.to_string())?;
+    let not_after = Timestamp::from_second(validity.not_after.timestamp()).map_err(|e| e.to_string())?;
+    if now < not_before {
+        return Err(format!("the certificate is not valid before {not_before}"));
+    }
+    if now > not_after {
+        return Err(format!("the certificate expired at {not_after}"));
+    }
+
+    // Only the key's kind and whether it matches are ever reported, never its content.
+    let key_der = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+        format!("{TLS_KEY} holds no unencrypted PKCS#1, SEC1 or PKCS#8 private key (encrypted keys are not supported)")
+    })?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|_| {
+        format!("{TLS_KEY} holds a key of a type that cannot be used (RSA, ECDSA P-256/P-384 or Ed25519)")
+    })?;
+    let certified = rustls::sign::CertifiedKey::new(vec![ders[0].clone()], signing_key);
+    certified
+        .keys_match()
+        .map_err(|_| format!("the private key in {TLS_KEY} does not belong to the certificate in {TLS_CRT}"))?;
+
+    let pem = |der: &CertificateDer<'_>| pem_block("CERTIFICATE", der);
+    let certificate = pem(&ders[0]);
+    let chain: String = ders[1..].iter().map(pem).collect();
+    let private_key = String::from_utf8_lossy(key).trim().to_owned();
+    for (field, length, max) in [
+        ("the certificate", certificate.len(), MAX_CERTIFICATE_CHARS),
+        ("the chain", chain.len(), MAX_CHAIN_CHARS),
+        ("the private key", private_key.len(), MAX_KEY_CHARS),
+    ] {
+        if length > max {
+            return Err(format!(
+                "{field} is {length} characters as PEM; SCM accepts at most {max}"
+            ));
+        }
+    }
+    Ok(TlsSource {
+        fingerprint: hex::encode(Sha256::digest(&ders[0])),
+        not_after,
+        certificate,
+        chain,
+        private_key,
+    })
+}
+
+/// A PEM block with 64-character lines.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The SCM name of the import of certificate `fingerprint` for the CertificatePush `namespace/name`: deterministic,
+/// so that a crash between import and status write finds the first import instead of creating a second one.
+pub fn import_name(namespace: &str, name: &str, fingerprint: &str) -> String {
+    let fp = &fingerprint[..fingerprint.len().min(16)];
+    let full = format!("cpush-{namespace}-{name}-{fp}");
+    if full.len() <= MAX_NAME_CHARS {
+        return full;
+    }
+    // Too long: keep a readable prefix and make it unique with a hash of the whole identity.
+    let identity = hex::encode(Sha256::digest(format!("{namespace}/{name}")));
+    let room = MAX_NAME_CHARS - "cpush--".len() - 8 - 1 - fp.len();
+    let readable: String = format!("{namespace}-{name}").chars().take(room).collect();
+    format!("cpush-{readable}-{}-{fp}", &identity[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    /// Within the test leaf's validity (2026-01-01 to 2026-04-01).
+    fn now() -> Timestamp {
+        "2026-02-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// A CA, and a leaf it signed, as PEM: (leaf cert, leaf key, CA cert).
+    fn chain() -> (String, String, String) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf_params = CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
+        leaf_params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        leaf_params.not_after = rcgen::date_time_ymd(2026, 4, 1);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        (leaf.pem(), leaf_key.serialize_pem(), ca.pem())
+    }
+
+    #[test]
+    fn a_leaf_with_its_chain_and_key_is_accepted_and_split() {
+        let (leaf, key, ca) = chain();
+        let source = parse(format!("{leaf}{ca}").as_bytes(), key.as_bytes(), now()).unwrap();
+        assert_eq!(source.certificate.trim(), leaf.trim());
+        assert_eq!(source.chain.trim(), ca.trim());
+        assert_eq!(source.fingerprint.len(), 64);
+        assert_eq!(source.not_after, "2026-04-01T00:00:00Z".parse().unwrap());
+        let debug = format!("{source:?}");
+        assert!(
+            !debug.contains("PRIVATE KEY") && debug.contains("<redacted>"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn every_local_problem_is_reported_without_key_material() {
+        let (leaf, key, ca) = chain();
+        let (_, other_key, _) = chain();
+        let cases = [
+            (format!("{ca}{leaf}"), key.clone(), "out of order"),
+            (leaf.clone(), other_key.clone(), "does not belong"),
+            ("not pem".to_owned(), key.clone(), "no CERTIFICATE"),
+            (leaf.clone(), "not a key".to_owned(), "no unencrypted"),
+        ];
+        for (crt, key_pem, expected) in cases {
+            let error = parse(crt.as_bytes(), key_pem.as_bytes(), now()).unwrap_err();
+            assert!(error.contains(expected), "{expected}: {error}");
+            assert!(!error.contains("PRIVATE KEY"), "{error}");
+        }
+        let error = parse(leaf.as_bytes(), key.as_bytes(), "2026-04-02T00:00:00Z".parse().unwrap()).unwrap_err();
+        assert!(error.contains("expired"), "{error}");
+        let error = parse(leaf.as_bytes(), key.as_bytes(), "2025-12-31T00:00:00Z".parse().unwrap()).unwrap_err();
+        assert!(error.contains("not valid before"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_secret_or_key_names_what_is_expected() {
+        let error = TlsSource::from_secret(None, "web-tls", now()).unwrap_err();
+        assert!(error.contains("\"web-tls\" not found"), "{error}");
+        let error = TlsSource::from_secret(Some(&Secret::default()), "web-tls", now()).unwrap_err();
+        assert!(
+            error.contains("tls.crt") && error.contains("kubernetes.io/tls"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn import_names_are_deterministic_valid_and_bounded() {
+        let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(import_name("web", "www", fp), "cpush-web-www-0123456789abcdef");
+        let long = import_name(&"n".repeat(63), &"x".repeat(253), fp);
+        assert_eq!(long.len(), MAX_NAME_CHARS, "{long}");
+        assert_eq!(long, import_name(&"n".repeat(63), &"x".repeat(253), fp));
+        assert_ne!(long, import_name(&"n".repeat(63), &"y".repeat(253), fp));
+        for name in [import_name("web", "www", fp), long] {
+            assert!(
+                name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
+                "{name}"
+            );
+        }
+    }
+}
