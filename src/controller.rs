@@ -20,11 +20,16 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::cli::RunArgs;
-use crate::crd::{CertificatePush, CertificatePushStatus};
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, CertificateSource, SourceSecretStatus};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
-use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient};
+use crate::scm::wire::{ImportRequest, ImportResponse, ListResponse};
+use crate::scm::{
+    Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, ScmClient, Transport,
+    classify_as,
+};
 use crate::server::{self, WatchHealth};
+use crate::source::{self, TlsSource};
 use crate::status::{self, Attempt, Notice, Reason};
 
 /// Field manager of every status write (server-side apply).
@@ -120,11 +125,20 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
 
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
     // and cost no API call. A stall is not: only the Secret's current credential tells whether it is over.
+    // An imported certificate is judged by the source Secret's content, which the cache does not hold.
     if let Some(current) = &cached.status
         && status::ready(current).is_some()
+        && matches!(cached.spec.source(), Ok(CertificateSource::Id(_)))
         && !lock(&ctx.unsaved).contains_key(&uid)
     {
-        let step = decide(cached, current, current.credentials_digest.as_deref(), endpoint, now);
+        let step = decide(
+            cached,
+            current,
+            current.credentials_digest.as_deref(),
+            endpoint,
+            now,
+            None,
+        );
         if let Some(action) = settle_without_secret(step, &ctx.metrics) {
             return Ok(action);
         }
@@ -159,23 +173,64 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         current = pending;
     }
 
-    // Only a stall or a push needs the Secret, so decide first with the recorded credential and skip the GET
+    // What to push: a certificate in SCM, or the one in the source TLS Secret, checked before anything is sent.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let source = match cp.spec.source() {
+        Ok(CertificateSource::Id(_)) => None,
+        Ok(CertificateSource::Secret(secret_name)) => {
+            let secret = secrets.get_opt(secret_name).await?;
+            match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
+                Ok(tls) => Some(Source::new(tls, secret_name, secret.as_ref())),
+                Err(message) => return not_sent(ctx, &api, &cp, &current, Reason::InvalidSource, &message, now).await,
+            }
+        }
+        Err(message) => return not_sent(ctx, &api, &cp, &current, Reason::InvalidSpec, &message, now).await,
+    };
+    let fingerprint = source.as_ref().map(|s| s.tls.fingerprint.as_str());
+
+    // Only a stall or a push needs the credentials, so decide first with the recorded credential and skip the GET
     // for objects that are up to date or waiting.
-    let step = decide(&cp, &current, current.credentials_digest.as_deref(), endpoint, now);
+    let step = decide(
+        &cp,
+        &current,
+        current.credentials_digest.as_deref(),
+        endpoint,
+        now,
+        fingerprint,
+    );
     if let Some(action) = settle_without_secret(step, &ctx.metrics) {
         return Ok(action);
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
     let read = ReadCredentials::from_secret(secret.as_ref(), &cp);
     let cause = match settle(
-        decide(&cp, &current, read.digest.as_deref(), endpoint, now),
+        decide(&cp, &current, read.digest.as_deref(), endpoint, now, fingerprint),
         &ctx.metrics,
     ) {
         ControlFlow::Break(action) => return Ok(action),
         ControlFlow::Continue(cause) => cause,
     };
-    push(&cp, ctx, &api, &current, read, cause, now).await
+    push(&cp, ctx, &api, &current, read, source, cause, now).await
+}
+
+/// The certificate read from a source TLS Secret, with the Secret's identity for status.
+struct Source {
+    tls: TlsSource,
+    secret: SourceSecretStatus,
+}
+
+impl Source {
+    fn new(tls: TlsSource, name: &str, secret: Option<&Secret>) -> Self {
+        let meta = secret.map(|s| &s.metadata);
+        Self {
+            tls,
+            secret: SourceSecretStatus {
+                name: name.to_owned(),
+                uid: meta.and_then(|m| m.uid.clone()),
+                resource_version: meta.and_then(|m| m.resource_version.clone()),
+            },
+        }
+    }
 }
 
 /// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
@@ -200,6 +255,7 @@ fn decide(
     credentials_digest: Option<&str>,
     endpoint: &str,
     now: Timestamp,
+    source_fingerprint: Option<&str>,
 ) -> Step {
     policy::next_step(&Observed {
         generation: cp.metadata.generation.unwrap_or(0),
@@ -207,6 +263,7 @@ fn decide(
         status,
         credentials_digest,
         endpoint,
+        source_fingerprint,
         now,
     })
 }
@@ -232,47 +289,244 @@ fn settle_without_secret(step: Step, metrics: &Metrics) -> Option<Action> {
 }
 
 /// What is pushed where, for status messages and logs.
-fn target(cp: &CertificatePush) -> String {
-    let spec = &cp.spec;
+fn target(spec: &CertificatePushSpec, certificate: &str) -> String {
     format!(
-        "certificate {} to {} in {}",
-        spec.certificate_id, spec.target_service, spec.target_project
+        "certificate {certificate} to {} in {}",
+        spec.target_service, spec.target_project
     )
 }
 
-/// Pushes with the credentials read for this reconcile and records what happened: each step is one line.
+/// Imports the source certificate if SCM does not hold it yet, pushes, and records what happened: each step is
+/// one line.
+#[allow(clippy::too_many_arguments)] // The reconcile's whole state; bundling it would only rename it.
 async fn push(
     cp: &CertificatePush,
     ctx: &Context,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
     read: ReadCredentials,
+    source: Option<Source>,
     cause: Cause,
     now: Timestamp,
 ) -> Result<Action, Error> {
-    let target = target(cp);
+    let spec = &cp.spec;
+    let planned = match (&source, &spec.certificate_id) {
+        (Some(source), _) => target(spec, &format!("from Secret {:?}", source.secret.name)),
+        (None, id) => target(spec, id.as_deref().unwrap_or_default()),
+    };
     let attempt = Attempt {
         generation: cp.metadata.generation.unwrap_or(0),
         push_request: cp.push_request(),
         credentials_digest: read.digest.as_deref(),
         endpoint: ctx.scm.endpoint().as_str(),
-        target: &target,
+        target: &planned,
         now,
     };
     let credentials = match read.credentials {
         Ok(c) => c,
         Err(e) => return record_credentials_problem(cp, ctx, api, current, &attempt, &e).await,
     };
-    let outcome = send(cp, ctx, &credentials, cause).await;
-    drop(credentials);
-    let (new, action) = after_attempt(current, &attempt, &outcome, rand::random::<f64>());
-    log_outcome(cp, &outcome, &new);
+    let (working, certificate_id) = match &source {
+        None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
+        Some(source) => match imported(cp, ctx, &credentials, current, source).await {
+            Ok(imported) => imported,
+            Err(failure) => {
+                let outcome = PushOutcome::Failed(failure);
+                let (new, action) = after_attempt(&importing(current, source), &attempt, &outcome, rand::random());
+                log_outcome(cp, "import", &outcome, &new);
+                record(ctx, cp, api, current, new).await?;
+                ctx.metrics.reconciled("import_failed");
+                return Ok(action);
+            }
+        },
+    };
+    let pushed_target = target(spec, &certificate_id);
+    let attempt = Attempt {
+        target: &pushed_target,
+        ..attempt
+    };
+    let outcome = send(cp, ctx, &credentials, &certificate_id, cause).await;
+    let (new, action) = after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
+    log_outcome(cp, "push", &outcome, &new);
     record(ctx, cp, api, current, new).await?;
+    if let (PushOutcome::Pushed { .. }, Some(_)) = (&outcome, &source) {
+        // The certificate this one replaces serves nobody once the renewal is in the target service.
+        let superseded = current
+            .pushed_certificate_id
+            .as_deref()
+            .filter(|old| *old != certificate_id);
+        if let Some(old) = superseded.filter(|_| !spec.retain_superseded()) {
+            delete_superseded(ctx, cp, &credentials, old).await;
+        }
+    }
+    drop(credentials);
     ctx.metrics.reconciled(match outcome {
         PushOutcome::Pushed { .. } => "pushed",
         PushOutcome::Failed(_) => "push_failed",
     });
     Ok(action)
+}
+
+/// The status as it is about the certificate in `source`: a different certificate (a renewal) starts afresh, with
+/// no SCM ID and no failures counted yet.
+fn importing(current: &CertificatePushStatus, source: &Source) -> CertificatePushStatus {
+    let mut status = current.clone();
+    if current.source_fingerprint.as_deref() != Some(source.tls.fingerprint.as_str()) {
+        status.certificate_id = None;
+        status.failed_attempts = None;
+        status.next_retry_time = None;
+        status.outcome_unknown_time = None;
+    }
+    status.source_fingerprint = Some(source.tls.fingerprint.clone());
+    status.not_after = Some(status::format_time(source.tls.not_after));
+    status.source_secret = Some(source.secret.clone());
+    status
+}
+
+/// The SCM ID of the certificate in `source`, with the status that records it: the ID already recorded, or that
+/// of an earlier import found by its deterministic name (a crash between import and status write), or a new
+/// import. The private key travels only in the import request.
+async fn imported(
+    cp: &CertificatePush,
+    ctx: &Context,
+    credentials: &Credentials,
+    current: &CertificatePushStatus,
+    source: &Source,
+) -> Result<(CertificatePushStatus, String), PushFailure> {
+    let mut working = importing(current, source);
+    if let Some(id) = &working.certificate_id {
+        return Ok((working.clone(), id.clone()));
+    }
+    let name = source::import_name(
+        &cp.namespace().unwrap_or_default(),
+        &cp.name_any(),
+        &source.tls.fingerprint,
+    );
+    let listed: ListResponse = answer(timed(ctx, ctx.scm.list(credentials, &name)).await, 200, "list")?;
+    let earlier = listed.certificates.into_iter().find(|c| c.name == name).map(|c| c.id);
+    let id = match earlier {
+        Some(id) => {
+            info!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id = %id, "reusing the earlier import of this certificate");
+            id
+        }
+        None => {
+            let tls = &source.tls;
+            let request = ImportRequest {
+                name,
+                certificate: tls.certificate.clone(),
+                certificate_chain: (!tls.chain.is_empty()).then(|| tls.chain.clone()),
+                private_key: tls.private_key_pem().to_owned(),
+            };
+            let transport = timed(ctx, ctx.scm.import(credentials, &request)).await;
+            drop(request);
+            let created: ImportResponse = answer(transport, 200, "import")?;
+            info!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id = %created.certificate_id, fingerprint = %tls.fingerprint, "imported the certificate into SCM");
+            created.certificate_id
+        }
+    };
+    crate::scm::client::check_certificate_id(&id).map_err(|message| rejected(format!("SCM answered {message}")))?;
+    // An import that was never pushed (its push failed before this renewal) serves nobody.
+    let unpushed = current
+        .certificate_id
+        .as_deref()
+        .filter(|old| *old != id && current.pushed_certificate_id.as_deref() != Some(*old));
+    if let Some(old) = unpushed.filter(|_| !cp.spec.retain_superseded()) {
+        delete_superseded(ctx, cp, credentials, old).await;
+    }
+    working.certificate_id = Some(id.clone());
+    Ok((working, id))
+}
+
+/// A failure found by the operator itself, before or after an SCM answer, that retrying cannot fix.
+fn rejected(message: String) -> PushFailure {
+    PushFailure {
+        kind: FailureKind::Rejected,
+        http_status: None,
+        error_code: None,
+        error_message: message,
+        request_id: None,
+        retry_after: None,
+        outcome_unknown: false,
+    }
+}
+
+/// The JSON body of a successful answer (status `success`), or the failure it was.
+fn answer<T: serde::de::DeserializeOwned>(
+    transport: Transport,
+    success: u16,
+    operation: &str,
+) -> Result<T, PushFailure> {
+    match classify_as(&transport, success) {
+        PushOutcome::Failed(failure) => Err(failure),
+        PushOutcome::Pushed { .. } => {
+            let body = match &transport {
+                Transport::Answered(reply) => reply.body.as_slice(),
+                _ => &[],
+            };
+            serde_json::from_slice(body).map_err(|e| {
+                rejected(format!(
+                    "SCM answered the {operation} request with HTTP {success} and a body that is not the expected JSON ({e})"
+                ))
+            })
+        }
+    }
+}
+
+/// Deletes a certificate this operator imported and that a renewal replaced. One attempt: a failure is announced
+/// (Warning Event `SupersededNotDeleted` naming the ID) and left to a human, so cleanup can never block a push.
+async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Credentials, certificate_id: &str) {
+    let transport = timed(ctx, ctx.scm.delete(credentials, certificate_id)).await;
+    let failure = match classify_as(&transport, 204) {
+        PushOutcome::Pushed { .. } => None,
+        // Already gone is what was wanted.
+        PushOutcome::Failed(f) if f.http_status == Some(404) => None,
+        PushOutcome::Failed(f) => Some(f),
+    };
+    let Some(failure) = failure else {
+        info!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id, "deleted the superseded certificate from SCM");
+        return;
+    };
+    warn!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id, error = %failure.error_message, "could not delete the superseded certificate from SCM");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "SupersededNotDeleted".into(),
+        note: Some(format!(
+            "Could not delete superseded certificate {certificate_id} from SCM ({}); delete it in the SCM console or \
+             API, or set spec.importPolicy.retainSuperseded to keep such certificates",
+            failure.error_message
+        )),
+        action: "Delete".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
+        warn!(name = cp.name_any(), error = %e, "publishing event failed");
+    }
+}
+
+/// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back.
+async fn not_sent(
+    ctx: &Context,
+    api: &Api<CertificatePush>,
+    cp: &CertificatePush,
+    current: &CertificatePushStatus,
+    reason: Reason,
+    message: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let attempt = Attempt {
+        generation: cp.metadata.generation.unwrap_or(0),
+        push_request: cp.push_request(),
+        // The credential was not involved; what is recorded about it stays.
+        credentials_digest: current.credentials_digest.as_deref(),
+        endpoint: ctx.scm.endpoint().as_str(),
+        target: "",
+        now,
+    };
+    let new = status::not_sent(current, &attempt, reason, message);
+    save(api, &cp.name_any(), current, &new).await?;
+    notify(ctx, cp, current, &new).await;
+    ctx.metrics.reconciled("invalid");
+    Ok(Action::await_change())
 }
 
 /// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
@@ -288,35 +542,37 @@ async fn record_credentials_problem(
         CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
         CredentialsError::Invalid(_) => Reason::InvalidCredentials,
     };
-    let new = status::credentials_problem(current, attempt, reason, &problem.to_string());
+    let new = status::not_sent(current, attempt, reason, &problem.to_string());
     save(api, &cp.name_any(), current, &new).await?;
     notify(ctx, cp, current, &new).await;
     ctx.metrics.reconciled("credentials_error");
     Ok(Action::await_change())
 }
 
-/// Sends one push (unless the spec cannot make a valid request) and classifies the answer.
-async fn send(cp: &CertificatePush, ctx: &Context, credentials: &Credentials, cause: Cause) -> PushOutcome {
+/// Sends one push (unless the ID cannot make a valid request) and classifies the answer.
+async fn send(
+    cp: &CertificatePush,
+    ctx: &Context,
+    credentials: &Credentials,
+    certificate_id: &str,
+    cause: Cause,
+) -> PushOutcome {
     let spec = &cp.spec;
-    let request = match PushRequest::new(&spec.certificate_id, spec.target_service, &spec.target_project) {
+    let request = match PushRequest::new(certificate_id, spec.target_service, &spec.target_project) {
         Ok(request) => request,
-        Err(message) => {
-            return PushOutcome::Failed(PushFailure {
-                kind: FailureKind::Rejected,
-                http_status: None,
-                error_code: None,
-                error_message: message,
-                request_id: None,
-                retry_after: None,
-                outcome_unknown: false,
-            });
-        }
+        Err(message) => return PushOutcome::Failed(rejected(message)),
     };
-    info!(namespace = ?cp.namespace(), name = cp.name_any(), ?cause, generation = cp.metadata.generation, "pushing certificate");
-    let started = Instant::now();
-    let transport = ctx.scm.push(credentials, &request).await;
-    ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
+    info!(namespace = ?cp.namespace(), name = cp.name_any(), ?cause, generation = cp.metadata.generation, certificate_id, "pushing certificate");
+    let transport = timed(ctx, ctx.scm.push(credentials, &request)).await;
     crate::scm::classify(&transport)
+}
+
+/// Awaits one SCM request and counts it in the metrics.
+async fn timed(ctx: &Context, request: impl std::future::Future<Output = Transport>) -> Transport {
+    let started = Instant::now();
+    let transport = request.await;
+    ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
+    transport
 }
 
 /// The status after an attempt and when to look again. Pure: `jitter` (uniform in [0, 1)) spreads retries.
@@ -349,7 +605,7 @@ fn after_attempt(
     }
 }
 
-fn log_outcome(cp: &CertificatePush, outcome: &PushOutcome, new: &CertificatePushStatus) {
+fn log_outcome(cp: &CertificatePush, operation: &str, outcome: &PushOutcome, new: &CertificatePushStatus) {
     match outcome {
         PushOutcome::Pushed { http_status, .. } => {
             info!(namespace = ?cp.namespace(), name = cp.name_any(), http_status, "pushed certificate");
@@ -357,13 +613,14 @@ fn log_outcome(cp: &CertificatePush, outcome: &PushOutcome, new: &CertificatePus
         PushOutcome::Failed(failure) => warn!(
             namespace = ?cp.namespace(),
             name = cp.name_any(),
+            operation,
             http_status = failure.http_status,
             error_code = failure.error_code.as_deref(),
             error_message = failure.error_message,
             outcome_unknown = failure.outcome_unknown,
             attempts = new.failed_attempts,
             next_retry = new.next_retry_time.as_deref(),
-            "push failed"
+            "SCM request failed"
         ),
     }
 }
@@ -534,7 +791,8 @@ fn error_delay(failures: u32) -> Duration {
         .unwrap_or(CAP)
 }
 
-/// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`.
+/// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`, as credentials or
+/// as the source of the certificate.
 pub fn referrers<'a>(
     candidates: impl IntoIterator<Item = &'a CertificatePush>,
     secret_ns: Option<&str>,
@@ -542,7 +800,12 @@ pub fn referrers<'a>(
 ) -> Vec<ObjectRef<CertificatePush>> {
     candidates
         .into_iter()
-        .filter(|cp| cp.namespace().as_deref() == secret_ns && cp.spec.credentials_ref.name == secret_name)
+        .filter(|cp| {
+            let spec = &cp.spec;
+            let names_it = spec.credentials_ref.name == secret_name
+                || spec.source_secret_ref.as_ref().is_some_and(|s| s.name == secret_name);
+            cp.namespace().as_deref() == secret_ns && names_it
+        })
         .map(ObjectRef::from)
         .collect()
 }
@@ -655,7 +918,9 @@ mod tests {
         let mut cp = CertificatePush::new(
             name,
             CertificatePushSpec {
-                certificate_id: "scs1554192131150".into(),
+                certificate_id: Some("scs1554192131150".into()),
+                source_secret_ref: None,
+                import_policy: None,
                 target_service: TargetService::Waf,
                 target_project: "cn-north-4".into(),
                 credentials_ref: CredentialsRef {

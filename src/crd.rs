@@ -1,8 +1,9 @@
 //! The `CertificatePush` custom resource: spec, status and conditions.
 //!
 //! Doc comments on these types become the CRD's OpenAPI descriptions, and so `kubectl explain` text.
-//! Every constraint lives in the OpenAPI schema (pattern, enum, lengths) rather than in CEL rules, so
-//! the API server rejects bad objects at `kubectl apply` time even on servers without CEL support.
+//! Every constraint lives in the OpenAPI schema (pattern, enum, lengths, `oneOf`) so the API server rejects bad
+//! objects at `kubectl apply` time even on servers without CEL support; the one CEL rule only repeats the `oneOf`
+//! with a readable message, and reconcile checks it again (`InvalidSpec`) for objects stored before it.
 
 /// Conditions are Kubernetes' own metav1.Condition, with the schema k8s-openapi generates for it. That schema
 /// lacks the enum and length rules kubebuilder adds to the Go type; only the operator writes status, and its
@@ -19,8 +20,8 @@ pub const PUSH_REQUESTED_ANNOTATION: &str = "scm.certpush.dev/push-requested-at"
 /// Key looked up in the credentials Secret when `credentialsRef.tokenKey` is not set.
 pub const DEFAULT_TOKEN_KEY: &str = "token";
 
-/// Pushes one Huawei Cloud SCM certificate to one target service (CDN, WAF or ELB) in one region,
-/// once per generation of this spec.
+/// Pushes one certificate (held in SCM, or imported from a TLS Secret) to one target service (CDN, WAF or ELB) in
+/// one region, once per generation of this spec and once per certificate in the source Secret.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "scm.certpush.dev",
@@ -32,21 +33,41 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     shortname = "cpush",
     category = "scm",
     status = "CertificatePushStatus",
-    doc = "CertificatePush pushes an SSL certificate held in Huawei Cloud SCM to CDN, WAF or ELB in a region. Deleting it does not remove the pushed copy (SCM has no un-push API).",
+    doc = "CertificatePush pushes an SSL certificate to CDN, WAF or ELB in a region: one held in Huawei Cloud SCM, or one imported into SCM from a kubernetes.io/tls Secret and imported and pushed again on every renewal. Deleting it does not remove the pushed copy (SCM has no un-push API).",
     printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.targetService"}"#,
     printcolumn = r#"{"name":"Project","type":"string","jsonPath":".spec.targetProject"}"#,
     printcolumn = r#"{"name":"Certificate","type":"string","jsonPath":".spec.certificateId"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,
+    printcolumn = r#"{"name":"Not After","type":"date","jsonPath":".status.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "oneOf" = [{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}],
+    "x-kubernetes-validations" = [{
+        "rule": "has(self.certificateId) != has(self.sourceSecretRef)",
+        "message": "set exactly one of certificateId (a certificate already in SCM) and sourceSecretRef (a kubernetes.io/tls Secret to import)"
+    }]
+))]
 pub struct CertificatePushSpec {
-    /// ID of the certificate in SCM, exactly 16 letters or digits (for example scs1554192131150).
+    /// ID of a certificate already in SCM, exactly 16 letters or digits (for example scs1554192131150). Exactly one
+    /// of certificateId and sourceSecretRef is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 16, max = 16), pattern(r"^[A-Za-z0-9]{16}$"))]
-    pub certificate_id: String,
+    pub certificate_id: Option<String>,
+
+    /// A kubernetes.io/tls Secret in this namespace (for example one cert-manager writes) whose certificate is
+    /// imported into SCM and pushed, and imported and pushed again each time the certificate in it changes.
+    /// Exactly one of certificateId and sourceSecretRef is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_secret_ref: Option<SourceSecretRef>,
+
+    /// What happens to certificates imported from sourceSecretRef once a renewal replaced them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_policy: Option<ImportPolicy>,
 
     /// Cloud service to push the certificate to: CDN, WAF or ELB.
     pub target_service: TargetService,
@@ -90,6 +111,25 @@ pub fn wire_name<T: Serialize>(value: &T) -> String {
 /// The unit enum variant serde reads from `name`, if any.
 pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// A kubernetes.io/tls Secret in the CertificatePush's namespace (keys tls.crt, leaf first, and tls.key).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSecretRef {
+    /// Name of the Secret in the CertificatePush's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Handling of certificates this operator imported.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportPolicy {
+    /// Keep the certificate imported before a renewal in SCM. By default it is deleted from SCM once its
+    /// successor has been pushed, since SCM limits the number of certificates per account.
+    #[serde(default)]
+    pub retain_superseded: bool,
 }
 
 /// Reference to the Secret in the same namespace that holds SCM credentials: either an IAM token (under tokenKey), or
@@ -186,11 +226,74 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scm_endpoint: Option<String>,
 
+    /// ID in SCM of the certificate imported from sourceSecretRef (the one pushed, or being pushed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+
+    /// SHA-256 of the DER of the leaf certificate in sourceSecretRef that the last attempt was about. A different
+    /// certificate in the Secret (a renewal) is imported and pushed once; the same one never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fingerprint: Option<String>,
+
+    /// End of the validity of the certificate imported from sourceSecretRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub not_after: Option<String>,
+
+    /// The source Secret the certificate was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_secret: Option<SourceSecretStatus>,
+
+    /// ID in SCM of the imported certificate whose push succeeded; it equals certificateId once a renewal has been
+    /// pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_certificate_id: Option<String>,
+
     /// When an attempt of the current push got no answer after its request was sent, so that push may have
     /// landed in the target service; cleared by a success or a new generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub outcome_unknown_time: Option<String>,
+}
+
+/// Identity of the source Secret read at the last import.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSecretStatus {
+    /// Name of the Secret.
+    pub name: String,
+    /// UID of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// resourceVersion of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+/// Where the certificate to push comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateSource<'a> {
+    /// A certificate already in SCM.
+    Id(&'a str),
+    /// A kubernetes.io/tls Secret to import, by name.
+    Secret(&'a str),
+}
+
+impl CertificatePushSpec {
+    /// The certificate source, or why the spec names none or both (for objects the schema did not check).
+    pub fn source(&self) -> Result<CertificateSource<'_>, String> {
+        match (&self.certificate_id, &self.source_secret_ref) {
+            (Some(id), None) => Ok(CertificateSource::Id(id)),
+            (None, Some(secret)) => Ok(CertificateSource::Secret(&secret.name)),
+            (Some(_), Some(_)) => Err("spec sets both certificateId and sourceSecretRef; set exactly one".into()),
+            (None, None) => Err("spec sets neither certificateId nor sourceSecretRef; set exactly one".into()),
+        }
+    }
+
+    /// Whether certificates superseded by a renewal stay in SCM.
+    pub fn retain_superseded(&self) -> bool {
+        self.import_policy.as_ref().is_some_and(|p| p.retain_superseded)
+    }
 }
 
 impl CertificatePush {
@@ -237,10 +340,33 @@ mod tests {
         assert_eq!(s["properties"]["targetProject"]["maxLength"], 255);
         let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
         required.sort();
+        assert_eq!(required, ["credentialsRef", "targetProject", "targetService"]);
+        // Exactly one certificate source: in the structural schema for every API server, and as CEL with a message.
         assert_eq!(
-            required,
-            ["certificateId", "credentialsRef", "targetProject", "targetService"]
+            s["oneOf"],
+            json!([{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}])
         );
+        assert_eq!(
+            s["x-kubernetes-validations"][0]["rule"],
+            "has(self.certificateId) != has(self.sourceSecretRef)"
+        );
+    }
+
+    #[test]
+    fn source_is_exactly_one_of_id_and_secret() {
+        let spec = |v: serde_json::Value| -> CertificatePushSpec {
+            let mut base = json!({"targetService": "WAF", "targetProject": "p", "credentialsRef": {"name": "scm"}});
+            base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let id = spec(json!({"certificateId": "scs1554192131150"}));
+        assert_eq!(id.source(), Ok(CertificateSource::Id("scs1554192131150")));
+        let secret = spec(json!({"sourceSecretRef": {"name": "web-tls"}, "importPolicy": {"retainSuperseded": true}}));
+        assert_eq!(secret.source(), Ok(CertificateSource::Secret("web-tls")));
+        assert!(secret.retain_superseded() && !id.retain_superseded());
+        let both = spec(json!({"certificateId": "scs1554192131150", "sourceSecretRef": {"name": "web-tls"}}));
+        assert!(both.source().unwrap_err().contains("both"));
+        assert!(spec(json!({})).source().unwrap_err().contains("neither"));
     }
 
     #[test]
@@ -285,6 +411,7 @@ mod tests {
                 "Ready",
                 "Reason",
                 "Last Push",
+                "Not After",
                 "Age",
                 "Message"
             ]

@@ -43,6 +43,8 @@ pub enum Cause {
     CredentialsChanged,
     /// The operator talks to another SCM endpoint than the one a stall was blamed on.
     EndpointChanged,
+    /// The source TLS Secret holds a certificate that has not been imported and pushed (a renewal).
+    NewCertificate,
 }
 
 /// The inputs of the decision.
@@ -58,6 +60,8 @@ pub struct Observed<'a> {
     pub credentials_digest: Option<&'a str>,
     /// The SCM endpoint the operator talks to now.
     pub endpoint: &'a str,
+    /// Fingerprint of the certificate now in the source TLS Secret; None for a certificateId spec.
+    pub source_fingerprint: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }
@@ -70,16 +74,26 @@ pub fn next_step(o: &Observed) -> Step {
     if new_request && o.push_request != s.pending_push_request.as_deref() {
         return Step::Push(Cause::Requested);
     }
-    // The failure of the last attempt, if that attempt was at this generation (a spec change is new work).
-    let failure =
-        status::ready_reason(s).filter(|r| r.lift() != Lift::None && s.observed_generation == Some(o.generation));
+    // The certificate in the source Secret is the one the status is about (always so for a certificateId spec).
+    let same_certificate = o
+        .source_fingerprint
+        .is_none_or(|fp| s.source_fingerprint.as_deref() == Some(fp));
+    // The failure of the last attempt, if that attempt was at this generation and this certificate (a spec change
+    // or a renewal is new work).
+    let failure = status::ready_reason(s)
+        .filter(|r| r.lift() != Lift::None && s.observed_generation == Some(o.generation) && same_certificate);
     let Some(reason) = failure else {
+        // An imported certificate counts as pushed once its own push succeeded.
+        let certificate_pushed = o.source_fingerprint.is_none()
+            || (same_certificate && s.certificate_id.is_some() && s.pushed_certificate_id == s.certificate_id);
         return if new_request {
             Step::Push(Cause::Requested)
-        } else if s.pushed_generation == Some(o.generation) {
+        } else if s.pushed_generation != Some(o.generation) {
+            Step::Push(Cause::NewGeneration)
+        } else if certificate_pushed {
             Step::UpToDate
         } else {
-            Step::Push(Cause::NewGeneration)
+            Step::Push(Cause::NewCertificate)
         };
     };
     match reason.lift() {
@@ -156,6 +170,7 @@ mod tests {
             status,
             credentials_digest: digest,
             endpoint: ENDPOINT,
+            source_fingerprint: None,
             now: t(NOW),
         }
     }
@@ -215,6 +230,98 @@ mod tests {
         assert_eq!(
             next_step(&observe(&done, 2, Some("d1"))),
             Step::Push(Cause::NewGeneration)
+        );
+    }
+
+    /// The status as the controller builds it for an import of certificate `fp` with SCM ID `id`.
+    fn imported(old: &CertificatePushStatus, fp: &str, id: &str) -> CertificatePushStatus {
+        let mut s = old.clone();
+        if s.source_fingerprint.as_deref() != Some(fp) {
+            s.certificate_id = None;
+        }
+        s.source_fingerprint = Some(fp.into());
+        s.certificate_id = Some(id.into());
+        s
+    }
+
+    fn with_source<'a>(o: Observed<'a>, fp: &'a str) -> Observed<'a> {
+        Observed {
+            source_fingerprint: Some(fp),
+            ..o
+        }
+    }
+
+    #[test]
+    fn an_imported_certificate_is_pushed_once_and_each_renewal_once_more() {
+        let fresh = status::pending(&Default::default(), 1, t(NOW));
+        assert_eq!(
+            next_step(&with_source(observe(&fresh, 1, Some("d1")), "fpA")),
+            Step::Push(Cause::NewGeneration)
+        );
+        let a = status::pushed(&imported(&fresh, "fpA", "scsA"), &attempt(1, "d1"), 204, None);
+        assert_eq!(a.pushed_certificate_id.as_deref(), Some("scsA"));
+        assert_eq!(
+            next_step(&with_source(observe(&a, 1, Some("d1")), "fpA")),
+            Step::UpToDate
+        );
+        // Renewal: same generation, new certificate in the Secret.
+        assert_eq!(
+            next_step(&with_source(observe(&a, 1, Some("d1")), "fpB")),
+            Step::Push(Cause::NewCertificate)
+        );
+        // Imported but not pushed yet (the push is still to come): not up to date.
+        let b_imported = imported(&a, "fpB", "scsB");
+        assert_eq!(
+            next_step(&with_source(observe(&b_imported, 1, Some("d1")), "fpB")),
+            Step::Push(Cause::NewCertificate)
+        );
+        let b = status::pushed(&b_imported, &attempt(1, "d1"), 204, None);
+        assert_eq!(
+            next_step(&with_source(observe(&b, 1, Some("d1")), "fpB")),
+            Step::UpToDate
+        );
+        // A certificateId spec ignores all of this.
+        assert_eq!(next_step(&observe(&b, 1, Some("d1"))), Step::UpToDate);
+    }
+
+    #[test]
+    fn a_failure_counts_only_for_the_certificate_it_happened_to() {
+        let a = status::pushed(
+            &imported(&Default::default(), "fpA", "scsA"),
+            &attempt(1, "d1"),
+            204,
+            None,
+        );
+        // The renewal's import was refused (401) with credential d1.
+        let refused = after(
+            &imported(&a, "fpB", "scsB"),
+            &attempt(1, "d1"),
+            FailureKind::Unauthorized,
+            None,
+        );
+        assert_eq!(
+            next_step(&with_source(observe(&refused, 1, Some("d1")), "fpB")),
+            Step::Stalled
+        );
+        assert_eq!(
+            next_step(&with_source(observe(&refused, 1, Some("d2")), "fpB")),
+            Step::Push(Cause::CredentialsChanged)
+        );
+        // The next renewal is new work, like a spec change.
+        assert_eq!(
+            next_step(&with_source(observe(&refused, 1, Some("d1")), "fpC")),
+            Step::Push(Cause::NewCertificate)
+        );
+        // A transient failure of the renewal's push waits for its retry.
+        let waiting = after(
+            &imported(&a, "fpB", "scsB"),
+            &attempt(1, "d1"),
+            FailureKind::Transient,
+            Some("2026-01-01T00:01:00Z"),
+        );
+        assert_eq!(
+            next_step(&with_source(observe(&waiting, 1, Some("d1")), "fpB")),
+            Step::WaitForRetry(Duration::from_secs(60))
         );
     }
 
@@ -397,7 +504,7 @@ mod tests {
 
     #[test]
     fn credential_problems_are_rechecked() {
-        let missing = status::credentials_problem(
+        let missing = status::not_sent(
             &Default::default(),
             &Attempt {
                 credentials_digest: None,
@@ -412,7 +519,7 @@ mod tests {
         );
         // Also after a re-push found the Secret gone: the object is not left "up to date" with Ready=False.
         let done = status::pushed(&Default::default(), &attempt(1, "d1"), 204, None);
-        let gone = status::credentials_problem(
+        let gone = status::not_sent(
             &done,
             &Attempt {
                 credentials_digest: None,

@@ -48,6 +48,10 @@ pub enum Reason {
     CertificateNotFound,
     /// SCM refused the push.
     PushRejected,
+    /// The spec names neither or both of certificateId and sourceSecretRef.
+    InvalidSpec,
+    /// The source TLS Secret is missing or its certificate cannot be imported.
+    InvalidSource,
 }
 
 /// What brings a failure state back to a push, besides a spec change or a new push-requested-at value.
@@ -67,7 +71,7 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Pending,
         Reason::Pushed,
         Reason::Retrying,
@@ -77,6 +81,8 @@ impl Reason {
         Reason::Forbidden,
         Reason::CertificateNotFound,
         Reason::PushRejected,
+        Reason::InvalidSpec,
+        Reason::InvalidSource,
     ];
 
     /// Parses a reason read back from status.
@@ -89,11 +95,12 @@ impl Reason {
         match self {
             Reason::Pending | Reason::Pushed => Lift::None,
             Reason::Retrying => Lift::Backoff,
-            Reason::CredentialsNotFound | Reason::InvalidCredentials => Lift::SecretChange,
+            // Nothing was sent: the Secrets are read again whenever one changes.
+            Reason::CredentialsNotFound | Reason::InvalidCredentials | Reason::InvalidSource => Lift::SecretChange,
             // A 404 sent nothing anywhere, and another account's credential may see the certificate.
             Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound => Lift::CredentialChange,
             // A refusal may be SCM refusing a repeat of a push that landed: a new credential must not re-send it.
-            Reason::PushRejected => Lift::SpecChange,
+            Reason::PushRejected | Reason::InvalidSpec => Lift::SpecChange,
         }
     }
 
@@ -125,7 +132,16 @@ impl Reason {
             Reason::CertificateNotFound => "SCM answered 404 (no such certificate)",
             Reason::PushRejected => {
                 "any other 4xx, a 5xx with another code (`SCM.*`), a 404 `APIGW.0101` or a 2xx other than 204 \
-                 (both: wrong `--scm-endpoint`)"
+                 (both: wrong `--scm-endpoint`); also an import SCM refused"
+            }
+            Reason::InvalidSpec => {
+                "the spec sets neither or both of `certificateId` and `sourceSecretRef` (stored before the schema \
+                 checked it); nothing is sent"
+            }
+            Reason::InvalidSource => {
+                "the source Secret is missing, or its certificate cannot be imported: PEM that does not parse, a \
+                 key that does not belong to the leaf, a leaf outside its validity window, a chain out of order, \
+                 or parts longer than SCM accepts; nothing is sent"
             }
         }
     }
@@ -255,6 +271,12 @@ pub fn pushed(
         credentials_digest: attempt.credentials_digest.map(str::to_string),
         scm_endpoint: Some(attempt.endpoint.to_string()),
         outcome_unknown_time: None,
+        // What was imported stays; in import mode, the certificate just pushed is the imported one.
+        certificate_id: old.certificate_id.clone(),
+        source_fingerprint: old.source_fingerprint.clone(),
+        not_after: old.not_after.clone(),
+        source_secret: old.source_secret.clone(),
+        pushed_certificate_id: old.certificate_id.clone(),
     }
 }
 
@@ -317,8 +339,9 @@ fn stall_hint(reason: Reason) -> &'static str {
     }
 }
 
-/// The credentials could not be read; no request was sent, so the SCM response fields are left as they were.
-pub fn credentials_problem(
+/// Something local (credentials, spec, source Secret) stops the attempt before any request; the SCM response
+/// fields are left as they were.
+pub fn not_sent(
     old: &CertificatePushStatus,
     attempt: &Attempt,
     reason: Reason,
@@ -554,14 +577,14 @@ mod tests {
     #[test]
     fn same_inputs_give_an_identical_status() {
         let a = attempt(1, "2026-01-01T00:00:00Z");
-        let s1 = credentials_problem(
+        let s1 = not_sent(
             &Default::default(),
             &a,
             Reason::CredentialsNotFound,
             "Secret \"scm\" not found",
         );
         let later = attempt(1, "2026-01-01T01:00:00Z");
-        let s2 = credentials_problem(&s1, &later, Reason::CredentialsNotFound, "Secret \"scm\" not found");
+        let s2 = not_sent(&s1, &later, Reason::CredentialsNotFound, "Secret \"scm\" not found");
         assert_eq!(s1, s2);
     }
 

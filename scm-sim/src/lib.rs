@@ -1,6 +1,7 @@
 //! Fake Huawei Cloud SCM API served over real HTTP, for integration tests and the local demo.
 //!
-//! The simulator answers the certificate endpoints the operator uses (push, list, show, import)
+//! The simulator answers the certificate endpoints the operator uses (push, list with `content`, show, import,
+//! delete)
 //! with the status codes and error bodies of the real service, records every request as a
 //! [`Call`], and lets a test queue [`Fault`]s that change how the next push calls are answered.
 //! The same controls are exposed over HTTP under `/sim/`, without auth, so the `scm-sim` binary can
@@ -283,6 +284,16 @@ impl Sim {
     /// Replaces the set of valid tokens (forbidden tokens are unchanged).
     pub fn set_tokens(&self, tokens: Vec<String>) {
         self.shared.state().set_tokens(tokens);
+    }
+
+    /// The certificates SCM holds now, as (id, name), in creation order.
+    pub fn certificates(&self) -> Vec<(String, String)> {
+        self.shared
+            .state()
+            .certificates
+            .iter()
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .collect()
     }
 
     /// Replaces the accepted access key pairs (AK, SK) and forgets any lockout.

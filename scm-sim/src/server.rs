@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use super::signature::{self, Received};
 use super::{Call, Fault, FaultAction, Shared};
+use certpush_operator::scm::wire::ImportRequest;
 
 /// Larger bodies are refused; real imports (certificate + chain + key) are a few tens of KiB.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -138,7 +139,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let scm = Router::new()
         .route("/v3/scm/certificates", get(list))
         .route("/v3/scm/certificates/import", post(import))
-        .route("/v3/scm/certificates/{id}", get(show))
+        .route("/v3/scm/certificates/{id}", get(show).delete(delete))
         .route("/v3/scm/certificates/{id}/push", post(push))
         // The API gateway answers a wrong path and a wrong method alike.
         .fallback(api_not_found)
@@ -546,8 +547,13 @@ async fn list(
     }
     let mut limit = 10_usize;
     let mut offset = 0_usize;
+    let mut content: Option<String> = None;
     for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "content" {
+            content = Some(decode_query_value(value));
+            continue;
+        }
         let target = match name {
             "limit" => &mut limit,
             "offset" => &mut offset,
@@ -562,16 +568,20 @@ async fn list(
         return SimReply::bad_request("Incorrect request parameter.");
     }
     let state = shared.state();
-    let certificates: Vec<Value> = state
+    // `content` is a keyword matched against the name and the domain.
+    let matching: Vec<_> = state
         .certificates
         .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|c| c.summary())
+        .filter(|c| {
+            content
+                .as_deref()
+                .is_none_or(|k| c.name.contains(k) || c.domain.contains(k))
+        })
         .collect();
+    let certificates: Vec<Value> = matching.iter().skip(offset).take(limit).map(|c| c.summary()).collect();
     SimReply::json(
         StatusCode::OK,
-        &json!({"certificates": certificates, "total_count": state.certificates.len()}),
+        &json!({"certificates": certificates, "total_count": matching.len()}),
     )
 }
 
@@ -592,14 +602,44 @@ async fn show(
     reply.about(&id)
 }
 
-#[derive(Deserialize)]
-struct ImportRequest {
-    name: String,
-    certificate: String,
-    private_key: String,
-    #[serde(default)]
-    #[allow(dead_code)] // Accepted for API fidelity; the simulator has no use for the chain.
-    certificate_chain: Option<String>,
+/// `DELETE /v3/scm/certificates/{id}`.
+async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+) -> SimReply {
+    let reply = match authorize(&shared, &caller, &request_id) {
+        Err(reply) => reply,
+        Ok(()) if shared.state().remove_certificate(&id) => SimReply::empty(StatusCode::NO_CONTENT),
+        Ok(()) => certificate_not_found(),
+    };
+    reply.about(&id)
+}
+
+/// `%XX` and `+` decoding of one query value.
+fn decode_query_value(value: &str) -> String {
+    let bytes = value.replace('+', " ");
+    let mut out = Vec::with_capacity(bytes.len());
+    let raw = bytes.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (raw[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn valid_name(name: &str) -> bool {
@@ -623,14 +663,32 @@ async fn import(
     let Ok(request) = serde_json::from_slice::<ImportRequest>(&body) else {
         return SimReply::bad_request("Incorrect request parameter.");
     };
+    // SCM's documented field limits (characters).
+    let chain = request.certificate_chain.as_deref().unwrap_or_default();
     if !valid_name(&request.name)
-        || !request
-            .certificate
-            .trim_start()
-            .starts_with("-----BEGIN CERTIFICATE-----")
-        || !request.private_key.contains("PRIVATE KEY-----")
+        || request.certificate.chars().count() > 4096
+        || chain.chars().count() > 8192
+        || request.private_key.chars().count() > 4096
     {
         return SimReply::bad_request("Incorrect request parameter.");
+    }
+    if !request
+        .certificate
+        .trim_start()
+        .starts_with("-----BEGIN CERTIFICATE-----")
+    {
+        return SimReply::scm_error(
+            StatusCode::BAD_REQUEST,
+            "SCM.0053",
+            "The certificate format is incorrect. It must start or end with a specific string.",
+        );
+    }
+    if !request.private_key.contains("PRIVATE KEY-----") {
+        return SimReply::scm_error(
+            StatusCode::BAD_REQUEST,
+            "SCM.0114",
+            "Incorrect private key format. It must start or end with a specific string.",
+        );
     }
     let id = shared.state().import_certificate(&request.name);
     SimReply::json(StatusCode::OK, &json!({"certificate_id": id})).about(&id)

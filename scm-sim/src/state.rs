@@ -212,6 +212,13 @@ impl State {
         id
     }
 
+    /// Removes a certificate; false when there was none.
+    pub fn remove_certificate(&mut self, id: &str) -> bool {
+        let before = self.certificates.len();
+        self.certificates.retain(|c| c.id != id);
+        self.certificates.len() != before
+    }
+
     pub fn certificate(&self, id: &str) -> Option<&Certificate> {
         self.certificates.iter().find(|c| c.id == id)
     }

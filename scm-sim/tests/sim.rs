@@ -675,21 +675,42 @@ async fn imported_certificate_can_be_shown_listed_and_pushed() {
 #[tokio::test]
 async fn invalid_imports_are_400() {
     let sim = start(SimConfig::default()).await;
+    let too_long = format!("{PEM_CERT}{}", "A".repeat(4096));
     let bad = [
-        json!({"name": "ab", "certificate": PEM_CERT, "private_key": PEM_KEY}),
-        json!({"name": "a".repeat(64), "certificate": PEM_CERT, "private_key": PEM_KEY}),
-        json!({"name": "has space", "certificate": PEM_CERT, "private_key": PEM_KEY}),
-        json!({"name": "good", "certificate": "MIIB", "private_key": PEM_KEY}),
-        json!({"name": "good", "certificate": PEM_CERT, "private_key": "secret"}),
-        json!({"name": "good", "certificate": PEM_CERT}),
+        (
+            json!({"name": "ab", "certificate": PEM_CERT, "private_key": PEM_KEY}),
+            "SCM.0005",
+        ),
+        (
+            json!({"name": "a".repeat(64), "certificate": PEM_CERT, "private_key": PEM_KEY}),
+            "SCM.0005",
+        ),
+        (
+            json!({"name": "has space", "certificate": PEM_CERT, "private_key": PEM_KEY}),
+            "SCM.0005",
+        ),
+        (json!({"name": "good", "certificate": PEM_CERT}), "SCM.0005"),
+        (
+            json!({"name": "good", "certificate": too_long, "private_key": PEM_KEY}),
+            "SCM.0005",
+        ),
+        (
+            json!({"name": "good", "certificate": PEM_CERT, "private_key": PEM_KEY, "certificate_chain": "A".repeat(8193)}),
+            "SCM.0005",
+        ),
+        (
+            json!({"name": "good", "certificate": "MIIB", "private_key": PEM_KEY}),
+            "SCM.0053",
+        ),
+        (
+            json!({"name": "good", "certificate": PEM_CERT, "private_key": "secret"}),
+            "SCM.0114",
+        ),
     ];
-    for body in &bad {
+    for (body, code) in &bad {
         let (status, answer) = import(&sim, body).await;
         assert_eq!(status, 400, "{body}");
-        assert_eq!(
-            answer,
-            json!({"error_code": "SCM.0005", "error_msg": "Incorrect request parameter."})
-        );
+        assert_eq!(answer["error_code"], *code, "{body}");
     }
     let (status, listing) = get(&sim, "/v3/scm/certificates", Some(DEMO_TOKEN)).await;
     assert_eq!(status, 200);
@@ -1068,4 +1089,52 @@ async fn access_keys_are_set_over_the_admin_api_and_checked_on_every_endpoint() 
         !serde_json::to_string(&calls).unwrap().contains("SK2"),
         "no key material in the records"
     );
+}
+
+#[tokio::test]
+async fn list_filters_by_content_and_delete_removes_a_certificate() {
+    let sim = start(SimConfig::default()).await;
+    for name in ["cpush-web-www-aaaa", "cpush-web-api-bbbb"] {
+        let (status, _) = import(
+            &sim,
+            &json!({"name": name, "certificate": PEM_CERT, "private_key": PEM_KEY}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, listing) = get(
+        &sim,
+        "/v3/scm/certificates?content=cpush-web-www&limit=50",
+        Some(DEMO_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listing["total_count"], 1);
+    let id = listing["certificates"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listing["certificates"][0]["name"], "cpush-web-www-aaaa");
+
+    let delete = |id: String| {
+        let url = format!("{}/v3/scm/certificates/{id}", sim.url());
+        async move {
+            client()
+                .delete(url)
+                .header("X-Auth-Token", DEMO_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(delete(id.clone()).await, 204);
+    assert_eq!(delete(id.clone()).await, 404, "already gone");
+    assert!(sim.certificates().iter().all(|(i, _)| *i != id));
+    assert_eq!(sim.certificates().len(), 4);
+    let deletes: Vec<u16> = sim
+        .calls()
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(deletes, [204, 404]);
 }

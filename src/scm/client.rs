@@ -1,13 +1,15 @@
-//! The HTTP client for `POST /v3/scm/certificates/{certificate_id}/push`.
+//! The HTTP client for the SCM certificate API: push, and the import, list and delete that importing a TLS
+//! Secret needs.
 
 use std::error::Error as _;
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url, redirect};
+use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
 use super::auth::Credentials;
 use super::outcome::{ScmResponse, Transport, parse_retry_after};
+use super::wire::ImportRequest;
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -44,15 +46,21 @@ pub struct PushRequest {
 impl PushRequest {
     /// Validates the certificate ID again (it becomes a URL path segment), in case the CRD schema was bypassed.
     pub fn new(certificate_id: &str, target_service: TargetService, target_project: &str) -> Result<Self, String> {
-        if certificate_id.len() != 16 || !certificate_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!("certificateId {certificate_id:?} is not 16 letters or digits"));
-        }
+        check_certificate_id(certificate_id)?;
         Ok(Self {
             certificate_id: certificate_id.to_string(),
             target_service,
             target_project: target_project.to_string(),
         })
     }
+}
+
+/// Certificate IDs become URL path segments, so only SCM's own form (16 letters or digits) is accepted.
+pub fn check_certificate_id(certificate_id: &str) -> Result<(), String> {
+    if certificate_id.len() != 16 || !certificate_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("certificateId {certificate_id:?} is not 16 letters or digits"));
+    }
+    Ok(())
 }
 
 /// Talks to one SCM endpoint; the endpoint comes only from operator configuration, never from a resource.
@@ -95,22 +103,75 @@ impl ScmClient {
 
     /// Sends one push. Never retries by itself: retry policy belongs to the controller, which persists it.
     pub async fn push(&self, credentials: &Credentials, request: &PushRequest) -> Transport {
-        let mut url = self.endpoint.clone();
-        url.path_segments_mut()
-            .expect("endpoint was checked to be a base URL")
-            .pop_if_empty()
-            .extend(["v3", "scm", "certificates", &request.certificate_id, "push"]);
         let body = json!({
             "target_project": request.target_project,
             "target_service": request.target_service,
         });
-        let builder = self
+        let path = ["certificates", &request.certificate_id, "push"];
+        self.send(credentials, Method::POST, &path, &[], Some(body.to_string()))
+            .await
+    }
+
+    /// Imports a certificate with its key (200 with the new ID). The body holds the private key: it is sent and
+    /// dropped, never logged.
+    pub async fn import(&self, credentials: &Credentials, request: &ImportRequest) -> Transport {
+        let body = match serde_json::to_string(request) {
+            Ok(body) => body,
+            Err(e) => return Transport::NotSent(format!("could not encode the import request: {e}")),
+        };
+        self.send(credentials, Method::POST, &["certificates", "import"], &[], Some(body))
+            .await
+    }
+
+    /// Lists the certificates whose name or domain contains `keyword` (one page of up to 50).
+    pub async fn list(&self, credentials: &Credentials, keyword: &str) -> Transport {
+        let query = [("content", keyword), ("limit", "50"), ("offset", "0")];
+        self.send(credentials, Method::GET, &["certificates"], &query, None)
+            .await
+    }
+
+    /// Deletes a certificate from SCM (204).
+    pub async fn delete(&self, credentials: &Credentials, certificate_id: &str) -> Transport {
+        if let Err(message) = check_certificate_id(certificate_id) {
+            return Transport::NotSent(message);
+        }
+        self.send(
+            credentials,
+            Method::DELETE,
+            &["certificates", certificate_id],
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Sends one request under `/v3/scm/` and reads the answer; the credentials are applied last, to the finished
+    /// request.
+    async fn send(
+        &self,
+        credentials: &Credentials,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Transport {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .expect("endpoint was checked to be a base URL")
+            .pop_if_empty()
+            .extend(["v3", "scm"])
+            .extend(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut builder = self
             .http
-            .post(url)
-            .header("Content-Type", "application/json")
+            .request(method, url)
             // Huawei answers in Chinese unless asked otherwise; status messages should be readable.
-            .header("X-Language", "en-us")
-            .body(body.to_string());
+            .header("X-Language", "en-us");
+        if let Some(body) = body {
+            builder = builder.header("Content-Type", "application/json").body(body);
+        }
         let mut request = match builder.build() {
             Ok(request) => request,
             Err(e) => return Transport::NotSent(describe(&e)),

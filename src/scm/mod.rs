@@ -4,7 +4,10 @@ pub mod auth;
 pub mod client;
 pub mod outcome;
 pub mod sign;
+pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{PushRequest, ScmClient};
-pub use outcome::{FailureKind, PushFailure, PushOutcome, ScmResponse, Transport, blames_endpoint, classify};
+pub use outcome::{
+    FailureKind, PushFailure, PushOutcome, ScmResponse, Transport, blames_endpoint, classify, classify_as,
+};

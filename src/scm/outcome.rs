@@ -175,6 +175,12 @@ pub fn blames_endpoint(http_status: Option<u16>, error_code: Option<&str>) -> bo
 /// Decides what a push result means. This table is the operator's whole retry policy; the README's
 /// failure-reason table is generated from [`crate::status::Reason::table`] and describes the same rules.
 pub fn classify(transport: &Transport) -> PushOutcome {
+    classify_as(transport, PUSHED_STATUS)
+}
+
+/// [`classify`] for any SCM request whose success is answered with `success` (200 for import and list, 204 for
+/// push and delete); failures mean the same for every request.
+pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
     let reply = match transport {
         Transport::NotSent(message) | Transport::NoAnswer(message) => {
             return PushOutcome::Failed(PushFailure {
@@ -190,7 +196,7 @@ pub fn classify(transport: &Transport) -> PushOutcome {
         Transport::Answered(reply) => reply,
     };
     let status = reply.status;
-    if status == PUSHED_STATUS {
+    if status == success {
         return PushOutcome::Pushed {
             http_status: status,
             request_id: reply.request_id.clone(),
@@ -199,7 +205,8 @@ pub fn classify(transport: &Transport) -> PushOutcome {
     let body = parse_error_body(&reply.body);
     let code = body.code.as_deref();
     let gateway = code.is_some_and(is_gateway_code);
-    let wrong_endpoint = blames_endpoint(Some(status), code);
+    let wrong_endpoint =
+        blames_endpoint(Some(status), code) || ((200..300).contains(&status) && success != PUSHED_STATUS);
     let kind = match status {
         _ if wrong_endpoint => FailureKind::Rejected,
         // 408: the server gave up reading the request, so it was not processed.
@@ -219,7 +226,7 @@ pub fn classify(transport: &Transport) -> PushOutcome {
         message = format!("{message} (the SCM API was not found: check the operator's --scm-endpoint)");
     } else if wrong_endpoint {
         message = format!(
-            "{message} (a push answers HTTP {PUSHED_STATUS}, not {status}: the endpoint may not be SCM; check the operator's --scm-endpoint)"
+            "{message} (this request answers HTTP {success}, not {status}: the endpoint may not be SCM; check the operator's --scm-endpoint)"
         );
     }
     if status == 401 && code.is_some_and(|c| c.ends_with(".0307")) {

@@ -178,7 +178,9 @@ pub async fn put_secret_data(client: &Client, ns: &str, name: &str, entries: &[(
 
 pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> CertificatePushSpec {
     CertificatePushSpec {
-        certificate_id: cert.into(),
+        certificate_id: Some(cert.into()),
+        source_secret_ref: None,
+        import_policy: None,
         target_service: service,
         target_project: project.into(),
         credentials_ref: CredentialsRef {
