@@ -620,7 +620,7 @@ fn log_outcome(cp: &CertificatePush, operation: &str, outcome: &PushOutcome, new
             outcome_unknown = failure.outcome_unknown,
             attempts = new.failed_attempts,
             next_retry = new.next_retry_time.as_deref(),
-            "SCM request failed"
+            "{operation} failed"
         ),
     }
 }
