@@ -125,6 +125,13 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
 
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
     // and cost no API call. A stall is not: only the Secret's current credential tells whether it is over.
+    let not_after = cached
+        .status
+        .as_ref()
+        .and_then(|s| s.not_after.as_deref())
+        .and_then(status::parse_time);
+    ctx.metrics.certificate_expires(&ns, &name, not_after);
+
     // An imported certificate is judged by the source Secret's content, which the cache does not hold.
     if let Some(current) = &cached.status
         && status::ready(current).is_some()
@@ -864,9 +871,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             push_watch.observe(event);
             let (ctx, store) = &forgetting;
             match event {
-                Ok(watcher::Event::Delete(cp)) => ctx.forget(&cp.uid().unwrap_or_default()),
+                Ok(watcher::Event::Delete(cp)) => {
+                    ctx.forget(&cp.uid().unwrap_or_default());
+                    let ns = cp.namespace().unwrap_or_default();
+                    ctx.metrics.certificate_expires(&ns, &cp.name_any(), None);
+                }
                 // After a re-list, objects deleted while the watch was down are simply absent.
-                Ok(watcher::Event::InitDone) => ctx.forget_all_but(store),
+                Ok(watcher::Event::InitDone) => {
+                    ctx.forget_all_but(store);
+                    ctx.metrics.forget_objects();
+                }
                 _ => {}
             }
         })

@@ -1,8 +1,10 @@
-//! Prometheus metrics. Labels are closed sets (results, status codes), never object names.
+//! Prometheus metrics. Labels are closed sets (results, status codes), except the certificate expiry gauge, which
+//! has one series per CertificatePush that imports a certificate (bounded by the number of such objects).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -30,6 +32,15 @@ pub struct WriteFailureLabel {
     pub reason: &'static str,
 }
 
+/// Labels of `certpush_certificate_expiration_timestamp_seconds`: the CertificatePush.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    /// Namespace of the CertificatePush.
+    pub namespace: String,
+    /// Name of the CertificatePush.
+    pub name: String,
+}
+
 /// The operator's metrics and the registry that serves them.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -42,6 +53,8 @@ pub struct Metrics {
     pub scm_request_seconds: Histogram,
     /// Status writes that cannot succeed by retrying.
     pub status_write_failures: Family<WriteFailureLabel, Counter>,
+    /// notAfter of the certificate each CertificatePush imported, as Unix seconds.
+    pub certificate_expiration: Family<ObjectLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -71,12 +84,19 @@ impl Default for Metrics {
             "Status writes the API server refused and retrying cannot fix",
             status_write_failures.clone(),
         );
+        let certificate_expiration = Family::<ObjectLabel, Gauge>::default();
+        registry.register(
+            "certificate_expiration_timestamp_seconds",
+            "End of validity of the certificate a CertificatePush imported from its source Secret (Unix seconds)",
+            certificate_expiration.clone(),
+        );
         Self {
             registry,
             reconciles,
             scm_requests,
             scm_request_seconds,
             status_write_failures,
+            certificate_expiration,
         }
     }
 }
@@ -103,6 +123,27 @@ impl Metrics {
         self.status_write_failures
             .get_or_create(&WriteFailureLabel { reason })
             .inc();
+    }
+
+    /// Records the expiry of the certificate `namespace/name` imported (`status.notAfter`), or drops its series.
+    pub fn certificate_expires(&self, namespace: &str, name: &str, not_after: Option<jiff::Timestamp>) {
+        let label = ObjectLabel {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        match not_after {
+            Some(at) => {
+                self.certificate_expiration.get_or_create(&label).set(at.as_second());
+            }
+            None => {
+                self.certificate_expiration.remove(&label);
+            }
+        }
+    }
+
+    /// Drops every per-object series; reconciles after a re-list record the live objects again.
+    pub fn forget_objects(&self) {
+        self.certificate_expiration.clear();
     }
 
     /// Prometheus text exposition of every metric.
@@ -149,5 +190,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("certpush_scm_request_duration_seconds_count 3"), "{text}");
+    }
+
+    #[test]
+    fn certificate_expiry_is_one_series_per_object_and_goes_with_it() {
+        let m = Metrics::default();
+        let at: jiff::Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
+        m.certificate_expires("web", "www", Some(at));
+        let series = "certpush_certificate_expiration_timestamp_seconds{namespace=\"web\",name=\"www\"} 1775001600";
+        assert!(m.encode().contains(series), "{}", m.encode());
+        m.certificate_expires("web", "www", None);
+        assert!(!m.encode().contains("namespace=\"web\""), "{}", m.encode());
     }
 }

@@ -285,6 +285,21 @@ mod tests {
     }
 
     #[test]
+    fn a_status_written_before_imports_existed_stays_up_to_date() {
+        // The status of a pushed certificateId object as the previous release wrote it: no import fields.
+        let old: CertificatePushStatus = serde_json::from_value(serde_json::json!({
+            "observedGeneration": 3,
+            "pushedGeneration": 3,
+            "httpStatus": 204,
+            "credentialsDigest": "sha256:00",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Pushed", "message": "m",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 3}],
+        }))
+        .unwrap();
+        assert_eq!(next_step(&observe(&old, 3, Some("sha256:00"))), Step::UpToDate);
+    }
+
+    #[test]
     fn a_failure_counts_only_for_the_certificate_it_happened_to() {
         let a = status::pushed(
             &imported(&Default::default(), "fpA", "scsA"),

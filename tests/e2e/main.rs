@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use certpush_operator::crd::{CertificatePush, TargetService};
-use certpush_operator::status::{FALSE, TRUE};
+use certpush_operator::status::{self, FALSE, TRUE};
 use harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -54,6 +54,19 @@ async fn admission_rejects_invalid_specs() {
             "missing credentialsRef",
             with("credentialsRef", serde_json::Value::Null),
         ),
+        (
+            "neither certificateId nor sourceSecretRef",
+            with("certificateId", serde_json::Value::Null),
+        ),
+        (
+            "both certificateId and sourceSecretRef",
+            with("sourceSecretRef", json!({"name": "web-tls"})),
+        ),
+        ("empty sourceSecretRef name", {
+            let mut s = with("certificateId", serde_json::Value::Null);
+            s["sourceSecretRef"] = json!({"name": ""});
+            s
+        }),
     ];
     for (i, (what, spec)) in cases.iter().enumerate() {
         let obj: DynamicObject = serde_json::from_value(json!({
@@ -62,7 +75,16 @@ async fn admission_rejects_invalid_specs() {
         }))
         .unwrap();
         match api.create(&PostParams::default(), &obj).await {
-            Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{what}: {s:?}"),
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{what}: {s:?}");
+                if what.contains("certificateId and") || what.contains("nor") {
+                    assert!(
+                        s.message.contains("one and only one schema (oneOf)"),
+                        "{what}: {}",
+                        s.message
+                    );
+                }
+            }
             other => panic!("{what}: the API server accepted an invalid object: {other:?}"),
         }
     }
@@ -80,6 +102,17 @@ async fn admission_rejects_invalid_specs() {
         created.data["spec"]["credentialsRef"]["tokenKey"], "token",
         "schema default applied"
     );
+    let mut import = with("certificateId", serde_json::Value::Null);
+    import["sourceSecretRef"] = json!({"name": "web-tls"});
+    import["importPolicy"] = json!({"retainSuperseded": true});
+    let ok: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "metadata": {"name": "import"}, "spec": import,
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &ok)
+        .await
+        .expect("an import spec is accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1104,6 +1137,21 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     );
     let imports = sim.calls().iter().filter(|c| c.path.ends_with("/import")).count();
     assert_eq!(imports, 2);
+    // The expiry gauge follows status.notAfter of the renewed certificate.
+    let not_after = status::parse_time(status(&cp).not_after.as_deref().unwrap()).unwrap();
+    let series = format!(
+        "certpush_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"web\"}} {}",
+        not_after.as_second()
+    );
+    let deadline = std::time::Instant::now() + T;
+    while !op.metrics().await.contains(&series) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} not in\n{}",
+            op.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let key_lines: Vec<&str> = [key.as_str(), key2.as_str()]
         .iter()
