@@ -20,7 +20,10 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::cli::RunArgs;
-use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, CertificateSource, SourceSecretStatus};
+use crate::crd::{
+    CLEANUP_FINALIZER, CertificatePush, CertificatePushSpec, CertificatePushStatus, CertificateSource,
+    SourceSecretStatus,
+};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
 use crate::scm::wire::{ImportRequest, ImportResponse, ListResponse};
@@ -51,7 +54,14 @@ pub struct Context {
     unsaved: Mutex<HashMap<String, CertificatePushStatus>>,
     /// Consecutive reconcile errors by UID, for error_policy's backoff.
     errors: Mutex<HashMap<String, u32>>,
+    /// Failed attempts to delete a deleted object's imported certificates, by UID; bounded by
+    /// [`MAX_CLEANUP_ATTEMPTS`].
+    cleanups: Mutex<HashMap<String, u32>>,
 }
+
+/// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
+/// minute in all).
+pub const MAX_CLEANUP_ATTEMPTS: u32 = 5;
 
 impl Context {
     /// A context for the given clients.
@@ -73,6 +83,7 @@ impl Context {
             metrics,
             unsaved: Mutex::default(),
             errors: Mutex::default(),
+            cleanups: Mutex::default(),
         }
     }
 
@@ -80,6 +91,7 @@ impl Context {
     pub fn forget(&self, uid: &str) {
         lock(&self.unsaved).remove(uid);
         lock(&self.errors).remove(uid);
+        lock(&self.cleanups).remove(uid);
     }
 
     /// Drops what is kept in memory about objects that no longer exist (deleted while the watch was down).
@@ -87,6 +99,7 @@ impl Context {
         let uids: std::collections::HashSet<String> = live.state().iter().filter_map(|cp| cp.uid()).collect();
         lock(&self.unsaved).retain(|uid, _| uids.contains(uid));
         lock(&self.errors).retain(|uid, _| uids.contains(uid));
+        lock(&self.cleanups).retain(|uid, _| uids.contains(uid));
     }
 
     /// How many objects have something kept in memory (unsaved statuses, error counts).
@@ -125,6 +138,9 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
 
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone
     // and cost no API call. A stall is not: only the Secret's current credential tells whether it is over.
+    if cached.metadata.deletion_timestamp.is_some() {
+        return cleanup(cached, ctx).await;
+    }
     let not_after = cached
         .status
         .as_ref()
@@ -162,6 +178,10 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         // Deleted and recreated under the same name; the new object gets its own reconcile.
         ctx.forget(&uid);
         return Ok(Action::await_change());
+    }
+    // The finalizer is there before anything is imported, so every import is covered.
+    if cp.spec.deletes_imports() != has_finalizer(&cp) {
+        set_finalizer(&api, &cp, cp.spec.deletes_imports()).await?;
     }
     let generation = cp.metadata.generation.unwrap_or(0);
     let mut current = cp.status.clone().unwrap_or_default();
@@ -494,20 +514,12 @@ async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Cr
         return;
     };
     warn!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id, error = %failure.error_message, "could not delete the superseded certificate from SCM");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "SupersededNotDeleted".into(),
-        note: Some(format!(
-            "Could not delete superseded certificate {certificate_id} from SCM ({}); delete it in the SCM console or \
-             API, or set spec.importPolicy.retainSuperseded to keep such certificates",
-            failure.error_message
-        )),
-        action: "Delete".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
-        warn!(name = cp.name_any(), error = %e, "publishing event failed");
-    }
+    let note = format!(
+        "Could not delete superseded certificate {certificate_id} from SCM ({}); delete it in the SCM console or API, \
+         or set spec.importPolicy.retainSuperseded to keep such certificates",
+        failure.error_message
+    );
+    publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete").await;
 }
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back.
@@ -701,16 +713,8 @@ fn api_code(e: &Error) -> Option<u16> {
 async fn status_write_rejected(ctx: &Context, cp: &CertificatePush, e: &Error) {
     warn!(namespace = ?cp.namespace(), name = cp.name_any(), error = %e, "the API server refused the status as invalid; keeping it in memory");
     ctx.metrics.status_write_failed("invalid");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "StatusWriteFailed".into(),
-        note: Some(format!("The API server refused the status: {e}")),
-        action: "UpdateStatus".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
-        warn!(name = cp.name_any(), error = %e, "publishing event failed");
-    }
+    let note = format!("The API server refused the status: {e}");
+    publish(ctx, cp, EventType::Warning, "StatusWriteFailed", note, "UpdateStatus").await;
 }
 
 /// Writes the status when it changed; an unchanged status is not written, so steady state costs no writes.
@@ -760,11 +764,131 @@ async fn notify(ctx: &Context, cp: &CertificatePush, old: &CertificatePushStatus
     let Some(Notice { warning, reason, note }) = status::notice(old, new) else {
         return;
     };
+    let type_ = if warning { EventType::Warning } else { EventType::Normal };
+    publish(ctx, cp, type_, reason, note, "Push").await;
+}
+
+fn has_finalizer(cp: &CertificatePush) -> bool {
+    cp.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
+}
+
+/// Adds or removes the cleanup finalizer, keeping any other; the resourceVersion makes a concurrent change fail the
+/// write (and the reconcile, which is retried) instead of being overwritten.
+async fn set_finalizer(api: &Api<CertificatePush>, cp: &CertificatePush, present: bool) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = cp
+        .finalizers()
+        .iter()
+        .filter(|f| *f != CLEANUP_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(CLEANUP_FINALIZER.to_owned());
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cp.resource_version()}});
+    api.patch(&cp.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A CertificatePush with deletionPolicy Delete is being deleted: delete what it imported from SCM, then let it go.
+/// Bounded: without usable credentials, or after [`MAX_CLEANUP_ATTEMPTS`] failed attempts, a Warning Event names
+/// what is left in SCM and the finalizer is removed anyway, so deletion is never blocked for long.
+async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
+    if !has_finalizer(cached) {
+        return Ok(Action::await_change());
+    }
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cp) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let uid = cp.uid().unwrap_or_default();
+    let st = cp.status.clone().unwrap_or_default();
+    let mut imported: Vec<String> = [st.certificate_id, st.pushed_certificate_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    imported.dedup();
+    if !cp.spec.deletes_imports() {
+        imported.clear();
+    }
+    if !imported.is_empty() {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
+        match Credentials::from_secret(secret.as_ref(), &cp.spec.credentials_ref) {
+            Err(problem) => {
+                let note = format!(
+                    "Left {} in SCM: no usable credentials to delete it ({problem}); delete it in the SCM console",
+                    imported.join(", ")
+                );
+                publish(ctx, &cp, EventType::Warning, "CleanupSkipped", note, "Delete").await;
+            }
+            Ok(credentials) => {
+                if let Some(retry) = delete_imports(ctx, &cp, &credentials, &imported).await {
+                    return Ok(retry);
+                }
+            }
+        }
+    }
+    set_finalizer(&api, &cp, false).await?;
+    ctx.forget(&uid);
+    Ok(Action::await_change())
+}
+
+/// Deletes `imported` from SCM; `Some(requeue)` while failed attempts stay under the bound, `None` when done or
+/// given up (each announced by an Event).
+async fn delete_imports(
+    ctx: &Context,
+    cp: &CertificatePush,
+    credentials: &Credentials,
+    imported: &[String],
+) -> Option<Action> {
+    let mut left = Vec::new();
+    let mut last_error = String::new();
+    for id in imported {
+        match classify_as(&timed(ctx, ctx.scm.delete(credentials, id)).await, 204) {
+            PushOutcome::Pushed { .. } => {}
+            // Already gone is what was wanted.
+            PushOutcome::Failed(f) if f.http_status == Some(404) => {}
+            PushOutcome::Failed(f) => {
+                left.push(id.clone());
+                last_error = f.error_message;
+            }
+        }
+    }
+    if left.is_empty() {
+        let note = format!("Deleted imported certificate {} from SCM", imported.join(", "));
+        publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete").await;
+        return None;
+    }
+    let attempts = {
+        let mut cleanups = lock(&ctx.cleanups);
+        let n = cleanups.entry(cp.uid().unwrap_or_default()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if attempts < MAX_CLEANUP_ATTEMPTS {
+        warn!(namespace = ?cp.namespace(), name = cp.name_any(), attempts, error = %last_error, "deleting imported certificates failed; retrying");
+        return Some(Action::requeue(
+            policy::BACKOFF_BASE.saturating_mul(1 << (attempts - 1)),
+        ));
+    }
+    let note = format!(
+        "Gave up deleting {} from SCM after {attempts} attempts ({last_error}); the CertificatePush is released, \
+         delete the certificate in the SCM console",
+        left.join(", ")
+    );
+    publish(ctx, cp, EventType::Warning, "CleanupAbandoned", note, "Delete").await;
+    None
+}
+
+/// Publishes an Event about `cp`; a failed publish is logged, not fatal: the status holds the truth.
+async fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: &str, note: String, action: &str) {
     let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.to_string(),
+        type_,
+        reason: reason.into(),
         note: Some(note),
-        action: "Push".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
@@ -935,6 +1059,7 @@ mod tests {
                 certificate_id: Some("scs1554192131150".into()),
                 source_secret_ref: None,
                 import_policy: None,
+                deletion_policy: None,
                 target_service: TargetService::Waf,
                 target_project: "cn-north-4".into(),
                 credentials_ref: CredentialsRef {

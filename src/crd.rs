@@ -65,6 +65,13 @@ pub struct CertificatePushSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_policy: Option<ImportPolicy>,
 
+    /// What deleting this CertificatePush does in SCM. Retain (the default) leaves SCM alone. Delete also deletes
+    /// the certificates it imported from sourceSecretRef, through a finalizer that never blocks deletion for
+    /// long: after 5 failed attempts (about a minute), or without usable credentials, it publishes a Warning
+    /// Event naming what is left in SCM and lets the object go. Copies already pushed to CDN, WAF or ELB stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
     /// Cloud service to push the certificate to: CDN, WAF or ELB.
     pub target_service: TargetService,
 
@@ -117,6 +124,19 @@ pub struct SourceSecretRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
+
+/// What deleting a CertificatePush does to the certificates it imported.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave SCM alone.
+    #[default]
+    Retain,
+    /// Delete the certificates this CertificatePush imported.
+    Delete,
+}
+
+/// Finalizer that deletes imported certificates before a CertificatePush with deletionPolicy Delete goes away.
+pub const CLEANUP_FINALIZER: &str = "scm.certpush.dev/delete-imported-certificates";
 
 /// Handling of certificates this operator imported.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -284,6 +304,11 @@ impl CertificatePushSpec {
             (Some(_), Some(_)) => Err("spec sets both certificateId and sourceSecretRef; set exactly one".into()),
             (None, None) => Err("spec sets neither certificateId nor sourceSecretRef; set exactly one".into()),
         }
+    }
+
+    /// Whether deleting the object deletes what it imported: deletionPolicy Delete with a sourceSecretRef.
+    pub fn deletes_imports(&self) -> bool {
+        self.deletion_policy == Some(DeletionPolicy::Delete) && self.source_secret_ref.is_some()
     }
 
     /// Whether certificates superseded by a renewal stay in SCM.

@@ -181,6 +181,7 @@ pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> 
         certificate_id: Some(cert.into()),
         source_secret_ref: None,
         import_policy: None,
+        deletion_policy: None,
         target_service: service,
         target_project: project.into(),
         credentials_ref: CredentialsRef {

@@ -582,6 +582,8 @@ async fn shipped_rbac_is_least_privilege() {
     for (verb, res) in [
         ("watch", "certificatepushes.scm.certpush.dev"),
         ("patch", "certificatepushes.scm.certpush.dev/status"),
+        // The finalizer of deletionPolicy: Delete.
+        ("patch", "certificatepushes.scm.certpush.dev"),
         ("get", "secrets"),
         ("create", "events.events.k8s.io"),
     ] {
@@ -1225,4 +1227,75 @@ async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// deletionPolicy Delete: the finalizer deletes the imported certificate from SCM, then lets the object go; without
+/// usable credentials it lets go at once with a Warning Event naming what is left. Retain (the default) adds no
+/// finalizer and leaves SCM alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn deletion_policy_delete_removes_the_import_and_never_blocks_deletion() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-delete").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let deleting = || certpush_operator::crd::CertificatePushSpec {
+        deletion_policy: Some(certpush_operator::crd::DeletionPolicy::Delete),
+        ..import_spec("web-tls")
+    };
+    let api = create_push(&client, &ns, "cleaned", deleting()).await;
+    let retained = create_push(&client, &ns, "kept", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "cleaned", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let kept = wait_for(&retained, "kept", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    assert_eq!(
+        cp.metadata.finalizers.as_deref(),
+        Some(&[certpush_operator::crd::CLEANUP_FINALIZER.to_owned()][..])
+    );
+    assert_eq!(kept.metadata.finalizers, None, "Retain adds no finalizer");
+    let id = status(&cp).certificate_id.unwrap();
+    let kept_id = status(&kept).certificate_id.unwrap();
+
+    api.delete("cleaned", &Default::default()).await.unwrap();
+    wait_gone(&api, "cleaned").await;
+    let ids: Vec<String> = sim.certificates().into_iter().map(|(id, _)| id).collect();
+    assert!(!ids.contains(&id), "the import is deleted from SCM");
+    assert!(ids.contains(&kept_id));
+    retained.delete("kept", &Default::default()).await.unwrap();
+    wait_gone(&retained, "kept").await;
+    assert!(
+        sim.certificates().iter().any(|(i, _)| *i == kept_id),
+        "Retain leaves SCM alone"
+    );
+
+    // Without credentials the finalizer still lets go, and says what is left.
+    let api = create_push(&client, &ns, "orphan", deleting()).await;
+    let cp = wait_for(&api, "orphan", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let orphan = status(&cp).certificate_id.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets.delete("scm", &Default::default()).await.unwrap();
+    api.delete("orphan", &Default::default()).await.unwrap();
+    wait_gone(&api, "orphan").await;
+    assert!(sim.certificates().iter().any(|(i, _)| *i == orphan));
+    let events = events_for(&client, &ns, "orphan").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "CleanupSkipped" && n.contains(&orphan)),
+        "{events:?}"
+    );
+}
+
+async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
+    let deadline = std::time::Instant::now() + T;
+    while api.get_opt(name).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} was not released by its finalizer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

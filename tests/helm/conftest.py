@@ -31,7 +31,7 @@ RELEASE_BIN = ROOT / "target" / "release" / "certpush-operator"
 
 # What the operator needs and nothing else (issue #4), as (apiGroups, resources, verbs) per rule.
 OPERATOR_RULES = [
-    (["scm.certpush.dev"], ["certificatepushes"], ["get", "list", "watch"]),
+    (["scm.certpush.dev"], ["certificatepushes"], ["get", "list", "watch", "patch"]),
     (["scm.certpush.dev"], ["certificatepushes/status"], ["patch", "update"]),
     ([""], ["secrets"], ["get", "list", "watch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),

@@ -92,9 +92,10 @@ so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/w
 patch/update; Secrets read-only; events create/patch; nothing else.
 */}}
 {{- define "certpush-operator.rules" -}}
+# patch: only metadata.finalizers, for spec.deletionPolicy: Delete.
 - apiGroups: ["scm.certpush.dev"]
   resources: ["certificatepushes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["scm.certpush.dev"]
   resources: ["certificatepushes/status"]
   verbs: ["patch", "update"]
