@@ -541,11 +541,7 @@ async fn not_sent(
         target: "",
         now,
     };
-    let new = status::not_sent(current, &attempt, reason, message);
-    save(api, &cp.name_any(), current, &new).await?;
-    notify(ctx, cp, current, &new).await;
-    ctx.metrics.reconciled("invalid");
-    Ok(Action::await_change())
+    record_not_sent(ctx, api, cp, current, &attempt, reason, message, "invalid").await
 }
 
 /// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
@@ -561,10 +557,36 @@ async fn record_credentials_problem(
         CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
         CredentialsError::Invalid(_) => Reason::InvalidCredentials,
     };
-    let new = status::not_sent(current, attempt, reason, &problem.to_string());
+    record_not_sent(
+        ctx,
+        api,
+        cp,
+        current,
+        attempt,
+        reason,
+        &problem.to_string(),
+        "credentials_error",
+    )
+    .await
+}
+
+/// Saves the status of an attempt stopped before any request, with its Event; the next change of the object or a
+/// Secret brings it back.
+#[allow(clippy::too_many_arguments)] // Each is one fact of the record; a struct would only rename them.
+async fn record_not_sent(
+    ctx: &Context,
+    api: &Api<CertificatePush>,
+    cp: &CertificatePush,
+    current: &CertificatePushStatus,
+    attempt: &Attempt<'_>,
+    reason: Reason,
+    message: &str,
+    result: &'static str,
+) -> Result<Action, Error> {
+    let new = status::not_sent(current, attempt, reason, message);
     save(api, &cp.name_any(), current, &new).await?;
     notify(ctx, cp, current, &new).await;
-    ctx.metrics.reconciled("credentials_error");
+    ctx.metrics.reconciled(result);
     Ok(Action::await_change())
 }
 

@@ -13,7 +13,7 @@ use crate::scm::Transport;
 /// Label of `certpush_reconciles_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    /// pushed, push_failed, credentials_error, unchanged, waiting, stalled or error.
+    /// pushed, push_failed, import_failed, credentials_error, invalid, unchanged, waiting, stalled or error.
     pub result: &'static str,
 }
 
@@ -47,9 +47,9 @@ pub struct Metrics {
     pub registry: Registry,
     /// Reconciles by result.
     pub reconciles: Family<ResultLabel, Counter>,
-    /// SCM push requests by response code.
+    /// SCM requests (push, list, import, delete) by response code.
     pub scm_requests: Family<CodeLabel, Counter>,
-    /// Duration of SCM push requests.
+    /// Duration of SCM requests.
     pub scm_request_seconds: Histogram,
     /// Status writes that cannot succeed by retrying.
     pub status_write_failures: Family<WriteFailureLabel, Counter>,
@@ -67,15 +67,11 @@ impl Default for Metrics {
             reconciles.clone(),
         );
         let scm_requests = Family::<CodeLabel, Counter>::default();
-        registry.register(
-            "scm_requests",
-            "SCM push requests by HTTP status code",
-            scm_requests.clone(),
-        );
+        registry.register("scm_requests", "SCM requests by HTTP status code", scm_requests.clone());
         let scm_request_seconds = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register(
             "scm_request_duration_seconds",
-            "Duration of SCM push requests",
+            "Duration of SCM requests",
             scm_request_seconds.clone(),
         );
         let status_write_failures = Family::<WriteFailureLabel, Counter>::default();

@@ -15,18 +15,7 @@ const TOKEN: &str = "client-test-token-5b0c1e2d3f4a5b6c7d8e9f0a1b2c3d4e";
 const CERT: &str = "scs1554192131150";
 
 fn credentials(token: &str) -> Credentials {
-    let secret = Secret {
-        data: Some([("token".to_string(), ByteString(token.as_bytes().to_vec()))].into()),
-        ..Default::default()
-    };
-    Credentials::from_secret(
-        Some(&secret),
-        &CredentialsRef {
-            name: "scm".into(),
-            token_key: "token".into(),
-        },
-    )
-    .unwrap()
+    access_key(&[("token", token)])
 }
 
 async fn setup() -> (Sim, ScmClient) {
@@ -211,6 +200,7 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
     assert_eq!(f.error_message, "token <redacted> rejected");
 }
 
+/// Credentials read from a Secret holding `entries` (a token, or an access key pair).
 fn access_key(entries: &[(&str, &str)]) -> Credentials {
     let secret = Secret {
         data: Some(
