@@ -46,8 +46,13 @@ echo "==> applying the examples in namespace demo"
 kubectl create namespace demo
 kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="$access_key" \
   --from-literal=secretKey="$secret_key"
+# A TLS Secret as cert-manager would write it (here self-signed with openssl), imported into SCM and pushed.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 -subj /CN=www.example.com \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+kubectl -n demo create secret tls www-example-tls --cert="$work/tls.crt" --key="$work/tls.key"
 kubectl -n demo apply -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
-  -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml
+  -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml \
+  -f deploy/examples/push-imported.yaml
 
 metrics_port=$(free_port)
 echo "==> running the operator (as system:serviceaccount:certpush-system:certpush-operator); log: $work/operator.log"

@@ -40,8 +40,10 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,
-    printcolumn = r#"{"name":"Not After","type":"date","jsonPath":".status.notAfter"}"#,
+    // A string, not a date: kubectl shows a date column as an age, and a future one as "<invalid>".
+    printcolumn = r#"{"name":"Not After","type":"string","jsonPath":".status.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Imported","type":"string","priority":1,"jsonPath":".status.certificateId"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -430,6 +432,7 @@ mod tests {
                 "Last Push",
                 "Not After",
                 "Age",
+                "Imported",
                 "Message"
             ]
         );
