@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::leader::LeaderConfig;
 use crate::scm::client::DEFAULT_ENDPOINT;
 use crate::telemetry::LogFormat;
 
@@ -19,6 +21,8 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
+// Parsed once at startup; boxing RunArgs would only make every use of it noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the controller against the cluster from kubeconfig or the in-cluster config.
     Run(RunArgs),
@@ -60,6 +64,63 @@ pub struct RunArgs {
     /// /healthz fails once a watch has been failing for this many seconds.
     #[arg(long, env = "UNHEALTHY_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub unhealthy_after_seconds: u64,
+
+    /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
+    /// failover.
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "certpush-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: POD_NAMESPACE, else --namespace, else "default").
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long the Lease stays valid after its last renewal; others take over after this.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// The leader stops acting when its renewal has not landed for this long (shorter than --lease-duration).
+    #[arg(long, env = "RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and a standby tries to take it.
+    #[arg(long, env = "RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+}
+
+/// Durations such as `15s`, `1m` or `1m30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from(signed).map_err(|_| "must not be negative".to_owned())
+}
+
+impl RunArgs {
+    /// The leader election settings, when `--leader-elect` is on.
+    pub fn leader_config(&self) -> Option<LeaderConfig> {
+        self.leader_elect.then(|| {
+            let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+            // A fresh suffix per process: a restarted Pod is a new candidate, not the holder it replaced.
+            let host = env("POD_NAME")
+                .or_else(|| env("HOSTNAME"))
+                .unwrap_or_else(|| "certpush-operator".into());
+            LeaderConfig {
+                lease_name: self.lease_name.clone(),
+                lease_namespace: self
+                    .lease_namespace
+                    .clone()
+                    .or_else(|| env("POD_NAMESPACE"))
+                    .or_else(|| self.namespace.clone())
+                    .unwrap_or_else(|| "default".into()),
+                identity: format!("{host}-{:08x}", rand::random::<u32>()),
+                lease_duration: self.lease_duration,
+                renew_deadline: self.renew_deadline,
+                retry_period: self.retry_period,
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +141,40 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!((args.unready_after_seconds, args.unhealthy_after_seconds), (60, 600));
+        assert!(!args.leader_elect && args.leader_config().is_none());
+        assert_eq!(args.lease_name, "certpush-operator");
+        let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
+        assert_eq!(
+            durations,
+            (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn leader_election_flags_make_a_valid_config() {
+        let cli = Cli::try_parse_from([
+            "certpush-operator",
+            "run",
+            "--leader-elect",
+            "--lease-namespace",
+            "ops",
+            "--lease-duration",
+            "4s",
+            "--renew-deadline",
+            "3s",
+            "--retry-period",
+            "1s",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let config = args.leader_config().expect("leader election on");
+        assert_eq!(config.lease_namespace, "ops");
+        assert!(config.validate().is_ok());
+        let other = args.leader_config().unwrap();
+        assert_ne!(config.identity, other.identity, "each process is its own candidate");
+        assert!(Cli::try_parse_from(["certpush-operator", "run", "--lease-duration", "soon"]).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::crd::{
     CLEANUP_FINALIZER, CertificatePush, CertificatePushSpec, CertificatePushStatus, CertificateSource,
     SourceSecretStatus,
 };
+use crate::leader::{Election, Leadership};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
 use crate::scm::wire::{ImportRequest, ImportResponse, ListResponse};
@@ -48,6 +49,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether this replica may act (always, without leader election).
+    pub leadership: Leadership,
     /// Statuses recorded after an SCM request (success or refusal) that could not be saved yet, by UID. They are
     /// saved before anything else is done with the object, so a lost status write never turns into a second
     /// push, nor into re-sending a credential SCM just refused.
@@ -64,8 +67,8 @@ pub struct Context {
 pub const MAX_CLEANUP_ATTEMPTS: u32 = 5;
 
 impl Context {
-    /// A context for the given clients.
-    pub fn new(client: Client, scm: ScmClient, metrics: Arc<Metrics>) -> Self {
+    /// A context for the given clients; `leadership` decides whether this replica acts.
+    pub fn new(client: Client, scm: ScmClient, metrics: Arc<Metrics>, leadership: Leadership) -> Self {
         let instance = std::env::var("POD_NAME")
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok());
@@ -81,6 +84,7 @@ impl Context {
             scm,
             recorder,
             metrics,
+            leadership,
             unsaved: Mutex::default(),
             errors: Mutex::default(),
             cleanups: Mutex::default(),
@@ -130,6 +134,11 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
 // Only the last path can write a push, and it always starts from the fresh GET: the cache can lag this
 // operator's own status write.
 async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
+    // A standby keeps its cache warm and does nothing else; it reconciles everything once it leads.
+    if !ctx.leadership.leads() {
+        ctx.metrics.reconciled("standby");
+        return Ok(Action::await_change());
+    }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let name = cached.name_any();
     let uid = cached.uid().unwrap_or_default();
@@ -353,6 +362,11 @@ async fn push(
         Ok(c) => c,
         Err(e) => return record_credentials_problem(cp, ctx, api, current, &attempt, &e).await,
     };
+    // Checked again right before SCM is called: leadership may have ended during the reads above.
+    if !ctx.leadership.leads() {
+        ctx.metrics.reconciled("standby");
+        return Ok(Action::await_change());
+    }
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
         Some(source) => match imported(cp, ctx, &credentials, current, source).await {
@@ -1005,7 +1019,44 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         }
     });
 
-    let ctx = Arc::new(Context::new(client, scm, metrics));
+    let election = match args.leader_config() {
+        Some(config) => {
+            config.validate().map_err(Error::LeaderConfig)?;
+            info!(lease = %config.lease_name, namespace = %config.lease_namespace, identity = %config.identity, "joining leader election");
+            Some(Election::start(client.clone(), &config).await?)
+        }
+        None => None,
+    };
+    let leadership = election
+        .as_ref()
+        .map_or_else(Leadership::always, |e| e.leadership.clone());
+    // Each time this replica starts leading, every object is reconciled: as a standby it skipped them all.
+    let became_leader = match &election {
+        Some(e) => {
+            metrics.leading(&args.lease_name, false);
+            let metrics = metrics.clone();
+            let lease = args.lease_name.clone();
+            futures::stream::unfold(e.leading.clone(), move |mut leading| {
+                let (metrics, lease) = (metrics.clone(), lease.clone());
+                async move {
+                    loop {
+                        leading.changed().await.ok()?;
+                        let now = *leading.borrow_and_update();
+                        metrics.leading(&lease, now);
+                        if now {
+                            return Some(((), leading));
+                        }
+                    }
+                }
+            })
+            .boxed()
+        }
+        None => {
+            metrics.leading(&args.lease_name, true);
+            futures::stream::pending().boxed()
+        }
+    };
+    let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
     // Readiness follows the watch streams themselves. Store::wait_until_ready cannot be used here: its
     // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let (store, writer) = reflector::store();
@@ -1045,6 +1096,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             )
         })
         .with_config(controller::Config::default().concurrency(args.concurrency))
+        .reconcile_all_on(became_leader)
+        // SIGTERM: take no new work, let reconciles in flight (and their status writes) finish.
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -1057,6 +1110,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })
         .await;
     info!("controller stopped");
+    if let Some(election) = election {
+        // Released at once, a standby takes over now instead of after the lease duration.
+        election.release(Duration::from_secs(5)).await;
+    }
     Ok(())
 }
 
@@ -1103,7 +1160,12 @@ mod tests {
         let client = Client::new(service, "default");
         let scm = ScmClient::new(scm, None).unwrap();
         (
-            Arc::new(Context::new(client, scm, Arc::new(Metrics::default()))),
+            Arc::new(Context::new(
+                client,
+                scm,
+                Arc::new(Metrics::default()),
+                Leadership::always(),
+            )),
             handle,
         )
     }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod scm;
@@ -46,6 +47,12 @@ pub enum Error {
     /// The health and metrics endpoint could not be served.
     #[error("serving --metrics-addr: {0}")]
     Server(#[source] std::io::Error),
+    /// The leader election flags do not nest (retry period < renew deadline < lease duration).
+    #[error("{0}")]
+    LeaderConfig(String),
+    /// Leader election could not start or failed.
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] kube_lease_manager::LeaseManagerError),
 }
 
 /// What to check when the startup list fails: a 404 is a missing CRD, a 401/403 is credentials or RBAC,

@@ -41,6 +41,13 @@ pub struct ObjectLabel {
     pub name: String,
 }
 
+/// Label of `leader_election_master_status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabel {
+    /// Name of the Lease.
+    pub name: String,
+}
+
 /// The operator's metrics and the registry that serves them.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -55,11 +62,22 @@ pub struct Metrics {
     pub status_write_failures: Family<WriteFailureLabel, Counter>,
     /// notAfter of the certificate each CertificatePush imported, as Unix seconds.
     pub certificate_expiration: Family<ObjectLabel, Gauge>,
+    /// 1 while this replica leads (always, without leader election), 0 while it stands by.
+    pub leader: Family<LeaseLabel, Gauge>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("certpush");
+        // The operator's own metrics carry the certpush_ prefix; the names dashboards already know
+        // (controller-runtime's leader_election_master_status) stay unprefixed.
+        let mut root = Registry::default();
+        let leader = Family::<LeaseLabel, Gauge>::default();
+        root.register(
+            "leader_election_master_status",
+            "1 while this replica leads (holds the Lease), 0 while it stands by",
+            leader.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("certpush");
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register(
             "reconciles",
@@ -87,12 +105,13 @@ impl Default for Metrics {
             certificate_expiration.clone(),
         );
         Self {
-            registry,
+            registry: root,
             reconciles,
             scm_requests,
             scm_request_seconds,
             status_write_failures,
             certificate_expiration,
+            leader,
         }
     }
 }
@@ -135,6 +154,13 @@ impl Metrics {
                 self.certificate_expiration.remove(&label);
             }
         }
+    }
+
+    /// Records whether this replica leads the election for `lease`.
+    pub fn leading(&self, lease: &str, leads: bool) {
+        self.leader
+            .get_or_create(&LeaseLabel { name: lease.to_owned() })
+            .set(i64::from(leads));
     }
 
     /// Drops every per-object series; reconciles after a re-list record the live objects again.

@@ -68,7 +68,8 @@ FILE_COMMENTS = {
     "crd.yaml": "# The CertificatePush CRD, identical in content to crds/certificatepush.yaml.\n",
     "rbac.yaml": (
         "# The operator's identity and least-privilege RBAC (cluster scope): CertificatePushes read-only,\n"
-        "# their status patch/update, Secrets read-only, events create/patch. The e2e suite and\n"
+        "# their status patch/update, Secrets read-only, events create/patch, and the leader election Lease in\n"
+        "# certpush-system. The e2e suite and\n"
         "# scripts/run.sh apply this file and run the operator as this ServiceAccount's user.\n"
     ),
     "user-roles.yaml": (
@@ -175,9 +176,9 @@ def manifests() -> dict[str, str]:
     user_roles = take("ClusterRole", name_suffix="-edit") + take("ClusterRole", name_suffix="-view")
     sa = take("ServiceAccount")
     ns_labels = {k: v for k, v in sa[0]["metadata"]["labels"].items() if k.startswith("app.kubernetes.io/")}
-    order = {"ServiceAccount": 0, "ClusterRole": 1, "ClusterRoleBinding": 2}
+    order = {"ServiceAccount": 0, "ClusterRole": 1, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 4}
     rbac = [namespace_object(ns_labels)] + sorted(
-        sa + take("ClusterRole", "ClusterRoleBinding"), key=lambda o: order[o["kind"]]
+        sa + take("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"), key=lambda o: order[o["kind"]]
     )
     files = {
         "crd.yaml": crds,

@@ -383,6 +383,35 @@ impl Operator {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// SIGKILL: the process gets no chance to release anything.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for a graceful exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the operator exits after SIGTERM")
+            .unwrap()
+    }
+
+    /// Polls /metrics until `line` appears (within `timeout`).
+    pub async fn wait_metric(&self, line: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.metrics().await.contains(line) {
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in /metrics; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Operator {

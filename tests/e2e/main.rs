@@ -1299,3 +1299,101 @@ async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Two replicas with leader election: one leads and pushes, the standby pushes nothing; after the leader is
+/// SIGKILLed the standby takes over within the lease duration, and after a SIGTERM (the leader releases the
+/// Lease) at once; every CertificatePush is pushed exactly once across all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() {
+    let client = admin().await;
+    let ns = namespace(&client, "leader").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
+    let mut a = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
+    a.wait_metric(&leads, T).await;
+    let mut b = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
+    b.wait_probe("/readyz", 200).await;
+
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    let batch = |from: usize| {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            for i in from..from + 4 {
+                create_push(
+                    &client,
+                    &ns,
+                    &format!("p{i}"),
+                    spec(CERT, TargetService::Waf, &format!("p{i}"), "scm"),
+                )
+                .await;
+            }
+        }
+    };
+    let all_pushed = |upto: usize| {
+        let api = api.clone();
+        async move {
+            for i in 0..upto {
+                wait_for(&api, &format!("p{i}"), T, "Ready=True", |cp| {
+                    ready_is(cp, TRUE, "Pushed")
+                })
+                .await;
+            }
+        }
+    };
+    batch(0).await;
+    all_pushed(4).await;
+    assert!(b.metrics().await.contains(&stands_by), "b stands by");
+    assert!(!b.logs().contains("pushing certificate"), "the standby sent nothing");
+
+    // The leader dies without releasing the Lease: the standby waits out the lease duration.
+    let killed = std::time::Instant::now();
+    a.kill().await;
+    b.wait_metric(&leads, Duration::from_secs(15)).await;
+    println!(
+        "failover after SIGKILL took {:?} (lease duration 3 s)",
+        killed.elapsed()
+    );
+    batch(4).await;
+    all_pushed(8).await;
+
+    // A graceful stop releases the Lease: a new standby takes over without waiting for it to expire.
+    let c = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
+    c.wait_metric(&stands_by, T).await;
+    let terminated = std::time::Instant::now();
+    let status = b.terminate().await;
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert!(b.logs().contains("released the leader election Lease"), "{}", b.logs());
+    c.wait_metric(&leads, Duration::from_secs(15)).await;
+    println!("failover after SIGTERM took {:?}", terminated.elapsed());
+    batch(8).await;
+    all_pushed(12).await;
+
+    let mut projects: Vec<String> = sim
+        .successful_pushes()
+        .iter()
+        .map(|c| c.body["target_project"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    projects.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+    expected.sort();
+    assert_eq!(projects, expected, "each CertificatePush pushed exactly once");
+    assert_eq!(sim.pushes().len(), 12, "no attempt was duplicated either");
+}

@@ -91,6 +91,13 @@ The operator's permissions, shared by the ClusterRole (scope: cluster) and the R
 so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/watch and status
 patch/update; Secrets read-only; events create/patch; nothing else.
 */}}
+{{/*
+Name of the leader election Lease.
+*/}}
+{{- define "certpush-operator.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "certpush-operator.fullname" .) }}
+{{- end }}
+
 {{- define "certpush-operator.rules" -}}
 # patch: only metadata.finalizers, for spec.deletionPolicy: Delete.
 - apiGroups: ["scm.certpush.dev"]
