@@ -37,6 +37,9 @@ OPERATOR_RULES = [
     (["events.k8s.io"], ["events"], ["create", "patch"]),
 ]
 
+# The leader election Role in the release namespace (leaderElection.enabled, the default).
+LEASE_RULES = [(["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update", "patch"])]
+
 # 32+ characters, as the operator requires of an IAM token.
 SIM_TOKEN = "helm-test-token-0123456789abcdef0123456789"
 

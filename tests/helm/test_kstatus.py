@@ -181,8 +181,9 @@ def operator_rbac_and_args(kube: Kube, render) -> tuple[str, list[str]]:
     the ServiceAccount's user name and the rendered Deployment's operator arguments."""
     values = {"scope": "namespace", "crds": {"enabled": False}, "rbac": {"aggregateClusterRoles": False}}
     objects = render(values, name="kstatus", namespace=NAMESPACE)
-    for kind in ("ServiceAccount", "Role", "RoleBinding"):
-        kube.run("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(objects.one(kind)))
+    # The operator's Role and, for leader election (on by default), the Lease's.
+    for obj in objects.all("ServiceAccount") + objects.all("Role") + objects.all("RoleBinding"):
+        kube.run("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(obj))
     account = objects.one("ServiceAccount")["metadata"]["name"]
     args = container(objects)["args"]
     assert f"--namespace={NAMESPACE}" in args

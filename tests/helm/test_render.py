@@ -13,7 +13,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CHART, CRD_SOURCE, OPERATOR_BIN, OPERATOR_RULES, PREVIOUS_CHART, ROOT, container, rules_of
+from conftest import CHART, CRD_SOURCE, LEASE_RULES, OPERATOR_BIN, OPERATOR_RULES, PREVIOUS_CHART, ROOT, container, rules_of
 
 SA_USER = "system:serviceaccount:certpush-system:certpush-operator"
 
@@ -67,6 +67,8 @@ def test_default_objects(render):
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "Role",  # leader election
+            "RoleBinding",
             "Service",
             "ServiceAccount",
         ]
@@ -143,6 +145,12 @@ def test_default_args_and_env(render):
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
         "--unhealthy-after-seconds=600",
+        "--leader-elect",
+        "--lease-name=certpush-operator",
+        "--lease-namespace=certpush-system",
+        "--lease-duration=15s",
+        "--renew-deadline=10s",
+        "--retry-period=2s",
     ]
     env = {e["name"]: e for e in c["env"]}
     assert env["RUST_LOG"]["value"] == "info"
@@ -160,6 +168,7 @@ def test_values_reach_the_args(render):
                 "metrics": {"bindAddress": "::", "port": 9090},
                 "health": {"unreadyAfterSeconds": 30, "unhealthyAfterSeconds": 300},
                 "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                "leaderElection": {"leaseName": "cp-lease", "leaseDuration": "30s", "renewDeadline": "20s", "retryPeriod": "5s"},
             }
         )
     )
@@ -170,17 +179,48 @@ def test_values_reach_the_args(render):
         "--metrics-addr=[::]:9090",
         "--unready-after-seconds=30",
         "--unhealthy-after-seconds=300",
+        "--leader-elect",
+        "--lease-name=cp-lease",
+        "--lease-namespace=certpush-system",
+        "--lease-duration=30s",
+        "--renew-deadline=20s",
+        "--retry-period=5s",
     ]
     assert c["ports"][0]["containerPort"] == 9090
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
     assert {"name": "RUST_LOG", "value": "debug,kube=info"} in c["env"]
 
 
-def test_deployment_is_a_single_recreated_replica(render):
-    spec = render().one("Deployment")["spec"]
+def test_leader_election_is_on_and_rolls_one_pod_at_a_time(render):
+    objects = render()
+    spec = objects.one("Deployment")["spec"]
     assert spec["replicas"] == 1
-    # No leader election yet: a rolling update would run two operators at once.
+    # The new Pod stands by until the old one releases the Lease.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+    c = container(objects)
+    for arg in [
+        "--leader-elect",
+        "--lease-name=certpush-operator",
+        "--lease-namespace=certpush-system",
+        "--lease-duration=15s",
+        "--renew-deadline=10s",
+        "--retry-period=2s",
+    ]:
+        assert arg in c["args"], arg
+    namespace_env = {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    assert namespace_env in c["env"]
+    assert render({"replicaCount": 3}).one("Deployment")["spec"]["replicas"] == 3
+
+
+def test_without_leader_election_one_recreated_replica(render):
+    objects = render({"leaderElection": {"enabled": False}})
+    spec = objects.one("Deployment")["spec"]
     assert spec["strategy"] == {"type": "Recreate"}
+    assert not any(a.startswith("--lease") or a == "--leader-elect" for a in container(objects)["args"])
+    assert objects.all("Role") == []
+    with pytest.raises(helm.HelmRenderError, match="needs leaderElection.enabled"):
+        render({"leaderElection": {"enabled": False}, "replicaCount": 2})
 
 
 def test_resources_have_requests(render):
@@ -255,7 +295,13 @@ def test_rbac_cluster_scope(render):
     binding = objects.one("ClusterRoleBinding", "certpush-operator")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "certpush-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "certpush-operator", "namespace": "certpush-system"}]
-    assert objects.all("Role") == [] and objects.all("RoleBinding") == []
+    # The only namespaced RBAC is the leader election Lease's, in the release namespace.
+    lease_role = objects.one("Role", "certpush-operator-leader-election")
+    assert lease_role["metadata"]["namespace"] == "certpush-system"
+    assert rules_of(lease_role) == LEASE_RULES
+    lease_binding = objects.one("RoleBinding", "certpush-operator-leader-election")
+    assert lease_binding["subjects"] == binding["subjects"]
+    assert [r["metadata"]["name"] for r in objects.all("Role")] == ["certpush-operator-leader-election"]
     assert not any(a.startswith("--namespace") for a in container(objects)["args"])
 
 
@@ -355,7 +401,8 @@ def test_crd_switches(render):
 @pytest.mark.parametrize(
     ("values", "error"),
     [
-        ({"replicaCount": 2}, "/replicaCount"),
+        ({"leaderElection": {"leaseDuration": "15"}}, "/leaderElection/leaseDuration"),
+        ({"leaderElection": {"enable": True}}, "'enable' not allowed"),
         ({"replicaCont": 1}, "'replicaCont' not allowed"),
         ({"image": {"tagg": "1.0"}}, "'tagg' not allowed"),
         ({"securityContext": {"runAsUsr": 0}}, "'runAsUsr' not allowed"),
@@ -528,6 +575,8 @@ def test_plain_manifests_keep_the_contract(render):
             ("ClusterRole", "certpush-operator-edit"),
             ("ClusterRole", "certpush-operator-view"),
             ("ClusterRoleBinding", "certpush-operator"),
+            ("Role", "certpush-operator-leader-election"),
+            ("RoleBinding", "certpush-operator-leader-election"),
             ("Deployment", "certpush-operator"),
             ("Service", "certpush-operator-metrics"),
         ]
@@ -555,8 +604,11 @@ def test_rbac_yaml_is_the_chart_cluster_mode_rbac(render):
         ("ServiceAccount", "certpush-operator"),
         ("ClusterRole", "certpush-operator"),
         ("ClusterRoleBinding", "certpush-operator"),
+        ("Role", "certpush-operator-leader-election"),
+        ("RoleBinding", "certpush-operator-leader-election"),
     ]
     by_kind = {d["kind"]: d for d in docs}
+    assert rules_of(by_kind["Role"]) == LEASE_RULES
     assert rules_of(by_kind["ClusterRole"]) == OPERATOR_RULES == rules_of(render().one("ClusterRole", "certpush-operator"))
     subject = by_kind["ClusterRoleBinding"]["subjects"][0]
     assert f"system:serviceaccount:{subject['namespace']}:{subject['name']}" == SA_USER
