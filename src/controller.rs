@@ -114,8 +114,25 @@ impl Context {
 
 /// Brings one CertificatePush to its desired state: at most one SCM push, then its status.
 pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Action, Error> {
+    use tracing::Instrument as _;
     let uid = cp.uid().unwrap_or_default();
-    let result = reconcile_inner(&cp, &ctx).await;
+    // One span per reconcile: every log line of it (SCM request ids included) carries the object and this id.
+    let span = tracing::info_span!(
+        "reconcile",
+        object = %format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any()),
+        reconcile_id = %format!("{:016x}", rand::random::<u64>()),
+    );
+    let workers = ctx.metrics.workers();
+    workers.inc();
+    let started = Instant::now();
+    let result = reconcile_inner(&cp, &ctx).instrument(span).await;
+    workers.dec();
+    let outcome = match &result {
+        Err(_) => "error",
+        Ok(action) if *action == Action::await_change() => "success",
+        Ok(_) => "requeue_after",
+    };
+    ctx.metrics.reconcile_finished(outcome, started.elapsed().as_secs_f64());
     if result.is_ok() {
         lock(&ctx.errors).remove(&uid);
     }
@@ -443,7 +460,7 @@ async fn imported(
         &cp.name_any(),
         &source.tls.fingerprint,
     );
-    let listed: ListResponse = answer(timed(ctx, ctx.scm.list(credentials, &name)).await, 200, "list")?;
+    let listed: ListResponse = answer(timed(ctx, "list", ctx.scm.list(credentials, &name)).await, 200, "list")?;
     let earlier = listed.certificates.into_iter().find(|c| c.name == name).map(|c| c.id);
     let id = match earlier {
         Some(id) => {
@@ -458,7 +475,7 @@ async fn imported(
                 certificate_chain: (!tls.chain.is_empty()).then(|| tls.chain.clone()),
                 private_key: tls.private_key_pem().to_owned(),
             };
-            let transport = timed(ctx, ctx.scm.import(credentials, &request)).await;
+            let transport = timed(ctx, "import", ctx.scm.import(credentials, &request)).await;
             drop(request);
             let created: ImportResponse = answer(transport, 200, "import")?;
             info!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id = %created.certificate_id, fingerprint = %tls.fingerprint, "imported the certificate into SCM");
@@ -516,7 +533,7 @@ fn answer<T: serde::de::DeserializeOwned>(
 /// Deletes a certificate this operator imported and that a renewal replaced. One attempt: a failure is announced
 /// (Warning Event `SupersededNotDeleted` naming the ID) and left to a human, so cleanup can never block a push.
 async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Credentials, certificate_id: &str) {
-    let transport = timed(ctx, ctx.scm.delete(credentials, certificate_id)).await;
+    let transport = timed(ctx, "delete", ctx.scm.delete(credentials, certificate_id)).await;
     let failure = match classify_as(&transport, 204) {
         PushOutcome::Pushed { .. } => None,
         // Already gone is what was wanted.
@@ -618,15 +635,29 @@ async fn send(
         Err(message) => return PushOutcome::Failed(rejected(message)),
     };
     info!(namespace = ?cp.namespace(), name = cp.name_any(), ?cause, generation = cp.metadata.generation, certificate_id, "pushing certificate");
-    let transport = timed(ctx, ctx.scm.push(credentials, &request)).await;
+    let transport = timed(ctx, "push", ctx.scm.push(credentials, &request)).await;
     crate::scm::classify(&transport)
 }
 
-/// Awaits one SCM request and counts it in the metrics.
-async fn timed(ctx: &Context, request: impl std::future::Future<Output = Transport>) -> Transport {
+/// Awaits one SCM request and counts it in the metrics under `operation`.
+async fn timed(
+    ctx: &Context,
+    operation: &'static str,
+    request: impl std::future::Future<Output = Transport>,
+) -> Transport {
     let started = Instant::now();
     let transport = request.await;
-    ctx.metrics.scm_request(&transport, started.elapsed().as_secs_f64());
+    ctx.metrics
+        .scm_request(operation, &transport, started.elapsed().as_secs_f64());
+    if let Transport::Answered(reply) = &transport {
+        // Huawei support asks for this id; every SCM answer is in the log with it.
+        info!(
+            operation,
+            http_status = reply.status,
+            request_id = reply.request_id.as_deref().unwrap_or("-"),
+            "SCM answered"
+        );
+    }
     transport
 }
 
@@ -882,7 +913,7 @@ async fn delete_imports(
     let mut left = Vec::new();
     let mut last_error = String::new();
     for id in imported {
-        match classify_as(&timed(ctx, ctx.scm.delete(credentials, id)).await, 204) {
+        match classify_as(&timed(ctx, "delete", ctx.scm.delete(credentials, id)).await, 204) {
             PushOutcome::Pushed { .. } => {}
             // Already gone is what was wanted.
             PushOutcome::Failed(f) if f.http_status == Some(404) => {}
@@ -956,6 +987,20 @@ fn error_delay(failures: u32) -> Duration {
         .build()
         .nth(failures.saturating_sub(1) as usize)
         .unwrap_or(CAP)
+}
+
+/// Objects in the cache by the Ready condition's (status, reason), for `certpush_resources`.
+fn resource_counts(store: &Store<CertificatePush>) -> Vec<((String, String), i64)> {
+    let mut counts: HashMap<(String, String), i64> = HashMap::new();
+    for cp in store.state() {
+        let key = cp
+            .status
+            .as_ref()
+            .and_then(status::ready)
+            .map_or_else(Default::default, |c| (c.status.clone(), c.reason.clone()));
+        *counts.entry(key).or_default() += 1;
+    }
+    counts.into_iter().collect()
 }
 
 /// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`, as credentials or
@@ -1056,10 +1101,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             futures::stream::pending().boxed()
         }
     };
-    let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
     // Readiness follows the watch streams themselves. Store::wait_until_ready cannot be used here: its
     // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let (store, writer) = reflector::store();
+    metrics.max_concurrent_reconciles(args.concurrency);
+    let counted = store.clone();
+    metrics.count_resources_with(Box::new(move || resource_counts(&counted)));
+    let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
     let forgetting = (ctx.clone(), store.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.

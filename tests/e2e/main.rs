@@ -165,10 +165,21 @@ async fn happy_path_pushes_once_and_reports_ready() {
         ok && out.contains("WAF") && out.contains("Pushed") && out.contains("cn-north-4"),
         "{out}"
     );
+    let metrics = op.metrics().await;
+    for line in [
+        "certpush_scm_requests_total{operation=\"push\",code=\"204\",error_code=\"\"} 1",
+        "controller_runtime_reconcile_total{controller=\"certificatepush\",result=\"success\"}",
+        "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 16",
+        "certpush_resources{ready=\"True\",reason=\"Pushed\"} 1",
+        "leader_election_master_status{name=\"certpush-operator\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    // Every SCM answer is logged with Huawei's request id, inside the reconcile's span.
     assert!(
-        op.metrics()
-            .await
-            .contains("certpush_scm_requests_total{code=\"204\"} 1")
+        op.logs().contains(&format!("\"request_id\":\"{}\"", p.request_id)),
+        "{}",
+        op.logs()
     );
     assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
 }
@@ -502,7 +513,7 @@ async fn transient_faults_end_in_one_successful_push() {
     );
     let metrics = op.metrics().await;
     assert!(
-        metrics.contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1"),
+        metrics.contains("certpush_scm_requests_total{operation=\"push\",code=\"outcome_unknown\",error_code=\"\"} 1"),
         "{metrics}"
     );
 }
@@ -846,7 +857,7 @@ async fn an_unanswered_push_is_reported_and_a_refused_retry_says_it_may_have_lan
     assert!(
         op.metrics()
             .await
-            .contains("certpush_scm_requests_total{code=\"outcome_unknown\"} 1")
+            .contains("certpush_scm_requests_total{operation=\"push\",code=\"outcome_unknown\",error_code=\"\"} 1")
     );
     // The retry is refused as a duplicate: the status says why that may be, not a bare PushRejected.
     let cp = wait_for(&api, "cdn", T, "PushRejected", |cp| ready_is(cp, FALSE, "PushRejected")).await;

@@ -351,7 +351,7 @@ def test_operator_reconciles_as_the_charts_service_account(kube, scm_sim, tmp_pa
         status, metrics = http_get(f"{metrics_url}/metrics")
         assert status == 200
         assert 'certpush_reconciles_total{result="pushed"}' in metrics
-        assert 'certpush_scm_requests_total{code="204"}' in metrics
+        assert 'certpush_scm_requests_total{operation="push",code="204",error_code=""}' in metrics
         assert http_get(f"{metrics_url}/healthz")[0] == 200
     finally:
         operator.stop()
