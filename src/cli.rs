@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::leader::LeaderConfig;
-use crate::scm::client::DEFAULT_ENDPOINT;
+use crate::scm::client::{DEFAULT_BURST, DEFAULT_ENDPOINT, DEFAULT_QPS};
 use crate::telemetry::LogFormat;
 
 /// Pushes Huawei Cloud SCM certificates to CDN, WAF and ELB from CertificatePush resources.
@@ -64,6 +64,15 @@ pub struct RunArgs {
     /// /healthz fails once a watch has been failing for this many seconds.
     #[arg(long, env = "UNHEALTHY_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub unhealthy_after_seconds: u64,
+
+    /// Requests per second to SCM, across all objects (push, list, import and delete share it); a 429 halves it
+    /// for a while.
+    #[arg(long, env = "SCM_QPS", default_value_t = DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scm_qps: u32,
+
+    /// Requests to SCM that may go out at once before --scm-qps applies.
+    #[arg(long, env = "SCM_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scm_burst: u32,
 
     /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
     /// failover.
@@ -142,6 +151,7 @@ mod tests {
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!((args.unready_after_seconds, args.unhealthy_after_seconds), (60, 600));
         assert!(!args.leader_elect && args.leader_config().is_none());
+        assert_eq!((args.scm_qps, args.scm_burst), (10, 20));
         assert_eq!(args.lease_name, "certpush-operator");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
         assert_eq!(
@@ -180,6 +190,7 @@ mod tests {
     #[test]
     fn bad_flags_are_rejected() {
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--concurrency", "0"]).is_err());
+        assert!(Cli::try_parse_from(["certpush-operator", "run", "--scm-qps", "0"]).is_err());
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--log-format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--metrics-addr", "nope"]).is_err());
     }

@@ -1032,7 +1032,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })?),
         None => None,
     };
-    let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?;
+    let nonzero = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+    let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?
+        .with_rate_limit(nonzero(args.scm_qps), nonzero(args.scm_burst));
     let (pushes, secrets): (Api<CertificatePush>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),

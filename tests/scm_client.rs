@@ -299,3 +299,37 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
     let t = client.push(&unknown, &request(CERT)).await;
     assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
 }
+
+/// Every request takes a token from one shared bucket, and a 429 from the gateway halves the rate for all.
+#[tokio::test]
+async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
+    let (sim, client) = setup().await;
+    let nonzero = |n| std::num::NonZeroU32::new(n).unwrap();
+    let client = client.with_rate_limit(nonzero(10), nonzero(1));
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+        assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
+    }
+    // One at once, then three more at 10/s: at least 300 ms, whatever the machine's speed.
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+    let at: Vec<u64> = sim.pushes().iter().map(|c| c.at_ms).collect();
+    assert!(at.windows(2).all(|w| w[1] - w[0] >= 90), "spaced by the bucket: {at:?}");
+
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Error {
+            status: 429,
+            error_code: "APIGW.0308".into(),
+            error_msg: "The throttling threshold has been reached".into(),
+        },
+    });
+    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    assert_eq!(failure_kind(&t), FailureKind::Transient);
+    assert_eq!(client.qps(), 5, "halved for every clone of the client");
+}

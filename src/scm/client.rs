@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
 use super::auth::Credentials;
+use super::limit::{Limiter, Signal};
 use super::outcome::{ScmResponse, Transport, parse_retry_after};
 use super::wire::ImportRequest;
 use crate::crd::TargetService;
@@ -63,11 +64,26 @@ pub fn check_certificate_id(certificate_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Default of `--scm-qps`: requests per second to SCM across all objects.
+pub const DEFAULT_QPS: u32 = 10;
+/// Default of `--scm-burst`.
+pub const DEFAULT_BURST: u32 = 20;
+
 /// Talks to one SCM endpoint; the endpoint comes only from operator configuration, never from a resource.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ScmClient {
     http: reqwest::Client,
     endpoint: Url,
+    limiter: Limiter,
+}
+
+impl std::fmt::Debug for ScmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScmClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("qps", &self.limiter.qps())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScmClient {
@@ -90,10 +106,23 @@ impl ScmClient {
             }
             builder = builder.tls_certs_merge(certs);
         }
+        let nonzero = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
         Ok(Self {
             http: builder.build().map_err(ClientError::Build)?,
             endpoint,
+            limiter: Limiter::new(nonzero(DEFAULT_QPS), nonzero(DEFAULT_BURST)),
         })
+    }
+
+    /// Limits requests to `qps` per second (bursts of `burst`) across every clone of this client.
+    pub fn with_rate_limit(mut self, qps: std::num::NonZeroU32, burst: std::num::NonZeroU32) -> Self {
+        self.limiter = Limiter::new(qps, burst);
+        self
+    }
+
+    /// The request rate now allowed (lower than `--scm-qps` after throttling).
+    pub fn qps(&self) -> u32 {
+        self.limiter.qps()
     }
 
     /// The base URL requests go to.
@@ -176,6 +205,8 @@ impl ScmClient {
             Ok(request) => request,
             Err(e) => return Transport::NotSent(describe(&e)),
         };
+        // The token is taken before signing: the signature carries a time that must not age in the queue.
+        self.limiter.acquire().await;
         // Signed last, over the finished request: the signature covers its exact URL, headers and body bytes.
         credentials.authorize(&mut request, jiff::Timestamp::now());
         let response = match self.http.execute(request).await {
@@ -185,6 +216,11 @@ impl ScmClient {
             Err(e) => return Transport::NoAnswer(describe(&e)),
         };
         let status = response.status();
+        self.limiter.observe(if status == StatusCode::TOO_MANY_REQUESTS {
+            Signal::Throttled
+        } else {
+            Signal::Answered
+        });
         let header = |name: &str| {
             response
                 .headers()

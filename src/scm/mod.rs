@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod limit;
 pub mod outcome;
 pub mod sign;
 pub mod wire;

@@ -140,6 +140,8 @@ def test_default_args_and_env(render):
     assert c["args"] == [
         "run",
         "--scm-endpoint=https://scm.cn-north-4.myhuaweicloud.com",
+        "--scm-qps=10",
+        "--scm-burst=20",
         "--concurrency=16",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
@@ -161,7 +163,7 @@ def test_values_reach_the_args(render):
     c = container(
         render(
             {
-                "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com"},
+                "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com", "qps": 50, "burst": 5},
                 "concurrency": 4,
                 "logFormat": "json",
                 "logLevel": "debug,kube=info",
@@ -174,6 +176,8 @@ def test_values_reach_the_args(render):
     )
     assert c["args"][1:] == [
         "--scm-endpoint=https://scm.ap-southeast-1.myhuaweicloud.com",
+        "--scm-qps=50",
+        "--scm-burst=5",
         "--concurrency=4",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
