@@ -220,9 +220,12 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         }
         current = kept;
     }
+    // First sight: the Pending status is only written if the first SCM request is slow (see `Progress`), so a
+    // quick push costs two writes (its status and its Event), not three.
+    let mut progress = Progress::default();
     if status::ready(&current).is_none() {
         let pending = status::pending(&current, generation, now);
-        save(&api, &name, &current, &pending).await?;
+        progress = Progress::new(&api, &name, &current, &pending);
         current = pending;
     }
 
@@ -263,7 +266,55 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         ControlFlow::Break(action) => return Ok(action),
         ControlFlow::Continue(cause) => cause,
     };
-    push(&cp, ctx, &api, &current, read, source, cause, now).await
+    push(&cp, ctx, &api, &current, read, source, cause, now, progress).await
+}
+
+/// A Pending status not written yet: it is written only when an SCM request is still running after
+/// [`PENDING_AFTER`], so clients (kstatus, `kubectl wait`) see the object is being worked on during a slow push,
+/// while a quick one costs no extra write. It always lands before the outcome: both are written by this reconcile,
+/// in order.
+#[derive(Default)]
+struct Progress {
+    write: Option<(
+        Api<CertificatePush>,
+        String,
+        CertificatePushStatus,
+        CertificatePushStatus,
+    )>,
+}
+
+/// How long an SCM request may run before the Pending status is written.
+const PENDING_AFTER: Duration = Duration::from_secs(1);
+
+impl Progress {
+    fn new(
+        api: &Api<CertificatePush>,
+        name: &str,
+        saved: &CertificatePushStatus,
+        pending: &CertificatePushStatus,
+    ) -> Self {
+        Self {
+            write: Some((api.clone(), name.to_owned(), saved.clone(), pending.clone())),
+        }
+    }
+
+    /// Runs `request`, writing the Pending status once if it takes longer than [`PENDING_AFTER`].
+    async fn around<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
+        let Some((api, name, saved, pending)) = &self.write else {
+            return request.await;
+        };
+        futures::pin_mut!(request);
+        tokio::select! {
+            done = &mut request => return done,
+            () = tokio::time::sleep(PENDING_AFTER) => {}
+        }
+        // Best effort: the outcome write that follows carries the whole status anyway.
+        if let Err(e) = save(api, name, saved, pending).await {
+            warn!(name = %name, error = %e, "writing the Pending status failed");
+        }
+        self.write = None;
+        request.await
+    }
 }
 
 /// The certificate read from a source TLS Secret, with the Secret's identity for status.
@@ -361,6 +412,7 @@ async fn push(
     source: Option<Source>,
     cause: Cause,
     now: Timestamp,
+    mut progress: Progress,
 ) -> Result<Action, Error> {
     let spec = &cp.spec;
     let planned = match (&source, &spec.certificate_id) {
@@ -386,7 +438,7 @@ async fn push(
     }
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
-        Some(source) => match imported(cp, ctx, &credentials, current, source).await {
+        Some(source) => match progress.around(imported(cp, ctx, &credentials, current, source)).await {
             Ok(imported) => imported,
             Err(failure) => {
                 let outcome = PushOutcome::Failed(failure);
@@ -403,7 +455,9 @@ async fn push(
         target: &pushed_target,
         ..attempt
     };
-    let outcome = send(cp, ctx, &credentials, &certificate_id, cause).await;
+    let outcome = progress
+        .around(send(cp, ctx, &credentials, &certificate_id, cause))
+        .await;
     let (new, action) = after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     log_outcome(cp, "push", &outcome, &new);
     record(ctx, cp, api, current, new).await?;

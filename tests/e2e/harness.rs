@@ -25,6 +25,8 @@ pub const BAD_TOKEN: &str = "e2e-bad-token-0000000000000000000000000000000000";
 /// A token the simulator knows but refuses (403).
 pub const FORBIDDEN_TOKEN: &str = "e2e-forbidden-token-1111111111111111111111111111";
 pub const CERT: &str = "scs1554192131150";
+/// Another certificate scm-sim knows by default.
+pub const OTHER_CERT: &str = "scs1481110651012";
 
 fn env_path(var: &str) -> PathBuf {
     PathBuf::from(std::env::var(var).unwrap_or_else(|_| {

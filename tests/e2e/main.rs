@@ -1408,3 +1408,74 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
     assert_eq!(projects, expected, "each CertificatePush pushed exactly once");
     assert_eq!(sim.pushes().len(), 12, "no attempt was duplicated either");
 }
+
+/// The versions of one CertificatePush a watch sees until `done` holds for one of them.
+async fn versions_until(
+    api: &Api<CertificatePush>,
+    name: &str,
+    done: impl Fn(&CertificatePush) -> bool,
+) -> Vec<CertificatePush> {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let stream = watcher::watcher(
+        api.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .applied_objects();
+    futures::pin_mut!(stream);
+    let mut seen = Vec::new();
+    let collect = async {
+        while let Some(Ok(cp)) = stream.next().await {
+            let finished = done(&cp);
+            seen.push(cp);
+            if finished {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(T, collect)
+        .await
+        .expect("the watch saw the final version");
+    seen
+}
+
+/// A quick push costs one status write (no separate Pending write before it); a push still running after 1 s
+/// shows Ready=Unknown/Pending first, so clients see the object is being worked on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn pending_is_written_only_while_a_push_is_slow() {
+    let client = admin().await;
+    let ns = namespace(&client, "pending").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    let pushed = |cp: &CertificatePush| ready_is(cp, TRUE, "Pushed");
+    let is_pending = |cp: &CertificatePush| status::ready_reason(&status(cp)) == Some(status::Reason::Pending);
+
+    create_push(&client, &ns, "quick", spec(CERT, TargetService::Waf, "p1", "scm")).await;
+    let quick = versions_until(&api, "quick", pushed).await;
+    assert!(!quick.iter().any(is_pending), "no Pending write before a quick push");
+    let with_status = quick.iter().filter(|cp| cp.status.is_some()).count();
+    assert_eq!(
+        with_status,
+        1,
+        "one status write: {:#?}",
+        quick.iter().map(|c| &c.status).collect::<Vec<_>>()
+    );
+
+    sim.inject(Fault {
+        certificate_id: Some(OTHER_CERT.into()),
+        times: 1,
+        action: FaultAction::Delay { ms: 2500 },
+    });
+    create_push(&client, &ns, "slow", spec(OTHER_CERT, TargetService::Waf, "p1", "scm")).await;
+    let slow = versions_until(&api, "slow", pushed).await;
+    let first_pending = slow
+        .iter()
+        .position(is_pending)
+        .expect("Pending shown during the slow push");
+    let first_pushed = slow.iter().position(pushed).unwrap();
+    assert!(first_pending < first_pushed);
+    assert_eq!(sim.successful_pushes().len(), 2);
+}
