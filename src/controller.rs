@@ -60,6 +60,8 @@ pub struct Context {
     /// Failed attempts to delete a deleted object's imported certificates, by UID; bounded by
     /// [`MAX_CLEANUP_ATTEMPTS`].
     cleanups: Mutex<HashMap<String, u32>>,
+    /// UIDs this process has worked on past the cache (and so may have written a status for).
+    seen: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
@@ -88,6 +90,7 @@ impl Context {
             unsaved: Mutex::default(),
             errors: Mutex::default(),
             cleanups: Mutex::default(),
+            seen: Mutex::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Context {
         lock(&self.unsaved).remove(uid);
         lock(&self.errors).remove(uid);
         lock(&self.cleanups).remove(uid);
+        lock(&self.seen).remove(uid);
     }
 
     /// Drops what is kept in memory about objects that no longer exist (deleted while the watch was down).
@@ -104,6 +108,7 @@ impl Context {
         lock(&self.unsaved).retain(|uid, _| uids.contains(uid));
         lock(&self.errors).retain(|uid, _| uids.contains(uid));
         lock(&self.cleanups).retain(|uid, _| uids.contains(uid));
+        lock(&self.seen).retain(|uid| uids.contains(uid));
     }
 
     /// How many objects have something kept in memory (unsaved statuses, error counts).
@@ -194,11 +199,21 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     }
 
     // Anything that writes starts from a fresh read: the cache can lag this operator's own last status
-    // write (a Secret event may arrive first), and deciding on it would push the same generation twice.
+    // write (a Secret event may arrive first), and deciding on it would push the same generation twice. The
+    // one exception is an object without any status that this process has never worked on: no write of
+    // this process can be missing from the cache, and a restart starts from a consistent list, so the
+    // cached object is as good as a fresh one and the GET (a quarter of a first push's API requests) is saved.
     let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(cp) = api.get_opt(&name).await? else {
-        ctx.forget(&uid);
-        return Ok(Action::await_change());
+    let first_sight = cached.status.is_none() && lock(&ctx.seen).insert(uid.clone());
+    let cp = if first_sight {
+        cached.clone()
+    } else {
+        lock(&ctx.seen).insert(uid.clone());
+        let Some(cp) = api.get_opt(&name).await? else {
+            ctx.forget(&uid);
+            return Ok(Action::await_change());
+        };
+        cp
     };
     if cp.uid().as_deref() != Some(uid.as_str()) {
         // Deleted and recreated under the same name; the new object gets its own reconcile.
@@ -1167,7 +1182,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let forgetting = (ctx.clone(), store.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
-    let trigger = reflector::reflector(writer, watcher::watcher(pushes, watcher::Config::default()))
+    // managedFields are dropped from the cache: the operator never reads them, and they are most of an object's
+    // size (about half the operator's memory at 5,000 objects).
+    let watched = watcher::watcher(pushes, watcher::Config::default()).modify(|cp| {
+        cp.managed_fields_mut().clear();
+    });
+    let trigger = reflector::reflector(writer, watched)
         .inspect(move |event| {
             push_watch.observe(event);
             let (ctx, store) = &forgetting;
@@ -1435,6 +1455,57 @@ mod tests {
 
     fn api_for(ctx: &Context) -> Api<CertificatePush> {
         Api::namespaced(ctx.client.clone(), "ns")
+    }
+
+    /// A first push costs the Secret GET, the status write and the Event, not a GET of the object; any later
+    /// reconcile of the same object reads it fresh, so a cache that lags this process's own write pushes nothing.
+    #[tokio::test]
+    async fn first_sight_skips_the_object_get_and_later_reconciles_read_fresh() {
+        const TOKEN: &str = "unit-good-token-0000000000000000000000000000000";
+        let sim = Sim::start(
+            SimConfig {
+                tokens: vec![TOKEN.into()],
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let (ctx, server) = mocked_context(&sim.url());
+        let mut obj = cp("ns", "one", "scm");
+        obj.metadata.uid = Some("uid-1".into());
+        obj.metadata.generation = Some(1);
+        let written: Arc<Mutex<serde_json::Value>> = Arc::new(Mutex::new(serde_json::to_value(&obj).unwrap()));
+        let store = written.clone();
+        let seen = serve(server, move |what, body| match what {
+            w if w.ends_with("/secrets/scm") => (200, secret(TOKEN)),
+            w if w.ends_with("/status") => {
+                let mut o = lock(&store).clone();
+                o["status"] = body["status"].clone();
+                *lock(&store) = o.clone();
+                (200, o)
+            }
+            w if w.starts_with("GET") => (200, lock(&store).clone()),
+            _ => (201, json!({})),
+        });
+        // The cache still shows the object without status, as it was created.
+        let stale = Arc::new(obj);
+        reconcile(stale.clone(), ctx.clone()).await.expect("pushed");
+        let first: Vec<String> = paths(&seen).into_iter().filter(|p| !p.contains("/events")).collect();
+        assert_eq!(
+            first,
+            [
+                "GET /api/v1/namespaces/ns/secrets/scm".to_owned(),
+                format!("PATCH {PATH}/status")
+            ]
+        );
+        assert_eq!(sim.successful_pushes().len(), 1);
+        // A Secret event brings the same stale cached object back: it is read fresh, and nothing is pushed.
+        lock(&seen).clear();
+        let action = reconcile(stale, ctx).await.expect("up to date");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+        assert_eq!(sim.pushes().len(), 1);
     }
 
     /// Defect: a 401 whose status write failed was re-sent on the next reconcile, a second later.

@@ -386,6 +386,12 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id, for /proc measurements.
+    #[allow(dead_code)] // Used by the benchmark (tests/bench.rs), which shares this file.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// SIGKILL: the process gets no chance to release anything.
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
