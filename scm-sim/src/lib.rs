@@ -56,6 +56,22 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Answer 400 `SCM.0028` when a (certificate, service, project) was already pushed successfully.
     pub reject_duplicate_push: bool,
+    /// Random faults on push calls (after queued [`Fault`]s), for chaos tests.
+    pub chaos: Option<Chaos>,
+}
+
+/// Random transient faults: each push call not answered by a queued [`Fault`] fails with probability `rate`, as a
+/// 503 (`APIGW.0613`), a 429 (`APIGW.0308`), a connection reset before processing, or an answer delayed by
+/// `slow_ms` (then handled normally). At most `max_in_a_row` faults hit one (certificate, service, project) in a row,
+/// so a test's duration stays bounded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chaos {
+    /// Probability of a fault per push call.
+    pub rate: f64,
+    /// Most consecutive faults for one push target.
+    pub max_in_a_row: u32,
+    /// Delay of the slow answers.
+    pub slow_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -67,6 +83,7 @@ impl Default for SimConfig {
             certificates: DEMO_CERTIFICATES.iter().map(|id| (*id).to_owned()).collect(),
             latency: Duration::ZERO,
             reject_duplicate_push: false,
+            chaos: None,
         }
     }
 }

@@ -85,6 +85,7 @@ impl Args {
             },
             latency: Duration::from_millis(self.latency_ms),
             reject_duplicate_push: self.reject_duplicate_push,
+            chaos: None,
         })
     }
 }

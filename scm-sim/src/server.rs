@@ -459,7 +459,15 @@ async fn push(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> SimReply {
-    let fault = shared.state().take_fault(&id);
+    let fault = {
+        let mut state = shared.state();
+        let queued = state.take_fault(&id);
+        queued.or_else(|| {
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let field = |name: &str| request[name].as_str().unwrap_or_default().to_owned();
+            state.chaos_fault((id.clone(), field("target_service"), field("target_project")))
+        })
+    };
     let reply = match fault {
         Some(FaultAction::Respond {
             status,

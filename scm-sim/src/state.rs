@@ -123,6 +123,9 @@ pub(super) struct State {
     pub calls: Vec<Call>,
     pub faults: VecDeque<Fault>,
     pub pushed: HashSet<PushKey>,
+    pub chaos: Option<super::Chaos>,
+    /// Random faults in a row per push target, for [`super::Chaos::max_in_a_row`].
+    pub chaos_streaks: HashMap<PushKey, u32>,
 }
 
 impl State {
@@ -138,6 +141,8 @@ impl State {
             calls: Vec::new(),
             faults: VecDeque::new(),
             pushed: HashSet::new(),
+            chaos: config.chaos,
+            chaos_streaks: HashMap::new(),
         };
         state.set_tokens(config.tokens);
         state.set_access_keys(config.access_keys);
@@ -221,6 +226,28 @@ impl State {
 
     pub fn certificate(&self, id: &str) -> Option<&Certificate> {
         self.certificates.iter().find(|c| c.id == id)
+    }
+
+    /// A random fault for a push to `key`, if chaos is on and the dice say so; a call without one ends the streak.
+    pub fn chaos_fault(&mut self, key: PushKey) -> Option<FaultAction> {
+        let chaos = self.chaos.clone()?;
+        let streak = self.chaos_streaks.entry(key).or_insert(0);
+        if *streak >= chaos.max_in_a_row || rand::random::<f64>() >= chaos.rate {
+            *streak = 0;
+            return None;
+        }
+        *streak += 1;
+        let error = |status, code: &str, msg: &str| FaultAction::Error {
+            status,
+            error_code: code.to_owned(),
+            error_msg: msg.to_owned(),
+        };
+        Some(match rand::random_range(0..4) {
+            0 => error(503, "APIGW.0613", "The IAM service is currently unavailable."),
+            1 => error(429, "APIGW.0308", "The throttling threshold has been reached."),
+            2 => FaultAction::Drop,
+            _ => FaultAction::Delay { ms: chaos.slow_ms },
+        })
     }
 
     /// Uses up one application of the first queued fault matching a push for `certificate_id`.
