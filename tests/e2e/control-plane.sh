@@ -3,7 +3,7 @@
 # the e2e tests, in the spirit of controller-runtime's envtest.
 #
 # Usage: tests/e2e/control-plane.sh build
-#        tests/e2e/control-plane.sh start|stop|env|status [DIR]
+#        tests/e2e/control-plane.sh start|stop|env|status|restart-apiserver [DIR]
 #
 #   build   make sure the cached kube-apiserver and etcd binaries exist (built
 #           from their Go modules the first time, ~8 min on 2 cores)
@@ -12,6 +12,8 @@
 #   stop    stop exactly the processes `start` recorded in DIR/pids, remove DIR
 #   env     print DIR/env (shell exports; `source` it)
 #   status  exit 0 iff the control plane in DIR runs and /readyz is ok
+#   restart-apiserver  stop kube-apiserver (TERM) and start it again on the same
+#           port and etcd, for tests of clients that must survive it
 #
 # DIR defaults to ${CERTPUSH_CP_DIR:-${TMPDIR:-/tmp}/certpush-cp}, so after
 # `source DIR/env` the other subcommands find it without an argument.
@@ -506,6 +508,33 @@ EOF
     --logger=zap --log-outputs=stderr
   wait_for "$dir" etcd "etcd /health" etcd_healthy "$etcd_port"
 
+  echo "$etcd_port $api_port" >"$dir/ports"
+  launch_apiserver "$dir" "$etcd_port" "$api_port"
+  wait_for "$dir" kube-apiserver "namespace default" default_namespace_usable "$dir" "$url"
+
+  # End-to-end check of the generated kubeconfig, CA data included.
+  if command -v kubectl >/dev/null; then
+    kubectl --kubeconfig "$dir/admin.kubeconfig" get namespace default -o name >/dev/null ||
+      fail_with_log "$dir/kube-apiserver.log" "kubectl cannot use $dir/admin.kubeconfig"
+  fi
+
+  {
+    echo "# source this file to use the control plane in $dir"
+    printf 'export KUBECONFIG=%q\n' "$dir/admin.kubeconfig"
+    printf 'export CERTPUSH_ADMIN_KUBECONFIG=%q\n' "$dir/admin.kubeconfig"
+    printf 'export CERTPUSH_RESTRICTED_KUBECONFIG=%q\n' "$dir/restricted.kubeconfig"
+    printf 'export CERTPUSH_APISERVER_URL=%q\n' "$url"
+    printf 'export CERTPUSH_CP_DIR=%q\n' "$dir"
+  } >"$dir/env"
+
+  STARTING_DIR=""
+  log "control plane ready in $((SECONDS - started)) s at $url"
+  log "use it with: source $dir/env"
+}
+
+# Starts kube-apiserver against the etcd on ETCD_PORT, serving on API_PORT, and waits for /readyz.
+launch_apiserver() {
+  local dir=$1 etcd_port=$2 api_port=$3 url=https://127.0.0.1:$3
   log "starting kube-apiserver on $url"
   # --endpoint-reconciler-type=none: the "kubernetes" Endpoints cannot hold a
   #   loopback address, so reconciling it would only spam the log.
@@ -531,26 +560,35 @@ EOF
     --disable-admission-plugins=ServiceAccount \
     --profiling=false
   wait_for "$dir" kube-apiserver "/readyz" apiserver_ready "$dir" "$url"
-  wait_for "$dir" kube-apiserver "namespace default" default_namespace_usable "$dir" "$url"
+}
 
-  # End-to-end check of the generated kubeconfig, CA data included.
-  if command -v kubectl >/dev/null; then
-    kubectl --kubeconfig "$dir/admin.kubeconfig" get namespace default -o name >/dev/null ||
-      fail_with_log "$dir/kube-apiserver.log" "kubectl cannot use $dir/admin.kubeconfig"
+# Stops kube-apiserver (TERM, KILL after 5 s) and starts it again on the same port and etcd, for tests of
+# clients that must survive an API server restart. etcd keeps running, so nothing stored is lost.
+cmd_restart_apiserver() {
+  local dir pid etcd_port api_port
+  dir=$(resolve_dir "${1:-}")
+  [[ -f $dir/env && -f $dir/ports ]] || die "no control plane in $dir (run: $0 start)"
+  read -r etcd_port api_port <"$dir/ports"
+  pid=$(awk '$1 == "kube-apiserver" {p = $2} END {print p}' "$dir/pids")
+  if [[ -n $pid ]] && owns_pid "$dir" "$pid"; then
+    # TERM first; an API server still draining long-running watches after 5 s is killed.
+    kill -TERM "$pid"
+    for _ in {1..50}; do
+      owns_pid "$dir" "$pid" || break
+      sleep 0.1
+    done
+    if owns_pid "$dir" "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    for _ in {1..50}; do
+      owns_pid "$dir" "$pid" || break
+      sleep 0.1
+    done
+    ! owns_pid "$dir" "$pid" || die "kube-apiserver (pid $pid) did not stop"
   fi
-
-  {
-    echo "# source this file to use the control plane in $dir"
-    printf 'export KUBECONFIG=%q\n' "$dir/admin.kubeconfig"
-    printf 'export CERTPUSH_ADMIN_KUBECONFIG=%q\n' "$dir/admin.kubeconfig"
-    printf 'export CERTPUSH_RESTRICTED_KUBECONFIG=%q\n' "$dir/restricted.kubeconfig"
-    printf 'export CERTPUSH_APISERVER_URL=%q\n' "$url"
-    printf 'export CERTPUSH_CP_DIR=%q\n' "$dir"
-  } >"$dir/env"
-
-  STARTING_DIR=""
-  log "control plane ready in $((SECONDS - started)) s at $url"
-  log "use it with: source $dir/env"
+  grep -v '^kube-apiserver ' "$dir/pids" >"$dir/pids.new" || true
+  mv "$dir/pids.new" "$dir/pids"
+  mv "$dir/kube-apiserver.log" "$dir/kube-apiserver.previous.log"
+  launch_apiserver "$dir" "$etcd_port" "$api_port"
+  log "kube-apiserver restarted"
 }
 
 cmd_stop() {
@@ -593,9 +631,9 @@ main() {
   (($#)) && shift
   case $cmd in
   build) (($# == 0)) || die "build takes no arguments"; cmd_build ;;
-  start | stop | env | status)
+  start | stop | env | status | restart-apiserver)
     (($# <= 1)) || die "$cmd takes at most one argument (DIR)"
-    "cmd_$cmd" "$@"
+    "cmd_${cmd//-/_}" "$@"
     ;;
   -h | --help | help) usage ;;
   *)

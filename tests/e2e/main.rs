@@ -1584,3 +1584,149 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
         "{doubles} objects pushed twice; at most the 16 in flight at the kill may be"
     );
 }
+
+/// A control plane of a test's own (so restarting its API server disturbs no other test), stopped on drop.
+struct OwnControlPlane {
+    dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl OwnControlPlane {
+    fn script() -> String {
+        format!("{ROOT}/tests/e2e/control-plane.sh")
+    }
+
+    async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cp");
+        let out = tokio::process::Command::new("bash")
+            .args([Self::script().as_str(), "start", dir.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Self { dir, _tmp: tmp }
+    }
+
+    fn kubeconfig(&self, who: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{who}.kubeconfig"))
+    }
+
+    async fn kubectl(&self, args: &[&str]) {
+        let out = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig("admin"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn restart_apiserver(&self) {
+        let out = tokio::process::Command::new("bash")
+            .args([Self::script().as_str(), "restart-apiserver", self.dir.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for OwnControlPlane {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .args([Self::script().as_str(), "stop", self.dir.to_str().unwrap()])
+            .output();
+    }
+}
+
+/// The API server restarted mid-run: the operator recovers by itself (no restart of its own), and every object,
+/// including those created after the restart, ends Ready with exactly one push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn the_operator_recovers_from_an_api_server_restart() {
+    let cp = OwnControlPlane::start().await;
+    cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{ROOT}/crds/certificatepush.yaml"),
+    ])
+    .await;
+    cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{ROOT}/deploy/manifests/rbac.yaml"),
+    ])
+    .await;
+    cp.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/certificatepushes.scm.certpush.dev",
+        "--timeout=60s",
+    ])
+    .await;
+    cp.kubectl(&["create", "namespace", "restart"]).await;
+    let client = client_for(&cp.kubeconfig("admin")).await;
+    put_secret(&client, "restart", "scm", GOOD_TOKEN).await;
+    let sim = start_sim().await;
+    let op = Operator::start_custom("restart", &sim, cp.kubeconfig("restricted"), &[]).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), "restart");
+    for i in 0..10 {
+        create_push(
+            &client,
+            "restart",
+            &format!("r{i}"),
+            spec(CERT, TargetService::Waf, &format!("r{i}"), "scm"),
+        )
+        .await;
+    }
+    for i in 0..10 {
+        wait_for(&api, &format!("r{i}"), T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    }
+
+    let restarted = std::time::Instant::now();
+    cp.restart_apiserver().await;
+    // A fresh client: the point is the operator's, whose connections died with the old process.
+    let client = client_for(&cp.kubeconfig("admin")).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), "restart");
+    for i in 10..20 {
+        create_push(
+            &client,
+            "restart",
+            &format!("r{i}"),
+            spec(CERT, TargetService::Waf, &format!("r{i}"), "scm"),
+        )
+        .await;
+    }
+    for i in 10..20 {
+        wait_for(
+            &api,
+            &format!("r{i}"),
+            Duration::from_secs(90),
+            "Ready after the restart",
+            |cp| ready_is(cp, TRUE, "Pushed"),
+        )
+        .await;
+    }
+    println!(
+        "objects created after the API server restart were pushed within {:?}",
+        restarted.elapsed()
+    );
+    let mut projects: Vec<String> = sim
+        .successful_pushes()
+        .iter()
+        .map(|c| c.body["target_project"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    projects.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    expected.sort();
+    assert_eq!(projects, expected, "each object pushed exactly once");
+    op.wait_probe("/healthz", 200).await;
+}
