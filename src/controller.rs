@@ -751,10 +751,14 @@ fn after_attempt(
                 .kind
                 .is_transient()
                 .then(|| policy::backoff(attempts, failure.retry_after, jitter));
-            let next_retry = delay.and_then(|d| attempt.now.checked_add(d).ok());
+            // Status keeps whole seconds, so the due time is rounded up: a retry never comes before its backoff.
+            let next_retry = delay
+                .and_then(|d| attempt.now.checked_add(d).ok())
+                .map(policy::ceil_to_second);
+            let wait = next_retry.map(|at| policy::until(attempt.now, at));
             (
                 status::failed(current, attempt, failure, attempts, next_retry),
-                delay.map_or_else(Action::await_change, Action::requeue),
+                wait.map_or_else(Action::await_change, Action::requeue),
             )
         }
     }
@@ -1129,6 +1133,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(Error::Server)?;
+    // The bound address, also when port 0 asked the system for a free one.
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
     tokio::spawn(async move {
         if let Err(e) = server::serve(listener, health).await {
             warn!(error = %e, "health and metrics server stopped");
@@ -1455,6 +1463,54 @@ mod tests {
 
     fn api_for(ctx: &Context) -> Api<CertificatePush> {
         Api::namespaced(ctx.client.clone(), "ns")
+    }
+
+    /// Defect: status keeps whole seconds, and the due time was truncated, so a retry could come up to a second
+    /// before its backoff (the chaos test saw 3.07 s after a failure whose backoff was at least 4 s).
+    #[test]
+    fn a_retry_is_never_due_before_its_backoff() {
+        let failure = PushFailure {
+            kind: FailureKind::Transient,
+            http_status: Some(503),
+            error_code: Some("APIGW.0613".into()),
+            error_message: "unavailable".into(),
+            request_id: None,
+            retry_after: None,
+            outcome_unknown: false,
+        };
+        for now in [
+            "2026-01-01T00:00:00.950Z",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.001Z",
+        ] {
+            let now: Timestamp = now.parse().unwrap();
+            let attempt = Attempt { now, ..attempt(3) };
+            for jitter in [0.0, 0.5, 0.999] {
+                let (new, action) = after_attempt(
+                    &Default::default(),
+                    &attempt,
+                    &PushOutcome::Failed(failure.clone()),
+                    jitter,
+                );
+                let backoff = policy::backoff(1, None, jitter);
+                let due = status::parse_time(new.next_retry_time.as_deref().unwrap()).unwrap();
+                assert!(
+                    policy::until(now, due) >= backoff,
+                    "{now} + {backoff:?} is due at {due}"
+                );
+                assert_eq!(action, Action::requeue(policy::until(now, due)));
+                let seen = policy::next_step(&Observed {
+                    generation: 3,
+                    push_request: None,
+                    status: &new,
+                    credentials_digest: Some("sha256:1"),
+                    endpoint: ENDPOINT,
+                    source_fingerprint: None,
+                    now,
+                });
+                assert!(matches!(seen, Step::WaitForRetry(d) if d >= backoff), "{seen:?}");
+            }
+        }
     }
 
     /// A first push costs the Secret GET, the status write and the Event, not a GET of the object; any later

@@ -101,9 +101,7 @@ pub fn next_step(o: &Observed) -> Step {
         Lift::Backoff => {
             let due = s.next_retry_time.as_deref().and_then(status::parse_time);
             match due {
-                Some(at) if at > o.now => {
-                    Step::WaitForRetry(Duration::from_secs((at - o.now).get_seconds().max(1) as u64))
-                }
+                Some(at) if at > o.now => Step::WaitForRetry(until(o.now, at)),
                 _ => Step::Push(Cause::RetryDue),
             }
         }
@@ -119,6 +117,22 @@ pub fn next_step(o: &Observed) -> Step {
         }
         Lift::CredentialChange | Lift::SpecChange => Step::Stalled,
     }
+}
+
+/// `t` rounded up to a whole second, the precision status times are kept in.
+pub fn ceil_to_second(t: Timestamp) -> Timestamp {
+    let whole = Timestamp::from_second(t.as_second()).unwrap_or(t);
+    if whole == t {
+        t
+    } else {
+        whole.checked_add(jiff::SignedDuration::from_secs(1)).unwrap_or(t)
+    }
+}
+
+/// The time from `now` until `at`, rounded up to a millisecond (zero when `at` has passed).
+pub fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let millis = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).ceil();
+    Duration::from_millis(if millis > 0.0 { millis as u64 } else { 0 })
 }
 
 /// Whether the recorded failure says the endpoint, not the push, was wrong.

@@ -254,6 +254,11 @@ impl Sim {
         format!("http://{}", SocketAddr::new(ip, addr.port()))
     }
 
+    /// Milliseconds since the simulator started: the clock of [`Call::at_ms`].
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Every SCM API call in the order it was answered.
     pub fn calls(&self) -> Vec<Call> {
         self.shared.state().calls.clone()

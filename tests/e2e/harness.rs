@@ -14,7 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use scm_sim::{Sim, SimConfig, free_port};
+use scm_sim::{Sim, SimConfig};
 use tokio::process::{Child, Command};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -201,6 +201,71 @@ pub async fn create_push(client: &Client, ns: &str, name: &str, spec: Certificat
     api
 }
 
+/// Creates CertificatePushes `{prefix}{i}` for each i in `range`, each pushing to its own project `{prefix}{i}`, so
+/// the simulator's records tell them apart.
+pub async fn create_numbered(client: &Client, ns: &str, prefix: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        let name = format!("{prefix}{i}");
+        create_push(client, ns, &name, spec(CERT, TargetService::Waf, &name, "scm")).await;
+    }
+}
+
+/// Waits until `{prefix}{i}` is Ready=True/Pushed for each i in `range`.
+pub async fn wait_numbered_pushed(
+    api: &Api<CertificatePush>,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    timeout: Duration,
+) {
+    for i in range {
+        wait_for(api, &format!("{prefix}{i}"), timeout, "Ready=True", |cp| {
+            ready_is(cp, "True", "Pushed")
+        })
+        .await;
+    }
+}
+
+/// The target projects of `calls`, sorted: with `create_numbered`, one entry per push of an object.
+pub fn pushed_projects(calls: &[scm_sim::Call]) -> Vec<String> {
+    let mut projects: Vec<String> = calls
+        .iter()
+        .map(|c| c.body["target_project"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    projects.sort();
+    projects
+}
+
+/// `{prefix}0` .. `{prefix}{n-1}`, sorted as `pushed_projects` sorts.
+pub fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    let mut names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    names.sort();
+    names
+}
+
+/// The port the operator logged it serves /metrics on, reading the log after its first `skip` bytes (the log of an
+/// earlier run of the same operator comes before).
+async fn bound_port(log: &Path, skip: u64) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        let fresh = String::from_utf8_lossy(text.get(skip as usize..).unwrap_or_default()).into_owned();
+        let port = fresh
+            .lines()
+            .filter(|l| l.contains("serving /healthz, /readyz and /metrics"))
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|v| v["fields"]["addr"].as_str().or(v["addr"].as_str()).map(str::to_owned))
+            .and_then(|addr| addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator logged no metrics address:\n{fresh}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The operator binary, run as a child process against one namespace.
 pub struct Operator {
     child: Child,
@@ -219,24 +284,14 @@ impl Operator {
     pub async fn start_with_endpoint(ns: &str, endpoint: &str, log_level: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(
-            ns,
-            endpoint,
-            log_level,
-            dir,
-            log,
-            free_port(),
-            restricted_kubeconfig(),
-            &[],
-        )
-        .await
+        Self::spawn(ns, endpoint, log_level, dir, log, restricted_kubeconfig(), &[]).await
     }
 
     /// Starts the operator with its own kubeconfig and extra `run` flags.
     pub async fn start_custom(ns: &str, sim: &Sim, kubeconfig: PathBuf, extra: &[&str]) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(ns, &sim.url(), "info", dir, log, free_port(), kubeconfig, extra).await
+        Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -246,10 +301,12 @@ impl Operator {
         level: &str,
         dir: tempfile::TempDir,
         log: PathBuf,
-        port: u16,
         kubeconfig: PathBuf,
         extra: &[&str],
     ) -> Operator {
+        // Port 0: the operator binds a free port and logs it, so no other process can take it in between (picking
+        // a free port here and passing it on raced with the other tests' servers).
+        let logged_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -268,7 +325,7 @@ impl Operator {
                 "--log-format",
                 "json",
             ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
@@ -277,10 +334,11 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .expect("operator starts");
+        let metrics_port = bound_port(&log, logged_before).await;
         let op = Operator {
             child,
             log,
-            metrics_port: port,
+            metrics_port,
             _dir: dir,
         };
         op.wait_ready().await;
@@ -325,17 +383,7 @@ impl Operator {
     pub async fn restart_with_endpoint(mut self, ns: &str, endpoint: &str, level: &str) -> Operator {
         self.child.kill().await.unwrap();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        Self::spawn(
-            ns,
-            endpoint,
-            level,
-            dir,
-            self.log.clone(),
-            self.metrics_port,
-            restricted_kubeconfig(),
-            &[],
-        )
-        .await
+        Self::spawn(ns, endpoint, level, dir, self.log.clone(), restricted_kubeconfig(), &[]).await
     }
 
     /// The value of `certpush_reconciles_total{result=...}` now.

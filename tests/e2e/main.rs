@@ -564,14 +564,12 @@ async fn secret_churn_during_first_pushes_pushes_each_generation_once() {
     label(&secrets, "scm", "done").await;
     op.wait_reconciles("unchanged", before + N as u64).await;
 
-    let mut projects: Vec<String> = sim
-        .pushes()
-        .iter()
-        .map(|p| p.body["target_project"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    projects.sort();
-    let want: Vec<String> = (0..N).map(|i| format!("churn-{i}")).collect();
-    assert_eq!(projects, want, "one push per object\n{}", op.logs());
+    assert_eq!(
+        pushed_projects(&sim.pushes()),
+        numbered("churn-", N),
+        "one push per object\n{}",
+        op.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1343,34 +1341,8 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
     b.wait_probe("/readyz", 200).await;
 
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
-    let batch = |from: usize| {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            for i in from..from + 4 {
-                create_push(
-                    &client,
-                    &ns,
-                    &format!("p{i}"),
-                    spec(CERT, TargetService::Waf, &format!("p{i}"), "scm"),
-                )
-                .await;
-            }
-        }
-    };
-    let all_pushed = |upto: usize| {
-        let api = api.clone();
-        async move {
-            for i in 0..upto {
-                wait_for(&api, &format!("p{i}"), T, "Ready=True", |cp| {
-                    ready_is(cp, TRUE, "Pushed")
-                })
-                .await;
-            }
-        }
-    };
-    batch(0).await;
-    all_pushed(4).await;
+    create_numbered(&client, &ns, "p", 0..4).await;
+    wait_numbered_pushed(&api, "p", 0..4, T).await;
     assert!(b.metrics().await.contains(&stands_by), "b stands by");
     assert!(!b.logs().contains("pushing certificate"), "the standby sent nothing");
 
@@ -1382,8 +1354,8 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
         "failover after SIGKILL took {:?} (lease duration 3 s)",
         killed.elapsed()
     );
-    batch(4).await;
-    all_pushed(8).await;
+    create_numbered(&client, &ns, "p", 4..8).await;
+    wait_numbered_pushed(&api, "p", 4..8, T).await;
 
     // A graceful stop releases the Lease: a new standby takes over without waiting for it to expire.
     let c = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
@@ -1394,18 +1366,14 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
     assert!(b.logs().contains("released the leader election Lease"), "{}", b.logs());
     c.wait_metric(&leads, Duration::from_secs(15)).await;
     println!("failover after SIGTERM took {:?}", terminated.elapsed());
-    batch(8).await;
-    all_pushed(12).await;
+    create_numbered(&client, &ns, "p", 8..12).await;
+    wait_numbered_pushed(&api, "p", 8..12, T).await;
 
-    let mut projects: Vec<String> = sim
-        .successful_pushes()
-        .iter()
-        .map(|c| c.body["target_project"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    projects.sort();
-    let mut expected: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
-    expected.sort();
-    assert_eq!(projects, expected, "each CertificatePush pushed exactly once");
+    assert_eq!(
+        pushed_projects(&sim.successful_pushes()),
+        numbered("p", 12),
+        "each CertificatePush pushed exactly once"
+    );
     assert_eq!(sim.pushes().len(), 12, "no attempt was duplicated either");
 }
 
@@ -1529,7 +1497,8 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
         .await
         .expect("half pushed");
     op.kill().await;
-    let killed_at_ms = sim.pushes().last().map_or(0, |c| c.at_ms);
+    // On the simulator's clock: calls are recorded when answered, so the last record can predate the kill.
+    let killed_at_ms = sim.elapsed_ms();
     let _op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
 
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
@@ -1570,7 +1539,11 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
             for (k, pair) in segment.windows(2).enumerate() {
                 let gap = pair[1].at_ms.saturating_sub(pair[0].at_ms);
                 let floor = 4000 * (1 << k.min(6)) as u64;
-                assert!(gap >= floor, "{target}: retry {} after {gap} ms: {calls:#?}", k + 1);
+                assert!(
+                    gap >= floor,
+                    "{target}: retry {} after {gap} ms (operator killed at {killed_at_ms} ms): {calls:#?}",
+                    k + 1
+                );
             }
         }
     }
@@ -1678,55 +1651,24 @@ async fn the_operator_recovers_from_an_api_server_restart() {
     let sim = start_sim().await;
     let op = Operator::start_custom("restart", &sim, cp.kubeconfig("restricted"), &[]).await;
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), "restart");
-    for i in 0..10 {
-        create_push(
-            &client,
-            "restart",
-            &format!("r{i}"),
-            spec(CERT, TargetService::Waf, &format!("r{i}"), "scm"),
-        )
-        .await;
-    }
-    for i in 0..10 {
-        wait_for(&api, &format!("r{i}"), T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
-    }
+    create_numbered(&client, "restart", "r", 0..10).await;
+    wait_numbered_pushed(&api, "r", 0..10, T).await;
 
     let restarted = std::time::Instant::now();
     cp.restart_apiserver().await;
     // A fresh client: the point is the operator's, whose connections died with the old process.
     let client = client_for(&cp.kubeconfig("admin")).await;
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), "restart");
-    for i in 10..20 {
-        create_push(
-            &client,
-            "restart",
-            &format!("r{i}"),
-            spec(CERT, TargetService::Waf, &format!("r{i}"), "scm"),
-        )
-        .await;
-    }
-    for i in 10..20 {
-        wait_for(
-            &api,
-            &format!("r{i}"),
-            Duration::from_secs(90),
-            "Ready after the restart",
-            |cp| ready_is(cp, TRUE, "Pushed"),
-        )
-        .await;
-    }
+    create_numbered(&client, "restart", "r", 10..20).await;
+    wait_numbered_pushed(&api, "r", 10..20, Duration::from_secs(90)).await;
     println!(
         "objects created after the API server restart were pushed within {:?}",
         restarted.elapsed()
     );
-    let mut projects: Vec<String> = sim
-        .successful_pushes()
-        .iter()
-        .map(|c| c.body["target_project"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    projects.sort();
-    let mut expected: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
-    expected.sort();
-    assert_eq!(projects, expected, "each object pushed exactly once");
+    assert_eq!(
+        pushed_projects(&sim.successful_pushes()),
+        numbered("r", 20),
+        "each object pushed exactly once"
+    );
     op.wait_probe("/healthz", 200).await;
 }
