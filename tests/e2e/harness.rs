@@ -543,6 +543,29 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, S
         .collect()
 }
 
+/// Waits (30 s at most) until `name` has an Event of `type_` and `reason`, and returns its Events. The operator
+/// publishes an Event after the status it describes is written, so a test that saw the status must wait for it.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = events_for(client, ns, name).await;
+        if events.iter().any(|(t, r, _)| t == type_ && r == reason) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: no {type_} {reason} Event in {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A TCP proxy in front of the API server that a test can cut, so the operator's watches fail the way they do when
 /// the API server restarts: open connections close and new ones are refused.
 pub struct CuttableProxy {

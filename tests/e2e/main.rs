@@ -154,11 +154,7 @@ async fn happy_path_pushes_once_and_reports_ready() {
     assert_eq!(p.status, 204);
     assert_eq!(st.request_id.as_deref(), Some(p.request_id.as_str()));
 
-    let events = events_for(&client, &ns, "waf").await;
-    assert!(
-        events.iter().any(|(t, r, _)| t == "Normal" && r == "Pushed"),
-        "{events:?}"
-    );
+    wait_event(&client, &ns, "waf", "Normal", "Pushed").await;
 
     let (ok, out) = kubectl(&["get", "cpush", "-n", &ns, "-o", "wide"]).await;
     assert!(
@@ -288,11 +284,7 @@ async fn each_failure_class_is_reported_and_stalls() {
             assert!(st.error_message.as_deref().unwrap_or("").contains(m), "{name}: {st:?}");
         }
         assert_eq!(st.next_retry_time, None, "{name}: no automatic retry");
-        let events = events_for(&client, &ns, name).await;
-        assert!(
-            events.iter().any(|(t, r, _)| t == "Warning" && r == "PushFailed"),
-            "{name}: {events:?}"
-        );
+        wait_event(&client, &ns, name, "Warning", "PushFailed").await;
     }
     // Stalled means stalled: looking again (a label edit triggers a reconcile) sends nothing. The metrics prove
     // the operator did look: SCM refusals settle as "stalled", credential problems are re-read ("credentials_error").
