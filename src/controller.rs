@@ -60,7 +60,8 @@ pub struct Context {
     /// Failed attempts to delete a deleted object's imported certificates, by UID; bounded by
     /// [`MAX_CLEANUP_ATTEMPTS`].
     cleanups: Mutex<HashMap<String, u32>>,
-    /// UIDs this process has worked on past the cache (and so may have written a status for).
+    /// UIDs of status-less objects whose first push this process started from the cache; any later reconcile of
+    /// them reads the object fresh, since the cache may lag the status this process wrote.
     seen: Mutex<std::collections::HashSet<String>>,
 }
 
@@ -208,7 +209,6 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let cp = if first_sight {
         cached.clone()
     } else {
-        lock(&ctx.seen).insert(uid.clone());
         let Some(cp) = api.get_opt(&name).await? else {
             ctx.forget(&uid);
             return Ok(Action::await_change());
@@ -602,14 +602,7 @@ fn answer<T: serde::de::DeserializeOwned>(
 /// Deletes a certificate this operator imported and that a renewal replaced. One attempt: a failure is announced
 /// (Warning Event `SupersededNotDeleted` naming the ID) and left to a human, so cleanup can never block a push.
 async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Credentials, certificate_id: &str) {
-    let transport = timed(ctx, "delete", ctx.scm.delete(credentials, certificate_id)).await;
-    let failure = match classify_as(&transport, 204) {
-        PushOutcome::Pushed { .. } => None,
-        // Already gone is what was wanted.
-        PushOutcome::Failed(f) if f.http_status == Some(404) => None,
-        PushOutcome::Failed(f) => Some(f),
-    };
-    let Some(failure) = failure else {
+    let Err(failure) = delete_from_scm(ctx, credentials, certificate_id).await else {
         info!(namespace = ?cp.namespace(), name = cp.name_any(), certificate_id, "deleted the superseded certificate from SCM");
         return;
     };
@@ -620,6 +613,17 @@ async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Cr
         failure.error_message
     );
     publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete").await;
+}
+
+/// Deletes one certificate from SCM; a 404 counts as done, since gone is what was wanted.
+async fn delete_from_scm(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Result<(), PushFailure> {
+    match classify_as(
+        &timed(ctx, "delete", ctx.scm.delete(credentials, certificate_id)).await,
+        204,
+    ) {
+        PushOutcome::Failed(f) if f.http_status != Some(404) => Err(f),
+        _ => Ok(()),
+    }
 }
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back.
@@ -986,14 +990,9 @@ async fn delete_imports(
     let mut left = Vec::new();
     let mut last_error = String::new();
     for id in imported {
-        match classify_as(&timed(ctx, "delete", ctx.scm.delete(credentials, id)).await, 204) {
-            PushOutcome::Pushed { .. } => {}
-            // Already gone is what was wanted.
-            PushOutcome::Failed(f) if f.http_status == Some(404) => {}
-            PushOutcome::Failed(f) => {
-                left.push(id.clone());
-                last_error = f.error_message;
-            }
+        if let Err(failure) = delete_from_scm(ctx, credentials, id).await {
+            left.push(id.clone());
+            last_error = failure.error_message;
         }
     }
     if left.is_empty() {
@@ -1001,17 +1000,12 @@ async fn delete_imports(
         publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete").await;
         return None;
     }
-    let attempts = {
-        let mut cleanups = lock(&ctx.cleanups);
-        let n = cleanups.entry(cp.uid().unwrap_or_default()).or_insert(0);
-        *n += 1;
-        *n
-    };
+    let attempts = count_failure(&ctx.cleanups, cp);
     if attempts < MAX_CLEANUP_ATTEMPTS {
         warn!(namespace = ?cp.namespace(), name = cp.name_any(), attempts, error = %last_error, "deleting imported certificates failed; retrying");
-        return Some(Action::requeue(
-            policy::BACKOFF_BASE.saturating_mul(1 << (attempts - 1)),
-        ));
+        // The push backoff without its jitter: 5 s doubling.
+        let attempt = i32::try_from(attempts).unwrap_or(i32::MAX);
+        return Some(Action::requeue(policy::backoff(attempt, None, 0.5)));
     }
     let note = format!(
         "Gave up deleting {} from SCM after {attempts} attempts ({last_error}); the CertificatePush is released, \
@@ -1038,12 +1032,7 @@ async fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: 
 
 /// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.
 pub fn error_policy(cp: Arc<CertificatePush>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = {
-        let mut errors = lock(&ctx.errors);
-        let n = errors.entry(cp.uid().unwrap_or_default()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
+    let failures = count_failure(&ctx.errors, &cp);
     let delay = error_delay(failures);
     warn!(namespace = ?cp.namespace(), name = cp.name_any(), error = %error, failures, retry_in_seconds = delay.as_secs(), "reconcile failed");
     ctx.metrics.reconciled("error");
@@ -1105,9 +1094,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })?),
         None => None,
     };
-    let nonzero = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
-    let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?
-        .with_rate_limit(nonzero(args.scm_qps), nonzero(args.scm_burst));
+    let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?.with_rate_limit(args.scm_qps, args.scm_burst);
     let (pushes, secrets): (Api<CertificatePush>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
@@ -1247,6 +1234,14 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         election.release(Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// One more consecutive failure of `cp` in `counts`; returns the new count.
+fn count_failure(counts: &Mutex<HashMap<String, u32>>, cp: &CertificatePush) -> u32 {
+    let mut counts = lock(counts);
+    let n = counts.entry(cp.uid().unwrap_or_default()).or_insert(0);
+    *n = n.saturating_add(1);
+    *n
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

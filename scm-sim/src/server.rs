@@ -559,7 +559,7 @@ async fn list(
     for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name == "content" {
-            content = Some(decode_query_value(value));
+            content = Some(String::from_utf8_lossy(&signature::unescape(value, true)).into_owned());
             continue;
         }
         let target = match name {
@@ -623,31 +623,6 @@ async fn delete(
         Ok(()) => certificate_not_found(),
     };
     reply.about(&id)
-}
-
-/// `%XX` and `+` decoding of one query value.
-fn decode_query_value(value: &str) -> String {
-    let bytes = value.replace('+', " ");
-    let mut out = Vec::with_capacity(bytes.len());
-    let raw = bytes.as_bytes();
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = raw
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (raw[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn valid_name(name: &str) -> bool {

@@ -108,7 +108,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// `%XX` decoding; `+` stays literal in paths, becomes a space in queries (`plus_is_space`).
-fn unescape(text: &str, plus_is_space: bool) -> Vec<u8> {
+pub(crate) fn unescape(text: &str, plus_is_space: bool) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -106,16 +106,15 @@ impl ScmClient {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let nonzero = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
         Ok(Self {
             http: builder.build().map_err(ClientError::Build)?,
             endpoint,
-            limiter: Limiter::new(nonzero(DEFAULT_QPS), nonzero(DEFAULT_BURST)),
+            limiter: Limiter::new(DEFAULT_QPS, DEFAULT_BURST),
         })
     }
 
-    /// Limits requests to `qps` per second (bursts of `burst`) across every clone of this client.
-    pub fn with_rate_limit(mut self, qps: std::num::NonZeroU32, burst: std::num::NonZeroU32) -> Self {
+    /// Limits requests to `qps` per second (bursts of `burst`; both at least 1) across every clone of this client.
+    pub fn with_rate_limit(mut self, qps: u32, burst: u32) -> Self {
         self.limiter = Limiter::new(qps, burst);
         self
     }

@@ -42,6 +42,11 @@ pub struct Limiter {
     burst: NonZeroU32,
 }
 
+/// `n`, or 1 for 0: a bucket needs at least one token per second and per burst.
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
 struct State {
     qps: u32,
     bucket: Arc<DefaultDirectRateLimiter>,
@@ -49,13 +54,15 @@ struct State {
 }
 
 fn bucket(qps: u32, burst: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
-    let per_second = NonZeroU32::new(qps.max(1)).unwrap_or(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)))
+    Arc::new(RateLimiter::direct(
+        Quota::per_second(at_least_one(qps)).allow_burst(burst),
+    ))
 }
 
 impl Limiter {
-    /// A bucket of `qps` requests per second with bursts of `burst`.
-    pub fn new(qps: NonZeroU32, burst: NonZeroU32) -> Self {
+    /// A bucket of `qps` requests per second with bursts of `burst` (each at least 1).
+    pub fn new(qps: u32, burst: u32) -> Self {
+        let (qps, burst) = (at_least_one(qps), at_least_one(burst));
         Self {
             inner: Arc::new(Mutex::new(State {
                 qps: qps.get(),
@@ -128,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_bucket_spaces_requests_and_a_429_lowers_the_rate() {
-        let limiter = Limiter::new(NonZeroU32::new(20).unwrap(), NonZeroU32::new(1).unwrap());
+        let limiter = Limiter::new(20, 1);
         let started = std::time::Instant::now();
         for _ in 0..5 {
             limiter.acquire().await;

@@ -135,6 +135,17 @@ def test_args_cover_every_run_flag(render):
     assert flags_in(args) == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
 
 
+# Leader election with the chart's defaults (release certpush-operator in certpush-system).
+DEFAULT_LEADER_ARGS = [
+    "--leader-elect",
+    "--lease-name=certpush-operator",
+    "--lease-namespace=certpush-system",
+    "--lease-duration=15s",
+    "--renew-deadline=10s",
+    "--retry-period=2s",
+]
+
+
 def test_default_args_and_env(render):
     c = container(render())
     assert c["args"] == [
@@ -147,12 +158,7 @@ def test_default_args_and_env(render):
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
         "--unhealthy-after-seconds=600",
-        "--leader-elect",
-        "--lease-name=certpush-operator",
-        "--lease-namespace=certpush-system",
-        "--lease-duration=15s",
-        "--renew-deadline=10s",
-        "--retry-period=2s",
+        *DEFAULT_LEADER_ARGS,
     ]
     env = {e["name"]: e for e in c["env"]}
     assert env["RUST_LOG"]["value"] == "info"
@@ -203,14 +209,7 @@ def test_leader_election_is_on_and_rolls_one_pod_at_a_time(render):
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 45
     c = container(objects)
-    for arg in [
-        "--leader-elect",
-        "--lease-name=certpush-operator",
-        "--lease-namespace=certpush-system",
-        "--lease-duration=15s",
-        "--renew-deadline=10s",
-        "--retry-period=2s",
-    ]:
+    for arg in DEFAULT_LEADER_ARGS:
         assert arg in c["args"], arg
     namespace_env = {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     assert namespace_env in c["env"]
