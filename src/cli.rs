@@ -74,6 +74,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCM_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub scm_burst: u32,
 
+    /// Longest wait for one SCM request, answer included; a push that times out may still have landed, and is
+    /// recorded as an unknown outcome.
+    #[arg(long, env = "SCM_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub scm_timeout: Duration,
+
     /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
     /// failover.
     #[arg(long, env = "LEADER_ELECT")]
@@ -104,6 +109,17 @@ pub struct RunArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from(signed).map_err(|_| "must not be negative".to_owned())
+}
+
+/// A [`parse_duration`] that is not zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than 0s".to_owned())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 impl RunArgs {
@@ -152,12 +168,25 @@ mod tests {
         assert_eq!((args.unready_after_seconds, args.unhealthy_after_seconds), (60, 600));
         assert!(!args.leader_elect && args.leader_config().is_none());
         assert_eq!((args.scm_qps, args.scm_burst), (10, 20));
+        assert_eq!(args.scm_timeout, crate::scm::REQUEST_TIMEOUT);
         assert_eq!(args.lease_name, "certpush-operator");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
         assert_eq!(
             durations,
             (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn scm_timeout_takes_a_duration_and_refuses_zero() {
+        let parse = |value: &str| Cli::try_parse_from(["certpush-operator", "run", "--scm-timeout", value]);
+        let Command::Run(args) = parse("1m30s").unwrap().command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.scm_timeout, Duration::from_secs(90));
+        let error = parse("0s").unwrap_err().to_string();
+        assert!(error.contains("must be more than 0s"), "{error}");
+        assert!(parse("soon").is_err());
     }
 
     #[test]

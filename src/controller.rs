@@ -1094,7 +1094,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })?),
         None => None,
     };
-    let scm = ScmClient::new(&args.scm_endpoint, ca.as_deref())?.with_rate_limit(args.scm_qps, args.scm_burst);
+    let scm = ScmClient::with_timeout(&args.scm_endpoint, ca.as_deref(), args.scm_timeout)?
+        .with_rate_limit(args.scm_qps, args.scm_burst);
     let (pushes, secrets): (Api<CertificatePush>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),

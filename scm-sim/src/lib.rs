@@ -61,8 +61,9 @@ pub struct SimConfig {
 }
 
 /// Random transient faults: each push call not answered by a queued [`Fault`] fails with probability `rate`, as a
-/// 503 (`APIGW.0613`), a 429 (`APIGW.0308`), a connection reset before processing, or an answer delayed by
-/// `slow_ms` (then handled normally). At most `max_in_a_row` faults hit one (certificate, service, project) in a row,
+/// 503 (`APIGW.0613`), a 429 (`APIGW.0308`), a connection reset before processing, an answer delayed by
+/// `slow_ms` (then handled normally), or, when `stall_ms` is not 0, a [`FaultAction::GatewayTimeout`] of
+/// `stall_ms` (never forwarded). At most `max_in_a_row` faults hit one (certificate, service, project) in a row,
 /// so a test's duration stays bounded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chaos {
@@ -72,6 +73,8 @@ pub struct Chaos {
     pub max_in_a_row: u32,
     /// Delay of the slow answers.
     pub slow_ms: u64,
+    /// Hold time of the gateway timeouts; 0 leaves them out.
+    pub stall_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -176,6 +179,12 @@ pub enum FaultAction {
     /// Sleep this long, then handle the call normally.
     Delay {
         /// Delay in milliseconds.
+        ms: u64,
+    },
+    /// The gateway holds the call this long and then answers 504 `APIGW.0201` (backend timeout) without forwarding
+    /// it: nothing lands. With `ms` beyond the client's timeout, the client sees only a timeout.
+    GatewayTimeout {
+        /// Hold time in milliseconds.
         ms: u64,
     },
 }

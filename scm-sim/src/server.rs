@@ -491,6 +491,15 @@ async fn push(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             apply_push(&shared, &id, &caller, &body, &request_id)
         }
+        Some(FaultAction::GatewayTimeout { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            SimReply::gateway_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "APIGW.0201",
+                "Backend timeout.",
+                &request_id,
+            )
+        }
         Some(FaultAction::DropAfterPush) => {
             // The push lands; only the answer is lost.
             let _ = apply_push(&shared, &id, &caller, &body, &request_id);
@@ -716,7 +725,10 @@ async fn admin_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply
     };
     let status = match &fault.action {
         FaultAction::Respond { status, .. } | FaultAction::Error { status, .. } => Some(*status),
-        FaultAction::Drop | FaultAction::DropAfterPush | FaultAction::Delay { .. } => None,
+        FaultAction::Drop
+        | FaultAction::DropAfterPush
+        | FaultAction::Delay { .. }
+        | FaultAction::GatewayTimeout { .. } => None,
     };
     if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
         return admin_error(StatusCode::BAD_REQUEST, "invalid status");

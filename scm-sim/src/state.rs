@@ -242,11 +242,13 @@ impl State {
             error_code: code.to_owned(),
             error_msg: msg.to_owned(),
         };
-        Some(match rand::random_range(0..4) {
+        let kinds = if chaos.stall_ms > 0 { 5 } else { 4 };
+        Some(match rand::random_range(0..kinds) {
             0 => error(503, "APIGW.0613", "The IAM service is currently unavailable."),
             1 => error(429, "APIGW.0308", "The throttling threshold has been reached."),
             2 => FaultAction::Drop,
-            _ => FaultAction::Delay { ms: chaos.slow_ms },
+            3 => FaultAction::Delay { ms: chaos.slow_ms },
+            _ => FaultAction::GatewayTimeout { ms: chaos.stall_ms },
         })
     }
 

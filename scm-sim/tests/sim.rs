@@ -608,6 +608,26 @@ async fn a_push_abandoned_by_the_client_still_takes_effect() {
     assert_eq!(pushes[0].status, 204);
 }
 
+#[tokio::test]
+async fn a_gateway_timeout_answers_504_late_and_pushes_nothing() {
+    let sim = start(SimConfig::default()).await;
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::GatewayTimeout { ms: 300 },
+    });
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = push(&sim, CERT, Some(DEMO_TOKEN), WAF_PUSH).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        (status, json_body(&body)["error_code"].as_str()),
+        (504, Some("APIGW.0201"))
+    );
+    assert!(sim.successful_pushes().is_empty());
+    // The same push, not held, lands: the timeout sent nothing on.
+    assert_eq!(push(&sim, CERT, Some(DEMO_TOKEN), WAF_PUSH).await.0, 204);
+}
+
 const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
 const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEsecret\n-----END PRIVATE KEY-----\n";
 

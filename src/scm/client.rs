@@ -15,9 +15,9 @@ use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
 pub const DEFAULT_ENDPOINT: &str = "https://scm.cn-north-4.myhuaweicloud.com";
-/// Longest wait for a TCP/TLS connection.
+/// Longest wait for a TCP/TLS connection (or the request timeout, if shorter).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for a whole request, body included.
+/// Longest wait for a whole request, body included, unless `--scm-timeout` says otherwise.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this much of a response body is read; error bodies are small.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -89,13 +89,18 @@ impl std::fmt::Debug for ScmClient {
 impl ScmClient {
     /// Builds a client for `endpoint`, trusting `extra_ca_pem` in addition to the system roots.
     pub fn new(endpoint: &str, extra_ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+        Self::with_timeout(endpoint, extra_ca_pem, REQUEST_TIMEOUT)
+    }
+
+    /// [`ScmClient::new`] with a request timeout of `timeout` instead of [`REQUEST_TIMEOUT`].
+    pub fn with_timeout(endpoint: &str, extra_ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, ClientError> {
         let endpoint = parse_endpoint(endpoint)?;
         if endpoint.scheme() == "http" {
             tracing::warn!(%endpoint, "SCM endpoint uses plain http; tokens travel unencrypted (use only for simulators)");
         }
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             // A redirect could carry the token to another host; SCM never redirects.
             .redirect(redirect::Policy::none())
             .user_agent(concat!("certpush-operator/", env!("CARGO_PKG_VERSION")));

@@ -8,7 +8,7 @@ pub mod sign;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{PushRequest, ScmClient};
+pub use client::{PushRequest, REQUEST_TIMEOUT, ScmClient};
 pub use outcome::{
     FailureKind, PushFailure, PushOutcome, ScmResponse, Transport, blames_endpoint, classify, classify_as,
 };

@@ -1440,8 +1440,8 @@ async fn pending_is_written_only_while_a_push_is_slow() {
     assert_eq!(sim.successful_pushes().len(), 2);
 }
 
-/// Chaos: 200 objects against an SCM that fails 30% of push calls (503, 429, resets, 1.5 s answers), with the
-/// operator SIGKILLed and restarted halfway. Every object ends Ready; each target got exactly one answered
+/// Chaos: 200 objects against an SCM that fails 30% of push calls (503, 429, resets, 1.5 s answers, and gateway
+/// timeouts slower than the operator's `--scm-timeout`), with the operator SIGKILLed and restarted halfway. Every object ends Ready; each target got exactly one answered
 /// successful push except pushes in flight at the kill; and each object's attempts kept to the backoff schedule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane: run `make test`"]
@@ -1456,12 +1456,14 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
             rate: 0.3,
             max_in_a_row: 3,
             slow_ms: 1500,
+            stall_ms: 4000,
         }),
         ..SimConfig::default()
     };
     let sim = Sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let args = ["--scm-qps", "1000", "--scm-burst", "100"];
+    // Slow answers (1.5 s) come within the timeout; gateway timeouts (4 s, never forwarded) do not.
+    let args = ["--scm-qps", "1000", "--scm-burst", "100", "--scm-timeout", "3s"];
     let mut op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
     futures::stream::iter(0..N)
         .for_each_concurrent(16, |i| {
@@ -1516,6 +1518,9 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
         calls.sort_by_key(|c| c.at_ms);
     }
     let faulted = sim.pushes().iter().filter(|c| c.status != 204).count();
+    // About 12 of the ~60 faults are gateway timeouts; none at all would mean the timeout path went untested.
+    let timed_out = sim.pushes().iter().filter(|c| c.status == 504).count();
+    assert!(timed_out > 0, "no gateway timeout among {faulted} faults");
     let mut doubles = 0;
     for (target, calls) in &by_target {
         let successes = calls.iter().filter(|c| c.status == 204).count();
@@ -1540,7 +1545,7 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
         }
     }
     println!(
-        "{} push calls for {N} objects, {faulted} faulted; {doubles} second successful pushes",
+        "{} push calls for {N} objects, {faulted} faulted ({timed_out} timed out); {doubles} second successful pushes",
         sim.pushes().len()
     );
     // Only pushes in flight when the operator was killed may have been answered twice.
