@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # The operator's main job.
-# - With KUBECONFIG (or ~/.kube/config) and SCM_ENDPOINT set: run the operator against them (extra args are
-#   passed to `certpush-operator run`).
+# - With a cluster configured (KUBECONFIG, or ~/.kube/config): run the operator against it, as the kubeconfig's
+#   identity, with SCM_ENDPOINT if set and Huawei's default endpoint otherwise (extra args are passed to
+#   `certpush-operator run`). The CRD must be installed. CERTPUSH_DEMO=1 forces the demo instead.
 # - Otherwise: a local demo. Start a real etcd + kube-apiserver on loopback and scm-sim, install the CRD and
 #   RBAC, apply the examples (one fails on purpose), run the operator as its ServiceAccount user and show
 #   `kubectl get cpush` converging. Everything started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -n "${SCM_ENDPOINT:-}" && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ) ]]; then
-  echo "==> running certpush-operator against $(kubectl config current-context) and $SCM_ENDPOINT"
+if [[ -z "${CERTPUSH_DEMO:-}" && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ) ]]; then
+  context=$(kubectl config current-context)
+  if ! kubectl get crd certificatepushes.scm.certpush.dev >/dev/null; then
+    echo "error: the CertificatePush CRD is not installed in context $context (or this identity cannot read CRDs)." >&2
+    echo "Install it: cargo run --quiet -- crd | kubectl apply --server-side -f -" >&2
+    echo "Or run the local demo instead: CERTPUSH_DEMO=1 make run" >&2
+    exit 1
+  fi
+  who=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}' 2>/dev/null || echo "the kubeconfig's user")
+  echo "==> running certpush-operator against context $context as $who; SCM endpoint: ${SCM_ENDPOINT:-the default (https://scm.cn-north-4.myhuaweicloud.com)}"
   exec cargo run --release --locked --bin certpush-operator -- run "$@"
 fi
 
-echo "==> no KUBECONFIG + SCM_ENDPOINT configured: starting the local demo"
+echo "==> no cluster configured (KUBECONFIG, ~/.kube/config): starting the local demo"
 cargo build --locked --bins
 work=$(mktemp -d "${TMPDIR:-/tmp}/certpush-demo.XXXXXX")
 pids=()
@@ -60,21 +69,31 @@ KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run 
   --scm-endpoint "http://127.0.0.1:$sim_port" --metrics-addr "127.0.0.1:$metrics_port" >"$work/operator.log" 2>&1 &
 pids+=($!)
 
+settled=false
 for _ in $(seq 1 30); do
   kubectl -n demo get cpush
   pending=$(kubectl -n demo get cpush -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -cvE '^(True|False)$' || true)
-  [[ "$pending" == "0" ]] && break
+  if [[ "$pending" == "0" ]]; then
+    settled=true
+    break
+  fi
   echo "--- $pending not settled yet"
   sleep 2
 done
 
-echo "==> converged:"
+if $settled; then
+  echo "==> converged:"
+else
+  echo "==> NOT converged after 60 s: $pending CertificatePush(es) still without a final Ready; operator log tail:"
+  tail -n 30 "$work/operator.log"
+fi
 kubectl -n demo get cpush -o wide
 echo "==> events:"
 kubectl -n demo get events.events.k8s.io -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.name,NOTE:.note
 echo "==> operator metrics:"
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -E '^certpush_(reconciles|scm_requests)_total' || true
 
+$settled || exit 1
 if [[ -t 0 ]]; then
   echo "==> the demo keeps running (KUBECONFIG=$KUBECONFIG); press Ctrl-C to stop"
   wait

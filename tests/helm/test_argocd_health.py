@@ -67,12 +67,21 @@ def test_every_fixture_is_tested_and_every_status_covered():
     assert {c["healthStatus"]["status"] for c in CASES} == {"Healthy", "Progressing", "Degraded"}
 
 
-def test_docs_snippet_is_the_shipped_script():
-    """docs/deploy.md's argocd-cm snippet must carry health.lua verbatim, or users copy a stale check."""
+@pytest.mark.parametrize(
+    "path, keys",
+    [("argocd-cm-patch.yaml", ["data"]), ("argo-cd-values.yaml", ["configs", "cm"])],
+)
+def test_shipped_argocd_cm_forms_carry_the_script_verbatim(path, keys):
+    """The argocd-cm patch and the argo-cd chart values must carry health.lua verbatim, or users install a stale
+    check. (tests/helm/test_docs.py applies the patch to a real API server.)"""
+    doc = yaml.safe_load((HEALTH_DIR.parents[1] / path).read_text())
+    for key in keys:
+        doc = doc[key]
+    assert doc == {"resource.customizations.health.scm.certpush.dev_CertificatePush": HEALTH_LUA.read_text()}
+
+
+def test_docs_show_no_whole_argocd_cm():
+    """Applying a copy of argocd-cm replaces Argo CD's own settings; the docs patch one key instead."""
     doc = (ROOT / "docs" / "deploy.md").read_text()
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "argocd-cm" in b]
-    assert len(blocks) == 1, "expected one argocd-cm snippet in docs/deploy.md"
-    configmap = blocks[0]
-    assert (configmap["kind"], configmap["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
-    key = "resource.customizations.health.scm.certpush.dev_CertificatePush"
-    assert configmap["data"][key] == HEALTH_LUA.read_text()
+    for block in re.findall(r"```yaml\n(.*?)```", doc, re.S):
+        assert "name: argocd-cm" not in block, block

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the container image (`make image`, IMAGE=name:tag): with docker, else podman, else buildah, whichever
+# answers first. No image is published; push the result to a registry your cluster pulls from.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+image=${1:-${IMAGE:-certpush-operator:$version}}
+for engine in docker podman buildah; do
+  if command -v "$engine" >/dev/null && "$engine" info >/dev/null 2>&1; then
+    echo "==> $engine build -t $image ." >&2
+    if [[ $engine == buildah ]]; then
+      exec buildah bud -t "$image" .
+    fi
+    exec "$engine" build -t "$image" .
+  fi
+done
+echo "error: no container engine answers (tried docker, podman and buildah: \`<engine> info\` failed)." >&2
+echo "Install one (or start its daemon), or build on a machine that has one; see docs/deploy.md." >&2
+exit 1

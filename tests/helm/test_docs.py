@@ -1,0 +1,303 @@
+"""The install paths of README.md and docs/deploy.md, run as written on a real API server.
+
+Every shell block in those two files that changes a cluster (kubectl apply/create/patch/label/annotate/delete,
+helm install/upgrade/uninstall, make image) must carry a `<!-- doc-test: NAME -->` marker on the line before its
+fence; the tests below run the marked blocks verbatim with bash, in the order a user would, each scenario on a
+fresh control plane of its own (tests/e2e/control-plane.sh, about 5 s to start), so a path starts from an empty
+cluster and shares nothing with the other tests. `helm` is the Helm 3 CLI built by tests/tools/build.sh;
+`certpush-operator` is the debug build (the docs' `cargo install --path .` puts the same binary on PATH).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import OPERATOR_BIN, ROOT, Kube, tool, wait_until
+
+DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
+MARKER = re.compile(r"^<!-- doc-test: ([a-z0-9-]+) -->$")
+CHANGES_A_CLUSTER = re.compile(
+    r"\bkubectl\b.*\b(apply|create|patch|label|annotate|delete|replace)\b|\bhelm (install|upgrade|uninstall)\b"
+    r"|\bmake image\b|\bdocker build\b|\bbuildah (bud|build)\b"
+)
+IMAGE = "registry.example.com/certpush-operator:0.1.0"
+CRD_NAME = "certificatepushes.scm.certpush.dev"
+
+
+def blocks() -> list[tuple[str, int, str | None, str, str]]:
+    """(file, line, marker, language, text) of every fenced block in the docs."""
+    out = []
+    for path in DOCS:
+        lines = path.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            fence = re.match(r"^```(\w*)\s*$", lines[i])
+            if not fence:
+                i += 1
+                continue
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            marker = MARKER.match(lines[i - 1]) if i > 0 else None
+            text = "\n".join(lines[i + 1 : end]) + "\n"
+            out.append((path.name, i + 1, marker.group(1) if marker else None, fence.group(1), text))
+            i = end + 1
+    return out
+
+
+def block(name: str) -> str:
+    """The block marked `name`; a name used in both files must mark the same text."""
+    texts = {text for _, _, marker, _, text in blocks() if marker == name}
+    assert len(texts) == 1, f"doc-test {name!r}: expected one text, found {len(texts)}"
+    return texts.pop()
+
+
+def test_every_command_that_changes_a_cluster_is_tested():
+    """A new install step in the docs without a test fails here, so no documented path goes unexercised."""
+    untested = [
+        f"{file}:{line}"
+        for file, line, marker, lang, text in blocks()
+        if lang in ("sh", "bash", "shell") and marker is None and CHANGES_A_CLUSTER.search(text)
+    ]
+    assert not untested, f"shell blocks that change a cluster without a <!-- doc-test: NAME --> marker: {untested}"
+    used = {marker for _, _, marker, _, _ in blocks() if marker}
+    tested = set(re.findall(r'(?:block|run)\("([a-z0-9-]+)"', Path(__file__).read_text()))
+    assert used <= tested, f"markers no test runs: {sorted(used - tested)}"
+
+
+class Cluster:
+    """A fresh control plane, with the docs' commands run against it as its admin."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "cp"
+        script = ROOT / "tests" / "e2e" / "control-plane.sh"
+        started = subprocess.run(["bash", str(script), "start", str(self.dir)], capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        self.kube = Kube(str(self.dir / "admin.kubeconfig"))
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "helm").symlink_to(tool("CERTPUSH_HELM3_BIN"))
+        (bin_dir / "certpush-operator").symlink_to(OPERATOR_BIN)
+        # The docs' relative paths (deploy/..., ../deploy/manifests from an overlay next to them) resolve in `work`.
+        self.work = tmp / "work"
+        self.work.mkdir()
+        for entry in ("deploy", "crds", "Makefile", "scripts", "Dockerfile", "Cargo.toml", "Cargo.lock", "src"):
+            (self.work / entry).symlink_to(ROOT / entry)
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": self.kube.kubeconfig,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HELM_CACHE_HOME": str(tmp / "helm-cache"),
+            "HELM_CONFIG_HOME": str(tmp / "helm-config"),
+            "HELM_DATA_HOME": str(tmp / "helm-data"),
+            "SCM_ACCESS_KEY": "DOCSTESTACCESSKEY0001",
+            "SCM_SECRET_KEY": "docs-test-secret-key-0123456789abcdef0123",
+        }
+
+    def run(self, name: str) -> str:
+        """Runs the doc block `name` with bash -euo pipefail; its output on success."""
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block(name)],
+            cwd=self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"doc-test {name} failed:\n{proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def helm_release(self, release: str, namespace: str) -> dict:
+        proc = subprocess.run(
+            ["helm", "status", release, "-n", namespace, "-o", "json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(proc.stdout)
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(ROOT / "tests/e2e/control-plane.sh"), "stop", str(self.dir)], capture_output=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def test_helm_install_and_a_first_certificatepush(cluster):
+    cluster.run("helm-install")
+    kube = cluster.kube
+    assert cluster.helm_release("certpush-operator", "certpush-system")["info"]["status"] == "deployed"
+    ns = kube.get("namespace", "certpush-system")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = kube.get("deployment", "certpush-operator", "certpush-system")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+    cluster.run("first-push")
+    push = kube.get("certificatepush", "www-example-cdn", "web")
+    assert push["spec"]["credentialsRef"]["name"] == "scm-credentials"
+    secret = kube.get("secret", "scm-credentials", "web")
+    assert set(secret["data"]) == {"accessKey", "secretKey"}
+
+
+def test_plain_manifests_then_the_move_to_helm_keeps_everything(cluster):
+    kube = cluster.kube
+    overlay = cluster.work / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(block("kustomize-overlay"))
+    cluster.run("manifests-install")
+    deployment = kube.get("deployment", "certpush-operator", "certpush-system")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+    cluster.run("first-push")
+    # The status the operator would have written; it must survive the move untouched.
+    status = {
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Pushed",
+                "message": "pushed",
+                "lastTransitionTime": "2026-11-25T10:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+    }
+    kube.run(
+        "-n", "web", "patch", "certificatepush", "www-example-cdn", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    before = {
+        "namespace": kube.get("namespace", "certpush-system")["metadata"]["uid"],
+        "crd": kube.get("crd", CRD_NAME)["metadata"]["uid"],
+        "push": kube.get("certificatepush", "www-example-cdn", "web"),
+    }
+    plain = [o for o in yaml.safe_load_all(kube.run("kustomize", str(ROOT / "deploy" / "manifests")).stdout) if o]
+    key = lambda o: (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))  # noqa: E731
+    uids = {key(o): kube.get(*key(o))["metadata"]["uid"] for o in plain}
+
+    cluster.run("migrate-to-helm")
+
+    assert cluster.helm_release("certpush-operator", "certpush-system")["info"]["status"] == "deployed"
+    ns = kube.get("namespace", "certpush-system")
+    assert ns["metadata"]["uid"] == before["namespace"] and "deletionTimestamp" not in ns["metadata"]
+    assert kube.get("crd", CRD_NAME)["metadata"]["uid"] == before["crd"]
+    push = kube.get("certificatepush", "www-example-cdn", "web")
+    assert push["metadata"]["uid"] == before["push"]["metadata"]["uid"]
+    assert push["status"] == before["push"]["status"] == status
+    for obj in plain:
+        kind, name, namespace = key(obj)
+        live = kube.get(kind, name, namespace)
+        assert live is not None and live["metadata"]["uid"] == uids[key(obj)], f"{kind}/{name} was replaced"
+        annotations = live["metadata"].get("annotations", {})
+        if kind == "Namespace":
+            assert "meta.helm.sh/release-name" not in annotations, "the release must not own its namespace"
+        else:
+            assert annotations.get("meta.helm.sh/release-name") == "certpush-operator", f"{kind}/{name}"
+    deployment = kube.get("deployment", "certpush-operator", "certpush-system")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_argocd_cm_patch_adds_the_health_check_and_keeps_argocds_settings(cluster):
+    kube = cluster.kube
+    kube.run("create", "namespace", "argocd")
+    # argocd-cm as an Argo CD install leaves it: its label, and settings of its own.
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "argocd-cm",
+                "namespace": "argocd",
+                "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
+            },
+            "data": {"url": "https://argocd.example.com", "admin.enabled": "false"},
+        }
+    )
+    cluster.run("argocd-cm-patch")
+    cm = kube.get("configmap", "argocd-cm", "argocd")
+    assert cm["metadata"]["labels"]["app.kubernetes.io/part-of"] == "argocd"
+    lua = (ROOT / "deploy/gitops/argocd/scm.certpush.dev/CertificatePush/health.lua").read_text()
+    assert cm["data"] == {
+        "url": "https://argocd.example.com",
+        "admin.enabled": "false",
+        "resource.customizations.health.scm.certpush.dev_CertificatePush": lua,
+    }
+
+
+def engine() -> str | None:
+    """The first container engine that answers, as scripts/image.sh picks it."""
+    for name, probe in (("docker", ["docker", "info"]), ("podman", ["podman", "info"]), ("buildah", ["buildah", "info"])):
+        if shutil.which(name) and subprocess.run(probe, capture_output=True).returncode == 0:
+            return name
+    return None
+
+
+def test_image_builds_and_runs_where_an_engine_answers(tmp_path):
+    found = engine()
+    if found is None:
+        pytest.skip("no container engine answers (docker/podman/buildah info failed): the image is not built here")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bases = [b.replace("${RUST_VERSION}", "1.95") for b in re.findall(r"^FROM (\S+)", dockerfile, re.M)]
+    runner = "podman" if found == "buildah" else found
+    missing = [b for b in bases if subprocess.run([runner, "image", "inspect", b], capture_output=True).returncode]
+    if missing:
+        pytest.skip(f"base images {missing} are not in the local {found} store, and tests never pull")
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block("image-build")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    help_ = subprocess.run([runner, "run", "--rm", IMAGE, "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "certpush-operator" in help_.stdout, help_.stdout + help_.stderr
+    crd = subprocess.run([runner, "run", "--rm", IMAGE, "crd"], capture_output=True, text=True)
+    assert crd.stdout == (ROOT / "crds" / "certificatepush.yaml").read_text()
+
+
+def test_running_outside_the_cluster_with_make_run(cluster):
+    """`make run` with a kubeconfig runs against that cluster: it refuses clearly without the CRD, and after the
+    README's install block starts with Huawei's default endpoint (no SCM_ENDPOINT needed) and gets ready."""
+    env = {k: v for k, v in cluster.env.items() if k not in ("SCM_ENDPOINT", "CERTPUSH_DEMO")}
+    args = ["bash", str(ROOT / "scripts" / "run.sh"), "--metrics-addr", "127.0.0.1:0"]
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "CRD is not installed" in refused.stderr and "crd | kubectl apply --server-side" in refused.stderr
+
+    cluster.run("run-outside")
+    log = cluster.work / "run.log"
+    with open(log, "w") as out:
+        # Its own session, so stopping it reaches cargo's child, the operator.
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until("the operator to serve", lambda: "serving /healthz" in log.read_text(), timeout=180)
+        text = log.read_text()
+        assert "SCM endpoint: the default (https://scm.cn-north-4.myhuaweicloud.com)" in text, text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_namespace_scope_install_reads_only_its_namespace(cluster):
+    cluster.run("namespace-scope")
+    kube = cluster.kube
+    assert cluster.helm_release("certpush-operator", "team-a")["info"]["status"] == "deployed"
+    user = "system:serviceaccount:team-a:certpush-operator"
+    kube.run("create", "namespace", "team-b")
+    assert kube.can_i(user, "list", "secrets", "team-a")
+    assert kube.can_i(user, "patch", "certificatepushes/status", "team-a")
+    assert not kube.can_i(user, "list", "secrets", "team-b")
+    assert not kube.can_i(user, "list", "certificatepushes", "team-b")
