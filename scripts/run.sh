@@ -49,7 +49,7 @@ pids+=($!)
 echo "==> installing the CRD and RBAC"
 kubectl apply --server-side -f crds/certificatepush.yaml
 kubectl wait --for=condition=Established crd/certificatepushes.scm.certpush.dev --timeout=60s
-kubectl apply -f deploy/manifests/rbac.yaml
+kubectl apply --server-side -f deploy/manifests/rbac.yaml
 
 echo "==> applying the examples in namespace demo"
 kubectl create namespace demo
@@ -59,7 +59,7 @@ kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 -subj /CN=www.example.com \
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 kubectl -n demo create secret tls www-example-tls --cert="$work/tls.crt" --key="$work/tls.key"
-kubectl -n demo apply -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
+kubectl -n demo apply --server-side -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
   -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml \
   -f deploy/examples/push-imported.yaml
 
