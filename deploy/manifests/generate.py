@@ -52,10 +52,14 @@ metadata:
   name: %(name)s
   labels:
     {{- include "certpush-operator.crdLabels" . | nindent 4 }}
+  {{- $annotations := deepCopy (.Values.crds.annotations | default dict) }}
   {{- if .Values.crds.keep }}
+  {{- /* Uninstalling the chart must not delete the CRD: that would delete every CertificatePush. */}}
+  {{- $_ := set $annotations "helm.sh/resource-policy" "keep" }}
+  {{- end }}
+  {{- with $annotations }}
   annotations:
-    # Uninstalling the chart must not delete the CRD: that would delete every CertificatePush.
-    helm.sh/resource-policy: keep
+    {{- toYaml . | nindent 4 }}
   {{- end }}
 """
 
@@ -67,9 +71,9 @@ GENERATED_HEAD = (
 FILE_COMMENTS = {
     "crd.yaml": "# The CertificatePush CRD, identical in content to crds/certificatepush.yaml.\n",
     "rbac.yaml": (
-        "# The operator's identity and least-privilege RBAC (cluster scope): CertificatePushes read-only,\n"
-        "# their status patch/update, Secrets read-only, events create/patch, and the leader election Lease in\n"
-        "# certpush-system. The e2e suite and\n"
+        "# The operator's identity and least-privilege RBAC (cluster scope): CertificatePushes read-only (plus\n"
+        "# patch for the finalizer), their status patch, Secrets read-only, events create/patch, and the leader\n"
+        "# election Lease in certpush-system. The e2e suite and\n"
         "# scripts/run.sh apply this file and run the operator as this ServiceAccount's user.\n"
     ),
     "user-roles.yaml": (
@@ -78,7 +82,7 @@ FILE_COMMENTS = {
     ),
     "deployment.yaml": "# The operator, Pod Security \"restricted\", read-only root filesystem.\n",
     "service.yaml": "# /metrics for Prometheus.\n",
-    "kustomization.yaml": "# kubectl apply -k deploy/manifests\n",
+    "kustomization.yaml": "# kubectl apply --server-side -k deploy/manifests\n",
 }
 
 

@@ -32,7 +32,8 @@ RELEASE_BIN = ROOT / "target" / "release" / "certpush-operator"
 # What the operator needs and nothing else (issue #4), as (apiGroups, resources, verbs) per rule.
 OPERATOR_RULES = [
     (["scm.certpush.dev"], ["certificatepushes"], ["get", "list", "watch", "patch"]),
-    (["scm.certpush.dev"], ["certificatepushes/status"], ["patch", "update"]),
+    # Status is written with server-side apply (a PATCH) only: no update.
+    (["scm.certpush.dev"], ["certificatepushes/status"], ["patch"]),
     ([""], ["secrets"], ["get", "list", "watch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
 ]
@@ -81,6 +82,33 @@ class Rendered(list):
         return sorted(o["kind"] for o in self)
 
 
+# What a cluster running the Prometheus Operator serves (Helm's .Capabilities.APIVersions).
+MONITORING_APIS = [
+    "monitoring.coreos.com/v1",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+]
+
+
+def render_raw(
+    chart: helm.Chart,
+    values: dict | None = None,
+    name: str = "certpush-operator",
+    namespace: str = "certpush-system",
+    api_versions: list[str] | None = None,
+) -> dict[str, str]:
+    """Template path -> rendered text (NOTES.txt included). `api_versions` adds to the capabilities, as
+    `helm template --api-versions` does; helm-python's Chart.render does not expose that option of the
+    native render call, so it is passed to the call directly."""
+    if api_versions is None:
+        return chart.render(values, name=name, namespace=namespace, is_install=True)
+    from helm_python import _native
+
+    opts = {"name": name, "namespace": namespace, "is_install": True, "api_versions": api_versions}
+    values_json = None if values is None else json.dumps(values)
+    return json.loads(_native.call_string("helm_render", chart._raw(), values_json, json.dumps(opts)))
+
+
 def parse_manifests(rendered: dict[str, str]) -> Rendered:
     objects = Rendered()
     for path in sorted(rendered):
@@ -91,8 +119,13 @@ def parse_manifests(rendered: dict[str, str]) -> Rendered:
 
 @pytest.fixture(scope="session")
 def render(chart: helm.Chart) -> Callable[..., Rendered]:
-    def _render(values: dict | None = None, name: str = "certpush-operator", namespace: str = "certpush-system"):
-        return parse_manifests(chart.render(values, name=name, namespace=namespace, is_install=True))
+    def _render(
+        values: dict | None = None,
+        name: str = "certpush-operator",
+        namespace: str = "certpush-system",
+        api_versions: list[str] | None = None,
+    ):
+        return parse_manifests(render_raw(chart, values, name, namespace, api_versions))
 
     return _render
 

@@ -1,6 +1,6 @@
-"""The install paths of README.md and docs/deploy.md, run as written on a real API server.
+"""The install paths of README.md, docs/deploy.md and the chart's README, run as written on a real API server.
 
-Every shell block in those two files that changes a cluster (kubectl apply/create/patch/label/annotate/delete,
+Every shell block in those files that changes a cluster (kubectl apply/create/patch/label/annotate/delete,
 helm install/upgrade/uninstall, make image) must carry a `<!-- doc-test: NAME -->` marker on the line before its
 fence; the tests below run the marked blocks verbatim with bash, in the order a user would, each scenario on a
 fresh control plane of its own (tests/e2e/control-plane.sh, about 5 s to start), so a path starts from an empty
@@ -23,8 +23,8 @@ import yaml
 
 from conftest import OPERATOR_BIN, ROOT, Kube, tool, wait_until
 
-DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
-MARKER = re.compile(r"^<!-- doc-test: ([a-z0-9-]+) -->$")
+DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "deploy" / "helm" / "certpush-operator" / "README.md"]
+MARKER = re.compile(r"^\s*<!-- doc-test: ([a-z0-9-]+) -->$")
 CHANGES_A_CLUSTER = re.compile(
     r"\bkubectl\b.*\b(apply|create|patch|label|annotate|delete|replace)\b|\bhelm (install|upgrade|uninstall)\b"
     r"|\bmake image\b|\bdocker build\b|\bbuildah (bud|build)\b"
@@ -40,14 +40,16 @@ def blocks() -> list[tuple[str, int, str | None, str, str]]:
         lines = path.read_text().splitlines()
         i = 0
         while i < len(lines):
-            fence = re.match(r"^```(\w*)\s*$", lines[i])
+            # Fences may be indented (inside a list item); the block's lines lose that indent.
+            fence = re.match(r"^(\s*)```(\w*)\s*$", lines[i])
             if not fence:
                 i += 1
                 continue
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            indent = fence.group(1)
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```"))
             marker = MARKER.match(lines[i - 1]) if i > 0 else None
-            text = "\n".join(lines[i + 1 : end]) + "\n"
-            out.append((path.name, i + 1, marker.group(1) if marker else None, fence.group(1), text))
+            text = "".join(line.removeprefix(indent) + "\n" for line in lines[i + 1 : end])
+            out.append((str(path.relative_to(ROOT)), i + 1, marker.group(1) if marker else None, fence.group(2), text))
             i = end + 1
     return out
 

@@ -55,9 +55,12 @@ def test_install_upgrade_and_uninstall_keep_the_crd(kube):
     kube.ensure_namespace(NAMESPACE)
     helm3("uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", kubeconfig=kube.kubeconfig)
     adopt_crd(kube, RELEASE, NAMESPACE)
-    crd_uid = kube.get("crd", CRD_NAME)["metadata"]["uid"]
+    # On a fresh control plane the release creates the CRD; after other tests it adopts theirs.
+    existing = kube.get("crd", CRD_NAME)
 
     helm3("install", RELEASE, str(PREVIOUS_CHART), "-n", NAMESPACE, kubeconfig=kube.kubeconfig)
+    crd_uid = kube.get("crd", CRD_NAME)["metadata"]["uid"]
+    assert existing is None or existing["metadata"]["uid"] == crd_uid, "the install replaced the CRD"
     [listed] = json.loads(helm3("list", "-n", NAMESPACE, "-o", "json", kubeconfig=kube.kubeconfig))
     assert (listed["status"], listed["chart"]) == ("deployed", "certpush-operator-0.1.0")
     # The previous chart predates the health flags: the upgrade below really changes the Deployment.

@@ -13,7 +13,19 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CHART, CRD_SOURCE, LEASE_RULES, OPERATOR_BIN, OPERATOR_RULES, PREVIOUS_CHART, ROOT, container, rules_of
+from conftest import (
+    CHART,
+    CRD_SOURCE,
+    LEASE_RULES,
+    MONITORING_APIS,
+    OPERATOR_BIN,
+    OPERATOR_RULES,
+    PREVIOUS_CHART,
+    ROOT,
+    container,
+    render_raw,
+    rules_of,
+)
 
 SA_USER = "system:serviceaccount:certpush-system:certpush-operator"
 
@@ -29,8 +41,15 @@ SA_USER = "system:serviceaccount:certpush-system:certpush-operator"
             "scope": "namespace",
             "podDisruptionBudget": {"enabled": True},
             "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"]}},
-            "metrics": {"serviceMonitor": {"enabled": True}},
+            "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
             "scm": {"caBundle": {"configMapName": "scm-ca"}},
+            "commonLabels": {"team": "platform"},
+            "crds": {"annotations": {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}},
+            "extraArgs": ["--scm-ca-file=/tmp/ca.crt"],
+            "extraEnv": [{"name": "NO_PROXY", "value": ".svc"}],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "global": {"imagePullSecrets": ["regcred"]},
         },
     ],
     ids=["defaults", "everything-on"],
@@ -153,6 +172,7 @@ def test_default_args_and_env(render):
         "--scm-endpoint=https://scm.cn-north-4.myhuaweicloud.com",
         "--scm-qps=10",
         "--scm-burst=20",
+        "--scm-timeout=30s",
         "--concurrency=16",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
@@ -169,7 +189,7 @@ def test_values_reach_the_args(render):
     c = container(
         render(
             {
-                "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com", "qps": 50, "burst": 5},
+                "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com", "qps": 50, "burst": 5, "timeout": "1m30s"},
                 "concurrency": 4,
                 "logFormat": "json",
                 "logLevel": "debug,kube=info",
@@ -184,6 +204,7 @@ def test_values_reach_the_args(render):
         "--scm-endpoint=https://scm.ap-southeast-1.myhuaweicloud.com",
         "--scm-qps=50",
         "--scm-burst=5",
+        "--scm-timeout=1m30s",
         "--concurrency=4",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
@@ -316,6 +337,9 @@ def test_rbac_never_writes_secrets_or_anything_else(render):
                 assert "*" not in groups + resources + verbs, role["metadata"]["name"]
                 if "secrets" in resources:
                     assert verbs == ["get", "list", "watch"], role["metadata"]["name"]
+        # The operator writes status by server-side apply only: PATCH, never PUT (src/controller.rs).
+        operator_role = [r for r in objects.all("ClusterRole") + objects.all("Role") if r["metadata"]["name"] == "certpush-operator"]
+        assert [verbs for _, res, verbs in rules_of(operator_role[0]) if "certificatepushes/status" in res] == [["patch"]]
 
 
 @pytest.mark.parametrize("watch_namespace", ["", "apps"])
@@ -421,6 +445,32 @@ def test_crd_switches(render):
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
         ({"networkPolicy": {"scm": {"cidrs": ["scm.example.com"]}}}, "/networkPolicy/scm/cidrs/0"),
+        ({"networkPolicy": {"dns": {"ports": [{"port": 53, "protocl": "UDP"}]}}}, "'protocl' not allowed"),
+        ({"networkPolicy": {"dns": {"ports": [{"port": 53, "protocol": "udp"}]}}}, "/networkPolicy/dns/ports/0/protocol"),
+        ({"scm": {"timeout": "30"}}, "/scm/timeout"),
+        ({"extraArgs": "--foo"}, "/extraArgs"),
+        ({"extraEnv": [{"name": "A", "vaule": "1"}]}, "'vaule' not allowed"),
+        ({"volumes": [{"name": "tmp", "emptydir": {}}]}, "'emptydir' not allowed"),
+        ({"volumeMounts": [{"name": "tmp"}]}, "/volumeMounts/0"),
+        ({"volumeMounts": [{"name": "tmp", "mountPath": "/tmp", "readonly": True}]}, "'readonly' not allowed"),
+        ({"commonLabels": {"team": 1}}, "/commonLabels/team"),
+        ({"deploymentAnnotations": {"a": True}}, "/deploymentAnnotations/a"),
+        ({"serviceAccount": {"label": {}}}, "'label' not allowed"),
+        ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
+        ({"crds": {"annotation": {}}}, "'annotation' not allowed"),
+        ({"imagePullSecrets": [{"nmae": "regcred"}]}, "/imagePullSecrets/0"),
+        ({"global": {"imagePullSecrets": [{"nmae": "regcred"}]}}, "/global/imagePullSecrets/0"),
+        ({"global": {"imagePullSecrets": [""]}}, "/global/imagePullSecrets/0"),
+        ({"metrics": {"serviceMonitor": {"relabelings": [{"action": "rename"}]}}}, "/metrics/serviceMonitor/relabelings/0/action"),
+        ({"metrics": {"serviceMonitor": {"metricRelabelings": [{"sourcelabels": []}]}}}, "'sourcelabels' not allowed"),
+        ({"metrics": {"serviceMonitor": {"annotation": {}}}}, "'annotation' not allowed"),
+        ({"metrics": {"prometheusRule": {"enable": True}}}, "'enable' not allowed"),
+        ({"metrics": {"prometheusRule": {"alerts": {"pushFailing": {"enabled": False}}}}}, "'pushFailing' not allowed"),
+        ({"metrics": {"prometheusRule": {"alerts": {"resourcesStalled": {"for": "15 minutes"}}}}}, "/metrics/prometheusRule/alerts/resourcesStalled/for"),
+        ({"metrics": {"prometheusRule": {"alerts": {"certificateExpiringSoon": {"days": 0}}}}}, "/metrics/prometheusRule/alerts/certificateExpiringSoon/days"),
+        ({"metrics": {"prometheusRule": {"alerts": {"resourcesStalled": {"days": 3}}}}}, "'days' not allowed"),
+        ({"metrics": {"prometheusRule": {"additionalRules": [{"alert": "X"}]}}}, "/metrics/prometheusRule/additionalRules/0"),
+        ({"metrics": {"prometheusRule": {"additionalRules": [{"alert": "X", "expr": "up", "labls": {}}]}}}, "'labls' not allowed"),
     ],
 )
 def test_schema_rejects(chart, values, error):
@@ -442,6 +492,22 @@ def test_schema_accepts_defaults_and_documented_settings(chart):
             "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
             "securityContext": {"runAsUser": None},  # e.g. OpenShift assigns the UID
             "resources": {"requests": {"cpu": 0.05, "memory": "64Mi"}},
+        }
+    )
+    # Helm passes an umbrella chart's globals to every subchart: keys other charts read must pass.
+    chart.validate_schema({"global": {"imagePullSecrets": ["regcred", {"name": "mirror"}], "storageClass": "fast"}})
+    chart.validate_schema({"imagePullSecrets": ["regcred", {"name": "mirror"}]})
+    chart.validate_schema(
+        {
+            "metrics": {
+                "prometheusRule": {
+                    "enabled": True,
+                    "alerts": {"pushesFailing": {"for": "1h30m"}},
+                    "additionalRules": [{"alert": "X", "expr": "up == 0", "for": "5m", "labels": {"severity": "info"}}],
+                },
+                "serviceMonitor": {"relabelings": [{"action": "labeldrop", "regex": "pod"}]},
+            },
+            "networkPolicy": {"dns": {"ports": [{"port": "dns", "protocol": "UDP"}]}},
         }
     )
 
@@ -475,7 +541,8 @@ def test_schema_is_closed_at_every_level():
                 walk(child, f"{path}/{i}")
 
     walk(schema, "")
-    assert open_objects == []
+    # `global` is shared with every chart of an umbrella release, so it must accept their keys too.
+    assert open_objects == ["/properties/global"]
     # Every default value has a schema entry (the schema would reject it otherwise).
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())) <= set(schema["properties"])
 
@@ -489,7 +556,10 @@ def test_optional_objects_are_off_by_default(render):
 
 
 def test_service_monitor(render):
-    objects = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}, "interval": "1m"}}})
+    objects = render(
+        {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}, "interval": "1m"}}},
+        api_versions=MONITORING_APIS,
+    )
     sm = objects.one("ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "prom"
@@ -499,8 +569,64 @@ def test_service_monitor(render):
     svc = objects.one("Service")
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["certpush-system"]}
-    with pytest.raises(helm.HelmRenderError, match="needs metrics.service.enabled"):
-        render({"metrics": {"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}})
+    assert sm["metadata"]["namespace"] == "certpush-system" and "annotations" not in sm["metadata"]
+    # A values mistake fails whether or not the cluster serves ServiceMonitors.
+    for apis in (MONITORING_APIS, None):
+        with pytest.raises(helm.HelmRenderError, match="needs metrics.service.enabled"):
+            render({"metrics": {"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}}, api_versions=apis)
+
+
+def test_service_monitor_namespace_annotations_and_relabelings(render):
+    relabelings = [{"action": "replace", "targetLabel": "cluster", "replacement": "eu-1"}]
+    metric_relabelings = [{"action": "drop", "sourceLabels": ["__name__"], "regex": "controller_runtime_.*"}]
+    sm = render(
+        {
+            "metrics": {
+                "serviceMonitor": {
+                    "enabled": True,
+                    "namespace": "monitoring",
+                    "annotations": {"example.com/owner": "sre"},
+                    "relabelings": relabelings,
+                    "metricRelabelings": metric_relabelings,
+                }
+            }
+        },
+        api_versions=MONITORING_APIS,
+    ).one("ServiceMonitor")
+    assert sm["metadata"]["namespace"] == "monitoring"
+    assert sm["metadata"]["annotations"] == {"example.com/owner": "sre"}
+    # It still scrapes the Service in the release namespace.
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["certpush-system"]}
+    [endpoint] = sm["spec"]["endpoints"]
+    assert endpoint["relabelings"] == relabelings
+    assert endpoint["metricRelabelings"] == metric_relabelings
+
+
+def notes(chart, values=None, api_versions=None) -> str:
+    return render_raw(chart, values, api_versions=api_versions)["certpush-operator/templates/NOTES.txt"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "values"),
+    [
+        ("ServiceMonitor", {"serviceMonitor": {"enabled": True}}),
+        ("PrometheusRule", {"prometheusRule": {"enabled": True}}),
+    ],
+)
+def test_monitoring_objects_are_skipped_without_the_api(render, chart, kind, values):
+    """Without monitoring.coreos.com/v1 the install must not fail on an unknown kind: the object is
+    skipped, and NOTES.txt says so."""
+    values = {"metrics": values}
+    message = f"{kind} requested but monitoring.coreos.com/v1 {kind} is not installed; skipped"
+    assert kind not in render(values).kinds()
+    assert message in notes(chart, values)
+    # The group alone, without the kind, is not enough either.
+    assert kind not in render(values, api_versions=["monitoring.coreos.com/v1"]).kinds()
+    # With the API: rendered, and no such message.
+    assert kind in render(values, api_versions=MONITORING_APIS).kinds()
+    assert message not in notes(chart, values, api_versions=MONITORING_APIS)
+    # Not requested: no message either.
+    assert "skipped" not in notes(chart)
 
 
 def test_pod_disruption_budget(render):
@@ -511,6 +637,36 @@ def test_pod_disruption_budget(render):
     assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
     with pytest.raises(helm.HelmRenderError, match="not both"):
         render({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}})
+
+
+# kube-dns/CoreDNS, NodeLocal DNSCache (pods, and its link-local address: it runs with hostNetwork) and
+# OpenShift DNS (port 5353 behind its Service's 53).
+DEFAULT_DNS_EGRESS = {
+    "ports": [
+        {"port": 53, "protocol": "UDP"},
+        {"port": 53, "protocol": "TCP"},
+        {"port": 5353, "protocol": "UDP"},
+        {"port": 5353, "protocol": "TCP"},
+    ],
+    "to": [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "node-local-dns"}}},
+        {"ipBlock": {"cidr": "169.254.20.10/32"}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-dns"}},
+            "podSelector": {"matchLabels": {"dns.operator.openshift.io/daemonset-dns": "default"}},
+        },
+    ],
+}
+
+
+def test_network_policy_dns_peers_and_ports_are_values(render):
+    custom = {"to": [{"ipBlock": {"cidr": "10.96.0.10/32"}}], "ports": [{"port": 1053, "protocol": "UDP"}]}
+    dns = render({"networkPolicy": {"enabled": True, "dns": custom}}).one("NetworkPolicy")["spec"]["egress"][0]
+    assert dns == custom
+    # Empty peers: DNS on those ports to any address.
+    dns = render({"networkPolicy": {"enabled": True, "dns": {"to": []}}}).one("NetworkPolicy")["spec"]["egress"][0]
+    assert "to" not in dns and dns["ports"] == DEFAULT_DNS_EGRESS["ports"]
 
 
 def test_network_policy(render):
@@ -534,8 +690,7 @@ def test_network_policy(render):
         }
     ]
     dns, api, scm = spec["egress"]
-    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert dns == DEFAULT_DNS_EGRESS
     assert api == {
         "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
         "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
@@ -544,6 +699,253 @@ def test_network_policy(render):
     # Without CIDRs the egress rules still restrict ports (a NetworkPolicy cannot match DNS names).
     _, api, scm = render({"networkPolicy": {"enabled": True}}).one("NetworkPolicy")["spec"]["egress"]
     assert "to" not in api and "to" not in scm
+
+
+# --- PrometheusRule ----------------------------------------------------------------------------------
+
+
+def rules_by_alert(objects) -> dict[str, dict]:
+    [group] = objects.one("PrometheusRule")["spec"]["groups"]
+    return {r.get("alert") or r.get("record"): r for r in group["rules"]}
+
+
+def metric_names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\b((?:certpush|controller_runtime)_[a-z_]+|up)\{", expr))
+
+
+def readme_metrics_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("- `/metrics`")
+    return text[start : text.index("- Logs:", start)]
+
+
+def stalling_reasons_from_readme() -> set[str]:
+    """Reasons whose "pushed again" column is neither "-" nor a backoff retry: they wait for a human. The
+    README table is generated from status::Reason (src/status.rs), whose stalls() decides the same."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Failure reasons") :]
+    table = section[section.index("\n|") : section.index("\n\n", section.index("\n|"))]
+    rows = re.findall(r"^\| `([A-Za-z]+)` \| .* \| ([^|]+) \|$", table, re.M)
+    reasons = {reason: again.strip() for reason, again in rows}
+    assert {"Retrying", "PushRejected", "CredentialsNotFound"} <= set(reasons), "README failure table not found"
+    return {r for r, again in reasons.items() if again not in ("-", "yes, with backoff")}
+
+
+PROMETHEUS_RULE = {"metrics": {"prometheusRule": {"enabled": True}}}
+
+
+def test_prometheus_rule_alerts(render):
+    objects = render(PROMETHEUS_RULE, api_versions=MONITORING_APIS)
+    rule = objects.one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == "certpush-system"
+    alerts = rules_by_alert(objects)
+    assert sorted(alerts) == [
+        "CertpushCertificateExpiringSoon",
+        "CertpushCertificateExpiryCritical",
+        "CertpushPushesFailing",
+        "CertpushResourcesStalled",
+    ]
+    # Every alert is scoped to the job the chart's ServiceMonitor scrapes (the metrics Service's name).
+    job = 'job="{}"'.format(objects.one("Service")["metadata"]["name"])
+    for name, alert in alerts.items():
+        assert job in alert["expr"], name
+        assert alert["labels"]["severity"] in ("warning", "critical"), name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        # The operator's real metric names (README, /metrics).
+        for metric in metric_names_in(alert["expr"]):
+            assert f"`{metric}" in readme_metrics_section(), f"{name}: {metric} is not a metric the operator exports"
+
+    failing = alerts["CertpushPushesFailing"]
+    assert 'certpush_scm_requests_total{operation="push",code!="204",' in failing["expr"]
+    assert failing["for"] == "15m"
+
+    stalled = alerts["CertpushResourcesStalled"]
+    assert 'certpush_resources{ready="False",' in stalled["expr"]
+    regex = re.search(r'reason=~"([^"]+)"', stalled["expr"]).group(1)
+    assert set(regex.split("|")) == stalling_reasons_from_readme()
+
+    soon, critical = alerts["CertpushCertificateExpiringSoon"], alerts["CertpushCertificateExpiryCritical"]
+    assert "certpush_certificate_expiration_timestamp_seconds{" in soon["expr"]
+    assert soon["expr"].endswith("- time() < 14 * 86400") and soon["labels"]["severity"] == "warning"
+    assert critical["expr"].endswith("- time() < 3 * 86400") and critical["labels"]["severity"] == "critical"
+    # Prometheus templates reach the rule verbatim (not eaten by Helm).
+    assert "{{ $labels.name }}" in soon["annotations"]["description"]
+
+
+def test_prometheus_rule_values(render):
+    extra = {"record": "certpush:pushes:rate5m", "expr": "sum(rate(certpush_scm_requests_total[5m]))"}
+    objects = render(
+        {
+            "metrics": {
+                "prometheusRule": {
+                    "enabled": True,
+                    "namespace": "monitoring",
+                    "labels": {"release": "prom"},
+                    "annotations": {"example.com/owner": "sre"},
+                    "selector": 'job="certpush",cluster="eu-1"',
+                    "alertLabels": {"team": "platform"},
+                    "alerts": {
+                        "pushesFailing": {"for": "30m", "severity": "critical"},
+                        "resourcesStalled": {"enabled": False},
+                        "certificateExpiringSoon": {"days": 21},
+                        "operatorAbsent": {"enabled": True},
+                    },
+                    "additionalRules": [extra],
+                }
+            }
+        },
+        api_versions=MONITORING_APIS,
+    )
+    meta = objects.one("PrometheusRule")["metadata"]
+    assert meta["namespace"] == "monitoring"
+    assert meta["labels"]["release"] == "prom"
+    assert meta["annotations"] == {"example.com/owner": "sre"}
+    alerts = rules_by_alert(objects)
+    assert "CertpushResourcesStalled" not in alerts
+    assert alerts["CertpushPushesFailing"]["for"] == "30m"
+    assert alerts["CertpushPushesFailing"]["labels"] == {"severity": "critical", "team": "platform"}
+    assert alerts["CertpushCertificateExpiringSoon"]["expr"].endswith("< 21 * 86400")
+    assert alerts["CertpushOperatorAbsent"]["expr"] == 'absent(up{job="certpush",cluster="eu-1"} == 1)'
+    for name, alert in alerts.items():
+        if "alert" in alert:
+            assert 'job="certpush",cluster="eu-1"' in alert["expr"], name
+    assert alerts["certpush:pushes:rate5m"] == extra
+    # Every alert off and no extra rules: no empty PrometheusRule.
+    off = {k: {"enabled": False} for k in ("pushesFailing", "resourcesStalled", "certificateExpiringSoon", "certificateExpiryCritical")}
+    assert render({"metrics": {"prometheusRule": {"enabled": True, "alerts": off}}}, api_versions=MONITORING_APIS).all("PrometheusRule") == []
+
+
+# --- extension values (extraArgs, extraEnv, volumes, labels, annotations) ----------------------------
+
+
+def test_extra_args_are_appended(render):
+    # E.g. a flag the chart sets only in some configurations, pointing at a volume of your own.
+    extra = ["--scm-ca-file=/etc/proxy-ca/ca.crt"]
+    args = container(render({"extraArgs": extra}))["args"]
+    assert args[-1:] == extra
+    assert args[:-1] == container(render())["args"]
+    assert flags_in(extra) <= run_flags(), "the example flags must be real `run` flags"
+
+
+def test_env_and_extra_env_are_both_appended(render):
+    c = container(
+        render(
+            {
+                "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                "extraEnv": [
+                    {"name": "NO_PROXY", "value": ".svc,.cluster.local"},
+                    {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ],
+            }
+        )
+    )
+    assert [e["name"] for e in c["env"]] == ["RUST_LOG", "POD_NAME", "POD_NAMESPACE", "HTTPS_PROXY", "NO_PROXY", "FROM_SECRET"]
+    assert c["env"][-1]["valueFrom"] == {"secretKeyRef": {"name": "s", "key": "k"}}
+
+
+def test_extra_volumes_are_appended_to_the_ca_bundle(render):
+    values = {
+        "volumes": [{"name": "proxy-ca", "secret": {"secretName": "proxy-ca"}}],
+        "volumeMounts": [{"name": "proxy-ca", "mountPath": "/etc/proxy-ca", "readOnly": True}],
+    }
+    objects = render(values)
+    assert objects.one("Deployment")["spec"]["template"]["spec"]["volumes"] == values["volumes"]
+    assert container(objects)["volumeMounts"] == values["volumeMounts"]
+    objects = render({**values, "scm": {"caBundle": {"configMapName": "corp-ca"}}})
+    assert [v["name"] for v in objects.one("Deployment")["spec"]["template"]["spec"]["volumes"]] == ["scm-ca", "proxy-ca"]
+    assert [m["name"] for m in container(objects)["volumeMounts"]] == ["scm-ca", "proxy-ca"]
+
+
+def test_common_labels_on_every_object(render):
+    values = {
+        "commonLabels": {"example.com/team": "platform", "app.kubernetes.io/name": "not-the-selector"},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "podDisruptionBudget": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+    }
+    for scope in ("cluster", "namespace"):
+        objects = render({**values, "scope": scope}, api_versions=MONITORING_APIS)
+        assert {"CustomResourceDefinition", "ClusterRole", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"} <= set(objects.kinds())
+        for obj in objects:
+            labels = obj["metadata"]["labels"]
+            assert labels["example.com/team"] == "platform", (obj["kind"], obj["metadata"]["name"])
+            # The chart's own labels win: the immutable selector cannot be changed by commonLabels.
+            assert labels["app.kubernetes.io/name"] == "certpush-operator", obj["kind"]
+    pod_labels = render(values).one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["example.com/team"] == "platform"
+    assert "example.com/team" not in render().one("Deployment")["metadata"]["labels"]
+
+
+def test_pod_and_deployment_metadata(render):
+    objects = render(
+        {
+            "podLabels": {"team": "platform", "app.kubernetes.io/instance": "other"},
+            "podAnnotations": {"example.com/scrape": "true"},
+            "deploymentAnnotations": {"reloader.stakater.com/auto": "true"},
+            "commonLabels": {"team": "common"},
+        }
+    )
+    deployment = objects.one("Deployment")
+    assert deployment["metadata"]["annotations"] == {"reloader.stakater.com/auto": "true"}
+    template = deployment["spec"]["template"]["metadata"]
+    # podLabels win over commonLabels; neither over the selector labels.
+    assert template["labels"]["team"] == "platform"
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["labels"].items()
+    assert template["annotations"] == {"example.com/scrape": "true"}
+    assert "annotations" not in render().one("Deployment")["metadata"]
+
+
+def test_service_account_labels(render):
+    sa = render({"serviceAccount": {"labels": {"azure.workload.identity/use": "true"}}}).one("ServiceAccount")
+    assert sa["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert sa["metadata"]["labels"]["app.kubernetes.io/name"] == "certpush-operator"
+
+
+def test_node_selector_defaults_to_linux(render):
+    pod = lambda values=None: render(values).one("Deployment")["spec"]["template"]["spec"]  # noqa: E731
+    assert pod()["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # Helm merges maps: a user key adds to the default, null removes it.
+    assert pod({"nodeSelector": {"pool": "ops"}})["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "ops"}
+    assert "nodeSelector" not in pod({"nodeSelector": {"kubernetes.io/os": None}})
+
+
+def test_global_image_pull_secrets_are_merged(render):
+    objects = render({"imagePullSecrets": [{"name": "regcred"}, "mirror"], "global": {"imagePullSecrets": ["shared", {"name": "regcred"}]}})
+    expected = [{"name": "regcred"}, {"name": "mirror"}, {"name": "shared"}]
+    assert objects.one("Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == expected
+    assert objects.one("ServiceAccount")["imagePullSecrets"] == expected
+    only_global = render({"global": {"imagePullSecrets": [{"name": "shared"}]}})
+    assert only_global.one("Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "shared"}]
+    assert "imagePullSecrets" not in render().one("Deployment")["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in render().one("ServiceAccount")
+
+
+def test_revision_history_limit(render):
+    assert render().one("Deployment")["spec"]["revisionHistoryLimit"] == 10
+    assert render({"revisionHistoryLimit": 2}).one("Deployment")["spec"]["revisionHistoryLimit"] == 2
+
+
+def test_crd_annotations_for_gitops(render):
+    argo = {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
+    crd = render({"crds": {"annotations": argo}}).one("CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == {**argo, "helm.sh/resource-policy": "keep"}
+    crd = render({"crds": {"annotations": argo, "keep": False}}).one("CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == argo
+
+
+def test_notes_warn_about_the_unpublished_default_image(chart):
+    warning = "image.repository is still the chart's placeholder"
+    text = notes(chart)
+    assert warning in text and "make image IMAGE=<registry>/certpush-operator:" in text
+    assert warning not in notes(chart, {"image": {"repository": "registry.example.com/certpush-operator"}})
+
+
+def test_operator_writes_status_by_patch_only():
+    """The RBAC grants status patch and no update: the operator must never PUT status."""
+    sources = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.rs"))
+    assert "patch_status(" in sources
+    assert "replace_status(" not in sources
 
 
 # --- plain manifests ---------------------------------------------------------------------------------

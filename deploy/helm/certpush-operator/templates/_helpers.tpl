@@ -24,8 +24,10 @@ manifests in deploy/manifests use.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
-{{- define "certpush-operator.labels" -}}
+{{/*
+The chart's own labels. Every object gets them plus `commonLabels` ("labels" / "labelsWith" below).
+*/}}
+{{- define "certpush-operator.chartLabels" -}}
 helm.sh/chart: {{ include "certpush-operator.chart" . }}
 {{ include "certpush-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -34,15 +36,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+Labels of one object as a YAML map, called with (list $ctx $extra) or (list $ctx $extra $own): $own
+(default: the chart's labels above) wins, then the object's own extra labels ($extra: podLabels,
+serviceAccount.labels, a ServiceMonitor's labels...), then `commonLabels`. Merged as maps, so a key given
+twice is written once, and neither extra nor common labels can change the immutable selector labels.
+*/}}
+{{- define "certpush-operator.labelsWith" -}}
+{{- $ctx := index . 0 }}
+{{- $extra := index . 1 | default dict }}
+{{- $own := dict }}
+{{- if gt (len .) 2 }}
+{{- $own = index . 2 }}
+{{- else }}
+{{- $own = include "certpush-operator.chartLabels" $ctx | fromYaml }}
+{{- end }}
+{{- toYaml (merge (dict) $own $extra ($ctx.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/* Labels on every object: the chart's plus `commonLabels`. */}}
+{{- define "certpush-operator.labels" -}}
+{{- include "certpush-operator.labelsWith" (list . dict) }}
+{{- end }}
+
+{{/*
 The CRD is one object shared by every release and by the plain manifests, so it carries no
 per-release (instance) or per-version labels: those would make server-side applies from the other
-installs conflict with this one.
+installs conflict with this one. `commonLabels` are added.
 */}}
 {{- define "certpush-operator.crdLabels" -}}
-helm.sh/chart: {{ include "certpush-operator.chart" . }}
-app.kubernetes.io/name: {{ include "certpush-operator.name" . }}
-app.kubernetes.io/part-of: certpush-operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- $own := dict "helm.sh/chart" (include "certpush-operator.chart" .) "app.kubernetes.io/name" (include "certpush-operator.name" .) "app.kubernetes.io/part-of" "certpush-operator" "app.kubernetes.io/managed-by" .Release.Service }}
+{{- include "certpush-operator.labelsWith" (list . dict $own) }}
 {{- end }}
 
 {{/* Immutable Deployment selector: never add labels here that change between releases. */}}
@@ -87,17 +110,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The operator's permissions, shared by the ClusterRole (scope: cluster) and the Role (scope: namespace)
-so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/watch and status
-patch/update; Secrets read-only; events create/patch; nothing else.
-*/}}
-{{/*
 Name of the leader election Lease.
 */}}
 {{- define "certpush-operator.leaseName" -}}
 {{- .Values.leaderElection.leaseName | default (include "certpush-operator.fullname" .) }}
 {{- end }}
 
+{{/*
+The operator's permissions, shared by the ClusterRole (scope: cluster) and the Role (scope: namespace)
+so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/watch (and patch, for the
+finalizer); status patch only (the operator writes status with server-side apply, never a PUT);
+Secrets read-only; events create/patch; nothing else.
+*/}}
 {{- define "certpush-operator.rules" -}}
 # patch: only metadata.finalizers, for spec.deletionPolicy: Delete.
 - apiGroups: ["scm.certpush.dev"]
@@ -105,7 +129,7 @@ Name of the leader election Lease.
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["scm.certpush.dev"]
   resources: ["certificatepushes/status"]
-  verbs: ["patch", "update"]
+  verbs: ["patch"]
 # Read-only: the token is read at reconcile time; list/watch (metadata only) re-triggers referrers on rotation.
 - apiGroups: [""]
   resources: ["secrets"]
@@ -122,4 +146,52 @@ Name of the leader election Lease.
 {{- else }}
 {{- printf "%s:%d" .Values.metrics.bindAddress (int .Values.metrics.port) }}
 {{- end }}
+{{- end }}
+
+{{/*
+imagePullSecrets of the Pod and the ServiceAccount: `imagePullSecrets` plus `global.imagePullSecrets`
+(which an umbrella chart sets for all its subcharts), each entry `{name: x}` or a plain string, without
+duplicates. Empty output when there are none.
+*/}}
+{{- define "certpush-operator.imagePullSecrets" -}}
+{{- $global := list }}
+{{- if .Values.global }}
+{{- $global = .Values.global.imagePullSecrets | default list }}
+{{- end }}
+{{- $names := list }}
+{{- range concat (.Values.imagePullSecrets | default list) $global }}
+{{- $name := "" }}
+{{- if kindIs "string" . }}
+{{- $name = . }}
+{{- else if kindIs "map" . }}
+{{- $name = .name }}
+{{- end }}
+{{- if and $name (not (has $name $names)) }}
+{{- $names = append $names $name }}
+{{- end }}
+{{- end }}
+{{- $refs := list }}
+{{- range $names }}
+{{- $refs = append $refs (dict "name" .) }}
+{{- end }}
+{{- with $refs }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The Prometheus Operator's kinds are served (the capabilities of the cluster, or --api-versions). */}}
+{{- define "certpush-operator.hasServiceMonitor" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" }}true{{ end }}
+{{- end }}
+
+{{- define "certpush-operator.hasPrometheusRule" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule" }}true{{ end }}
+{{- end }}
+
+{{/*
+PromQL label matchers that pick this release's operator series: `metrics.prometheusRule.selector`, or the
+`job` label the chart's ServiceMonitor gives them (the metrics Service's name).
+*/}}
+{{- define "certpush-operator.promSelector" -}}
+{{- .Values.metrics.prometheusRule.selector | default (printf "job=%q" (printf "%s-metrics" (include "certpush-operator.fullname" .))) }}
 {{- end }}
