@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # The scale benchmark (docs/benchmarks.md): a real etcd + kube-apiserver (tests/e2e/control-plane.sh), scm-sim with
-# 20 ms latency, the operator's release build. Prints numbers; BENCH_N (default "1000 5000") and
-# BENCH_STEADY_SECONDS (default 60) change what is measured.
+# 20 ms latency, the operator's release build, and in the same run a kopf (Python) operator doing the same job
+# (tests/bench/kopf_operator.py). Prints numbers; BENCH_N (default "1000 5000"), BENCH_STEADY_SECONDS (default 60),
+# BENCH_COMPARE (default kopf; "none" measures this operator only) and BENCH_CONCURRENCY (the operator's
+# --concurrency, default 16) change what is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export BENCH_COMPARE=${BENCH_COMPARE:-kopf}
+
+if [[ $BENCH_COMPARE == kopf ]]; then
+  # kopf and its dependencies go into a virtualenv of their own (not tests/helm's), reinstalled only when
+  # tests/bench/requirements.txt changes.
+  BENCH_KOPF_PYTHON=$(bash scripts/venv.sh tests/bench/requirements.txt \
+    "${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator/bench-kopf-venv")
+  export BENCH_KOPF_PYTHON
+  kopf_version=$("$BENCH_KOPF_PYTHON" -m pip show kopf 2>/dev/null | awk '/^Version:/ {print $2}')
+  echo "==> kopf $kopf_version, $("$BENCH_KOPF_PYTHON" --version)"
+fi
+
 cargo build --locked --release --bin certpush-operator
 cp_dir=$(mktemp -d "${TMPDIR:-/tmp}/certpush-bench.XXXXXX")
 trap 'bash tests/e2e/control-plane.sh stop "$cp_dir" >/dev/null 2>&1 || true' EXIT

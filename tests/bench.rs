@@ -7,6 +7,10 @@
 //! runs. Operator API requests are counted from kube-apiserver's own `apiserver_request_total` by verb and
 //! resource (the benchmark itself only creates and lists, so the GETs, status PATCHes and Event POSTs are the
 //! operator's).
+//!
+//! With `BENCH_COMPARE=kopf` (scripts/bench.sh's default) the same runs are made first with a kopf (Python) operator
+//! doing the same job (tests/bench/kopf_operator.py, run by `BENCH_KOPF_PYTHON -m kopf run`, as the admin user), on
+//! the same API server and scm-sim, each run in its own namespace; then kopf/ours ratios are printed.
 
 #[allow(dead_code)]
 #[path = "e2e/harness.rs"]
@@ -19,7 +23,7 @@ use certpush_operator::crd::{CertificatePush, TargetService};
 use futures::StreamExt;
 use harness::*;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use scm_sim::{Sim, SimConfig};
 
 const LATENCY: Duration = Duration::from_millis(20);
@@ -64,6 +68,36 @@ fn operator_requests(
         + delta("PATCH", "events", "")
         + delta("PATCH", "certificatepushes", "");
     (reads, status_writes, writes)
+}
+
+/// The operator's requests per object between two snapshots, by verb and resource (those of the objects, their
+/// Secrets and Events, less the benchmark's own creates and lists), e.g. "GET secrets 1.00, PATCH
+/// certificatepushes/status 1.00".
+fn requests_by_kind(
+    before: &HashMap<(String, String, String), f64>,
+    after: &HashMap<(String, String, String), f64>,
+    n: usize,
+) -> String {
+    let mut kinds: Vec<String> = after
+        .iter()
+        .filter(|((verb, resource, _), _)| {
+            ["certificatepushes", "secrets", "events"].contains(&resource.as_str())
+                && !matches!(verb.as_str(), "LIST" | "WATCH")
+                && !(verb == "POST" && resource == "certificatepushes")
+        })
+        .filter_map(|(key, value)| {
+            let delta = value - before.get(key).copied().unwrap_or(0.0);
+            let (verb, resource, sub) = key;
+            let sub = if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            };
+            (delta > 0.0).then(|| format!("{verb} {resource}{sub} {:.2}", delta / n as f64))
+        })
+        .collect();
+    kinds.sort();
+    kinds.join(", ")
 }
 
 /// Peak resident memory (MiB) and CPU seconds of a process, from /proc.
@@ -141,45 +175,246 @@ async fn status_write_ceiling(client: &kube::Client, ns: &str, n: usize) -> f64 
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Waits, once every object is Ready, until the operator's API writes stop (unchanged for 1 s, checked every 250 ms;
+/// at most 60 s): kopf posts its Events in the background, after the status. Returns the last snapshot and the seconds
+/// from `started` to the first snapshot that held the final count.
+async fn settle(
+    client: &kube::Client,
+    before: &HashMap<(String, String, String), f64>,
+    started: Instant,
+) -> (HashMap<(String, String, String), f64>, f64) {
+    let mut last = api_requests(client).await;
+    let mut last_writes = operator_requests(before, &last).2;
+    let mut changed_at = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut unchanged = 0;
+    while unchanged < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = api_requests(client).await;
+        let writes = operator_requests(before, &now).2;
+        if writes == last_writes {
+            unchanged += 1;
+        } else {
+            unchanged = 0;
+            changed_at = started.elapsed().as_secs_f64();
+        }
+        (last, last_writes) = (now, writes);
+    }
+    (last, changed_at)
+}
+
+/// The operator's `--concurrency`: `BENCH_CONCURRENCY`, by default 16 (the operator's default).
+fn our_concurrency() -> u32 {
+    std::env::var("BENCH_CONCURRENCY")
+        .map(|c| c.parse().expect("BENCH_CONCURRENCY is a number"))
+        .unwrap_or(CONCURRENCY)
+}
+
+/// The operator under measurement.
+#[derive(Clone, Copy, PartialEq)]
+enum Contender {
+    /// This operator's release build, as the restricted ServiceAccount user.
+    Ours,
+    /// tests/bench/kopf_operator.py under kopf, as the admin user.
+    Kopf,
+}
+
+impl Contender {
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Ours => "certpush",
+            Contender::Kopf => "kopf",
+        }
+    }
+
+    /// Concurrent pushes, for the ideal time: ours runs with `--concurrency 16` (or `BENCH_CONCURRENCY`); kopf's is
+    /// unbounded.
+    fn concurrency(self, n: usize) -> f64 {
+        match self {
+            Contender::Ours => f64::from(our_concurrency()),
+            Contender::Kopf => n as f64,
+        }
+    }
+
+    /// Starts the operator on `ns`. Ours returns once /readyz answers (its watches synced); kopf has no such probe,
+    /// so `wait_watching` proves it is watching.
+    async fn start(self, ns: &str, sim: &Sim) -> Running {
+        match self {
+            Contender::Ours => {
+                let concurrency = our_concurrency().to_string();
+                let extra = [
+                    "--scm-qps",
+                    "100000",
+                    "--scm-burst",
+                    "1000",
+                    "--concurrency",
+                    &concurrency,
+                ];
+                Running::Ours(Operator::start_custom(ns, sim, restricted_kubeconfig(), &extra).await)
+            }
+            Contender::Kopf => Running::Kopf(Kopf::start(ns, sim)),
+        }
+    }
+}
+
+/// kopf running tests/bench/kopf_operator.py, a child process (killed on drop).
+struct Kopf {
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Kopf {
+    fn start(ns: &str, sim: &Sim) -> Kopf {
+        let python = std::env::var("BENCH_KOPF_PYTHON")
+            .expect("BENCH_KOPF_PYTHON: the python of the kopf virtualenv (scripts/bench.sh sets it)");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("kopf.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "kopf", "run", "--standalone", "--namespace", ns])
+            .arg(format!("{ROOT}/tests/bench/kopf_operator.py"))
+            // kopf has no RBAC of its own in deploy/: it runs as the admin.
+            .env("KUBECONFIG", admin_kubeconfig())
+            .env("SCM_ENDPOINT", sim.url())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kopf starts");
+        Kopf { child, log, _dir: dir }
+    }
+}
+
+enum Running {
+    Ours(Operator),
+    Kopf(Kopf),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Ours(op) => op.pid(),
+            Running::Kopf(k) => k.child.id().expect("kopf is running"),
+        }
+    }
+
+    fn logs(&self) -> String {
+        match self {
+            Running::Ours(op) => op.logs(),
+            Running::Kopf(k) => std::fs::read_to_string(&k.log).unwrap_or_default(),
+        }
+    }
+
+    /// Returns once the operator handles new objects. For kopf: a canary object is created, must become Ready,
+    /// and is deleted again (kopf adds no finalizer: it has no deletion handler); then the simulator is reset.
+    async fn wait_watching(&self, client: &kube::Client, sim: &Sim, ns: &str) {
+        if let Running::Kopf(_) = self {
+            let api = create_push(client, ns, "canary", spec(CERT, TargetService::Waf, "canary", "scm")).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !api
+                .get("canary")
+                .await
+                .is_ok_and(|cp| ready_is(&cp, certpush_operator::status::TRUE, "Pushed"))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "kopf did not push a canary; log:\n{}",
+                    self.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            api.delete("canary", &DeleteParams::default())
+                .await
+                .expect("delete canary");
+            while api.get_opt("canary").await.expect("get canary").is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // kopf posts its Events about the canary in the background.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sim.reset();
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A failing benchmark shows what kopf logged (the harness's Operator does this itself).
+    fn drop(&mut self) {
+        if let Running::Kopf(k) = self
+            && std::thread::panicking()
+        {
+            let logs = std::fs::read_to_string(&k.log).unwrap_or_default();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last kopf log lines ({}):", k.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 struct Run {
+    contender: Contender,
     label: String,
     n: usize,
     seconds: f64,
+    settled: f64,
     pushes: usize,
     reads: f64,
     status_writes: f64,
     writes: f64,
+    by_kind: String,
     rss: f64,
     cpu: f64,
 }
 
-async fn run(client: &kube::Client, sim: &Sim, n: usize, before_start: bool) -> (Run, Operator) {
-    let ns = namespace(client, if before_start { "bench-pre" } else { "bench-live" }).await;
+/// One measured run of `contender` on N objects in a fresh namespace, created before it starts or while it runs.
+async fn run(client: &kube::Client, sim: &Sim, contender: Contender, n: usize, before_start: bool) -> (Run, Running) {
+    let prefix = match (contender, before_start) {
+        (Contender::Ours, true) => "bench-pre",
+        (Contender::Ours, false) => "bench-live",
+        (Contender::Kopf, true) => "bench-kopf-pre",
+        (Contender::Kopf, false) => "bench-kopf-live",
+    };
+    let ns = namespace(client, prefix).await;
     put_secret(client, &ns, "scm", GOOD_TOKEN).await;
     sim.reset();
-    let extra = ["--scm-qps", "100000", "--scm-burst", "1000"];
-    let (op, started) = if before_start {
+    let (op, before, started) = if before_start {
         create_all(client, &ns, n).await;
         let before = api_requests(client).await;
         let started = Instant::now();
-        let op = Operator::start_custom(&ns, sim, restricted_kubeconfig(), &extra).await;
-        println!(
-            "N={n:<5} operator ready (watches synced) after {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
-        ((op, before), started)
+        let op = contender.start(&ns, sim).await;
+        if contender == Contender::Ours {
+            println!(
+                "N={n:<5} operator ready (watches synced) after {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        (op, before, started)
     } else {
-        let op = Operator::start_custom(&ns, sim, restricted_kubeconfig(), &extra).await;
+        let op = contender.start(&ns, sim).await;
+        op.wait_watching(client, sim, &ns).await;
         let before = api_requests(client).await;
         let started = Instant::now();
         create_all(client, &ns, n).await;
-        ((op, before), started)
+        (op, before, started)
     };
-    let (op, before) = op;
-    all_ready(client, sim, &ns, n).await;
+    let limit = Duration::from_secs(120 + n as u64 / 10);
+    if tokio::time::timeout(limit, all_ready(client, sim, &ns, n))
+        .await
+        .is_err()
+    {
+        let pushes = sim.successful_pushes().len();
+        panic!(
+            "{}: not all {n} objects Ready after {limit:?} ({pushes} pushed)",
+            contender.name()
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
-    let after = api_requests(client).await;
+    let (after, settled) = settle(client, &before, started).await;
     let (reads, status_writes, writes) = operator_requests(&before, &after);
+    let by_kind = requests_by_kind(&before, &after, n);
     let (rss, cpu) = rss_and_cpu(op.pid());
     let pushes = sim.successful_pushes().len();
     let label = if before_start {
@@ -189,13 +424,16 @@ async fn run(client: &kube::Client, sim: &Sim, n: usize, before_start: bool) -> 
     };
     (
         Run {
+            contender,
             label: label.to_owned(),
             n,
             seconds,
+            settled,
             pushes,
             reads,
             status_writes,
             writes,
+            by_kind,
             rss,
             cpu,
         },
@@ -205,16 +443,18 @@ async fn run(client: &kube::Client, sim: &Sim, n: usize, before_start: bool) -> 
 
 fn report(r: &Run, ceiling: f64) {
     let per = |x: f64| x / r.n as f64;
-    let by_latency = r.n as f64 * LATENCY.as_secs_f64() / f64::from(CONCURRENCY);
+    let by_latency = r.n as f64 * LATENCY.as_secs_f64() / r.contender.concurrency(r.n);
     let by_writes = r.n as f64 * per(r.writes) / ceiling;
     let ideal = by_latency.max(by_writes);
     println!(
-        "N={:<5} {:<22} ready in {:>6.2} s | pushes/object {:.2} | API reads/object {:.2}, status writes/object {:.2}, \
-         writes/object {:.2} | peak RSS {:.1} MiB | CPU {:.2} s | ideal {:.2} s (N*latency/concurrency {:.2} s, \
+        "N={:<5} {:<8} {:<22} ready in {:>6.2} s (writes done {:.2} s) | pushes/object {:.2} | API reads/object {:.2}, status writes/object \
+         {:.2}, writes/object {:.2} | peak RSS {:.1} MiB | CPU {:.2} s | ideal {:.2} s (N*latency/concurrency {:.2} s, \
          N*writes/ceiling {:.2} s) | ratio {:.2}",
         r.n,
+        r.contender.name(),
         r.label,
         r.seconds,
+        r.settled,
         r.pushes as f64 / r.n as f64,
         per(r.reads),
         per(r.status_writes),
@@ -226,6 +466,77 @@ fn report(r: &Run, ceiling: f64) {
         by_writes,
         r.seconds / ideal
     );
+    println!(
+        "N={:<5} {:<8} {:<22} API requests/object: {}",
+        r.n,
+        r.contender.name(),
+        r.label,
+        r.by_kind
+    );
+}
+
+/// kopf against ours for the same N and the same way of creating: how many times faster, leaner and cheaper ours is.
+fn compare(ours: &Run, kopf: &Run) {
+    println!(
+        "N={:<5} kopf/certpush {:<22} time to Ready {:.2}x ({:.2} s / {:.2} s) | until writes done {:.2}x ({:.2} s / \
+         {:.2} s) | peak RSS {:.2}x ({:.1} / {:.1} MiB) | CPU {:.2}x ({:.2} / {:.2} s) | API writes/object {:.2} / {:.2}",
+        ours.n,
+        ours.label,
+        kopf.seconds / ours.seconds,
+        kopf.seconds,
+        ours.seconds,
+        kopf.settled / ours.settled,
+        kopf.settled,
+        ours.settled,
+        kopf.rss / ours.rss,
+        kopf.rss,
+        ours.rss,
+        kopf.cpu / ours.cpu,
+        kopf.cpu,
+        ours.cpu,
+        kopf.writes / kopf.n as f64,
+        ours.writes / ours.n as f64,
+    );
+}
+
+/// Created before start, then the steady state, then created while running: the runs of one contender for one N.
+async fn measure(
+    client: &kube::Client,
+    sim: &Sim,
+    contender: Contender,
+    n: usize,
+    steady: u64,
+    ceiling: f64,
+) -> [Run; 2] {
+    let name = contender.name();
+    let (pre, op) = run(client, sim, contender, n, true).await;
+    report(&pre, ceiling);
+    if contender == Contender::Ours {
+        assert_eq!(pre.pushes, n, "exactly one successful push per object");
+    }
+    // Steady state: nothing changes, so nothing may be sent or written (asserted for ours; kopf's is reported).
+    let before = api_requests(client).await;
+    let calls = sim.calls().len();
+    tokio::time::sleep(Duration::from_secs(steady)).await;
+    let (reads, _, writes) = operator_requests(&before, &api_requests(client).await);
+    let (rss, _) = rss_and_cpu(op.pid());
+    let scm = sim.calls().len() - calls;
+    println!(
+        "N={n:<5} {name:<8} steady state for {steady} s: SCM calls {scm}, API reads {reads:.0}, API writes \
+         {writes:.0}, peak RSS {rss:.1} MiB"
+    );
+    if contender == Contender::Ours {
+        assert_eq!((scm, writes as u64), (0, 0), "a quiet steady state");
+    }
+    drop(op);
+
+    let (live, op) = run(client, sim, contender, n, false).await;
+    report(&live, ceiling);
+    if contender == Contender::Ours {
+        assert_eq!(live.pushes, n, "exactly one successful push per object");
+    }
+    drop(op);
+    [pre, live]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,6 +553,11 @@ async fn scale_benchmark() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    let compare_kopf = match std::env::var("BENCH_COMPARE").unwrap_or_default().as_str() {
+        "kopf" => true,
+        "" | "none" => false,
+        other => panic!("BENCH_COMPARE={other}: only \"kopf\" or \"none\""),
+    };
     let config = SimConfig {
         tokens: vec![GOOD_TOKEN.into()],
         latency: LATENCY,
@@ -254,28 +570,27 @@ async fn scale_benchmark() {
     create_all(&client, &probe_ns, 1000).await;
     let ceiling = status_write_ceiling(&client, &probe_ns, 1000).await;
     println!("kube-apiserver status-write ceiling: {ceiling:.0} writes/s ({CONCURRENCY} at a time)");
-
-    for &n in &sizes {
-        let (pre, op) = run(&client, &sim, n, true).await;
-        report(&pre, ceiling);
-        assert_eq!(pre.pushes, n, "exactly one successful push per object");
-        // Steady state: nothing changes, so nothing may be sent or written.
-        let before = api_requests(&client).await;
-        let calls = sim.calls().len();
-        tokio::time::sleep(Duration::from_secs(steady)).await;
-        let (reads, _, writes) = operator_requests(&before, &api_requests(&client).await);
-        let (rss, _) = rss_and_cpu(op.pid());
-        let scm = sim.calls().len() - calls;
+    if compare_kopf {
         println!(
-            "N={n:<5} steady state for {steady} s: SCM calls {scm}, API reads {reads:.0}, API writes {writes:.0}, \
-             peak RSS {rss:.1} MiB"
+            "kopf: tests/bench/kopf_operator.py, `python -m kopf run --standalone`, as the admin user (it has no RBAC in \
+             deploy/), unbounded concurrency; it runs first for each N, on the same API server and scm-sim"
         );
-        assert_eq!((scm, writes as u64), (0, 0), "a quiet steady state");
-        drop(op);
+    }
 
-        let (live, op) = run(&client, &sim, n, false).await;
-        report(&live, ceiling);
-        assert_eq!(live.pushes, n, "exactly one successful push per object");
-        drop(op);
+    let mut comparisons = Vec::new();
+    for &n in &sizes {
+        // kopf first: whatever the earlier runs leave behind in etcd (objects, Events) weighs on the later ones.
+        let kopf = if compare_kopf {
+            Some(measure(&client, &sim, Contender::Kopf, n, steady, ceiling).await)
+        } else {
+            None
+        };
+        let ours = measure(&client, &sim, Contender::Ours, n, steady, ceiling).await;
+        if let Some(kopf) = kopf {
+            comparisons.extend(ours.into_iter().zip(kopf));
+        }
+    }
+    for (ours, kopf) in &comparisons {
+        compare(ours, kopf);
     }
 }

@@ -14,26 +14,10 @@ cd "$(dirname "$0")/../.."
 # No __pycache__ in the work tree.
 export PYTHONDONTWRITEBYTECODE=1
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator/venv"
-requirements=tests/helm/requirements.txt
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
-if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  echo "==> installing $requirements into $venv" >&2
-  # Debian's python3 ships venv/ensurepip in a separate package.
-  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    sudo_=(); ((EUID == 0)) || sudo_=(sudo)
-    "${sudo_[@]}" apt-get update -q
-    "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
-  fi
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  echo "$want" >"$stamp"
-fi
+python=$(bash scripts/venv.sh tests/helm/requirements.txt "${XDG_CACHE_HOME:-$HOME/.cache}/certpush-operator/venv")
 
 if [[ ${1:-} == generate ]]; then
-  exec "$venv/bin/python" deploy/manifests/generate.py
+  exec "$python" deploy/manifests/generate.py
 fi
 
 # kstatus, Argo CD's Lua VM and the Helm 3 CLI, built from their Go modules (cached after the first run).
@@ -47,4 +31,4 @@ cargo build --quiet --locked --bins
 cargo build --quiet --locked --release --bin certpush-operator
 
 # -p no:cacheprovider: no .pytest_cache in the work tree.
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/helm "$@"
+exec "$python" -m pytest -q -p no:cacheprovider tests/helm "$@"
