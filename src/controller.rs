@@ -16,6 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::Error;
@@ -47,6 +48,12 @@ pub struct Context {
     pub scm: ScmClient,
     /// Publishes Events.
     pub recorder: Recorder,
+    /// Event posts in flight: they run beside the reconcile that wrote the status they describe, so a worker is
+    /// not held for an API round trip that changes nothing it decides; shutdown waits for them.
+    events: TaskTracker,
+    /// At most [`EVENT_POSTS`] Event posts at once, so that in a burst the status writes (what GitOps tools and
+    /// users wait on) get most of the API server and the Events trail them.
+    event_slots: Arc<tokio::sync::Semaphore>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Whether this replica may act (always, without leader election).
@@ -64,6 +71,9 @@ pub struct Context {
     /// them reads the object fresh, since the cache may lag the status this process wrote.
     seen: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Event posts sent at once; see [`Context::event_slots`].
+const EVENT_POSTS: usize = 4;
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
 /// minute in all).
@@ -86,6 +96,8 @@ impl Context {
             client,
             scm,
             recorder,
+            events: TaskTracker::new(),
+            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENT_POSTS)),
             metrics,
             leadership,
             unsaved: Mutex::default(),
@@ -93,6 +105,13 @@ impl Context {
             cleanups: Mutex::default(),
             seen: Mutex::default(),
         }
+    }
+
+    /// Waits until every Event posted so far has been sent (or failed).
+    pub async fn flush_events(&self) {
+        self.events.close();
+        self.events.wait().await;
+        self.events.reopen();
     }
 
     /// Drops what is kept in memory about a deleted object.
@@ -612,7 +631,7 @@ async fn delete_superseded(ctx: &Context, cp: &CertificatePush, credentials: &Cr
          or set spec.importPolicy.retainSuperseded to keep such certificates",
         failure.error_message
     );
-    publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete").await;
+    publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete");
 }
 
 /// Deletes one certificate from SCM; a 404 counts as done, since gone is what was wanted.
@@ -858,7 +877,7 @@ async fn status_write_rejected(ctx: &Context, cp: &CertificatePush, e: &Error) {
     warn!(namespace = ?cp.namespace(), name = cp.name_any(), error = %e, "the API server refused the status as invalid; keeping it in memory");
     ctx.metrics.status_write_failed("invalid");
     let note = format!("The API server refused the status: {e}");
-    publish(ctx, cp, EventType::Warning, "StatusWriteFailed", note, "UpdateStatus").await;
+    publish(ctx, cp, EventType::Warning, "StatusWriteFailed", note, "UpdateStatus");
 }
 
 /// Writes the status when it changed; an unchanged status is not written, so steady state costs no writes.
@@ -909,7 +928,7 @@ async fn notify(ctx: &Context, cp: &CertificatePush, old: &CertificatePushStatus
         return;
     };
     let type_ = if warning { EventType::Warning } else { EventType::Normal };
-    publish(ctx, cp, type_, reason, note, "Push").await;
+    publish(ctx, cp, type_, reason, note, "Push");
 }
 
 fn has_finalizer(cp: &CertificatePush) -> bool {
@@ -965,7 +984,7 @@ async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<Action, Erro
                     "Left {} in SCM: no usable credentials to delete it ({problem}); delete it in the SCM console",
                     imported.join(", ")
                 );
-                publish(ctx, &cp, EventType::Warning, "CleanupSkipped", note, "Delete").await;
+                publish(ctx, &cp, EventType::Warning, "CleanupSkipped", note, "Delete");
             }
             Ok(credentials) => {
                 if let Some(retry) = delete_imports(ctx, &cp, &credentials, &imported).await {
@@ -997,7 +1016,7 @@ async fn delete_imports(
     }
     if left.is_empty() {
         let note = format!("Deleted imported certificate {} from SCM", imported.join(", "));
-        publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete").await;
+        publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete");
         return None;
     }
     let attempts = count_failure(&ctx.cleanups, cp);
@@ -1012,12 +1031,12 @@ async fn delete_imports(
          delete the certificate in the SCM console",
         left.join(", ")
     );
-    publish(ctx, cp, EventType::Warning, "CleanupAbandoned", note, "Delete").await;
+    publish(ctx, cp, EventType::Warning, "CleanupAbandoned", note, "Delete");
     None
 }
 
 /// Publishes an Event about `cp`; a failed publish is logged, not fatal: the status holds the truth.
-async fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: &str, note: String, action: &str) {
+fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: &str, note: String, action: &str) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -1025,9 +1044,15 @@ async fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: 
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
-        warn!(name = cp.name_any(), error = %e, "publishing event failed");
-    }
+    let (recorder, reference, name) = (ctx.recorder.clone(), cp.object_ref(&()), cp.name_any());
+    let slots = ctx.event_slots.clone();
+    ctx.events.spawn(async move {
+        // Never closed, so a permit always comes.
+        let _permit = slots.acquire_owned().await;
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(name, error = %e, "publishing event failed");
+        }
+    });
 }
 
 /// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.
@@ -1175,6 +1200,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let counted = store.clone();
     metrics.count_resources_with(Box::new(move || resource_counts(&counted)));
     let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
+    let events = ctx.clone();
     let forgetting = (ctx.clone(), store.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
@@ -1230,6 +1256,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })
         .await;
     info!("controller stopped");
+    // The last statuses' Events, bounded like the rest of the shutdown.
+    if tokio::time::timeout(Duration::from_secs(5), events.flush_events())
+        .await
+        .is_err()
+    {
+        warn!("some Events were not sent before shutdown");
+    }
     if let Some(election) = election {
         // Released at once, a standby takes over now instead of after the lease duration.
         election.release(Duration::from_secs(5)).await;
@@ -1422,6 +1455,7 @@ mod tests {
         record(&ctx, &obj, &api_for(&ctx), &old, pushed.clone())
             .await
             .expect("an invalid status is not a reconcile error");
+        ctx.flush_events().await;
         assert_eq!(
             paths(&seen),
             [
@@ -1553,6 +1587,7 @@ mod tests {
         );
         assert_eq!(sim.successful_pushes().len(), 1);
         // A Secret event brings the same stale cached object back: it is read fresh, and nothing is pushed.
+        ctx.flush_events().await;
         lock(&seen).clear();
         let action = reconcile(stale, ctx).await.expect("up to date");
         assert_eq!(action, Action::await_change());
