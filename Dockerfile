@@ -1,10 +1,11 @@
-# syntax=docker/dockerfile:1
 # certpush-operator image: built on Debian bookworm, run on distroless cc-debian12 (the same glibc
 # 2.36, plus libgcc_s and CA certificates; no shell, no package manager) as the unprivileged
 # `nonroot` user 65532, which the Helm chart's securityContext expects.
 #
-#   docker build -t certpush-operator:0.1.0 .
+#   make image IMAGE=certpush-operator:0.1.0     (docker build, or podman / buildah)
 #   docker run --rm certpush-operator:0.1.0 crd
+#
+# No `# syntax=` line: it would make BuildKit pull a frontend image; the built-in frontend builds this file.
 #
 # tests/helm/test_image.py checks this file against the chart and runs the release binary it builds.
 
