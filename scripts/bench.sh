@@ -3,7 +3,7 @@
 # 20 ms latency, the operator's release build, and in the same run a kopf (Python) operator doing the same job
 # (tests/bench/kopf_operator.py). Prints numbers; BENCH_N (default "1000 5000"), BENCH_STEADY_SECONDS (default 60),
 # BENCH_COMPARE (default kopf; "none" measures this operator only) and BENCH_CONCURRENCY (the operator's
-# --concurrency, default 16) change what is measured.
+# --concurrency, default 64, the operator's default) change what is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_COMPARE=${BENCH_COMPARE:-kopf}

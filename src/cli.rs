@@ -45,8 +45,9 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// How many CertificatePushes are reconciled at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    /// How many CertificatePushes are reconciled at once (a reconcile waiting for an SCM rate-limit token holds
+    /// one; most of a reconcile is waiting on the API server and SCM, so many fit).
+    #[arg(long, env = "CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
     /// Log line format.
@@ -161,7 +162,7 @@ mod tests {
             panic!("expected run")
         };
         assert_eq!(args.scm_endpoint, "https://scm.cn-north-4.myhuaweicloud.com");
-        assert_eq!(args.concurrency, 16);
+        assert_eq!(args.concurrency, 64);
         assert_eq!(args.namespace, None);
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");

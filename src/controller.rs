@@ -16,7 +16,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::Error;
@@ -25,6 +24,7 @@ use crate::crd::{
     CLEANUP_FINALIZER, CertificatePush, CertificatePushSpec, CertificatePushStatus, CertificateSource,
     SourceSecretStatus,
 };
+use crate::events::EventQueue;
 use crate::leader::{Election, Leadership};
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
@@ -46,14 +46,9 @@ pub struct Context {
     pub client: Client,
     /// SCM client for the configured endpoint.
     pub scm: ScmClient,
-    /// Publishes Events.
-    pub recorder: Recorder,
-    /// Event posts in flight: they run beside the reconcile that wrote the status they describe, so a worker is
-    /// not held for an API round trip that changes nothing it decides; shutdown waits for them.
-    events: TaskTracker,
-    /// At most [`EVENT_POSTS`] Event posts at once, so that in a burst the status writes (what GitOps tools and
-    /// users wait on) get most of the API server and the Events trail them.
-    event_slots: Arc<tokio::sync::Semaphore>,
+    /// Posts Events beside the reconciles: a reconcile is not held for an API round trip that changes nothing it
+    /// decides; shutdown waits for the queue.
+    events: EventQueue,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Whether this replica may act (always, without leader election).
@@ -71,9 +66,6 @@ pub struct Context {
     /// them reads the object fresh, since the cache may lag the status this process wrote.
     seen: Mutex<std::collections::HashSet<String>>,
 }
-
-/// Event posts sent at once; see [`Context::event_slots`].
-const EVENT_POSTS: usize = 4;
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
 /// minute in all).
@@ -95,9 +87,7 @@ impl Context {
         Self {
             client,
             scm,
-            recorder,
-            events: TaskTracker::new(),
-            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENT_POSTS)),
+            events: EventQueue::start(recorder),
             metrics,
             leadership,
             unsaved: Mutex::default(),
@@ -107,11 +97,9 @@ impl Context {
         }
     }
 
-    /// Waits until every Event posted so far has been sent (or failed).
+    /// Waits until every Event published so far has been posted (or failed).
     pub async fn flush_events(&self) {
-        self.events.close();
-        self.events.wait().await;
-        self.events.reopen();
+        self.events.flush().await;
     }
 
     /// Drops what is kept in memory about a deleted object.
@@ -1044,15 +1032,7 @@ fn publish(ctx: &Context, cp: &CertificatePush, type_: EventType, reason: &str, 
         action: action.into(),
         secondary: None,
     };
-    let (recorder, reference, name) = (ctx.recorder.clone(), cp.object_ref(&()), cp.name_any());
-    let slots = ctx.event_slots.clone();
-    ctx.events.spawn(async move {
-        // Never closed, so a permit always comes.
-        let _permit = slots.acquire_owned().await;
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            warn!(name, error = %e, "publishing event failed");
-        }
-    });
+    ctx.events.publish(event, cp.object_ref(&()));
 }
 
 /// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.

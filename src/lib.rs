@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod policy;

@@ -27,7 +27,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use scm_sim::{Sim, SimConfig};
 
 const LATENCY: Duration = Duration::from_millis(20);
-const CONCURRENCY: u32 = 16;
+/// The operator's default `--concurrency`, and the parallelism of the write-ceiling measurement.
+const CONCURRENCY: u32 = 64;
 
 /// Sums `apiserver_request_total` by (verb, resource, subresource).
 async fn api_requests(client: &kube::Client) -> HashMap<(String, String, String), f64> {
@@ -203,7 +204,7 @@ async fn settle(
     (last, changed_at)
 }
 
-/// The operator's `--concurrency`: `BENCH_CONCURRENCY`, by default 16 (the operator's default).
+/// The operator's `--concurrency`: `BENCH_CONCURRENCY`, by default 64 (the operator's default).
 fn our_concurrency() -> u32 {
     std::env::var("BENCH_CONCURRENCY")
         .map(|c| c.parse().expect("BENCH_CONCURRENCY is a number"))
@@ -227,7 +228,7 @@ impl Contender {
         }
     }
 
-    /// Concurrent pushes, for the ideal time: ours runs with `--concurrency 16` (or `BENCH_CONCURRENCY`); kopf's is
+    /// Concurrent pushes, for the ideal time: ours runs with `--concurrency 64` (or `BENCH_CONCURRENCY`); kopf's is
     /// unbounded.
     fn concurrency(self, n: usize) -> f64 {
         match self {

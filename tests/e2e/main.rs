@@ -165,7 +165,7 @@ async fn happy_path_pushes_once_and_reports_ready() {
     for line in [
         "certpush_scm_requests_total{operation=\"push\",code=\"204\",error_code=\"\"} 1",
         "controller_runtime_reconcile_total{controller=\"certificatepush\",result=\"success\"}",
-        "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 16",
+        "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 64",
         "certpush_resources{ready=\"True\",reason=\"Pushed\"} 1",
         "leader_election_master_status{name=\"certpush-operator\"} 1",
     ] {
@@ -1463,7 +1463,17 @@ async fn chaos_faults_and_a_killed_operator_still_end_with_one_push_each() {
     let sim = Sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     // Slow answers (1.5 s) come within the timeout; gateway timeouts (4 s, never forwarded) do not.
-    let args = ["--scm-qps", "1000", "--scm-burst", "100", "--scm-timeout", "3s"];
+    // 16 at once bounds the pushes in flight at the kill, which may be sent twice.
+    let args = [
+        "--scm-qps",
+        "1000",
+        "--scm-burst",
+        "100",
+        "--scm-timeout",
+        "3s",
+        "--concurrency",
+        "16",
+    ];
     let mut op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
     futures::stream::iter(0..N)
         .for_each_concurrent(16, |i| {

@@ -173,7 +173,7 @@ def test_default_args_and_env(render):
         "--scm-qps=10",
         "--scm-burst=20",
         "--scm-timeout=30s",
-        "--concurrency=16",
+        "--concurrency=64",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
