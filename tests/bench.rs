@@ -478,23 +478,16 @@ fn report(r: &Run, ceiling: f64) {
 
 /// kopf against ours for the same N and the same way of creating: how many times faster, leaner and cheaper ours is.
 fn compare(ours: &Run, kopf: &Run) {
+    let vs = |k: f64, o: f64, unit: &str| format!("{:.2}x ({k:.2} / {o:.2}{unit})", k / o);
     println!(
-        "N={:<5} kopf/certpush {:<22} time to Ready {:.2}x ({:.2} s / {:.2} s) | until writes done {:.2}x ({:.2} s / \
-         {:.2} s) | peak RSS {:.2}x ({:.1} / {:.1} MiB) | CPU {:.2}x ({:.2} / {:.2} s) | API writes/object {:.2} / {:.2}",
+        "N={:<5} kopf/certpush {:<22} time to Ready {} | until writes done {} | peak RSS {} | CPU {} | API \
+         writes/object {:.2} / {:.2}",
         ours.n,
         ours.label,
-        kopf.seconds / ours.seconds,
-        kopf.seconds,
-        ours.seconds,
-        kopf.settled / ours.settled,
-        kopf.settled,
-        ours.settled,
-        kopf.rss / ours.rss,
-        kopf.rss,
-        ours.rss,
-        kopf.cpu / ours.cpu,
-        kopf.cpu,
-        ours.cpu,
+        vs(kopf.seconds, ours.seconds, " s"),
+        vs(kopf.settled, ours.settled, " s"),
+        vs(kopf.rss, ours.rss, " MiB"),
+        vs(kopf.cpu, ours.cpu, " s"),
         kopf.writes / kopf.n as f64,
         ours.writes / ours.n as f64,
     );
