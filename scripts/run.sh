@@ -2,19 +2,29 @@
 # The operator's main job.
 # - With a cluster configured (KUBECONFIG, or ~/.kube/config): run the operator against it, as the kubeconfig's
 #   identity, with SCM_ENDPOINT if set and Huawei's default endpoint otherwise (extra args are passed to
-#   `certpush-operator run`). The CRD must be installed. CERTPUSH_DEMO=1 forces the demo instead.
+#   `certpush-operator run`). The CRD must be installed, and no certpush-operator Deployment may run there
+#   (CERTPUSH_FORCE=1 overrides). CERTPUSH_DEMO=1 forces the demo instead.
 # - Otherwise: a local demo. Start a real etcd + kube-apiserver on loopback and scm-sim, install the CRD and
 #   RBAC, apply the examples (one fails on purpose), run the operator as its ServiceAccount user and show
 #   `kubectl get cpush` converging. Everything started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -z "${CERTPUSH_DEMO:-}" && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ) ]]; then
+if [[ "${CERTPUSH_DEMO:-}" != 1 && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ) ]]; then
   context=$(kubectl config current-context)
   if ! kubectl get crd certificatepushes.scm.certpush.dev >/dev/null; then
     echo "error: the CertificatePush CRD is not installed in context $context (or this identity cannot read CRDs)." >&2
     echo "Install it: cargo run --quiet -- crd | kubectl apply --server-side -f -" >&2
     echo "Or run the local demo instead: CERTPUSH_DEMO=1 make run" >&2
+    exit 1
+  fi
+  # A second operator without leader election would push every certificate a second time.
+  deployed=$(kubectl get deployments --all-namespaces -l app.kubernetes.io/name=certpush-operator \
+    -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null || true)
+  if [[ -n "$deployed" && "${CERTPUSH_FORCE:-}" != 1 ]]; then
+    echo "error: certpush-operator is already deployed in context $context ($deployed); a second one would push" >&2
+    echo "every certificate again. Scale it to 0 first, or run this one with its Lease so it stands by:" >&2
+    echo "  bash scripts/run.sh --leader-elect --lease-namespace <its namespace>   (with CERTPUSH_FORCE=1)" >&2
     exit 1
   fi
   who=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}' 2>/dev/null || echo "the kubeconfig's user")
@@ -59,6 +69,7 @@ kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 -subj /CN=www.example.com \
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 kubectl -n demo create secret tls www-example-tls --cert="$work/tls.crt" --key="$work/tls.key"
+examples=5
 kubectl -n demo apply --server-side -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
   -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml \
   -f deploy/examples/push-imported.yaml
@@ -70,10 +81,17 @@ KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run 
 pids+=($!)
 
 settled=false
+pending=$examples
 for _ in $(seq 1 30); do
-  kubectl -n demo get cpush
-  pending=$(kubectl -n demo get cpush -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -cvE '^(True|False)$' || true)
-  if [[ "$pending" == "0" ]]; then
+  kubectl -n demo get cpush || true
+  # Every example must show a final Ready; a failed kubectl counts as not settled.
+  if ! ready=$(kubectl -n demo get cpush -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'); then
+    sleep 2
+    continue
+  fi
+  settled_count=$(grep -cE '^(True|False)$' <<<"$ready" || true)
+  pending=$((examples - settled_count))
+  if ((pending == 0)); then
     settled=true
     break
   fi

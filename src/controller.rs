@@ -1181,6 +1181,14 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     metrics.count_resources_with(Box::new(move || resource_counts(&counted)));
     let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
     let events = ctx.clone();
+    // On SIGTERM/SIGINT (as the controller's own shutdown below hears them) reconciles waiting for an SCM rate-limit
+    // token send nothing and end, so shutdown waits only for requests already sent, well within the grace period.
+    let stopping = ctx.scm.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: SCM requests not yet sent are dropped");
+        stopping.stop_sending();
+    });
     let forgetting = (ctx.clone(), store.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
@@ -1248,6 +1256,25 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         election.release(Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// One more consecutive failure of `cp` in `counts`; returns the new count.

@@ -1,5 +1,6 @@
 //! Kubernetes Events, posted off the reconcile path: a queue and a few workers that post what the reconciles
-//! announce, in the order queued (up to [`WORKERS`] at once), so a reconcile moves on as soon as its status is saved.
+//! announce, taken in the order queued and posted up to [`WORKERS`] at once (so two Events queued back to back may
+//! land in either order), so a reconcile moves on as soon as its status is saved.
 
 use std::sync::Arc;
 
@@ -34,11 +35,12 @@ impl EventQueue {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some((event, reference)) = next else { break };
+                    // Counted down even if posting panics, so a flush never waits for an Event that is gone.
+                    let _done = Done(&pending);
                     if let Err(e) = recorder.publish(&event, &reference).await {
                         let name = reference.name.as_deref().unwrap_or_default();
                         warn!(name, reason = event.reason, error = %e, "publishing event failed");
                     }
-                    pending.send_modify(|n| *n = n.saturating_sub(1));
                 }
             });
         }
@@ -58,6 +60,15 @@ impl EventQueue {
     pub async fn flush(&self) {
         // The sender lives in self, so the channel cannot close while this waits.
         let _ = self.pending.subscribe().wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Counts one Event as done when dropped.
+struct Done<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

@@ -332,3 +332,35 @@ async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
     assert_eq!(failure_kind(&t), FailureKind::Transient);
     assert_eq!(client.qps(), 5, "halved for every clone of the client");
 }
+
+/// Shutdown: a request still waiting for a rate-limit token is not sent, so the reconcile waiting on it ends at once
+/// instead of holding the shutdown for its turn; a request already sent is unaffected.
+#[tokio::test]
+async fn stop_sending_drops_requests_waiting_for_a_token() {
+    let (sim, client) = setup().await;
+    let client = client.with_rate_limit(1, 1);
+    assert!(matches!(
+        classify(&client.push(&credentials(TOKEN), &request(CERT)).await),
+        PushOutcome::Pushed { .. }
+    ));
+    // The bucket is empty: the next request would wait about a second.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.push(&credentials(TOKEN), &request(CERT)).await }
+    });
+    // Lets the request reach the bucket; had it not, it must not be sent either.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = std::time::Instant::now();
+    client.stop_sending();
+    let t = waiting.await.unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let Transport::NotSent(message) = &t else {
+        panic!("{t:?}")
+    };
+    assert!(message.contains("shutting down"), "{message}");
+    assert_eq!(sim.pushes().len(), 1, "nothing more reached SCM");
+}

@@ -75,6 +75,8 @@ pub struct ScmClient {
     http: reqwest::Client,
     endpoint: Url,
     limiter: Limiter,
+    /// Set on shutdown: requests still waiting for a rate-limit token are then not sent.
+    stopping: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for ScmClient {
@@ -99,7 +101,9 @@ impl ScmClient {
             tracing::warn!(%endpoint, "SCM endpoint uses plain http; tokens travel unencrypted (use only for simulators)");
         }
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            // Shorter than the whole request, so that an unreachable endpoint is reported as a failed connect
+            // (nothing sent) rather than a timeout (may have landed).
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout / 2))
             .timeout(timeout)
             // A redirect could carry the token to another host; SCM never redirects.
             .redirect(redirect::Policy::none())
@@ -115,6 +119,7 @@ impl ScmClient {
             http: builder.build().map_err(ClientError::Build)?,
             endpoint,
             limiter: Limiter::new(DEFAULT_QPS, DEFAULT_BURST),
+            stopping: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
 
@@ -122,6 +127,12 @@ impl ScmClient {
     pub fn with_rate_limit(mut self, qps: u32, burst: u32) -> Self {
         self.limiter = Limiter::new(qps, burst);
         self
+    }
+
+    /// From now on, requests still waiting for a rate-limit token (and any later one) are not sent; those already
+    /// sent finish. For shutdown: the reconciles it waits for then end without waiting for tokens.
+    pub fn stop_sending(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The request rate now allowed (lower than `--scm-qps` after throttling).
@@ -210,7 +221,14 @@ impl ScmClient {
             Err(e) => return Transport::NotSent(describe(&e)),
         };
         // The token is taken before signing: the signature carries a time that must not age in the queue.
-        self.limiter.acquire().await;
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            biased;
+            _ = stopping.wait_for(|stop| *stop) => {
+                return Transport::NotSent("the operator is shutting down; the request was not sent".into());
+            }
+            () = self.limiter.acquire() => {}
+        }
         // Signed last, over the finished request: the signature covers its exact URL, headers and body bytes.
         credentials.authorize(&mut request, jiff::Timestamp::now());
         let response = match self.http.execute(request).await {

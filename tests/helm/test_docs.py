@@ -26,9 +26,12 @@ from conftest import OPERATOR_BIN, ROOT, Kube, tool, wait_until
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "deploy" / "helm" / "certpush-operator" / "README.md"]
 MARKER = re.compile(r"^\s*<!-- doc-test: ([a-z0-9-]+) -->$")
 CHANGES_A_CLUSTER = re.compile(
-    r"\bkubectl\b.*\b(apply|create|patch|label|annotate|delete|replace)\b|\bhelm (install|upgrade|uninstall)\b"
-    r"|\bmake image\b|\bdocker build\b|\bbuildah (bud|build)\b"
+    r"\b(kubectl|oc)\b.*\b(apply|create|patch|label|annotate|delete|replace|edit|scale|set|rollout|drain|cordon|taint)\b"
+    r"|\bhelm\b.*\b(install|upgrade|uninstall|rollback)\b"
+    r"|\bmake image\b|\b(docker|podman) build\b|\bbuildah (bud|build)\b"
 )
+# Languages of blocks read as shell; a block without one is read as shell too.
+SHELL = {"", "sh", "bash", "shell", "console", "shell-session", "zsh"}
 IMAGE = "registry.example.com/certpush-operator:0.1.0"
 CRD_NAME = "certificatepushes.scm.certpush.dev"
 
@@ -41,12 +44,14 @@ def blocks() -> list[tuple[str, int, str | None, str, str]]:
         i = 0
         while i < len(lines):
             # Fences may be indented (inside a list item); the block's lines lose that indent.
-            fence = re.match(r"^(\s*)```(\w*)\s*$", lines[i])
+            # Any info string after the language (```sh title=x) still opens a block.
+            fence = re.match(r"^(\s*)(?:```|~~~)([\w-]*)[^`]*$", lines[i])
             if not fence:
                 i += 1
                 continue
             indent = fence.group(1)
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```"))
+            closer = lines[i].strip()[:3]
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(closer))
             marker = MARKER.match(lines[i - 1]) if i > 0 else None
             text = "".join(line.removeprefix(indent) + "\n" for line in lines[i + 1 : end])
             out.append((str(path.relative_to(ROOT)), i + 1, marker.group(1) if marker else None, fence.group(2), text))
@@ -66,7 +71,8 @@ def test_every_command_that_changes_a_cluster_is_tested():
     untested = [
         f"{file}:{line}"
         for file, line, marker, lang, text in blocks()
-        if lang in ("sh", "bash", "shell") and marker is None and CHANGES_A_CLUSTER.search(text)
+        # Continuation lines are joined first, so `kubectl -n web \` + `apply ...` reads as one command.
+        if lang in SHELL and marker is None and CHANGES_A_CLUSTER.search(text.replace("\\\n", " "))
     ]
     assert not untested, f"shell blocks that change a cluster without a <!-- doc-test: NAME --> marker: {untested}"
     used = {marker for _, _, marker, _, _ in blocks() if marker}
@@ -78,11 +84,7 @@ class Cluster:
     """A fresh control plane, with the docs' commands run against it as its admin."""
 
     def __init__(self, tmp: Path) -> None:
-        self.dir = tmp / "cp"
-        script = ROOT / "tests" / "e2e" / "control-plane.sh"
-        started = subprocess.run(["bash", str(script), "start", str(self.dir)], capture_output=True, text=True)
-        assert started.returncode == 0, started.stderr
-        self.kube = Kube(str(self.dir / "admin.kubeconfig"))
+        # Everything that can fail comes before the control plane starts, so a failure leaves nothing running.
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
         (bin_dir / "helm").symlink_to(tool("CERTPUSH_HELM3_BIN"))
@@ -94,7 +96,7 @@ class Cluster:
             (self.work / entry).symlink_to(ROOT / entry)
         self.env = {
             **os.environ,
-            "KUBECONFIG": self.kube.kubeconfig,
+            "KUBECONFIG": str(tmp / "cp" / "admin.kubeconfig"),
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "HELM_CACHE_HOME": str(tmp / "helm-cache"),
             "HELM_CONFIG_HOME": str(tmp / "helm-config"),
@@ -102,6 +104,11 @@ class Cluster:
             "SCM_ACCESS_KEY": "DOCSTESTACCESSKEY0001",
             "SCM_SECRET_KEY": "docs-test-secret-key-0123456789abcdef0123",
         }
+        self.dir = tmp / "cp"
+        self.kube = Kube(str(self.dir / "admin.kubeconfig"))
+        script = ROOT / "tests" / "e2e" / "control-plane.sh"
+        started = subprocess.run(["bash", str(script), "start", str(self.dir)], capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
 
     def run(self, name: str) -> str:
         """Runs the doc block `name` with bash -euo pipefail; its output on success."""
@@ -252,8 +259,11 @@ def test_image_builds_and_runs_where_an_engine_answers(tmp_path):
     if found is None:
         pytest.skip("no container engine answers (docker/podman/buildah info failed): the image is not built here")
     dockerfile = (ROOT / "Dockerfile").read_text()
-    bases = [b.replace("${RUST_VERSION}", "1.95") for b in re.findall(r"^FROM (\S+)", dockerfile, re.M)]
+    rust = re.search(r"^ARG RUST_VERSION=(\S+)", dockerfile, re.M).group(1)
+    bases = [b.replace("${RUST_VERSION}", rust) for b in re.findall(r"^FROM (\S+)", dockerfile, re.M)]
     runner = "podman" if found == "buildah" else found
+    if not shutil.which(runner):
+        pytest.skip(f"{found} builds images but cannot run them, and {runner} is not installed")
     missing = [b for b in bases if subprocess.run([runner, "image", "inspect", b], capture_output=True).returncode]
     if missing:
         pytest.skip(f"base images {missing} are not in the local {found} store, and tests never pull")
@@ -290,7 +300,20 @@ def test_running_outside_the_cluster_with_make_run(cluster):
         assert "SCM endpoint: the default (https://scm.cn-north-4.myhuaweicloud.com)" in text, text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    # With the operator deployed in the cluster, a second one would push everything again: it refuses.
+    # (deploy/manifests/rbac.yaml, applied by the block above, created the namespace.)
+    cluster.kube.run("-n", "certpush-system", "create", "deployment", "certpush-operator", "--image=example.invalid/x")
+    cluster.kube.run("-n", "certpush-system", "label", "deployment", "certpush-operator",
+                     "app.kubernetes.io/name=certpush-operator")  # fmt: skip
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "already deployed in context" in refused.stderr and "certpush-system/certpush-operator" in refused.stderr
 
 
 def test_namespace_scope_install_reads_only_its_namespace(cluster):

@@ -228,7 +228,7 @@ def test_leader_election_is_on_and_rolls_one_pod_at_a_time(render):
     assert spec["replicas"] == 1
     # The new Pod stands by until the old one releases the Lease.
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 60
     c = container(objects)
     for arg in DEFAULT_LEADER_ARGS:
         assert arg in c["args"], arg
@@ -448,6 +448,8 @@ def test_crd_switches(render):
         ({"networkPolicy": {"dns": {"ports": [{"port": 53, "protocl": "UDP"}]}}}, "'protocl' not allowed"),
         ({"networkPolicy": {"dns": {"ports": [{"port": 53, "protocol": "udp"}]}}}, "/networkPolicy/dns/ports/0/protocol"),
         ({"scm": {"timeout": "30"}}, "/scm/timeout"),
+        ({"scm": {"timeout": "0s"}}, "/scm/timeout"),
+        ({"scm": {"timeout": "0m0s"}}, "/scm/timeout"),
         ({"extraArgs": "--foo"}, "/extraArgs"),
         ({"extraEnv": [{"name": "A", "vaule": "1"}]}, "'vaule' not allowed"),
         ({"volumes": [{"name": "tmp", "emptydir": {}}]}, "'emptydir' not allowed"),
@@ -767,6 +769,8 @@ def test_prometheus_rule_alerts(render):
 
     soon, critical = alerts["CertpushCertificateExpiringSoon"], alerts["CertpushCertificateExpiryCritical"]
     assert "certpush_certificate_expiration_timestamp_seconds{" in soon["expr"]
+    # A deposed leader still exports the pre-renewal notAfter: the newest one counts.
+    assert soon["expr"].startswith("max by (namespace, exported_namespace, name) (")
     assert soon["expr"].endswith("- time() < 14 * 86400") and soon["labels"]["severity"] == "warning"
     assert critical["expr"].endswith("- time() < 3 * 86400") and critical["labels"]["severity"] == "critical"
     # Prometheus templates reach the rule verbatim (not eaten by Helm).
