@@ -97,11 +97,6 @@ impl Context {
         }
     }
 
-    /// Waits until every Event published so far has been posted (or failed).
-    pub async fn flush_events(&self) {
-        self.events.flush().await;
-    }
-
     /// Drops what is kept in memory about a deleted object.
     pub fn forget(&self, uid: &str) {
         lock(&self.unsaved).remove(uid);
@@ -1180,7 +1175,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let counted = store.clone();
     metrics.count_resources_with(Box::new(move || resource_counts(&counted)));
     let ctx = Arc::new(Context::new(client, scm, metrics, leadership));
-    let events = ctx.clone();
+    let events = ctx.events.clone();
     // On SIGTERM/SIGINT (as the controller's own shutdown below hears them) reconciles waiting for an SCM rate-limit
     // token send nothing and end, so shutdown waits only for requests already sent, well within the grace period.
     let stopping = ctx.scm.clone();
@@ -1245,7 +1240,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .await;
     info!("controller stopped");
     // The last statuses' Events, bounded like the rest of the shutdown.
-    if tokio::time::timeout(Duration::from_secs(5), events.flush_events())
+    if tokio::time::timeout(Duration::from_secs(5), events.flush())
         .await
         .is_err()
     {
@@ -1462,7 +1457,7 @@ mod tests {
         record(&ctx, &obj, &api_for(&ctx), &old, pushed.clone())
             .await
             .expect("an invalid status is not a reconcile error");
-        ctx.flush_events().await;
+        ctx.events.flush().await;
         assert_eq!(
             paths(&seen),
             [
@@ -1594,7 +1589,7 @@ mod tests {
         );
         assert_eq!(sim.successful_pushes().len(), 1);
         // A Secret event brings the same stale cached object back: it is read fresh, and nothing is pushed.
-        ctx.flush_events().await;
+        ctx.events.flush().await;
         lock(&seen).clear();
         let action = reconcile(stale, ctx).await.expect("up to date");
         assert_eq!(action, Action::await_change());
