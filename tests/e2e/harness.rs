@@ -15,9 +15,12 @@ use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use scm_sim::{Sim, SimConfig};
+use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// How long a test waits for a state it expects, unless it says otherwise.
+pub const T: Duration = Duration::from_secs(30);
 /// The tokens the simulator accepts in these tests.
 pub const GOOD_TOKEN: &str = "e2e-good-token-7d1c0b5e9a4f4b2c8e6d3a1f0b9c8d7e";
 /// A well-formed token the simulator rejects (401).
@@ -511,6 +514,11 @@ pub fn status(cp: &CertificatePush) -> CertificatePushStatus {
     cp.status.clone().unwrap_or_default()
 }
 
+/// Hex SHA-256 of `s`: how the simulator records the token and access key it received.
+pub fn sha256(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
 /// (status, reason) of a condition, if present.
 pub fn condition(cp: &CertificatePush, type_: &str) -> Option<(String, String)> {
     status(cp)
@@ -522,6 +530,16 @@ pub fn condition(cp: &CertificatePush, type_: &str) -> Option<(String, String)> 
 
 pub fn ready_is(cp: &CertificatePush, s: &str, reason: &str) -> bool {
     condition(cp, "Ready") == Some((s.to_string(), reason.to_string()))
+}
+
+/// (reason, message) of the Ready condition.
+pub fn ready_message(cp: &CertificatePush) -> (String, String) {
+    let c = status(cp)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    (c.reason, c.message)
 }
 
 /// Events about one object, as (type, reason, note).
@@ -566,83 +584,19 @@ pub async fn wait_event(
     }
 }
 
-/// A TCP proxy in front of the API server that a test can cut, so the operator's watches fail the way they do when
-/// the API server restarts: open connections close and new ones are refused.
-pub struct CuttableProxy {
-    addr: std::net::SocketAddr,
-    upstream: String,
-    cutting: std::sync::Arc<tokio::sync::Notify>,
-    accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl CuttableProxy {
-    /// Proxies to the API server of `kubeconfig`.
-    pub async fn start(kubeconfig: &Path) -> CuttableProxy {
-        let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-        let server = kc.clusters[0].cluster.as_ref().unwrap().server.clone().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = CuttableProxy {
-            addr: listener.local_addr().unwrap(),
-            upstream: server.trim_start_matches("https://").to_string(),
-            cutting: std::sync::Arc::default(),
-            accepting: std::sync::Mutex::default(),
-        };
-        proxy.accept(listener);
-        proxy
-    }
-
-    fn accept(&self, listener: tokio::net::TcpListener) {
-        let (upstream, cutting) = (self.upstream.clone(), self.cutting.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (upstream, cutting) = (upstream.clone(), cutting.clone());
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cutting.notified() => {}
-                    }
-                });
-            }
-        });
-        *self.accepting.lock().unwrap() = Some(task);
-    }
-
-    /// Closes every proxied connection and refuses new ones (the listener is closed).
-    pub fn cut(&self) {
-        if let Some(task) = self.accepting.lock().unwrap().take() {
-            task.abort();
+/// The token must not appear in logs (even at trace level), Events or status, in plain or base64 form.
+pub async fn assert_no_secret_leak(ns: &str, op: &Operator, tokens: &[&str]) {
+    use base64::Engine as _;
+    let logs = op.logs();
+    assert!(logs.len() > 1000, "trace logs were captured ({} bytes)", logs.len());
+    // Events and status are checked through what the API server returns for them.
+    let (ok, objects) = kubectl(&["get", "cpush,events.events.k8s.io", "-n", ns, "-o", "yaml"]).await;
+    assert!(ok && objects.contains("Pushed"), "{objects}");
+    for token in tokens {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(token);
+        for (place, text) in [("logs", &logs), ("events and status", &objects)] {
+            assert!(!text.contains(token), "token found in {place}");
+            assert!(!text.contains(&b64), "base64 token found in {place}");
         }
-        self.cutting.notify_waiters();
-    }
-
-    /// Listens again on the same address.
-    pub async fn restore(&self) {
-        let listener = loop {
-            // The aborted task may take a moment to release the port.
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        self.accept(listener);
-    }
-
-    /// A copy of `kubeconfig` (written into `dir`) whose server is this proxy; TLS still verifies the API server.
-    pub fn kubeconfig(&self, kubeconfig: &Path, dir: &Path) -> PathBuf {
-        let mut kc = Kubeconfig::read_from(kubeconfig).unwrap();
-        for cluster in &mut kc.clusters {
-            if let Some(c) = cluster.cluster.as_mut() {
-                c.server = Some(format!("https://{}", self.addr));
-            }
-        }
-        let path = dir.join("proxied.kubeconfig");
-        std::fs::write(&path, serde_json::to_vec(&kc).unwrap()).unwrap();
-        path
     }
 }

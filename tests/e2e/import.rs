@@ -1,0 +1,316 @@
+//! Importing a certificate from a TLS Secret: the first import and push, each renewal once more, a key that does
+//! not belong to its certificate, an earlier import reused, and `deletionPolicy`.
+
+use std::time::Duration;
+
+use certpush_operator::crd::{CertificatePush, TargetService};
+use certpush_operator::status::{self, FALSE, TRUE};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::harness::*;
+
+/// A CA and a way to issue leaves valid from yesterday for 90 days, as cert-manager would renew them.
+struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "e2e test CA");
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// (tls.crt with the chain, tls.key, SHA-256 of the leaf's DER).
+    fn leaf(&self) -> (String, String, String) {
+        let day = |offset: i64| {
+            let d = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_hours(24 * offset))
+                .unwrap()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date();
+            rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
+        params.not_before = day(-1);
+        params.not_after = day(90);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (
+            format!("{}{}", cert.pem(), self.pem),
+            key.serialize_pem(),
+            sha256_bytes(cert.der()),
+        )
+    }
+}
+
+fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn put_tls_secret(client: &kube::Client, ns: &str, name: &str, crt: &str, key: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": crt, "tls.key": key},
+    }))
+    .unwrap();
+    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&secret))
+        .await
+        .expect("apply TLS Secret");
+}
+
+fn import_spec(secret: &str) -> certpush_operator::crd::CertificatePushSpec {
+    certpush_operator::crd::CertificatePushSpec {
+        certificate_id: None,
+        source_secret_ref: Some(certpush_operator::crd::SourceSecretRef { name: secret.into() }),
+        ..spec(CERT, TargetService::Elb, "ap-southeast-1", "scm")
+    }
+}
+
+/// The whole import flow: a TLS Secret is imported and pushed once; edits that keep the certificate do nothing;
+/// a renewal is imported and pushed exactly once more and the superseded import is deleted from SCM; the private
+/// key never reaches logs, Events or status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
+    let client = admin().await;
+    let ns = namespace(&client, "import").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, fp) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+
+    let st = status(&cp);
+    let first = st.certificate_id.clone().expect("status.certificateId");
+    assert_eq!(st.source_fingerprint.as_deref(), Some(fp.as_str()));
+    assert_eq!(st.pushed_certificate_id.as_deref(), Some(first.as_str()));
+    assert!(st.not_after.is_some() && st.source_secret.as_ref().is_some_and(|s| s.name == "web-tls"));
+    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    assert_eq!(sim.certificates().last(), Some(&(first.clone(), name)));
+    let methods: Vec<(String, u16)> = sim.calls().iter().map(|c| (c.method.clone(), c.status)).collect();
+    assert_eq!(
+        methods,
+        [("GET".into(), 200), ("POST".into(), 200), ("POST".into(), 204)],
+        "list, import, push: {:#?}",
+        sim.calls()
+    );
+    assert_eq!(sim.pushes()[0].certificate_id.as_deref(), Some(first.as_str()));
+    let import_call = &sim.calls()[1];
+    assert_eq!(import_call.body["private_key"], "<redacted>");
+    assert!(
+        import_call.body["certificate_chain"]
+            .as_str()
+            .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
+    );
+
+    // Edits of the Secret that keep the certificate import and push nothing.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        op.after_reconcile("unchanged", label(&secrets, "web-tls", &i.to_string()))
+            .await;
+    }
+    assert_eq!(sim.calls().len(), 3, "{:#?}", sim.calls());
+
+    // Renewal: a new key and certificate in the same Secret.
+    let (crt2, key2, fp2) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt2, &key2).await;
+    let cp = wait_for(&api, "web", T, "the renewal pushed", |cp| {
+        ready_is(cp, TRUE, "Pushed") && status(cp).source_fingerprint.as_deref() == Some(fp2.as_str())
+    })
+    .await;
+    let second = status(&cp).certificate_id.expect("new certificateId");
+    assert_ne!(second, first);
+    assert_eq!(status(&cp).pushed_certificate_id.as_deref(), Some(second.as_str()));
+    let wait_deleted = async {
+        while sim.certificates().iter().any(|(id, _)| *id == first) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(T, wait_deleted)
+        .await
+        .expect("the superseded import is deleted");
+    let pushed: Vec<Option<String>> = sim.successful_pushes().into_iter().map(|c| c.certificate_id).collect();
+    assert_eq!(
+        pushed,
+        [Some(first.clone()), Some(second.clone())],
+        "each certificate pushed once"
+    );
+    let imports = sim.calls().iter().filter(|c| c.path.ends_with("/import")).count();
+    assert_eq!(imports, 2);
+    // The expiry gauge follows status.notAfter of the renewed certificate.
+    let not_after = status::parse_time(status(&cp).not_after.as_deref().unwrap()).unwrap();
+    let series = format!(
+        "certpush_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"web\"}} {}",
+        not_after.as_second()
+    );
+    let deadline = std::time::Instant::now() + T;
+    while !op.metrics().await.contains(&series) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} not in\n{}",
+            op.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let key_lines: Vec<&str> = [key.as_str(), key2.as_str()]
+        .iter()
+        .flat_map(|k| k.lines().filter(|l| !l.starts_with("-----")))
+        .collect();
+    let mut secrets_to_hide = vec![key.trim(), key2.trim()];
+    secrets_to_hide.extend(key_lines);
+    assert_no_secret_leak(&ns, &op, &secrets_to_hide).await;
+}
+
+/// A Secret whose key does not belong to its certificate is InvalidSource and sends nothing to SCM; fixing the
+/// Secret imports and pushes. An import that already exists under the deterministic name (a crash between
+/// import and status write) is reused, not imported again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-bad").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, fp) = ca.leaf();
+    let (_, other_key, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &other_key).await;
+    let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "web", T, "InvalidSource", |cp| {
+        ready_is(cp, FALSE, "InvalidSource")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(message.contains("does not belong"), "{message}");
+    assert!(condition(&cp, "Stalled").is_some());
+    assert!(sim.calls().is_empty(), "nothing sent: {:#?}", sim.calls());
+
+    // Simulate an import whose status write was lost: it is in SCM under the deterministic name.
+    let scm = certpush_operator::scm::ScmClient::new(&sim.url(), None).unwrap();
+    let token = certpush_operator::scm::Credentials::from_secret(
+        Some(&serde_json::from_value(json!({"data": {"token": base64_of(GOOD_TOKEN)}})).unwrap()),
+        &spec(CERT, TargetService::Elb, "p", "scm").credentials_ref,
+    )
+    .unwrap();
+    let source = certpush_operator::source::parse(crt.as_bytes(), key.as_bytes(), jiff::Timestamp::now()).unwrap();
+    let request = certpush_operator::scm::wire::ImportRequest {
+        name: certpush_operator::source::import_name(&ns, "web", &fp),
+        certificate: source.certificate.clone(),
+        certificate_chain: Some(source.chain.clone()),
+        private_key: source.private_key_pem().to_owned(),
+    };
+    assert!(matches!(
+        certpush_operator::scm::classify_as(&scm.import(&token, &request).await, 200),
+        certpush_operator::scm::PushOutcome::Pushed { .. }
+    ));
+    let earlier = sim.certificates().last().unwrap().0.clone();
+    sim.reset();
+
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    assert_eq!(status(&cp).certificate_id.as_deref(), Some(earlier.as_str()));
+    let paths: Vec<String> = sim.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
+    assert_eq!(
+        paths,
+        [
+            "GET /v3/scm/certificates".to_owned(),
+            format!("POST /v3/scm/certificates/{earlier}/push")
+        ],
+        "found by name, not imported again"
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// deletionPolicy Delete: the finalizer deletes the imported certificate from SCM, then lets the object go; without
+/// usable credentials it lets go at once with a Warning Event naming what is left. Retain (the default) adds no
+/// finalizer and leaves SCM alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn deletion_policy_delete_removes_the_import_and_never_blocks_deletion() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-delete").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let deleting = || certpush_operator::crd::CertificatePushSpec {
+        deletion_policy: Some(certpush_operator::crd::DeletionPolicy::Delete),
+        ..import_spec("web-tls")
+    };
+    let api = create_push(&client, &ns, "cleaned", deleting()).await;
+    let retained = create_push(&client, &ns, "kept", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "cleaned", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let kept = wait_for(&retained, "kept", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    assert_eq!(
+        cp.metadata.finalizers.as_deref(),
+        Some(&[certpush_operator::crd::CLEANUP_FINALIZER.to_owned()][..])
+    );
+    assert_eq!(kept.metadata.finalizers, None, "Retain adds no finalizer");
+    let id = status(&cp).certificate_id.unwrap();
+    let kept_id = status(&kept).certificate_id.unwrap();
+
+    api.delete("cleaned", &Default::default()).await.unwrap();
+    wait_gone(&api, "cleaned").await;
+    let ids: Vec<String> = sim.certificates().into_iter().map(|(id, _)| id).collect();
+    assert!(!ids.contains(&id), "the import is deleted from SCM");
+    assert!(ids.contains(&kept_id));
+    retained.delete("kept", &Default::default()).await.unwrap();
+    wait_gone(&retained, "kept").await;
+    assert!(
+        sim.certificates().iter().any(|(i, _)| *i == kept_id),
+        "Retain leaves SCM alone"
+    );
+
+    // Without credentials the finalizer still lets go, and says what is left.
+    let api = create_push(&client, &ns, "orphan", deleting()).await;
+    let cp = wait_for(&api, "orphan", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let orphan = status(&cp).certificate_id.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets.delete("scm", &Default::default()).await.unwrap();
+    api.delete("orphan", &Default::default()).await.unwrap();
+    wait_gone(&api, "orphan").await;
+    assert!(sim.certificates().iter().any(|(i, _)| *i == orphan));
+    let events = events_for(&client, &ns, "orphan").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "CleanupSkipped" && n.contains(&orphan)),
+        "{events:?}"
+    );
+}
+
+async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
+    let deadline = std::time::Instant::now() + T;
+    while api.get_opt(name).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} was not released by its finalizer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,549 @@
+//! Pushing: admission of the CRD's schema, the happy path, a quiet steady state, re-push requests, transient
+//! faults and their backoff, Secret churn during first pushes, and the Pending condition of a slow push.
+
+use std::time::Duration;
+
+use certpush_operator::crd::{CertificatePush, TargetService};
+use certpush_operator::status::{self, FALSE, TRUE};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use scm_sim::{Fault, FaultAction, Sim};
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn admission_rejects_invalid_specs() {
+    let client = admin().await;
+    let ns = namespace(&client, "admission").await;
+    let ar = ApiResource::erase::<CertificatePush>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let valid = json!({"certificateId": CERT, "targetService": "WAF", "targetProject": "cn-north-4", "credentialsRef": {"name": "scm"}});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut s = valid.clone();
+        if value.is_null() {
+            s.as_object_mut().unwrap().remove(field);
+        } else {
+            s[field] = value;
+        }
+        s
+    };
+    let cases = [
+        ("15-char id", with("certificateId", json!("scs155419213115"))),
+        ("17-char id", with("certificateId", json!("scs15541921311500"))),
+        ("id with /", with("certificateId", json!("scs155419213/150"))),
+        ("id with .", with("certificateId", json!("scs155419213.150"))),
+        ("lowercase service", with("targetService", json!("waf"))),
+        ("unknown service", with("targetService", json!("SLB"))),
+        ("empty project", with("targetProject", json!(""))),
+        ("256-char project", with("targetProject", json!("p".repeat(256)))),
+        (
+            "missing credentialsRef",
+            with("credentialsRef", serde_json::Value::Null),
+        ),
+        (
+            "neither certificateId nor sourceSecretRef",
+            with("certificateId", serde_json::Value::Null),
+        ),
+        (
+            "both certificateId and sourceSecretRef",
+            with("sourceSecretRef", json!({"name": "web-tls"})),
+        ),
+        ("empty sourceSecretRef name", {
+            let mut s = with("certificateId", serde_json::Value::Null);
+            s["sourceSecretRef"] = json!({"name": ""});
+            s
+        }),
+    ];
+    for (i, (what, spec)) in cases.iter().enumerate() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec,
+        }))
+        .unwrap();
+        match api.create(&PostParams::default(), &obj).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{what}: {s:?}");
+                if what.contains("certificateId and") || what.contains("nor") {
+                    assert!(
+                        s.message.contains("one and only one schema (oneOf)"),
+                        "{what}: {}",
+                        s.message
+                    );
+                }
+            }
+            other => panic!("{what}: the API server accepted an invalid object: {other:?}"),
+        }
+    }
+    // The same template is accepted when valid, so the rejections above are about the fields.
+    let ok: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "metadata": {"name": "good"}, "spec": with("targetProject", json!("p".repeat(255))),
+    }))
+    .unwrap();
+    let created = api
+        .create(&PostParams::default(), &ok)
+        .await
+        .expect("valid object accepted");
+    assert_eq!(
+        created.data["spec"]["credentialsRef"]["tokenKey"], "token",
+        "schema default applied"
+    );
+    let mut import = with("certificateId", serde_json::Value::Null);
+    import["sourceSecretRef"] = json!({"name": "web-tls"});
+    import["importPolicy"] = json!({"retainSuperseded": true});
+    let ok: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "metadata": {"name": "import"}, "spec": import,
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &ok)
+        .await
+        .expect("an import spec is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn happy_path_pushes_once_and_reports_ready() {
+    let client = admin().await;
+    let ns = namespace(&client, "happy").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    put_secret(&client, &ns, "scm", &format!("  {GOOD_TOKEN}\n")).await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+
+    let (ok, out) = kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "cpush/waf", "--timeout=30s"]).await;
+    assert!(ok, "kubectl wait: {out}\n{}", op.logs());
+    let cp = wait_for(&api, "waf", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let st = status(&cp);
+    assert_eq!(st.http_status, Some(204));
+    assert_eq!(st.observed_generation, cp.metadata.generation);
+    assert_eq!(st.pushed_generation, cp.metadata.generation);
+    assert!(st.last_push_time.is_some() && st.request_id.is_some());
+    assert_eq!((st.error_code, st.error_message), (None, None));
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(condition(&cp, "Reconciling"), None);
+
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 1, "exactly one push: {pushes:#?}");
+    let p = &pushes[0];
+    assert_eq!(
+        (p.method.as_str(), p.path.as_str()),
+        ("POST", "/v3/scm/certificates/scs1554192131150/push")
+    );
+    assert_eq!(p.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        p.token_sha256.as_deref(),
+        Some(sha256(GOOD_TOKEN).as_str()),
+        "trimmed token sent"
+    );
+    assert_eq!(p.body, json!({"target_project": "cn-north-4", "target_service": "WAF"}));
+    assert_eq!(p.status, 204);
+    assert_eq!(st.request_id.as_deref(), Some(p.request_id.as_str()));
+
+    wait_event(&client, &ns, "waf", "Normal", "Pushed").await;
+
+    let (ok, out) = kubectl(&["get", "cpush", "-n", &ns, "-o", "wide"]).await;
+    assert!(
+        ok && out.contains("WAF") && out.contains("Pushed") && out.contains("cn-north-4"),
+        "{out}"
+    );
+    let metrics = op.metrics().await;
+    for line in [
+        "certpush_scm_requests_total{operation=\"push\",code=\"204\",error_code=\"\"} 1",
+        "controller_runtime_reconcile_total{controller=\"certificatepush\",result=\"success\"}",
+        "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 64",
+        "certpush_resources{ready=\"True\",reason=\"Pushed\"} 1",
+        "leader_election_master_status{name=\"certpush-operator\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    // Every SCM answer is logged with Huawei's request id, inside the reconcile's span.
+    assert!(
+        op.logs().contains(&format!("\"request_id\":\"{}\"", p.request_id)),
+        "{}",
+        op.logs()
+    );
+    assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn steady_state_is_quiet_and_restarts_do_not_repush() {
+    let client = admin().await;
+    let ns = namespace(&client, "steady").await;
+    let sim = start_sim().await;
+    let mut op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "elb", spec(CERT, TargetService::Elb, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "elb", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
+
+    // Looking again at steady state costs no SCM call and no status write (the resourceVersion does not move).
+    let rv = cp.metadata.resource_version.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    op.after_reconcile("unchanged", label(&secrets, "scm", "1")).await;
+    assert_eq!(sim.calls().len(), 1, "no SCM calls at steady state");
+    assert_eq!(
+        api.get("elb").await.unwrap().metadata.resource_version,
+        rv,
+        "no writes at steady state"
+    );
+
+    // A hard restart re-lists everything (the new process reconciles the object) but pushes nothing.
+    op = op.restart(&ns, &sim, "info").await;
+    op.wait_reconciles("unchanged", 1).await;
+    assert_eq!(sim.pushes().len(), 1, "restart must not push again");
+    assert_eq!(
+        api.get("elb").await.unwrap().metadata.resource_version,
+        rv,
+        "restart must not write status"
+    );
+
+    // Unrelated edits (labels) do not push; a new credential does not push an up-to-date object.
+    op.after_reconcile("unchanged", label(&api, "elb", "edge")).await;
+    let rotated = GOOD_TOKEN.replace("7d1c", "7d1d");
+    sim.set_tokens(vec![GOOD_TOKEN.into(), rotated.clone()]);
+    op.after_reconcile("unchanged", put_secret(&client, &ns, "scm", &rotated))
+        .await;
+    assert_eq!(sim.pushes().len(), 1, "label edit or Secret change must not push");
+
+    // A spec change pushes exactly once more.
+    let change = json!({"spec": {"targetProject": "cn-east-3"}});
+    let before = api.get("elb").await.unwrap().metadata.generation.unwrap();
+    api.patch("elb", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap();
+    let cp = wait_for(&api, "elb", T, "new generation pushed", |cp| {
+        status(cp).pushed_generation == Some(before + 1) && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    op.after_reconcile("unchanged", label(&api, "elb", "after-spec-change"))
+        .await;
+    let pushes = sim.pushes();
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(pushes[1].body["target_project"], "cn-east-3");
+    assert_eq!(status(&cp).observed_generation, Some(before + 1));
+    drop(op);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn repush_annotation_pushes_again_once() {
+    let client = admin().await;
+    let ns = namespace(&client, "repush").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
+
+    let annotate = json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-11-23T10:00:00Z"}}});
+    api.patch("waf", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    wait_for(&api, "waf", T, "request handled", |cp| {
+        status(cp).last_handled_push_request.as_deref() == Some("2026-11-23T10:00:00Z")
+    })
+    .await;
+    op.after_reconcile("unchanged", label(&api, "waf", "after-repush"))
+        .await;
+    assert_eq!(
+        sim.successful_pushes().len(),
+        2,
+        "one more push for the annotation, and only one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn transient_faults_end_in_one_successful_push() {
+    let client = admin().await;
+    let ns = namespace(&client, "transient").await;
+    let sim = start_sim().await;
+    let fault = |action| Fault {
+        certificate_id: None,
+        times: 1,
+        action,
+    };
+    sim.inject(fault(FaultAction::Error {
+        status: 503,
+        error_code: "APIGW.0613".into(),
+        error_msg: "IAM unavailable".into(),
+    }));
+    sim.inject(fault(FaultAction::Respond {
+        status: 429,
+        body: String::new(),
+        retry_after: Some(1),
+    }));
+    sim.inject(fault(FaultAction::Drop));
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(
+        &client,
+        &ns,
+        "waf",
+        spec(CERT, TargetService::Waf, "eu-west-101", "scm"),
+    )
+    .await;
+
+    let cp = wait_for(&api, "waf", T, "Retrying", |cp| ready_is(cp, FALSE, "Retrying")).await;
+    let st = status(&cp);
+    assert_eq!(condition(&cp, "Reconciling"), Some((TRUE.into(), "Retrying".into())));
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(
+        (st.http_status, st.error_code.as_deref()),
+        (Some(503), Some("APIGW.0613"))
+    );
+    assert_eq!(st.failed_attempts, Some(1));
+    assert!(st.next_retry_time.is_some());
+
+    // Backoff 5 s, 10 s, 20 s (±20%) before the fourth attempt succeeds.
+    let cp = wait_for(&api, "waf", Duration::from_secs(90), "Ready after faults", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(
+        (st.failed_attempts, st.next_retry_time, st.error_code),
+        (None, None, None)
+    );
+    let pushes = sim.pushes();
+    let statuses: Vec<u16> = pushes.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [503, 429, 0, 204], "{pushes:#?}");
+    let gaps: Vec<u64> = pushes.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    assert!(
+        gaps[0] >= 3_500 && gaps[1] >= 7_500 && gaps[2] >= 15_500,
+        "backoff gaps {gaps:?} ms"
+    );
+    assert_eq!(sim.successful_pushes().len(), 1);
+    let events = events_for(&client, &ns, "waf").await;
+    assert_eq!(
+        events.iter().filter(|(_, r, _)| r == "PushFailed").count(),
+        1,
+        "one Warning, not one per retry"
+    );
+    let metrics = op.metrics().await;
+    assert!(
+        metrics.contains("certpush_scm_requests_total{operation=\"push\",code=\"outcome_unknown\",error_code=\"\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn secret_churn_during_first_pushes_pushes_each_generation_once() {
+    // Every Secret update re-triggers all its referrers, often before the watch has delivered the status
+    // write of the push that just finished: the operator must not push those generations again.
+    const N: usize = 8;
+    let client = admin().await;
+    let ns = namespace(&client, "churn").await;
+    let sim = start_sim().await;
+    // Slow pushes widen the window between a push and the cache seeing its status write.
+    sim.inject(Fault {
+        certificate_id: None,
+        times: N as u32,
+        action: FaultAction::Delay { ms: 300 },
+    });
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let op = Operator::start(&ns, &sim, "debug").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let churn = tokio::spawn(async move {
+        for i in 0..60 {
+            let patch = json!({"metadata": {"labels": {"churn": i.to_string()}}});
+            secrets
+                .patch("scm", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("label the Secret");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut apis = Vec::new();
+    for i in 0..N {
+        let project = format!("churn-{i}");
+        apis.push(create_push(&client, &ns, &project, spec(CERT, TargetService::Cdn, &project, "scm")).await);
+    }
+    for (i, api) in apis.iter().enumerate() {
+        wait_for(api, &format!("churn-{i}"), T, "Ready=True", |cp| {
+            ready_is(cp, TRUE, "Pushed")
+        })
+        .await;
+    }
+    churn.await.unwrap();
+    // One more Secret edit reconciles every referrer again; only then are the pushes counted.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let before = op.reconciles("unchanged").await;
+    label(&secrets, "scm", "done").await;
+    op.wait_reconciles("unchanged", before + N as u64).await;
+
+    assert_eq!(
+        pushed_projects(&sim.pushes()),
+        numbered("churn-", N),
+        "one push per object\n{}",
+        op.logs()
+    );
+}
+
+const REQUEST: &str = "scm.certpush.dev/push-requested-at";
+
+async fn request_push(api: &Api<CertificatePush>, name: &str, value: &str) {
+    let annotate = json!({"metadata": {"annotations": {REQUEST: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+}
+
+/// A pushed object, its API and the simulator: the start of every re-push case.
+async fn pushed(client: &kube::Client, prefix: &str) -> (String, Sim, Operator, Api<CertificatePush>) {
+    let ns = namespace(client, prefix).await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    (ns, sim, op, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn failed_repush_is_retried_with_backoff_until_it_succeeds() {
+    let client = admin().await;
+    let (_ns, sim, _op, api) = pushed(&client, "repush-retry").await;
+    // Every push fails transiently until the faults are cleared.
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1000,
+        action: FaultAction::Error {
+            status: 503,
+            error_code: "APIGW.0613".into(),
+            error_msg: "IAM unavailable".into(),
+        },
+    });
+    request_push(&api, "waf", "r1").await;
+    // Retried on its own: a second failed attempt arrives after the first backoff (5 s ± 20%).
+    let cp = wait_for(&api, "waf", T, "a retried re-push", |cp| {
+        status(cp).failed_attempts >= Some(2)
+    })
+    .await;
+    let st = status(&cp);
+    assert!(ready_is(&cp, FALSE, "Retrying"), "{st:?}");
+    assert_eq!(st.pending_push_request.as_deref(), Some("r1"));
+    assert_ne!(
+        st.last_handled_push_request.as_deref(),
+        Some("r1"),
+        "not handled while failing"
+    );
+    assert_eq!(sim.pushes().iter().filter(|c| c.status == 503).count(), 2);
+
+    sim.clear_faults();
+    let cp = wait_for(&api, "waf", Duration::from_secs(60), "Ready after the faults", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    let st = status(&cp);
+    assert_eq!(st.last_handled_push_request.as_deref(), Some("r1"));
+    assert_eq!((st.pending_push_request, st.failed_attempts), (None, None));
+    assert_eq!(sim.successful_pushes().len(), 2, "exactly one more successful push");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn repush_with_an_expired_token_recovers_when_the_token_is_rotated() {
+    let client = admin().await;
+    let (ns, sim, _op, api) = pushed(&client, "repush-rotate").await;
+    // The token in the Secret expires; only a new one is accepted.
+    let fresh = GOOD_TOKEN.replace("7d1c", "9e2f");
+    sim.set_tokens(vec![fresh.clone()]);
+    request_push(&api, "waf", "r1").await;
+    wait_for(&api, "waf", T, "Unauthorized", |cp| {
+        ready_is(cp, FALSE, "Unauthorized") && condition(cp, "Stalled") == Some((TRUE.into(), "Unauthorized".into()))
+    })
+    .await;
+    let rotated = std::time::Instant::now();
+    put_secret(&client, &ns, "scm", &fresh).await;
+    let cp = wait_for(&api, "waf", Duration::from_secs(10), "Ready after the rotation", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    println!("re-push recovered {:?} after the token rotation", rotated.elapsed());
+    assert_eq!(condition(&cp, "Stalled"), None);
+    assert_eq!(status(&cp).last_handled_push_request.as_deref(), Some("r1"));
+    let tokens: Vec<Option<String>> = sim.pushes().into_iter().map(|c| c.token_sha256).collect();
+    assert_eq!(
+        tokens,
+        [Some(sha256(GOOD_TOKEN)), Some(sha256(GOOD_TOKEN)), Some(sha256(&fresh))],
+        "the expired token was sent once for the re-push"
+    );
+}
+
+/// The versions of one CertificatePush a watch sees until `done` holds for one of them.
+async fn versions_until(
+    api: &Api<CertificatePush>,
+    name: &str,
+    done: impl Fn(&CertificatePush) -> bool,
+) -> Vec<CertificatePush> {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let stream = watcher::watcher(
+        api.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .applied_objects();
+    futures::pin_mut!(stream);
+    let mut seen = Vec::new();
+    let collect = async {
+        while let Some(Ok(cp)) = stream.next().await {
+            let finished = done(&cp);
+            seen.push(cp);
+            if finished {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(T, collect)
+        .await
+        .expect("the watch saw the final version");
+    seen
+}
+
+/// A quick push costs one status write (no separate Pending write before it); a push still running after 1 s
+/// shows Ready=Unknown/Pending first, so clients see the object is being worked on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn pending_is_written_only_while_a_push_is_slow() {
+    let client = admin().await;
+    let ns = namespace(&client, "pending").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    let pushed = |cp: &CertificatePush| ready_is(cp, TRUE, "Pushed");
+    let is_pending = |cp: &CertificatePush| status::ready_reason(&status(cp)) == Some(status::Reason::Pending);
+
+    create_push(&client, &ns, "quick", spec(CERT, TargetService::Waf, "p1", "scm")).await;
+    let quick = versions_until(&api, "quick", pushed).await;
+    assert!(!quick.iter().any(is_pending), "no Pending write before a quick push");
+    let with_status = quick.iter().filter(|cp| cp.status.is_some()).count();
+    assert_eq!(
+        with_status,
+        1,
+        "one status write: {:#?}",
+        quick.iter().map(|c| &c.status).collect::<Vec<_>>()
+    );
+
+    sim.inject(Fault {
+        certificate_id: Some(OTHER_CERT.into()),
+        times: 1,
+        action: FaultAction::Delay { ms: 2500 },
+    });
+    create_push(&client, &ns, "slow", spec(OTHER_CERT, TargetService::Waf, "p1", "scm")).await;
+    let slow = versions_until(&api, "slow", pushed).await;
+    let first_pending = slow
+        .iter()
+        .position(is_pending)
+        .expect("Pending shown during the slow push");
+    let first_pushed = slow.iter().position(pushed).unwrap();
+    assert!(first_pending < first_pushed);
+    assert_eq!(sim.successful_pushes().len(), 2);
+}
