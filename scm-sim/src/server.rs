@@ -19,7 +19,7 @@ use axum::routing::{get, post, put};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -27,8 +27,8 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::signature::{self, Received};
+use super::wire::{ErrorBody, ImportRequest, ImportResponse, ListResponse, PushRequest};
 use super::{Call, Fault, FaultAction, Shared};
-use certpush_operator::scm::wire::ImportRequest;
 
 /// Larger bodies are refused; real imports (certificate + chain + key) are a few tens of KiB.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -311,9 +311,11 @@ impl SimReply {
         }
     }
 
-    fn json(status: StatusCode, value: &Value) -> Self {
+    fn json(status: StatusCode, body: &impl Serialize) -> Self {
+        // Bodies are JSON values and plain structs of strings and numbers, which always serialise.
+        let body = serde_json::to_vec(body).expect("a JSON body serialises");
         Self {
-            body: Bytes::from(value.to_string()),
+            body: Bytes::from(body),
             content_type: Some("application/json"),
             ..Self::empty(status)
         }
@@ -332,16 +334,21 @@ impl SimReply {
 
     /// SCM service errors carry no request id in the body.
     fn scm_error(status: StatusCode, code: &str, msg: &str) -> Self {
-        Self::json(status, &json!({"error_code": code, "error_msg": msg})).with_error_code(code)
+        Self::error(status, code, msg, None)
     }
 
     /// API gateway errors repeat the request id in the body.
     fn gateway_error(status: StatusCode, code: &str, msg: &str, request_id: &RequestId) -> Self {
-        Self::json(
-            status,
-            &json!({"error_code": code, "error_msg": msg, "request_id": request_id.0}),
-        )
-        .with_error_code(code)
+        Self::error(status, code, msg, Some(request_id.0.clone()))
+    }
+
+    fn error(status: StatusCode, code: &str, msg: &str, request_id: Option<String>) -> Self {
+        let body = ErrorBody {
+            error_code: code.to_owned(),
+            error_msg: msg.to_owned(),
+            request_id,
+        };
+        Self::json(status, &body).with_error_code(code)
     }
 
     fn bad_request(msg: &str) -> Self {
@@ -459,13 +466,15 @@ async fn push(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> SimReply {
+    let request = PushRequest::parse(&body);
     let fault = {
         let mut state = shared.state();
         let queued = state.take_fault(&id);
         queued.or_else(|| {
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let field = |name: &str| request[name].as_str().unwrap_or_default().to_owned();
-            state.chaos_fault((id.clone(), field("target_service"), field("target_project")))
+            let target = request.as_ref();
+            let service = target.and_then(|r| r.target_service.clone()).unwrap_or_default();
+            let project = target.and_then(|r| r.target_project.clone()).unwrap_or_default();
+            state.chaos_fault((id.clone(), service, project))
         })
     };
     let reply = match fault {
@@ -489,7 +498,7 @@ async fn push(
         Some(FaultAction::Drop) => SimReply::dropped(),
         Some(FaultAction::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            apply_push(&shared, &id, &caller, &body, &request_id)
+            apply_push(&shared, &id, &caller, request.as_ref(), &request_id)
         }
         Some(FaultAction::GatewayTimeout { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -502,16 +511,22 @@ async fn push(
         }
         Some(FaultAction::DropAfterPush) => {
             // The push lands; only the answer is lost.
-            let _ = apply_push(&shared, &id, &caller, &body, &request_id);
+            let _ = apply_push(&shared, &id, &caller, request.as_ref(), &request_id);
             SimReply::dropped()
         }
-        None => apply_push(&shared, &id, &caller, &body, &request_id),
+        None => apply_push(&shared, &id, &caller, request.as_ref(), &request_id),
     };
     reply.about(&id)
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
-fn apply_push(shared: &Shared, id: &str, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
+fn apply_push(
+    shared: &Shared,
+    id: &str,
+    caller: &Caller,
+    request: Option<&PushRequest>,
+    request_id: &RequestId,
+) -> SimReply {
     if let Err(reply) = authorize(shared, caller, request_id) {
         return reply;
     }
@@ -526,20 +541,13 @@ fn apply_push(shared: &Shared, id: &str, caller: &Caller, body: &[u8], request_i
             "Certificates cannot be pushed to this service.",
         )
     };
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+    let Some(request) = request else {
         return unsupported();
     };
-    let Some(service) = request
-        .get("target_service")
-        .and_then(Value::as_str)
-        .filter(|s| SERVICES.contains(s))
-    else {
+    let Some(service) = request.target_service.as_deref().filter(|s| SERVICES.contains(s)) else {
         return unsupported();
     };
-    let project = request
-        .get("target_project")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let project = request.target_project.as_deref().unwrap_or_default();
     // CDN is a global service, so only regional targets need a project.
     if service != "CDN" && project.is_empty() {
         return SimReply::bad_request("Incorrect request parameter.");
@@ -596,10 +604,11 @@ async fn list(
         })
         .collect();
     let certificates: Vec<Value> = matching.iter().skip(offset).take(limit).map(|c| c.summary()).collect();
-    SimReply::json(
-        StatusCode::OK,
-        &json!({"certificates": certificates, "total_count": matching.len()}),
-    )
+    let page = ListResponse {
+        certificates,
+        total_count: matching.len(),
+    };
+    SimReply::json(StatusCode::OK, &page)
 }
 
 /// `GET /v3/scm/certificates/{id}`.
@@ -683,7 +692,8 @@ async fn import(
         );
     }
     let id = shared.state().import_certificate(&request.name);
-    SimReply::json(StatusCode::OK, &json!({"certificate_id": id})).about(&id)
+    let created = ImportResponse { certificate_id: id };
+    SimReply::json(StatusCode::OK, &created).about(&created.certificate_id)
 }
 
 /// Body of `POST /sim/certificates`.
