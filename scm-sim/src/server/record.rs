@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::reply::{DropConnection, Recorded, body_unreadable};
-use crate::signature::{self, Received};
+use crate::signature::{self, Authorization, Received};
 use crate::{Call, Shared};
 
 /// Larger bodies are refused; real imports (certificate + chain + key) are a few tens of KiB.
@@ -37,40 +39,9 @@ pub(super) async fn record(State(shared): State<Arc<Shared>>, request: Request, 
     let request_id = new_request_id();
     let (mut parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
-    let header = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    let authorization = header("authorization").and_then(signature::parse_authorization);
-    let caller = match (&authorization, &body) {
-        (Some(authorization), Ok(body)) => {
-            let received = Received {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                body,
-            };
-            Caller::Signed(check_signature(&shared, &received, authorization))
-        }
-        _ => Caller::Token(header("x-auth-token").map(str::to_owned)),
-    };
-    let mut call = Call {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        certificate_id: None,
-        content_type: header(CONTENT_TYPE.as_str()).map(str::to_owned),
-        token_sha256: parts
-            .headers
-            .get("x-auth-token")
-            .map(|v| hex::encode(Sha256::digest(v.as_bytes()))),
-        access_key_sha256: authorization
-            .as_ref()
-            .map(|a| hex::encode(Sha256::digest(a.access_key.as_bytes()))),
-        signed_headers: authorization.as_ref().map(|a| a.signed_headers.to_owned()),
-        body: body.as_deref().map_or(Value::Null, recorded_body),
-        status: 0,
-        error_code: None,
-        request_id: request_id.clone(),
-        at_ms,
-    };
+    let authorization = header(&parts.headers, "authorization").and_then(signature::parse_authorization);
+    let caller = identify(&shared, &parts, authorization.as_ref(), body.as_deref().ok());
+    let mut call = arrived(&parts, authorization.as_ref(), body.as_deref().ok(), &request_id, at_ms);
 
     let latency = shared.state().latency;
     if !latency.is_zero() {
@@ -90,13 +61,7 @@ pub(super) async fn record(State(shared): State<Arc<Shared>>, request: Request, 
         }
     };
 
-    if let Some(recorded) = response.extensions().get::<Recorded>() {
-        call.error_code.clone_from(&recorded.error_code);
-        call.certificate_id.clone_from(&recorded.certificate_id);
-    }
-    if response.extensions().get::<DropConnection>().is_none() {
-        call.status = response.status().as_u16();
-    }
+    answered(&mut call, &response);
     tracing::info!(
         method = %call.method,
         path = %call.path,
@@ -110,11 +75,70 @@ pub(super) async fn record(State(shared): State<Arc<Shared>>, request: Request, 
     response
 }
 
+/// A header's value, if present and valid UTF-8.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Who the request claims to come from: a signed request is judged by its signature, which covers the body, so only
+/// once the body could be read; anything else by its token.
+fn identify(shared: &Shared, parts: &Parts, authorization: Option<&Authorization<'_>>, body: Option<&[u8]>) -> Caller {
+    match (authorization, body) {
+        (Some(authorization), Some(body)) => {
+            let received = Received {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body,
+            };
+            Caller::Signed(check_signature(shared, &received, authorization))
+        }
+        _ => Caller::Token(header(&parts.headers, "x-auth-token").map(str::to_owned)),
+    }
+}
+
+/// The record of a request as it arrived, with only hashes of its credentials; [`answered`] completes it.
+fn arrived(
+    parts: &Parts,
+    authorization: Option<&Authorization<'_>>,
+    body: Option<&[u8]>,
+    request_id: &str,
+    at_ms: u64,
+) -> Call {
+    let sha256_hex = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    Call {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        certificate_id: None,
+        content_type: header(&parts.headers, CONTENT_TYPE.as_str()).map(str::to_owned),
+        token_sha256: parts.headers.get("x-auth-token").map(|v| sha256_hex(v.as_bytes())),
+        access_key_sha256: authorization.map(|a| sha256_hex(a.access_key.as_bytes())),
+        signed_headers: authorization.map(|a| a.signed_headers.to_owned()),
+        body: body.map_or(Value::Null, recorded_body),
+        status: 0,
+        error_code: None,
+        request_id: request_id.to_owned(),
+        at_ms,
+    }
+}
+
+/// Completes a record with what the handler answered; a dropped connection keeps status 0.
+fn answered(call: &mut Call, response: &Response) {
+    if let Some(recorded) = response.extensions().get::<Recorded>() {
+        call.error_code.clone_from(&recorded.error_code);
+        call.certificate_id.clone_from(&recorded.certificate_id);
+    }
+    if response.extensions().get::<DropConnection>().is_none() {
+        call.status = response.status().as_u16();
+    }
+}
+
 /// The gateway's AK/SK check: a known access key, not locked, with a valid signature; every check is counted.
 fn check_signature(
     shared: &Shared,
     received: &Received<'_>,
-    authorization: &signature::Authorization<'_>,
+    authorization: &Authorization<'_>,
 ) -> Result<String, String> {
     let access_key = authorization.access_key;
     let mut state = shared.state();
