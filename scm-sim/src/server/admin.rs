@@ -19,10 +19,12 @@ struct NewCertificate {
     id: String,
 }
 
+/// Admin errors look like SCM's, under a `SIM.` code no real service uses.
 fn admin_error(status: StatusCode, msg: impl std::fmt::Display) -> SimReply {
     SimReply::scm_error(status, "SIM.0001", &msg.to_string())
 }
 
+/// A JSON admin body, or a 400 that says what is wrong with it.
 fn parse_admin<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, SimReply> {
     serde_json::from_slice(body).map_err(|error| admin_error(StatusCode::BAD_REQUEST, format!("invalid body: {error}")))
 }

@@ -69,6 +69,7 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// Serves one connection until it ends or shutdown is signalled; a reply marked `DropConnection` closes it unanswered.
 async fn serve_connection(stream: tokio::net::TcpStream, app: Router, mut shutdown: watch::Receiver<bool>) {
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         // Processing runs in its own task so that a client giving up mid-delay does not cancel it:

@@ -153,10 +153,12 @@ fn check_signature(
     verdict.map(|()| access_key.to_owned()).map_err(str::to_owned)
 }
 
+/// 32 hex digits, the shape of the gateway's request ids.
 pub(super) fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// Sets `X-Request-Id`, which every answer carries, errors included.
 pub(super) fn set_request_id(response: &mut Response, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", value);

@@ -35,6 +35,7 @@ pub(super) struct SimReply {
 }
 
 impl SimReply {
+    /// A bodiless answer, e.g. 204 for a push that landed.
     pub(super) fn empty(status: StatusCode) -> Self {
         Self {
             status,
@@ -54,6 +55,7 @@ impl SimReply {
         }
     }
 
+    /// A JSON answer with this body.
     pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Self {
         // Bodies are JSON values and plain structs of strings and numbers, which always serialise.
         let body = serde_json::to_vec(body).expect("a JSON body serialises");
@@ -64,6 +66,7 @@ impl SimReply {
         }
     }
 
+    /// Records the error code the body carries.
     pub(super) fn with_error_code(mut self, code: &str) -> Self {
         self.recorded.error_code = Some(code.to_owned());
         self
@@ -85,6 +88,7 @@ impl SimReply {
         Self::error(status, code, msg, Some(request_id.0.clone()))
     }
 
+    /// The error body both SCM and the gateway use, recorded under its code.
     fn error(status: StatusCode, code: &str, msg: &str, request_id: Option<String>) -> Self {
         let body = ErrorBody {
             error_code: code.to_owned(),
@@ -94,6 +98,7 @@ impl SimReply {
         Self::json(status, &body).with_error_code(code)
     }
 
+    /// SCM's catch-all for a request it cannot accept (400 `SCM.0005`).
     pub(super) fn bad_request(msg: &str) -> Self {
         Self::scm_error(StatusCode::BAD_REQUEST, "SCM.0005", msg)
     }
@@ -147,6 +152,7 @@ impl IntoResponse for SimReply {
     }
 }
 
+/// The gateway's 404 for a path or method it does not route (`APIGW.0101`).
 pub(super) fn not_an_api(request_id: &RequestId) -> SimReply {
     SimReply::gateway_error(
         StatusCode::NOT_FOUND,
@@ -156,6 +162,7 @@ pub(super) fn not_an_api(request_id: &RequestId) -> SimReply {
     )
 }
 
+/// A body too large or cut off before any handler saw it: 413 with SCM's parameter error.
 pub(super) fn body_unreadable() -> SimReply {
     SimReply::scm_error(
         StatusCode::PAYLOAD_TOO_LARGE,

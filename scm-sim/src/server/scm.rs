@@ -16,8 +16,10 @@ use crate::signature;
 use crate::wire::{ImportRequest, ImportResponse, ListResponse, PushRequest};
 use crate::{FaultAction, Shared};
 
+/// The push targets SCM supports; anything else, case included, is 400 `SCM.0030`.
 const SERVICES: [&str; 3] = ["CDN", "WAF", "ELB"];
 
+/// A fault's status; [`crate::Sim::inject`] takes any number, and one HTTP cannot carry is answered as 500.
 fn fault_status(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -47,10 +49,12 @@ fn authorize(shared: &Shared, caller: &Caller, request_id: &RequestId) -> Result
     }
 }
 
+/// Any other path or method on the SCM API, answered by the gateway.
 pub(super) async fn not_found(Extension(request_id): Extension<RequestId>) -> SimReply {
     not_an_api(&request_id)
 }
 
+/// SCM's 404 for an id it does not hold (`SCM.0021`).
 fn certificate_not_found() -> SimReply {
     SimReply::scm_error(StatusCode::NOT_FOUND, "SCM.0021", "certificate not exist")
 }
@@ -240,6 +244,7 @@ pub(super) async fn delete(
     reply.about(&id)
 }
 
+/// SCM's rule for certificate names: 3 to 63 of `[A-Za-z0-9_.-]`.
 fn valid_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
         && name
