@@ -17,6 +17,7 @@
 mod server;
 mod signature;
 mod state;
+mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -3,9 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use certpush_operator::telemetry::{self, LogFormat};
 use clap::Parser;
 use scm_sim::{DEMO_ACCESS_KEY, DEMO_CERTIFICATES, DEMO_SECRET_KEY, DEMO_TOKEN, Sim, SimConfig};
+use tracing_subscriber::EnvFilter;
 
 /// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
 #[derive(Parser)]
@@ -50,6 +50,30 @@ struct Args {
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Installs the global subscriber, writing to stderr; `RUST_LOG` overrides the default `info` level.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Stdout carries only the startup line that scripts wait for.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // `try_init` fails only when a subscriber is already installed, and logs then go to that one.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// `AK:SK`; the error never repeats the value, which holds a secret key.
@@ -110,7 +134,7 @@ async fn shutdown_signal() -> std::io::Result<()> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    telemetry::init(args.log_format);
+    init_logging(args.log_format);
     let addr = SocketAddr::new(args.bind, args.port);
     let sim = Sim::start(args.config()?, addr)
         .await

@@ -129,6 +129,7 @@ pub(super) struct State {
 }
 
 impl State {
+    /// The state a simulator starts with.
     pub fn new(config: SimConfig) -> Self {
         let mut state = Self {
             tokens: HashSet::new(),
@@ -152,11 +153,13 @@ impl State {
         state
     }
 
+    /// Replaces the valid tokens.
     pub fn set_tokens(&mut self, tokens: Vec<String>) {
         // An empty token would let a request with an empty header authenticate.
         self.tokens = non_empty(tokens);
     }
 
+    /// Replaces the accepted access key pairs and forgets any lockout.
     pub fn set_access_keys(&mut self, keys: Vec<(String, String)>) {
         // Empty ids or keys would make a trivially forgeable signature acceptable.
         self.access_keys = keys
@@ -187,6 +190,7 @@ impl State {
         }
     }
 
+    /// Makes a configured (`ISSUED`) certificate known; an existing id is left as it is.
     pub fn add_certificate(&mut self, id: &str) {
         if self.certificate(id).is_none() {
             let n = self.certificates.len() + 1;
@@ -224,6 +228,7 @@ impl State {
         self.certificates.len() != before
     }
 
+    /// The certificate with this id, if SCM holds it.
     pub fn certificate(&self, id: &str) -> Option<&Certificate> {
         self.certificates.iter().find(|c| c.id == id)
     }
@@ -267,6 +272,7 @@ impl State {
         Some(action)
     }
 
+    /// Forgets calls, faults, earlier pushes and lockouts; credentials and certificates stay.
     pub fn reset(&mut self) {
         self.calls.clear();
         self.faults.clear();

@@ -1,0 +1,117 @@
+//! The `/sim/` admin API: unauthenticated and unrecorded controls for scripts driving the `scm-sim` binary.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::record::{RequestId, new_request_id, set_request_id};
+use super::reply::{SimReply, not_an_api};
+use crate::{Fault, FaultAction, Shared};
+
+/// Body of `POST /sim/certificates`.
+#[derive(Deserialize)]
+struct NewCertificate {
+    id: String,
+}
+
+/// Admin errors look like SCM's, under a `SIM.` code no real service uses.
+fn admin_error(status: StatusCode, msg: impl std::fmt::Display) -> SimReply {
+    SimReply::scm_error(status, "SIM.0001", &msg.to_string())
+}
+
+/// A JSON admin body, or a 400 that says what is wrong with it.
+fn parse_admin<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, SimReply> {
+    serde_json::from_slice(body).map_err(|error| admin_error(StatusCode::BAD_REQUEST, format!("invalid body: {error}")))
+}
+
+/// `GET /sim/healthz`.
+pub(super) async fn healthz() -> SimReply {
+    SimReply::json(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// Any other path under `/sim/`; admin requests are not recorded as calls.
+pub(super) async fn not_found() -> Response {
+    let request_id = RequestId(new_request_id());
+    let mut response = not_an_api(&request_id).into_response();
+    set_request_id(&mut response, &request_id.0);
+    response
+}
+
+/// `GET /sim/calls`.
+pub(super) async fn calls(State(shared): State<Arc<Shared>>) -> SimReply {
+    let calls = shared.state().calls.clone();
+    match serde_json::to_value(calls) {
+        Ok(value) => SimReply::json(StatusCode::OK, &value),
+        Err(error) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, error),
+    }
+}
+
+/// `POST /sim/faults`: a [`Fault`] as JSON.
+pub(super) async fn faults(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    let fault = match parse_admin::<Fault>(&body) {
+        Ok(fault) => fault,
+        Err(reply) => return reply,
+    };
+    let status = match &fault.action {
+        FaultAction::Respond { status, .. } | FaultAction::Error { status, .. } => Some(*status),
+        FaultAction::Drop
+        | FaultAction::DropAfterPush
+        | FaultAction::Delay { .. }
+        | FaultAction::GatewayTimeout { .. } => None,
+    };
+    if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
+        return admin_error(StatusCode::BAD_REQUEST, "invalid status");
+    }
+    if fault.times == 0 {
+        return admin_error(StatusCode::BAD_REQUEST, "times must be at least 1");
+    }
+    shared.state().faults.push_back(fault);
+    SimReply::empty(StatusCode::NO_CONTENT)
+}
+
+/// `POST /sim/reset`.
+pub(super) async fn reset(State(shared): State<Arc<Shared>>) -> SimReply {
+    shared.state().reset();
+    SimReply::empty(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /sim/tokens`: a JSON array of valid tokens.
+pub(super) async fn tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<Vec<String>>(&body) {
+        Ok(tokens) => {
+            shared.state().set_tokens(tokens);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/access-keys`: a JSON object from access key id to secret key.
+pub(super) async fn access_keys(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<std::collections::BTreeMap<String, String>>(&body) {
+        Ok(keys) => {
+            shared.state().set_access_keys(keys.into_iter().collect());
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /sim/certificates`: `{"id": "..."}`.
+pub(super) async fn certificates(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<NewCertificate>(&body) {
+        Ok(new) if new.id.is_empty() || new.id.contains('/') => {
+            admin_error(StatusCode::BAD_REQUEST, "invalid certificate id")
+        }
+        Ok(new) => {
+            shared.state().add_certificate(&new.id);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
