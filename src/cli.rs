@@ -124,6 +124,11 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
+    /// Builds the process wiring these flags describe: clients, metrics, admin server, leader election, shutdown.
+    pub async fn runtime(self) -> Result<crate::runtime::Runtime, crate::runtime::StartupError> {
+        crate::runtime::Runtime::build(self).await
+    }
+
     /// The leader election settings, when `--leader-elect` is on.
     pub fn leader_config(&self) -> Option<LeaderConfig> {
         self.leader_elect.then(|| {

@@ -22,8 +22,11 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Run(args) => {
             telemetry::init(args.log_format);
-            match controller::run(args).await {
-                Ok(()) => std::process::ExitCode::SUCCESS,
+            match args.runtime().await {
+                Ok(runtime) => {
+                    controller::run(runtime).await;
+                    std::process::ExitCode::SUCCESS
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "operator failed");
                     std::process::ExitCode::FAILURE

@@ -12,10 +12,10 @@ use crate::crd::CertificatePushStatus;
 use crate::scm;
 use crate::status::{self, Lift};
 
-/// First retry delay after a transient failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
-/// Longest delay between retries.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(600);
+mod retry;
+pub use retry::{
+    BACKOFF_BASE, BACKOFF_CAP, after_attempt, backoff, ceil_to_second, error_delay, failed_attempts, until,
+};
 
 /// What the observed object needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,49 +119,10 @@ pub fn next_step(o: &Observed) -> Step {
     }
 }
 
-/// `t` rounded up to a whole second, the precision status times are kept in.
-pub fn ceil_to_second(t: Timestamp) -> Timestamp {
-    let whole = Timestamp::from_second(t.as_second()).unwrap_or(t);
-    if whole == t {
-        t
-    } else {
-        whole.checked_add(jiff::SignedDuration::from_secs(1)).unwrap_or(t)
-    }
-}
-
-/// The time from `now` until `at`, rounded up to a millisecond (zero when `at` has passed).
-pub fn until(now: Timestamp, at: Timestamp) -> Duration {
-    let millis = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).ceil();
-    Duration::from_millis(if millis > 0.0 { millis as u64 } else { 0 })
-}
-
 /// Whether the recorded failure says the endpoint, not the push, was wrong.
 fn blames_endpoint(s: &CertificatePushStatus) -> bool {
     let http_status = s.http_status.and_then(|c| u16::try_from(c).ok());
     scm::blames_endpoint(http_status, s.error_code.as_deref())
-}
-
-/// Consecutive failures including this one, counted within one generation (a re-push of a pushed
-/// generation counts too, since a success clears the count).
-pub fn failed_attempts(status: &CertificatePushStatus, generation: i64) -> i32 {
-    if status.observed_generation == Some(generation) {
-        status.failed_attempts.unwrap_or(0).saturating_add(1)
-    } else {
-        1
-    }
-}
-
-/// Delay before retry `attempt` (1-based): 5 s doubling to 10 min, with ±20% jitter so that many objects
-/// failing together do not retry together; a server's Retry-After wins when it asks for longer.
-/// `jitter` is a uniform sample from [0, 1).
-pub fn backoff(attempt: i32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let exp = attempt.clamp(1, 30) as u32 - 1;
-    let base = BACKOFF_BASE.saturating_mul(2u32.saturating_pow(exp)).min(BACKOFF_CAP);
-    let jittered = base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(BACKOFF_CAP);
-    match retry_after {
-        Some(ra) if ra > jittered => ra,
-        _ => jittered,
-    }
 }
 
 #[cfg(test)]
@@ -572,24 +533,5 @@ mod tests {
         assert_eq!(failed_attempts(&Default::default(), 1), 1);
         let ok = status::pushed(&f1, &attempt(1, "d1"), 204, None);
         assert_eq!(failed_attempts(&ok, 1), 1, "a success starts a new series");
-    }
-
-    #[test]
-    fn backoff_doubles_from_5s_to_a_10_minute_cap() {
-        let d = |n| backoff(n, None, 0.5).as_secs();
-        assert_eq!(
-            [d(1), d(2), d(3), d(4), d(7), d(8), d(50)],
-            [5, 10, 20, 40, 320, 600, 600]
-        );
-        assert_eq!(backoff(1, None, 0.0), Duration::from_secs(4));
-        assert_eq!(backoff(1, None, 0.999_999).as_secs(), 5);
-        assert!(backoff(1, None, 0.999_999) > Duration::from_secs(5));
-        assert_eq!(backoff(10, None, 0.99), BACKOFF_CAP);
-    }
-
-    #[test]
-    fn retry_after_is_honoured_when_longer() {
-        assert_eq!(backoff(1, Some(Duration::from_secs(30)), 0.5), Duration::from_secs(30));
-        assert_eq!(backoff(5, Some(Duration::from_secs(1)), 0.5), Duration::from_secs(80));
     }
 }

@@ -15,7 +15,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::watcher;
 
-use crate::metrics::Metrics;
+use prometheus_client::registry::Registry;
+
+use crate::metrics;
 
 /// Health of one watch stream, fed from its events.
 #[derive(Debug, Default)]
@@ -66,8 +68,8 @@ impl WatchHealth {
 pub struct Health {
     /// The watches readiness and liveness follow, by name.
     pub watches: Vec<(&'static str, Arc<WatchHealth>)>,
-    /// The metrics to serve.
-    pub metrics: Arc<Metrics>,
+    /// The metrics to serve, registered by their owners before the server starts.
+    pub registry: Arc<Registry>,
     /// A watch failing continuously for this long makes `/readyz` fail.
     pub unready_after: Duration,
     /// A watch failing continuously for this long makes `/healthz` fail.
@@ -92,7 +94,7 @@ pub fn router(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(serve_metrics))
         .with_state(health)
 }
 
@@ -112,13 +114,13 @@ async fn healthz(State(h): State<Health>) -> impl IntoResponse {
     answer(h.problems(Instant::now(), h.unhealthy_after, true))
 }
 
-async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+async fn serve_metrics(State(h): State<Health>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        h.metrics.encode(),
+        metrics::encode(&h.registry),
     )
 }
 
@@ -138,9 +140,11 @@ mod tests {
     fn health() -> (Health, Arc<WatchHealth>, Arc<WatchHealth>) {
         let pushes = Arc::new(WatchHealth::default());
         let secrets = Arc::new(WatchHealth::default());
+        let mut registry = Registry::default();
+        metrics::Metrics::register(&mut registry).reconciled("pushed");
         let health = Health {
             watches: vec![("certificatepushes", pushes.clone()), ("secrets", secrets.clone())],
-            metrics: Arc::new(Metrics::default()),
+            registry: Arc::new(registry),
             unready_after: UNREADY_AFTER,
             unhealthy_after: UNHEALTHY_AFTER,
         };
@@ -179,7 +183,6 @@ mod tests {
     async fn endpoints_answer_over_http() {
         crate::install_crypto_provider();
         let (health, pushes, secrets) = health();
-        health.metrics.reconciled("pushed");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(listener, health.clone()));

@@ -5,13 +5,14 @@
 //! certificate issued the one before it, and the parts fit SCM's field limits. The private key is held only in
 //! [`TlsSource`], whose `Debug` never shows it, and is read only to build the import request.
 
-use std::fmt;
-
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+
+use crate::crd::SourceSecretStatus;
 
 /// Secret key holding the PEM certificate chain, leaf first (as cert-manager writes it).
 pub const TLS_CRT: &str = "tls.crt";
@@ -26,7 +27,8 @@ pub const MAX_KEY_CHARS: usize = 4096;
 /// SCM's certificate names: 3 to 63 of `[A-Za-z0-9_.-]`.
 pub const MAX_NAME_CHARS: usize = 63;
 
-/// A validated certificate with its key, ready to import.
+/// A validated certificate with its key, ready to import; `Debug` never shows the key.
+#[derive(Debug)]
 pub struct TlsSource {
     /// Lower-case hex SHA-256 of the leaf's DER: what identifies the certificate across renewals.
     pub fingerprint: String,
@@ -36,24 +38,13 @@ pub struct TlsSource {
     pub certificate: String,
     /// The rest of the chain as PEM, in order; empty when the Secret holds only the leaf.
     pub chain: String,
-    private_key: String,
-}
-
-impl fmt::Debug for TlsSource {
-    // Hand-written: the private key must never reach a log through Debug.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSource")
-            .field("fingerprint", &self.fingerprint)
-            .field("not_after", &self.not_after)
-            .field("private_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
+    private_key: SecretString,
 }
 
 impl TlsSource {
     /// The private key PEM, for the import request body only.
-    pub fn private_key_pem(&self) -> &str {
-        &self.private_key
+    pub fn private_key_pem(&self) -> SecretString {
+        self.private_key.clone()
     }
 
     /// Reads and checks `secret` (None when it does not exist) at `now`; the error is a status message that never
@@ -69,6 +60,30 @@ impl TlsSource {
         };
         let (crt, key) = (get(TLS_CRT)?, get(TLS_KEY)?);
         parse(crt, key, now).map_err(|problem| format!("source Secret {name:?}: {problem}"))
+    }
+}
+
+/// The certificate read from a source TLS Secret, with the Secret's identity for status.
+#[derive(Debug)]
+pub struct Source {
+    /// The checked certificate and key.
+    pub tls: TlsSource,
+    /// Which Secret (and version of it) the certificate came from.
+    pub secret: SourceSecretStatus,
+}
+
+impl Source {
+    /// `tls` as read from the Secret `name` (`secret`, when it exists).
+    pub fn new(tls: TlsSource, name: &str, secret: Option<&Secret>) -> Self {
+        let meta = secret.map(|s| &s.metadata);
+        Self {
+            tls,
+            secret: SourceSecretStatus {
+                name: name.to_owned(),
+                uid: meta.and_then(|m| m.uid.clone()),
+                resource_version: meta.and_then(|m| m.resource_version.clone()),
+            },
+        }
     }
 }
 
@@ -123,11 +138,11 @@ pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, String
     let pem = |der: &CertificateDer<'_>| pem_block("CERTIFICATE", der);
     let certificate = pem(&ders[0]);
     let chain: String = ders[1..].iter().map(pem).collect();
-    let private_key = String::from_utf8_lossy(key).trim().to_owned();
+    let private_key = SecretString::from(String::from_utf8_lossy(key).trim());
     for (field, length, max) in [
         ("the certificate", certificate.len(), MAX_CERTIFICATE_CHARS),
         ("the chain", chain.len(), MAX_CHAIN_CHARS),
-        ("the private key", private_key.len(), MAX_KEY_CHARS),
+        ("the private key", private_key.expose_secret().len(), MAX_KEY_CHARS),
     ] {
         if length > max {
             return Err(format!(
@@ -208,7 +223,7 @@ mod tests {
         assert_eq!(source.not_after, "2026-04-01T00:00:00Z".parse().unwrap());
         let debug = format!("{source:?}");
         assert!(
-            !debug.contains("PRIVATE KEY") && debug.contains("<redacted>"),
+            !debug.contains("PRIVATE KEY") && debug.contains("[REDACTED]"),
             "{debug}"
         );
     }

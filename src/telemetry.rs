@@ -1,4 +1,4 @@
-//! Logging setup of both binaries (the operator and scm-sim): `RUST_LOG` filters, text or JSON lines on stderr.
+//! Logging setup of the operator: `RUST_LOG` filters, text or JSON lines on stderr.
 
 use tracing_subscriber::EnvFilter;
 

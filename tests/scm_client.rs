@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use certpush_operator::crd::{CredentialsRef, TargetService};
 use certpush_operator::scm::client::MAX_BODY_BYTES;
-use certpush_operator::scm::{Credentials, FailureKind, PushOutcome, PushRequest, ScmClient, Transport, classify};
+use certpush_operator::scm::{
+    Call, Credentials, FailureKind, PushOutcome, PushRequest, ScmClient, Transport, classify,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use scm_sim::{Fault, FaultAction, Sim, SimConfig};
@@ -43,7 +45,7 @@ fn failure_kind(t: &Transport) -> FailureKind {
 #[tokio::test]
 async fn push_sends_the_documented_request_and_reads_204() {
     let (sim, client) = setup().await;
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let PushOutcome::Pushed {
         http_status,
         request_id,
@@ -73,7 +75,7 @@ async fn push_sends_the_documented_request_and_reads_204() {
 async fn errors_from_the_server_are_classified() {
     let (sim, client) = setup().await;
     let bad = "x".repeat(40);
-    let t = client.push(&credentials(&bad), &request(CERT)).await;
+    let t = client.call(&credentials(&bad), Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
     let PushOutcome::Failed(f) = classify(&t) else {
         unreachable!()
@@ -82,7 +84,9 @@ async fn errors_from_the_server_are_classified() {
     assert_eq!(f.http_status, Some(401));
     assert!(f.request_id.is_some());
 
-    let t = client.push(&credentials(TOKEN), &request("scs0000000000404")).await;
+    let t = client
+        .call(&credentials(TOKEN), Call::Push(&request("scs0000000000404")))
+        .await;
     assert_eq!(failure_kind(&t), FailureKind::CertificateNotFound);
 
     sim.inject(Fault {
@@ -94,7 +98,7 @@ async fn errors_from_the_server_are_classified() {
             error_msg: "Failed to order.".into(),
         },
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Rejected);
 
     sim.inject(Fault {
@@ -106,7 +110,7 @@ async fn errors_from_the_server_are_classified() {
             retry_after: Some(7),
         },
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let PushOutcome::Failed(f) = classify(&t) else {
         panic!("{t:?}")
     };
@@ -120,7 +124,7 @@ async fn errors_from_the_server_are_classified() {
 async fn wrong_endpoint_path_is_rejected_and_names_the_flag() {
     let (sim, _) = setup().await;
     let client = ScmClient::new(&format!("{}/not-scm/", sim.url()), None).unwrap();
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let PushOutcome::Failed(f) = classify(&t) else {
         panic!("{t:?}")
     };
@@ -139,7 +143,7 @@ async fn a_dropped_answer_is_an_unknown_outcome_and_a_refused_connect_sent_nothi
         times: 1,
         action: FaultAction::Drop,
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     // The request was written before the connection closed: SCM may have acted on it.
     assert!(matches!(t, Transport::NoAnswer(_)), "{t:?}");
     assert_eq!(failure_kind(&t), FailureKind::Transient);
@@ -147,7 +151,7 @@ async fn a_dropped_answer_is_an_unknown_outcome_and_a_refused_connect_sent_nothi
 
     let port = scm_sim::free_port();
     let nowhere = ScmClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
-    let t = nowhere.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = nowhere.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let Transport::NotSent(message) = &t else {
         panic!("a refused connect sends nothing: {t:?}")
     };
@@ -174,7 +178,7 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
             retry_after: None,
         },
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let Transport::Answered(reply) = &t else {
         panic!("{t:?}")
     };
@@ -193,7 +197,7 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
             retry_after: None,
         },
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     let PushOutcome::Failed(f) = classify(&t) else {
         panic!("{t:?}")
     };
@@ -244,7 +248,7 @@ async fn an_access_key_signed_push_is_accepted_by_the_independent_verifier() {
         ],
     ];
     for entries in cases {
-        let t = client.push(&access_key(entries), &request(CERT)).await;
+        let t = client.call(&access_key(entries), Call::Push(&request(CERT))).await;
         assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{entries:?}: {t:?}");
     }
     let signed: Vec<Option<String>> = sim.pushes().into_iter().map(|c| c.signed_headers).collect();
@@ -276,7 +280,7 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
         ("secretKey", scm_sim::DEMO_SECRET_KEY),
     ]);
     for _ in 0..6 {
-        let t = client.push(&wrong, &request(CERT)).await;
+        let t = client.call(&wrong, Call::Push(&request(CERT))).await;
         assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
         let PushOutcome::Failed(f) = classify(&t) else {
             unreachable!()
@@ -285,7 +289,7 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
         assert!(!f.error_message.contains("not-the-secret-key"), "{}", f.error_message);
     }
     // Six failures in a row: even the right key is refused now, which is why a 401 must never be re-sent.
-    let t = client.push(&right, &request(CERT)).await;
+    let t = client.call(&right, Call::Push(&request(CERT))).await;
     let PushOutcome::Failed(f) = classify(&t) else {
         panic!("{t:?}")
     };
@@ -296,7 +300,7 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
     );
     assert!(sim.successful_pushes().is_empty());
     let unknown = access_key(&[("accessKey", "UNKNOWNACCESSKEY0001"), ("secretKey", "whatever")]);
-    let t = client.push(&unknown, &request(CERT)).await;
+    let t = client.call(&unknown, Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
 }
 
@@ -307,7 +311,7 @@ async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
     let client = client.with_rate_limit(10, 1);
     let started = std::time::Instant::now();
     for _ in 0..4 {
-        let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+        let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
         assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
     }
     // One at once, then three more at 10/s: at least 300 ms, whatever the machine's speed.
@@ -328,7 +332,7 @@ async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
             error_msg: "The throttling threshold has been reached".into(),
         },
     });
-    let t = client.push(&credentials(TOKEN), &request(CERT)).await;
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Transient);
     assert_eq!(client.qps(), 5, "halved for every clone of the client");
 }
@@ -340,13 +344,13 @@ async fn stop_sending_drops_requests_waiting_for_a_token() {
     let (sim, client) = setup().await;
     let client = client.with_rate_limit(1, 1);
     assert!(matches!(
-        classify(&client.push(&credentials(TOKEN), &request(CERT)).await),
+        classify(&client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await),
         PushOutcome::Pushed { .. }
     ));
     // The bucket is empty: the next request would wait about a second.
     let waiting = tokio::spawn({
         let client = client.clone();
-        async move { client.push(&credentials(TOKEN), &request(CERT)).await }
+        async move { client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await }
     });
     // Lets the request reach the bucket; had it not, it must not be sent either.
     tokio::time::sleep(Duration::from_millis(100)).await;

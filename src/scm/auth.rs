@@ -1,11 +1,10 @@
 //! SCM credentials taken from a Kubernetes Secret: an IAM token sent as it is, or an access key pair (AK/SK) that
 //! signs every request with [`super::sign`].
 
-use std::fmt;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::sign::{self, SignedParts};
@@ -24,20 +23,24 @@ pub const DOMAIN_ID: &str = "domainId";
 /// Optional Secret key: the security token that temporary access keys need (`X-Security-Token`).
 pub const SECURITY_TOKEN: &str = "securityToken";
 
-/// Credentials for one SCM request; never cached beyond one reconcile.
+/// Credentials for one SCM request; never cached beyond one reconcile. `Debug` shows no key material, and every
+/// value is wiped from memory when dropped.
+#[derive(Debug)]
 pub enum Credentials {
-    /// An IAM token sent as `X-Auth-Token`.
-    Token(HeaderValue),
+    /// An IAM token sent as `X-Auth-Token` (checked to be a valid header value when read).
+    Token(SecretString),
     /// A permanent or temporary access key pair that signs each request (`SDK-HMAC-SHA256`).
     AccessKey(AccessKey),
 }
 
 /// An access key pair with the optional scope and security token sent beside it.
+#[derive(Debug)]
 pub struct AccessKey {
-    access_key: String,
-    secret_key: String,
+    access_key: SecretString,
+    secret_key: SecretString,
     scope: Option<Scope>,
-    security_token: Option<HeaderValue>,
+    /// Checked to be a valid header value when read.
+    security_token: Option<SecretString>,
 }
 
 /// Which IAM scope header accompanies a signed request.
@@ -47,16 +50,6 @@ enum Scope {
     Project(String),
     /// `X-Domain-Id`.
     Domain(String),
-}
-
-impl fmt::Debug for Credentials {
-    // Hand-written so that no key material can reach logs through Debug.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credentials::Token(_) => f.write_str("Credentials::Token(<redacted>)"),
-            Credentials::AccessKey(_) => f.write_str("Credentials::AccessKey(<redacted>)"),
-        }
-    }
 }
 
 /// Why usable credentials could not be read from the Secret.
@@ -145,9 +138,10 @@ impl Credentials {
                 &format!("holds {length} characters; an IAM token has at least {MIN_TOKEN_LEN}"),
             ));
         }
-        let value =
-            sensitive_header(token).ok_or_else(|| data.invalid(key, "contains characters not allowed in a token"))?;
-        Ok(Credentials::Token(value))
+        if sensitive_header(token).is_none() {
+            return Err(data.invalid(key, "contains characters not allowed in a token"));
+        }
+        Ok(Credentials::Token(token.into()))
     }
 
     /// A fingerprint of the exact credential material sent, for status: a stall caused by a rejected credential
@@ -165,17 +159,17 @@ impl Credentials {
             hash.update(value);
         };
         match self {
-            Credentials::Token(token) => field("token", token.as_bytes()),
+            Credentials::Token(token) => field("token", token.expose_secret().as_bytes()),
             Credentials::AccessKey(key) => {
-                field(ACCESS_KEY, key.access_key.as_bytes());
-                field(SECRET_KEY, key.secret_key.as_bytes());
+                field(ACCESS_KEY, key.access_key.expose_secret().as_bytes());
+                field(SECRET_KEY, key.secret_key.expose_secret().as_bytes());
                 match &key.scope {
                     Some(Scope::Project(id)) => field(PROJECT_ID, id.as_bytes()),
                     Some(Scope::Domain(id)) => field(DOMAIN_ID, id.as_bytes()),
                     None => {}
                 }
                 if let Some(token) = &key.security_token {
-                    field(SECURITY_TOKEN, token.as_bytes());
+                    field(SECURITY_TOKEN, token.expose_secret().as_bytes());
                 }
             }
         }
@@ -186,7 +180,9 @@ impl Credentials {
     pub fn authorize(&self, request: &mut reqwest::Request, now: jiff::Timestamp) {
         match self {
             Credentials::Token(token) => {
-                request.headers_mut().insert("X-Auth-Token", token.clone());
+                if let Some(value) = sensitive_header(token.expose_secret()) {
+                    request.headers_mut().insert("X-Auth-Token", value);
+                }
             }
             Credentials::AccessKey(key) => key.sign(request, now),
         }
@@ -195,10 +191,10 @@ impl Credentials {
     /// Removes any copy of the secret from text that came back from the server before it is stored or logged.
     pub fn redact(&self, text: &str) -> String {
         let secrets: Vec<&str> = match self {
-            Credentials::Token(token) => token.to_str().into_iter().collect(),
-            Credentials::AccessKey(key) => [key.access_key.as_str(), key.secret_key.as_str()]
+            Credentials::Token(token) => vec![token.expose_secret()],
+            Credentials::AccessKey(key) => [key.access_key.expose_secret(), key.secret_key.expose_secret()]
                 .into_iter()
-                .chain(key.security_token.as_ref().and_then(|t| t.to_str().ok()))
+                .chain(key.security_token.as_ref().map(|t| t.expose_secret()))
                 .collect(),
         };
         secrets
@@ -242,15 +238,14 @@ impl AccessKey {
             (None, None) => None,
         };
         let security_token = match data.text(SECURITY_TOKEN)? {
-            Some(token) => Some(
-                sensitive_header(token)
-                    .ok_or_else(|| data.invalid(SECURITY_TOKEN, "contains characters not allowed in a header"))?,
-            ),
-            None => None,
+            Some(token) if sensitive_header(token).is_none() => {
+                return Err(data.invalid(SECURITY_TOKEN, "contains characters not allowed in a header"));
+            }
+            token => token.map(SecretString::from),
         };
         Ok(Self {
-            access_key: access_key.to_owned(),
-            secret_key: secret_key.to_owned(),
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
             scope,
             security_token,
         })
@@ -275,8 +270,12 @@ impl AccessKey {
             Some(Scope::Domain(id)) => signed.extend(HeaderValue::from_str(id).ok().map(|v| ("X-Domain-Id", v))),
             None => {}
         }
-        if let Some(token) = &self.security_token {
-            signed.push(("X-Security-Token", token.clone()));
+        if let Some(token) = self
+            .security_token
+            .as_ref()
+            .and_then(|t| sensitive_header(t.expose_secret()))
+        {
+            signed.push(("X-Security-Token", token));
         }
         // Every value came from HeaderValue::from_str, so to_str cannot fail and every header sent is signed.
         let texts: Vec<(&str, &str)> = signed
@@ -290,7 +289,12 @@ impl AccessKey {
             headers: &texts,
             body,
         };
-        let authorization = sign::authorization(&self.access_key, &self.secret_key, &date, &parts);
+        let authorization = sign::authorization(
+            self.access_key.expose_secret(),
+            self.secret_key.expose_secret(),
+            &date,
+            &parts,
+        );
         let request_headers = request.headers_mut();
         for (name, value) in signed {
             request_headers.insert(name, value);
@@ -416,7 +420,11 @@ mod tests {
             panic!("expected an access key, got {read:?}")
         };
         assert_eq!(
-            (key.access_key.as_str(), key.secret_key.as_str(), &key.scope),
+            (
+                key.access_key.expose_secret(),
+                key.secret_key.expose_secret(),
+                &key.scope
+            ),
             (AK, SK, &None)
         );
         assert!(!format!("{read:?}").contains(SK) && !format!("{read:?}").contains(AK));
@@ -501,7 +509,7 @@ mod tests {
         let Credentials::Token(ref v) = creds else {
             panic!("expected a token, got {creds:?}")
         };
-        assert_eq!(v.to_str().unwrap(), GOOD);
+        assert_eq!(v.expose_secret(), GOOD);
         assert!(!format!("{creds:?}").contains(GOOD));
         assert_eq!(creds.redact(&format!("bad token {GOOD}!")), "bad token <redacted>!");
     }

@@ -1,16 +1,21 @@
 //! The HTTP client for the SCM certificate API: push, and the import, list and delete that importing a TLS
-//! Secret needs.
+//! Secret needs. Each typed call sends one request through [`ScmClient::call`], which takes a rate-limit token,
+//! signs, records the metrics and logs Huawei's request id, and then decodes what the answer means.
 
 use std::error::Error as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
 use super::auth::Credentials;
 use super::limit::{Limiter, Signal};
-use super::outcome::{ScmResponse, Transport, parse_retry_after};
-use super::wire::ImportRequest;
+use super::metrics::ScmMetrics;
+use super::outcome::{
+    PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, classify, classify_as, parse_retry_after,
+    rejected,
+};
+use super::wire::{ImportRequest, ImportResponse, ListResponse};
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -56,6 +61,43 @@ impl PushRequest {
     }
 }
 
+/// One SCM request, as [`ScmClient::call`] sends it.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// `POST /v3/scm/certificates/{id}/push` (204).
+    Push(&'a PushRequest),
+    /// `POST /v3/scm/certificates/import` (200 with the new ID).
+    Import(&'a ImportRequest),
+    /// `GET /v3/scm/certificates?content=` (200, one page of up to 50).
+    List {
+        /// What the names or domains must contain.
+        keyword: &'a str,
+    },
+    /// `DELETE /v3/scm/certificates/{id}` (204).
+    Delete {
+        /// The certificate to delete.
+        certificate_id: &'a str,
+    },
+}
+
+impl Call<'_> {
+    /// The `operation` label of the metrics and logs.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Call::Push(_) => "push",
+            Call::Import(_) => "import",
+            Call::List { .. } => "list",
+            Call::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// An ID SCM answered with, checked before it is stored or put into a URL.
+fn checked_id(id: String) -> Result<String, PushFailure> {
+    check_certificate_id(&id).map_err(|message| rejected(format!("SCM answered {message}")))?;
+    Ok(id)
+}
+
 /// Certificate IDs become URL path segments, so only SCM's own form (16 letters or digits) is accepted.
 pub fn check_certificate_id(certificate_id: &str) -> Result<(), String> {
     if certificate_id.len() != 16 || !certificate_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -75,6 +117,7 @@ pub struct ScmClient {
     http: reqwest::Client,
     endpoint: Url,
     limiter: Limiter,
+    metrics: ScmMetrics,
     /// Set on shutdown: requests still waiting for a rate-limit token are then not sent.
     stopping: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -119,6 +162,7 @@ impl ScmClient {
             http: builder.build().map_err(ClientError::Build)?,
             endpoint,
             limiter: Limiter::new(DEFAULT_QPS, DEFAULT_BURST),
+            metrics: ScmMetrics::default(),
             stopping: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
@@ -126,6 +170,12 @@ impl ScmClient {
     /// Limits requests to `qps` per second (bursts of `burst`; both at least 1) across every clone of this client.
     pub fn with_rate_limit(mut self, qps: u32, burst: u32) -> Self {
         self.limiter = Limiter::new(qps, burst);
+        self
+    }
+
+    /// Counts every request in `metrics` (registered by the caller) instead of unserved series.
+    pub fn with_metrics(mut self, metrics: ScmMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -145,48 +195,90 @@ impl ScmClient {
         &self.endpoint
     }
 
-    /// Sends one push. Never retries by itself: retry policy belongs to the controller, which persists it.
-    pub async fn push(&self, credentials: &Credentials, request: &PushRequest) -> Transport {
-        let body = json!({
-            "target_project": request.target_project,
-            "target_service": request.target_service,
-        });
-        let path = ["certificates", &request.certificate_id, "push"];
-        self.send(credentials, Method::POST, &path, &[], Some(body.to_string()))
-            .await
-    }
-
-    /// Imports a certificate with its key (200 with the new ID). The body holds the private key: it is sent and
-    /// dropped, never logged.
-    pub async fn import(&self, credentials: &Credentials, request: &ImportRequest) -> Transport {
-        let body = match serde_json::to_string(request) {
-            Ok(body) => body,
-            Err(e) => return Transport::NotSent(format!("could not encode the import request: {e}")),
-        };
-        self.send(credentials, Method::POST, &["certificates", "import"], &[], Some(body))
-            .await
-    }
-
-    /// Lists the certificates whose name or domain contains `keyword` (one page of up to 50).
-    pub async fn list(&self, credentials: &Credentials, keyword: &str) -> Transport {
-        let query = [("content", keyword), ("limit", "50"), ("offset", "0")];
-        self.send(credentials, Method::GET, &["certificates"], &query, None)
-            .await
-    }
-
-    /// Deletes a certificate from SCM (204).
-    pub async fn delete(&self, credentials: &Credentials, certificate_id: &str) -> Transport {
-        if let Err(message) = check_certificate_id(certificate_id) {
-            return Transport::NotSent(message);
+    /// Sends one push and says what its answer means. Never retries by itself: retry policy belongs to the
+    /// controller, which persists it.
+    pub async fn push(&self, credentials: &Credentials, request: &PushRequest) -> Result<Pushed, PushFailure> {
+        match classify(&self.call(credentials, Call::Push(request)).await) {
+            PushOutcome::Pushed {
+                http_status,
+                request_id,
+            } => Ok(Pushed {
+                http_status,
+                request_id,
+            }),
+            PushOutcome::Failed(failure) => Err(failure),
         }
-        self.send(
-            credentials,
-            Method::DELETE,
-            &["certificates", certificate_id],
-            &[],
-            None,
-        )
-        .await
+    }
+
+    /// The ID of the certificate SCM holds under exactly `name`, if any (an earlier import whose status was lost).
+    pub async fn find_import(&self, credentials: &Credentials, name: &str) -> Result<Option<String>, PushFailure> {
+        let listed: ListResponse = answer(self.call(credentials, Call::List { keyword: name }).await, 200, "list")?;
+        let found = listed.certificates.into_iter().find(|c| c.name == name).map(|c| c.id);
+        found.map(checked_id).transpose()
+    }
+
+    /// Imports a certificate with its key and returns the new ID. The body holds the private key: it is sent and
+    /// dropped, never logged.
+    pub async fn import(&self, credentials: &Credentials, request: &ImportRequest) -> Result<String, PushFailure> {
+        let created: ImportResponse = answer(self.call(credentials, Call::Import(request)).await, 200, "import")?;
+        checked_id(created.certificate_id)
+    }
+
+    /// Deletes a certificate; a 404 counts as done, since gone is what was wanted.
+    pub async fn delete(&self, credentials: &Credentials, certificate_id: &str) -> Result<(), PushFailure> {
+        match classify_as(&self.call(credentials, Call::Delete { certificate_id }).await, 204) {
+            PushOutcome::Failed(f) if f.http_status != Some(404) => Err(f),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one request and returns what came back, undecoded: the one place every SCM request passes, so the
+    /// metrics and the log line with Huawei's request id are recorded once for each.
+    pub async fn call(&self, credentials: &Credentials, call: Call<'_>) -> Transport {
+        let operation = call.operation();
+        let started = Instant::now();
+        let transport = match call {
+            Call::Push(request) => {
+                let body = json!({
+                    "target_project": request.target_project,
+                    "target_service": request.target_service,
+                });
+                let path = ["certificates", &request.certificate_id, "push"];
+                self.send(credentials, Method::POST, &path, &[], Some(body.to_string()))
+                    .await
+            }
+            Call::Import(request) => match serde_json::to_string(request) {
+                Ok(body) => {
+                    self.send(credentials, Method::POST, &["certificates", "import"], &[], Some(body))
+                        .await
+                }
+                Err(e) => Transport::NotSent(format!("could not encode the import request: {e}")),
+            },
+            Call::List { keyword } => {
+                let query = [("content", keyword), ("limit", "50"), ("offset", "0")];
+                self.send(credentials, Method::GET, &["certificates"], &query, None)
+                    .await
+            }
+            Call::Delete { certificate_id } => match check_certificate_id(certificate_id) {
+                Ok(()) => {
+                    let path = ["certificates", certificate_id];
+                    self.send(credentials, Method::DELETE, &path, &[], None).await
+                }
+                Err(message) => Transport::NotSent(message),
+            },
+        };
+        self.metrics
+            .record(operation, &transport, started.elapsed().as_secs_f64());
+        if let Transport::Answered(reply) = &transport {
+            // Huawei support asks for this id; every SCM answer is in the log with it.
+            tracing::info!(
+                operation,
+                http_status = reply.status,
+                request_id = reply.request_id.as_deref().unwrap_or("-"),
+                "SCM answered"
+            );
+        }
+        transport
     }
 
     /// Sends one request under `/v3/scm/` and reads the answer; the credentials are applied last, to the finished

@@ -3,12 +3,15 @@
 pub mod auth;
 pub mod client;
 pub mod limit;
+pub mod metrics;
 pub mod outcome;
 pub mod sign;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{PushRequest, REQUEST_TIMEOUT, ScmClient};
+pub use client::{Call, PushRequest, REQUEST_TIMEOUT, ScmClient};
+pub use metrics::ScmMetrics;
 pub use outcome::{
-    FailureKind, PushFailure, PushOutcome, ScmResponse, Transport, blames_endpoint, classify, classify_as,
+    FailureKind, PushFailure, PushOutcome, Pushed, ScmResponse, Transport, blames_endpoint, classify, classify_as,
+    rejected,
 };

@@ -243,6 +243,65 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
     })
 }
 
+/// A push SCM accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// HTTP status (204).
+    pub http_status: u16,
+    /// `X-Request-Id`.
+    pub request_id: Option<String>,
+}
+
+impl From<Result<Pushed, PushFailure>> for PushOutcome {
+    fn from(result: Result<Pushed, PushFailure>) -> Self {
+        match result {
+            Ok(Pushed {
+                http_status,
+                request_id,
+            }) => PushOutcome::Pushed {
+                http_status,
+                request_id,
+            },
+            Err(failure) => PushOutcome::Failed(failure),
+        }
+    }
+}
+
+/// A failure found by the operator itself, before or after an SCM answer, that retrying cannot fix.
+pub fn rejected(message: String) -> PushFailure {
+    PushFailure {
+        kind: FailureKind::Rejected,
+        http_status: None,
+        error_code: None,
+        error_message: message,
+        request_id: None,
+        retry_after: None,
+        outcome_unknown: false,
+    }
+}
+
+/// The JSON body of a successful answer (status `success`), or the failure it was.
+pub fn answer<T: serde::de::DeserializeOwned>(
+    transport: Transport,
+    success: u16,
+    operation: &str,
+) -> Result<T, PushFailure> {
+    match classify_as(&transport, success) {
+        PushOutcome::Failed(failure) => Err(failure),
+        PushOutcome::Pushed { .. } => {
+            let body = match &transport {
+                Transport::Answered(reply) => reply.body.as_slice(),
+                _ => &[],
+            };
+            serde_json::from_slice(body).map_err(|e| {
+                rejected(format!(
+                    "SCM answered the {operation} request with HTTP {success} and a body that is not the expected JSON ({e})"
+                ))
+            })
+        }
+    }
+}
+
 fn printable_prefix(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     text.chars()

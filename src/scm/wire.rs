@@ -1,11 +1,11 @@
-//! SCM request and response bodies, shared by the operator's client and the simulator so both speak one format.
+//! SCM request and response bodies as the operator's client writes and reads them (the simulator decodes them with
+//! types of its own, so it checks this format from outside).
 
-use std::fmt;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
-use serde::{Deserialize, Serialize};
-
-/// Body of `POST /v3/scm/certificates/import`.
-#[derive(Clone, Serialize, Deserialize)]
+/// Body of `POST /v3/scm/certificates/import`; its `Debug` never shows the private key.
+#[derive(Debug, Clone, Serialize)]
 pub struct ImportRequest {
     /// 3 to 63 of `[A-Za-z0-9_.-]`.
     pub name: String,
@@ -15,17 +15,13 @@ pub struct ImportRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_chain: Option<String>,
     /// The unencrypted private key, PEM.
-    pub private_key: String,
+    #[serde(serialize_with = "expose")]
+    pub private_key: SecretString,
 }
 
-impl fmt::Debug for ImportRequest {
-    // Hand-written: the private key must never reach a log through Debug.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImportRequest")
-            .field("name", &self.name)
-            .field("private_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
+/// Writes a secret into the request body, the one place it is sent.
+fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
 }
 
 /// Body of the 200 answer to an import.

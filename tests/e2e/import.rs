@@ -216,10 +216,13 @@ async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
         name: certpush_operator::source::import_name(&ns, "web", &fp),
         certificate: source.certificate.clone(),
         certificate_chain: Some(source.chain.clone()),
-        private_key: source.private_key_pem().to_owned(),
+        private_key: source.private_key_pem(),
     };
     assert!(matches!(
-        certpush_operator::scm::classify_as(&scm.import(&token, &request).await, 200),
+        certpush_operator::scm::classify_as(
+            &scm.call(&token, certpush_operator::scm::Call::Import(&request)).await,
+            200
+        ),
         certpush_operator::scm::PushOutcome::Pushed { .. }
     ));
     let earlier = sim.certificates().last().unwrap().0.clone();

@@ -1,0 +1,130 @@
+//! The cleanup finalizer: present while an object with `deletionPolicy: Delete` may have imports in SCM, and the
+//! bounded deletion of those imports when the object is deleted.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::Context;
+use super::persist::publish;
+use crate::Error;
+use crate::crd::{CLEANUP_FINALIZER, CertificatePush};
+use crate::policy;
+use crate::scm::Credentials;
+
+/// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
+/// minute in all).
+pub const MAX_CLEANUP_ATTEMPTS: u32 = 5;
+
+/// Whether `cp` carries the cleanup finalizer.
+pub(super) fn has_finalizer(cp: &CertificatePush) -> bool {
+    cp.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
+}
+
+/// Adds or removes the cleanup finalizer, keeping any other; the resourceVersion makes a concurrent change fail the
+/// write (and the reconcile, which is retried) instead of being overwritten.
+pub(super) async fn set_finalizer(
+    api: &Api<CertificatePush>,
+    cp: &CertificatePush,
+    present: bool,
+) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = cp
+        .finalizers()
+        .iter()
+        .filter(|f| *f != CLEANUP_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(CLEANUP_FINALIZER.to_owned());
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cp.resource_version()}});
+    api.patch(&cp.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A CertificatePush with deletionPolicy Delete is being deleted: delete what it imported from SCM, then let it go.
+/// Bounded: without usable credentials, or after [`MAX_CLEANUP_ATTEMPTS`] failed attempts, a Warning Event names
+/// what is left in SCM and the finalizer is removed anyway, so deletion is never blocked for long.
+pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
+    if !has_finalizer(cached) {
+        return Ok(Action::await_change());
+    }
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cp) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let uid = cp.uid().unwrap_or_default();
+    let st = cp.status.clone().unwrap_or_default();
+    let mut imported: Vec<String> = [st.certificate_id, st.pushed_certificate_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    imported.dedup();
+    if !cp.spec.deletes_imports() {
+        imported.clear();
+    }
+    if !imported.is_empty() {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
+        match Credentials::from_secret(secret.as_ref(), &cp.spec.credentials_ref) {
+            Err(problem) => {
+                let note = format!(
+                    "Left {} in SCM: no usable credentials to delete it ({problem}); delete it in the SCM console",
+                    imported.join(", ")
+                );
+                publish(ctx, &cp, EventType::Warning, "CleanupSkipped", note, "Delete");
+            }
+            Ok(credentials) => {
+                if let Some(retry) = delete_imports(ctx, &cp, &credentials, &imported).await {
+                    return Ok(retry);
+                }
+            }
+        }
+    }
+    set_finalizer(&api, &cp, false).await?;
+    ctx.memory.forget(&uid);
+    Ok(Action::await_change())
+}
+
+/// Deletes `imported` from SCM; `Some(requeue)` while failed attempts stay under the bound, `None` when done or
+/// given up (each announced by an Event).
+async fn delete_imports(
+    ctx: &Context,
+    cp: &CertificatePush,
+    credentials: &Credentials,
+    imported: &[String],
+) -> Option<Action> {
+    let mut left = Vec::new();
+    let mut last_error = String::new();
+    for id in imported {
+        if let Err(failure) = ctx.scm.delete(credentials, id).await {
+            left.push(id.clone());
+            last_error = failure.error_message;
+        }
+    }
+    if left.is_empty() {
+        let note = format!("Deleted imported certificate {} from SCM", imported.join(", "));
+        publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete");
+        return None;
+    }
+    let attempts = ctx.memory.count_cleanup(&cp.uid().unwrap_or_default());
+    if attempts < MAX_CLEANUP_ATTEMPTS {
+        warn!(attempts, error = %last_error, "deleting imported certificates failed; retrying");
+        // The push backoff without its jitter: 5 s doubling.
+        let attempt = i32::try_from(attempts).unwrap_or(i32::MAX);
+        return Some(Action::requeue(policy::backoff(attempt, None, 0.5)));
+    }
+    let note = format!(
+        "Gave up deleting {} from SCM after {attempts} attempts ({last_error}); the CertificatePush is released, \
+         delete the certificate in the SCM console",
+        left.join(", ")
+    );
+    publish(ctx, cp, EventType::Warning, "CleanupAbandoned", note, "Delete");
+    None
+}

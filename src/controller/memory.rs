@@ -1,0 +1,130 @@
+//! What the controller keeps in memory about each object between reconciles, in one map by UID: a status it could
+//! not save yet, its consecutive reconcile errors, its failed cleanup attempts, and whether its first push started
+//! from the cache. Entries go with the object (a watch Delete, or absence after a re-list).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::crd::CertificatePushStatus;
+
+/// What is remembered about one object.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ObjectMemory {
+    /// A status recorded after an SCM request (success or refusal) that could not be saved yet. It is saved before
+    /// anything else is done with the object, so a lost status write never turns into a second push, nor into
+    /// re-sending a credential SCM just refused.
+    unsaved: Option<CertificatePushStatus>,
+    /// Consecutive reconcile errors, for error_policy's backoff.
+    errors: u32,
+    /// Failed attempts to delete a deleted object's imported certificates.
+    cleanups: u32,
+    /// A status-less object whose first push this process started from the cache; any later reconcile reads it
+    /// fresh, since the cache may lag the status this process wrote.
+    seen: bool,
+}
+
+/// The per-object memory of all reconciles.
+#[derive(Debug, Default)]
+pub struct Memory(Mutex<HashMap<String, ObjectMemory>>);
+
+impl Memory {
+    fn with<T>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {
+        // A panic while holding the lock cannot leave the map inconsistent, so poisoning is ignored.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(uid.to_owned()).or_default();
+        let result = f(entry);
+        if *entry == ObjectMemory::default() {
+            map.remove(uid);
+        }
+        result
+    }
+
+    /// Whether a status of `uid` waits to be saved.
+    pub fn has_unsaved(&self, uid: &str) -> bool {
+        self.with(uid, |m| m.unsaved.is_some())
+    }
+
+    /// Takes the status of `uid` that waits to be saved, if any.
+    pub fn take_unsaved(&self, uid: &str) -> Option<CertificatePushStatus> {
+        self.with(uid, |m| m.unsaved.take())
+    }
+
+    /// Keeps `status` as the truth about `uid` until it is saved.
+    pub fn keep_unsaved(&self, uid: &str, status: CertificatePushStatus) {
+        self.with(uid, |m| m.unsaved = Some(status));
+    }
+
+    /// One more consecutive reconcile error of `uid`; returns the new count.
+    pub fn count_error(&self, uid: &str) -> u32 {
+        self.with(uid, |m| {
+            m.errors = m.errors.saturating_add(1);
+            m.errors
+        })
+    }
+
+    /// The consecutive reconcile errors of `uid`.
+    #[cfg(test)]
+    pub fn errors(&self, uid: &str) -> u32 {
+        self.with(uid, |m| m.errors)
+    }
+
+    /// A reconcile of `uid` succeeded: its error backoff starts over.
+    pub fn clear_errors(&self, uid: &str) {
+        self.with(uid, |m| m.errors = 0);
+    }
+
+    /// One more failed cleanup attempt of `uid`; returns the new count.
+    pub fn count_cleanup(&self, uid: &str) -> u32 {
+        self.with(uid, |m| {
+            m.cleanups = m.cleanups.saturating_add(1);
+            m.cleanups
+        })
+    }
+
+    /// True the first time it is asked about `uid`: this process has not worked on it before.
+    pub fn first_sight(&self, uid: &str) -> bool {
+        self.with(uid, |m| !std::mem::replace(&mut m.seen, true))
+    }
+
+    /// Drops everything about `uid` (deleted, or re-created under its name).
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+
+    /// Drops everything about objects not in `live` (deleted while the watch was down).
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| live.contains(uid));
+    }
+
+    /// How many unsaved statuses and error counts are kept, over all objects.
+    pub fn remembered(&self) -> usize {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .map(|m| usize::from(m.unsaved.is_some()) + usize::from(m.errors > 0))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_goes_when_nothing_is_left_in_it() {
+        let memory = Memory::default();
+        memory.keep_unsaved("a", CertificatePushStatus::default());
+        assert_eq!(memory.count_error("a"), 1);
+        assert_eq!(memory.count_error("a"), 2);
+        assert_eq!(memory.remembered(), 2);
+        assert!(memory.take_unsaved("a").is_some() && !memory.has_unsaved("a"));
+        memory.clear_errors("a");
+        assert_eq!(memory.0.lock().unwrap().len(), 0);
+        assert!(memory.first_sight("b") && !memory.first_sight("b"));
+        assert_eq!((memory.count_cleanup("b"), memory.count_cleanup("b")), (1, 2));
+        memory.forget("b");
+        assert!(memory.first_sight("b"), "forgotten, it is new again");
+    }
+}

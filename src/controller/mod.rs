@@ -1,0 +1,330 @@
+//! The reconciler: reads a CertificatePush and its Secret, decides ([`crate::policy`]), pushes ([`crate::scm`]),
+//! records ([`crate::status`]).
+//!
+//! One job per file: this one holds the shared [`Context`] and the reconcile flow; [`push`] sends (importing the
+//! source certificate first, [`import`]); [`persist`] saves statuses and posts Events; [`cleanup`] runs the
+//! finalizer; [`memory`] is what is kept between reconciles; [`run`] sets up the watches and the Controller.
+
+mod cleanup;
+mod import;
+mod memory;
+mod persist;
+mod push;
+mod run;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use tracing::warn;
+
+pub use cleanup::MAX_CLEANUP_ATTEMPTS;
+pub use run::{referrers, run};
+
+use crate::Error;
+use crate::crd::{CertificatePush, CertificatePushStatus, CertificateSource};
+use crate::events::EventQueue;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+use crate::policy::{self, Cause, Observed, Step};
+use crate::scm::{Credentials, CredentialsError, ScmClient};
+use crate::source::{Source, TlsSource};
+use crate::status::{self, Reason};
+use memory::Memory;
+use persist::{Progress, Written};
+
+/// Field manager of every status write (server-side apply), and the reporting controller of every Event.
+pub const FIELD_MANAGER: &str = "certpush-operator";
+
+/// Shared state of all reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// SCM client for the configured endpoint.
+    pub scm: ScmClient,
+    /// Posts Events beside the reconciles: a reconcile is not held for an API round trip that changes nothing it
+    /// decides; shutdown waits for the queue.
+    events: EventQueue,
+    /// The controller's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether this replica may act (always, without leader election).
+    pub leadership: Leadership,
+    /// What is kept about each object between reconciles.
+    memory: Memory,
+}
+
+impl Context {
+    /// A context for the given clients; `leadership` decides whether this replica acts.
+    pub fn new(
+        client: Client,
+        scm: ScmClient,
+        events: EventQueue,
+        metrics: Arc<Metrics>,
+        leadership: Leadership,
+    ) -> Self {
+        Self {
+            client,
+            scm,
+            events,
+            metrics,
+            leadership,
+            memory: Memory::default(),
+        }
+    }
+
+    /// Drops what is kept in memory about a deleted object, and its metric series.
+    pub fn forget(&self, cp: &CertificatePush) {
+        self.memory.forget(&cp.uid().unwrap_or_default());
+        let ns = cp.namespace().unwrap_or_default();
+        self.metrics.certificate_expires(&ns, &cp.name_any(), None);
+    }
+
+    /// Drops what is kept about objects that no longer exist (deleted while the watch was down), and every
+    /// per-object series: the reconciles after a re-list record the live objects again.
+    pub fn forget_all_but(&self, live: &Store<CertificatePush>) {
+        let uids: HashSet<String> = live.state().iter().filter_map(|cp| cp.uid()).collect();
+        self.memory.retain(&uids);
+        self.metrics.forget_objects();
+    }
+
+    /// How many unsaved statuses and error counts are kept in memory, over all objects.
+    pub fn remembered(&self) -> usize {
+        self.memory.remembered()
+    }
+
+    /// Asks the policy what `cp` needs and settles every step that needs no push, counting it in the metrics.
+    fn decide(
+        &self,
+        cp: &CertificatePush,
+        status: &CertificatePushStatus,
+        credential: Credential,
+        source_fingerprint: Option<&str>,
+        now: Timestamp,
+    ) -> Verdict {
+        let step = {
+            let credentials_digest = match &credential {
+                Credential::Recorded => status.credentials_digest.as_deref(),
+                Credential::Read(read) => read.digest.as_deref(),
+            };
+            policy::next_step(&Observed {
+                generation: cp.metadata.generation.unwrap_or(0),
+                push_request: cp.push_request(),
+                status,
+                credentials_digest,
+                endpoint: self.scm.endpoint().as_str(),
+                source_fingerprint,
+                now,
+            })
+        };
+        let (result, action) = match (step, credential) {
+            (Step::UpToDate, _) => ("unchanged", Action::await_change()),
+            (Step::WaitForRetry(delay), _) => ("waiting", Action::requeue(delay)),
+            // Only the Secret's current credential tells whether a stall is over, or what a push would send.
+            (Step::Stalled | Step::Push(_), Credential::Recorded) => return Verdict::ReadSecret,
+            (Step::Stalled, Credential::Read(_)) => ("stalled", Action::await_change()),
+            (Step::Push(cause), Credential::Read(read)) => return Verdict::Push(cause, read),
+        };
+        self.metrics.reconciled(result);
+        Verdict::Done(action)
+    }
+}
+
+/// Which credential a decision is made with.
+enum Credential {
+    /// The one recorded in status: enough to settle objects that are up to date or waiting, without a Secret read.
+    Recorded,
+    /// The one now in the Secret.
+    Read(ReadCredentials),
+}
+
+/// What the reconcile does after a decision.
+enum Verdict {
+    /// Nothing to send: end with this action.
+    Done(Action),
+    /// Read the Secret and decide again with its credential.
+    ReadSecret,
+    /// Push, for this cause, with the credential read.
+    Push(Cause, ReadCredentials),
+}
+
+/// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
+/// records, computed once.
+struct ReadCredentials {
+    credentials: Result<Credentials, CredentialsError>,
+    digest: Option<String>,
+}
+
+impl ReadCredentials {
+    fn from_secret(secret: Option<&Secret>, cp: &CertificatePush) -> Self {
+        let credentials = Credentials::from_secret(secret, &cp.spec.credentials_ref);
+        let digest = credentials.as_ref().ok().map(Credentials::digest);
+        Self { credentials, digest }
+    }
+}
+
+/// Brings one CertificatePush to its desired state: at most one SCM push, then its status.
+pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Action, Error> {
+    use tracing::Instrument as _;
+    // One span per reconcile: every log line of it (SCM request ids included) carries the object and this id.
+    let span = tracing::info_span!(
+        "reconcile",
+        object = %format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any()),
+        reconcile_id = %format!("{:016x}", rand::random::<u64>()),
+    );
+    let workers = ctx.metrics.workers();
+    workers.inc();
+    let started = Instant::now();
+    let result = reconcile_inner(&cp, &ctx).instrument(span).await;
+    workers.dec();
+    let outcome = match &result {
+        Err(_) => "error",
+        Ok(action) if *action == Action::await_change() => "success",
+        Ok(_) => "requeue_after",
+    };
+    ctx.metrics.reconcile_finished(outcome, started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.memory.clear_errors(&cp.uid().unwrap_or_default());
+    }
+    result
+}
+
+// The three paths through a reconcile:
+//
+//   cached object ──(up to date, or waiting for a retry)──────────────────────────────> done, no API call
+//        │
+//        └─ fresh GET ── save an unsaved status first ──(up to date / waiting)─────────> done, no Secret read
+//                              │
+//                              └─ GET Secret ── decide with its credential ──(stalled)──> done
+//                                                   └─(push)── send ── record status ──> done
+//
+// Only the last path can write a push, and it always starts from the fresh GET: the cache can lag this
+// operator's own status write.
+async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
+    // A standby keeps its cache warm and does nothing else; it reconciles everything once it leads.
+    if !ctx.leadership.leads() {
+        ctx.metrics.reconciled("standby");
+        return Ok(Action::await_change());
+    }
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let name = cached.name_any();
+    let uid = cached.uid().unwrap_or_default();
+    let now = Timestamp::now();
+
+    if cached.metadata.deletion_timestamp.is_some() {
+        return cleanup::cleanup(cached, ctx).await;
+    }
+    let not_after = cached
+        .status
+        .as_ref()
+        .and_then(|s| s.not_after.as_deref())
+        .and_then(status::parse_time);
+    ctx.metrics.certificate_expires(&ns, &name, not_after);
+
+    // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone and cost
+    // no API call. An imported certificate is judged by the source Secret's content, which the cache does not hold.
+    if let Some(current) = &cached.status
+        && status::ready(current).is_some()
+        && matches!(cached.spec.source(), Ok(CertificateSource::Id(_)))
+        && !ctx.memory.has_unsaved(&uid)
+        && let Verdict::Done(action) = ctx.decide(cached, current, Credential::Recorded, None, now)
+    {
+        return Ok(action);
+    }
+
+    // Anything that writes starts from a fresh read: the cache can lag this operator's own last status
+    // write (a Secret event may arrive first), and deciding on it would push the same generation twice. The
+    // one exception is an object without any status that this process has never worked on: no write of
+    // this process can be missing from the cache, and a restart starts from a consistent list, so the
+    // cached object is as good as a fresh one and the GET (a quarter of a first push's API requests) is saved.
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
+    let cp = if cached.status.is_none() && ctx.memory.first_sight(&uid) {
+        cached.clone()
+    } else {
+        let Some(cp) = api.get_opt(&name).await? else {
+            ctx.memory.forget(&uid);
+            return Ok(Action::await_change());
+        };
+        cp
+    };
+    if cp.uid().as_deref() != Some(uid.as_str()) {
+        // Deleted and recreated under the same name; the new object gets its own reconcile.
+        ctx.memory.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    // The finalizer is there before anything is imported, so every import is covered.
+    if cp.spec.deletes_imports() != cleanup::has_finalizer(&cp) {
+        cleanup::set_finalizer(&api, &cp, cp.spec.deletes_imports()).await?;
+    }
+    let generation = cp.metadata.generation.unwrap_or(0);
+    let mut current = cp.status.clone().unwrap_or_default();
+
+    if let Some(kept) = ctx.memory.take_unsaved(&uid) {
+        let written = persist::save(&api, &name, &current, &kept).await;
+        if persist::keep_unless_saved(ctx, &cp, &kept, written).await? == Written::Gone {
+            return Ok(Action::await_change());
+        }
+        current = kept;
+    }
+    // First sight: the Pending status is only written if the first SCM request is slow (see `Progress`), so a
+    // quick push costs two writes (its status and its Event), not three.
+    let mut progress = Progress::default();
+    if status::ready(&current).is_none() {
+        let pending = status::pending(&current, generation, now);
+        progress = Progress::new(&api, &name, &current, &pending);
+        current = pending;
+    }
+
+    let obj = push::Reconciling {
+        cp: &cp,
+        api: &api,
+        current: &current,
+        now,
+    };
+
+    // What to push: a certificate in SCM, or the one in the source TLS Secret, checked before anything is sent.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let source = match cp.spec.source() {
+        Ok(CertificateSource::Id(_)) => None,
+        Ok(CertificateSource::Secret(secret_name)) => {
+            let secret = secrets.get_opt(secret_name).await?;
+            match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
+                Ok(tls) => Some(Source::new(tls, secret_name, secret.as_ref())),
+                Err(message) => return push::refuse(ctx, obj, (Reason::InvalidSource, &message)).await,
+            }
+        }
+        Err(message) => return push::refuse(ctx, obj, (Reason::InvalidSpec, &message)).await,
+    };
+    let fingerprint = source.as_ref().map(|s| s.tls.fingerprint.as_str());
+
+    // Only a stall or a push needs the credentials, so the recorded credential decides first and the Secret is
+    // read only for objects that are neither up to date nor waiting.
+    let mut credential = Credential::Recorded;
+    let (cause, read) = loop {
+        match ctx.decide(&cp, &current, credential, fingerprint, now) {
+            Verdict::Done(action) => return Ok(action),
+            Verdict::Push(cause, read) => break (cause, read),
+            Verdict::ReadSecret => {
+                let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
+                credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));
+            }
+        }
+    };
+    push::push(ctx, obj, read, source, cause, progress).await
+}
+
+/// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.
+pub fn error_policy(cp: Arc<CertificatePush>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.memory.count_error(&cp.uid().unwrap_or_default());
+    let delay = policy::error_delay(failures);
+    let namespace = cp.namespace().unwrap_or_default();
+    warn!(%namespace, name = %cp.name_any(), error = %error, failures, retry_in_seconds = delay.as_secs(), "reconcile failed");
+    ctx.metrics.reconciled("error");
+    Action::requeue(delay)
+}

@@ -1,0 +1,198 @@
+//! One attempt: import the source certificate if SCM does not hold it yet, push, and record what happened; or, when
+//! nothing can be sent (spec, source Secret, credentials), record why.
+
+use kube::Api;
+use kube::runtime::controller::Action;
+use tracing::{info, warn};
+
+use super::import::{delete_superseded, imported, importing};
+use super::persist::{Progress, record, record_not_sent};
+use super::{Context, ReadCredentials};
+use crate::Error;
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus};
+use crate::policy::{self, Cause};
+use crate::scm::{Credentials, CredentialsError, PushOutcome, PushRequest, rejected};
+use crate::source::Source;
+use crate::status::{Attempt, Reason};
+
+/// The object an attempt is about: as read fresh, its API, and the status it starts from.
+#[derive(Clone, Copy)]
+pub(super) struct Reconciling<'a> {
+    /// The object.
+    pub cp: &'a CertificatePush,
+    /// Its namespace's API, for status writes.
+    pub api: &'a Api<CertificatePush>,
+    /// The status the attempt starts from (saved, or Pending not written yet).
+    pub current: &'a CertificatePushStatus,
+    /// When the reconcile started.
+    pub now: jiff::Timestamp,
+}
+
+impl<'a> Reconciling<'a> {
+    /// The facts every status transition of this attempt records.
+    fn attempt(&self, ctx: &'a Context, credentials_digest: Option<&'a str>, target: &'a str) -> Attempt<'a> {
+        Attempt {
+            generation: self.cp.metadata.generation.unwrap_or(0),
+            push_request: self.cp.push_request(),
+            credentials_digest,
+            endpoint: ctx.scm.endpoint().as_str(),
+            target,
+            now: self.now,
+        }
+    }
+}
+
+/// What is pushed where, for status messages and logs.
+fn target(spec: &CertificatePushSpec, certificate: &str) -> String {
+    format!(
+        "certificate {certificate} to {} in {}",
+        spec.target_service, spec.target_project
+    )
+}
+
+/// Imports the source certificate if SCM does not hold it yet, pushes, and records what happened.
+pub(super) async fn push(
+    ctx: &Context,
+    obj: Reconciling<'_>,
+    read: ReadCredentials,
+    source: Option<Source>,
+    cause: Cause,
+    mut progress: Progress,
+) -> Result<Action, Error> {
+    let Reconciling { cp, api, current, .. } = obj;
+    let spec = &cp.spec;
+    let planned = match (&source, &spec.certificate_id) {
+        (Some(source), _) => target(spec, &format!("from Secret {:?}", source.secret.name)),
+        (None, id) => target(spec, id.as_deref().unwrap_or_default()),
+    };
+    let attempt = obj.attempt(ctx, read.digest.as_deref(), &planned);
+    let credentials = match read.credentials {
+        Ok(c) => c,
+        Err(e) => return credentials_problem(ctx, obj, &attempt, &e).await,
+    };
+    // Checked again right before SCM is called: leadership may have ended during the reads above.
+    if !ctx.leadership.leads() {
+        ctx.metrics.reconciled("standby");
+        return Ok(Action::await_change());
+    }
+    let (working, certificate_id) = match &source {
+        None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
+        Some(source) => match progress.around(imported(cp, ctx, &credentials, current, source)).await {
+            Ok(imported) => imported,
+            Err(failure) => {
+                let outcome = PushOutcome::Failed(failure);
+                let (new, action) =
+                    policy::after_attempt(&importing(current, source), &attempt, &outcome, rand::random());
+                log_outcome("import", &outcome, &new);
+                record(ctx, cp, api, current, new).await?;
+                ctx.metrics.reconciled("import_failed");
+                return Ok(action);
+            }
+        },
+    };
+    let pushed_target = target(spec, &certificate_id);
+    let attempt = Attempt {
+        target: &pushed_target,
+        ..attempt
+    };
+    let outcome = progress
+        .around(send(cp, ctx, &credentials, &certificate_id, cause))
+        .await;
+    let (new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
+    log_outcome("push", &outcome, &new);
+    record(ctx, cp, api, current, new).await?;
+    if let (PushOutcome::Pushed { .. }, Some(_)) = (&outcome, &source) {
+        // The certificate this one replaces serves nobody once the renewal is in the target service.
+        let superseded = current
+            .pushed_certificate_id
+            .as_deref()
+            .filter(|old| *old != certificate_id);
+        if let Some(old) = superseded.filter(|_| !spec.retain_superseded()) {
+            delete_superseded(ctx, cp, &credentials, old).await;
+        }
+    }
+    drop(credentials);
+    ctx.metrics.reconciled(match outcome {
+        PushOutcome::Pushed { .. } => "pushed",
+        PushOutcome::Failed(_) => "push_failed",
+    });
+    Ok(action)
+}
+
+/// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back.
+pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, problem: (Reason, &str)) -> Result<Action, Error> {
+    // The credential was not involved; what is recorded about it stays.
+    let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), "");
+    record_not_sent(ctx, obj.api, obj.cp, obj.current, &attempt, problem).await?;
+    ctx.metrics.reconciled("invalid");
+    Ok(Action::await_change())
+}
+
+/// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
+async fn credentials_problem(
+    ctx: &Context,
+    obj: Reconciling<'_>,
+    attempt: &Attempt<'_>,
+    problem: &CredentialsError,
+) -> Result<Action, Error> {
+    let reason = match problem {
+        CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
+        CredentialsError::Invalid(_) => Reason::InvalidCredentials,
+    };
+    let message = problem.to_string();
+    record_not_sent(ctx, obj.api, obj.cp, obj.current, attempt, (reason, &message)).await?;
+    ctx.metrics.reconciled("credentials_error");
+    Ok(Action::await_change())
+}
+
+/// Sends one push (unless the ID cannot make a valid request) and says what came of it.
+async fn send(
+    cp: &CertificatePush,
+    ctx: &Context,
+    credentials: &Credentials,
+    certificate_id: &str,
+    cause: Cause,
+) -> PushOutcome {
+    let spec = &cp.spec;
+    let request = match PushRequest::new(certificate_id, spec.target_service, &spec.target_project) {
+        Ok(request) => request,
+        Err(message) => return PushOutcome::Failed(rejected(message)),
+    };
+    info!(
+        ?cause,
+        generation = cp.metadata.generation,
+        certificate_id,
+        "pushing certificate"
+    );
+    ctx.scm.push(credentials, &request).await.into()
+}
+
+fn log_outcome(operation: &str, outcome: &PushOutcome, new: &CertificatePushStatus) {
+    match outcome {
+        PushOutcome::Pushed { http_status, .. } => info!(http_status, "pushed certificate"),
+        PushOutcome::Failed(failure) => warn!(
+            operation,
+            http_status = failure.http_status,
+            error_code = failure.error_code.as_deref(),
+            error_message = failure.error_message,
+            outcome_unknown = failure.outcome_unknown,
+            attempts = new.failed_attempts,
+            next_retry = new.next_retry_time.as_deref(),
+            "{operation} failed"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_certificate_service_and_region() {
+        let spec = crate::controller::tests::cp("ns", "one", "scm").spec;
+        assert_eq!(
+            target(&spec, "scs1554192131150"),
+            "certificate scs1554192131150 to WAF in cn-north-4"
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! Reconciles against a mocked API server (every request recorded and answered by the test) and, where SCM is
+//! called, the SCM simulator over HTTP.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{reflector, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use super::persist::{record, save_after_request};
+use super::{Context, FIELD_MANAGER, reconcile};
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, CredentialsRef, TargetService};
+use crate::events::EventQueue;
+use crate::leader::Leadership;
+use crate::metrics::{self, Metrics};
+use crate::scm::{FailureKind, PushFailure, ScmClient};
+use crate::status::{self, Attempt};
+use scm_sim::{Sim, SimConfig};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const ENDPOINT: &str = "http://127.0.0.1:9/";
+const PATH: &str = "/apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepushes/one";
+
+/// A CertificatePush of `certificateId` to WAF in cn-north-4 with credentials in Secret `secret`.
+pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
+    let mut cp = CertificatePush::new(
+        name,
+        CertificatePushSpec {
+            certificate_id: Some("scs1554192131150".into()),
+            source_secret_ref: None,
+            import_policy: None,
+            deletion_policy: None,
+            target_service: TargetService::Waf,
+            target_project: "cn-north-4".into(),
+            credentials_ref: CredentialsRef {
+                name: secret.into(),
+                token_key: "token".into(),
+            },
+        },
+    );
+    cp.metadata.namespace = Some(ns.into());
+    cp
+}
+
+type ApiServer = tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+
+/// A context whose Kubernetes client is a mocked API server and whose SCM endpoint is `scm`.
+fn mocked_context(scm: &str) -> (Arc<Context>, ApiServer) {
+    let (ctx, server, _) = mocked_context_with_metrics(scm);
+    (ctx, server)
+}
+
+/// [`mocked_context`] with the registry its metrics are in.
+fn mocked_context_with_metrics(scm: &str) -> (Arc<Context>, ApiServer, Registry) {
+    crate::install_crypto_provider();
+    let (service, handle) = tower_test::mock::pair();
+    let client = Client::new(service, "default");
+    let scm = ScmClient::new(scm, None).unwrap();
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: None,
+    };
+    let events = EventQueue::start(Recorder::new(client.clone(), reporter));
+    let ctx = Context::new(client, scm, events, metrics, Leadership::always());
+    (Arc::new(ctx), handle, registry)
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> http::Response<kube::client::Body> {
+    http::Response::builder()
+        .status(status)
+        .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn api_status(code: u16, reason: &str) -> serde_json::Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": format!("{reason} from the test")})
+}
+
+type Requests = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Serves the mocked API server in the background: `answer` gets "METHOD path" and the JSON body of each
+/// request; every request is recorded. A reconcile never waits on a test that forgot to answer.
+fn serve(
+    mut server: ApiServer,
+    answer: impl Fn(&str, &serde_json::Value) -> (u16, serde_json::Value) + Send + 'static,
+) -> Requests {
+    let seen: Requests = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some((request, reply)) = server.next_request().await {
+            let what = format!("{} {}", request.method(), request.uri().path());
+            let body = request.into_body().collect_bytes().await.unwrap();
+            let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            let (code, value) = answer(&what, &body);
+            lock(&record).push((what, body));
+            reply.send_response(json_response(code, value));
+        }
+    });
+    seen
+}
+
+fn paths(seen: &Requests) -> Vec<String> {
+    lock(seen).iter().map(|(p, _)| p.clone()).collect()
+}
+
+fn attempt(generation: i64) -> Attempt<'static> {
+    Attempt {
+        generation,
+        push_request: None,
+        credentials_digest: Some("sha256:1"),
+        endpoint: ENDPOINT,
+        target: "x",
+        now: "2026-01-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
+fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
+    let mut obj = cp("ns", "one", "scm");
+    obj.metadata.uid = Some("uid-1".into());
+    obj.metadata.generation = Some(3);
+    let a = attempt(3);
+    let pending = status::pending(&Default::default(), 3, a.now);
+    obj.status = Some(pending.clone());
+    (obj, status::pushed(&pending, &a, 204, Some("r".into())))
+}
+
+fn with_status(obj: &CertificatePush, status: &CertificatePushStatus) -> serde_json::Value {
+    let mut o = obj.clone();
+    o.status = Some(status.clone());
+    serde_json::to_value(&o).unwrap()
+}
+
+fn secret(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "scm", "namespace": "ns", "resourceVersion": "5"},
+           "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}})
+}
+
+const BAD_TOKEN: &str = "unit-bad-token-00000000000000000000000000000000";
+
+#[tokio::test]
+async fn status_write_after_push_is_retried_not_the_push() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    let old = obj.status.clone().unwrap();
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
+    let echo = serde_json::to_value(&obj).unwrap();
+    let writes = std::sync::atomic::AtomicUsize::new(0);
+    let seen = serve(server, move |_, body| {
+        assert_eq!(body["status"]["pushedGeneration"], 3);
+        match writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => (500, api_status(500, "InternalError")),
+            _ => (200, echo.clone()),
+        }
+    });
+    save_after_request(&api, "one", &old, &pushed)
+        .await
+        .expect("second write succeeds");
+    assert_eq!(paths(&seen), vec![format!("PATCH {PATH}/status"); 2]);
+}
+
+/// Defect: a 404 or 422 on the status write was retried for ~6 s and then parked in memory forever.
+#[tokio::test]
+async fn status_writes_that_cannot_succeed_are_not_retried_and_do_not_wedge() {
+    // 404: the object was deleted during the push; nothing is kept.
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    let old = obj.status.clone().unwrap();
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
+    let seen = serve(server, |_, _| (404, api_status(404, "NotFound")));
+    for _ in 0..3 {
+        ctx.memory.count_error("uid-1");
+    }
+    let started = Instant::now();
+    record(&ctx, &obj, &api, &old, pushed.clone())
+        .await
+        .expect("a deleted object is not an error");
+    assert!(started.elapsed() < Duration::from_secs(1), "no retry loop");
+    assert_eq!(paths(&seen), [format!("PATCH {PATH}/status")]);
+    assert_eq!(ctx.remembered(), 0, "nothing is kept for a deleted object");
+
+    // 422: the API server will never take this status. It is logged, counted and announced, and kept in
+    // memory as the truth, so a later reconcile neither fails nor pushes again.
+    let (ctx, server, registry) = mocked_context_with_metrics(ENDPOINT);
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |what, _| match what {
+        w if w.ends_with("/status") => (422, api_status(422, "Invalid")),
+        w if w.starts_with("GET") => (200, stored.clone()),
+        _ => (201, json!({})),
+    });
+    record(&ctx, &obj, &api_for(&ctx), &old, pushed.clone())
+        .await
+        .expect("an invalid status is not a reconcile error");
+    ctx.events.flush().await;
+    assert_eq!(
+        paths(&seen),
+        [
+            format!("PATCH {PATH}/status"),
+            "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_string()
+        ]
+    );
+    assert!(
+        lock(&seen)[1].1["note"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid from the test"),
+        "the Event carries the API server's message"
+    );
+    assert!(metrics::encode(&registry).contains("certpush_status_write_failures_total{reason=\"invalid\"} 1"));
+    lock(&seen).clear();
+    let action = reconcile(Arc::new(obj), ctx.clone())
+        .await
+        .expect("the kept status does not wedge the object");
+    assert_eq!(action, Action::await_change());
+    let p = paths(&seen);
+    assert_eq!(p[..2], [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+    assert!(
+        !p.iter().any(|p| p.contains("/secrets/")),
+        "decided on the kept (pushed) status: no push in the making: {p:?}"
+    );
+    // Deletion forgets it.
+    ctx.memory.forget("uid-1");
+    assert_eq!(ctx.remembered(), 0);
+}
+
+fn api_for(ctx: &Context) -> Api<CertificatePush> {
+    Api::namespaced(ctx.client.clone(), "ns")
+}
+
+/// A first push costs the Secret GET, the status write and the Event, not a GET of the object; any later
+/// reconcile of the same object reads it fresh, so a cache that lags this process's own write pushes nothing.
+#[tokio::test]
+async fn first_sight_skips_the_object_get_and_later_reconciles_read_fresh() {
+    const TOKEN: &str = "unit-good-token-0000000000000000000000000000000";
+    let sim = Sim::start(
+        SimConfig {
+            tokens: vec![TOKEN.into()],
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (ctx, server) = mocked_context(&sim.url());
+    let mut obj = cp("ns", "one", "scm");
+    obj.metadata.uid = Some("uid-1".into());
+    obj.metadata.generation = Some(1);
+    let written: Arc<Mutex<serde_json::Value>> = Arc::new(Mutex::new(serde_json::to_value(&obj).unwrap()));
+    let store = written.clone();
+    let seen = serve(server, move |what, body| match what {
+        w if w.ends_with("/secrets/scm") => (200, secret(TOKEN)),
+        w if w.ends_with("/status") => {
+            let mut o = lock(&store).clone();
+            o["status"] = body["status"].clone();
+            *lock(&store) = o.clone();
+            (200, o)
+        }
+        w if w.starts_with("GET") => (200, lock(&store).clone()),
+        _ => (201, json!({})),
+    });
+    // The cache still shows the object without status, as it was created.
+    let stale = Arc::new(obj);
+    reconcile(stale.clone(), ctx.clone()).await.expect("pushed");
+    let first: Vec<String> = paths(&seen).into_iter().filter(|p| !p.contains("/events")).collect();
+    assert_eq!(
+        first,
+        [
+            "GET /api/v1/namespaces/ns/secrets/scm".to_owned(),
+            format!("PATCH {PATH}/status")
+        ]
+    );
+    assert_eq!(sim.successful_pushes().len(), 1);
+    // A Secret event brings the same stale cached object back: it is read fresh, and nothing is pushed.
+    ctx.events.flush().await;
+    lock(&seen).clear();
+    let action = reconcile(stale, ctx).await.expect("up to date");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+    assert_eq!(sim.pushes().len(), 1);
+}
+
+/// Defect: a 401 whose status write failed was re-sent on the next reconcile, a second later.
+#[tokio::test]
+async fn a_refused_credential_is_not_resent_when_its_status_could_not_be_saved() {
+    let sim = Sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (ctx, server) = mocked_context(&sim.url());
+    let mut obj = cp("ns", "one", "scm");
+    obj.metadata.uid = Some("uid-1".into());
+    obj.metadata.generation = Some(1);
+    obj.status = Some(status::pending(&Default::default(), 1, Timestamp::now()));
+    let stored = serde_json::to_value(&obj).unwrap();
+    // The operator may not write status (RBAC without certificatepushes/status) until `allow` is set.
+    let allow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let allowed = allow.clone();
+    let seen = serve(server, move |what, body| match what {
+        w if w.ends_with("/secrets/scm") => (200, secret(BAD_TOKEN)),
+        w if w.ends_with("/status") && allowed.load(std::sync::atomic::Ordering::SeqCst) => {
+            let mut o = stored.clone();
+            o["status"] = body["status"].clone();
+            (200, o)
+        }
+        w if w.ends_with("/status") => (403, api_status(403, "Forbidden")),
+        w if w.starts_with("GET") => (200, stored.clone()),
+        _ => (201, json!({})),
+    });
+    let obj = Arc::new(obj);
+    assert!(
+        reconcile(obj.clone(), ctx.clone()).await.is_err(),
+        "the status write failed"
+    );
+    assert_eq!(sim.pushes().len(), 1);
+    assert_eq!(sim.pushes()[0].status, 401);
+    // Status still forbidden: nothing new may be sent.
+    assert!(reconcile(obj.clone(), ctx.clone()).await.is_err());
+    assert_eq!(sim.pushes().len(), 1, "the rejected token was sent again");
+    // Status allowed: the kept 401 is saved first, and the object stays stalled.
+    allow.store(true, std::sync::atomic::Ordering::SeqCst);
+    let action = reconcile(obj.clone(), ctx.clone()).await.expect("saved");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(sim.pushes().len(), 1, "the rejected token was sent again");
+    let saved = lock(&seen)
+        .iter()
+        .rev()
+        .find(|(p, _)| p.ends_with("/status"))
+        .map(|(_, b)| b.clone())
+        .unwrap();
+    assert_eq!(saved["status"]["conditions"][0]["reason"], "Unauthorized");
+    assert_eq!(ctx.remembered(), 0);
+}
+
+#[tokio::test]
+async fn unsaved_push_is_saved_first_and_nothing_is_pushed_again() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    ctx.memory.keep_unsaved("uid-1", pushed.clone());
+    let echo = with_status(&obj, &pushed);
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |what, _| {
+        if what.starts_with("GET") {
+            (200, stored.clone())
+        } else {
+            (200, echo.clone())
+        }
+    });
+    let action = reconcile(Arc::new(obj), ctx.clone()).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    // Anything further (a Secret GET before a push) would be a second push in the making.
+    assert_eq!(paths(&seen), [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+    assert_eq!(ctx.remembered(), 0);
+}
+
+#[tokio::test]
+async fn stale_cache_after_a_push_does_not_push_again() {
+    // The reflector still holds the object as it was before this operator's own status write (a Secret
+    // event triggered the reconcile first); the API server already has pushedGeneration.
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (stale, pushed) = pushed_object();
+    let stored = with_status(&stale, &pushed);
+    let seen = serve(server, move |_, _| (200, stored.clone()));
+    let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    // A Secret GET would be the first step of a second push.
+    assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+}
+
+#[tokio::test]
+async fn stalled_object_rechecks_its_secret() {
+    // A rotated Secret ends a 401 stall only if the reconcile it triggers looks at the Secret.
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (mut obj, _) = pushed_object();
+    let pending = obj.status.clone().unwrap();
+    let failure = PushFailure {
+        kind: FailureKind::Unauthorized,
+        http_status: Some(401),
+        error_code: Some("APIGW.0301".into()),
+        error_message: "Incorrect IAM authentication information".into(),
+        request_id: None,
+        retry_after: None,
+        outcome_unknown: false,
+    };
+    obj.status = Some(status::failed(&pending, &attempt(3), &failure, 1, None));
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |what, _| match what {
+        w if w.ends_with("/secrets/scm") => (404, api_status(404, "NotFound")),
+        _ => (200, stored.clone()),
+    });
+    let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        paths(&seen)[..3],
+        [
+            format!("GET {PATH}"),
+            "GET /api/v1/namespaces/ns/secrets/scm".to_string(),
+            format!("PATCH {PATH}/status"),
+        ]
+    );
+    // The Secret is gone now: the status says so.
+    let sent = lock(&seen)[2].1.clone();
+    assert_eq!(sent["status"]["conditions"][0]["reason"], "CredentialsNotFound");
+}
+
+#[tokio::test]
+async fn steady_state_costs_no_api_call() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (mut obj, pushed) = pushed_object();
+    obj.status = Some(pushed);
+    // Every request is answered (with an error), so a regression that makes one fails instead of hanging.
+    let seen = serve(server, |_, _| (500, api_status(500, "InternalError")));
+    let action = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(obj), ctx))
+        .await
+        .expect("reconcile returns")
+        .expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(paths(&seen), Vec::<String>::new());
+}
+
+/// Defect: the in-memory maps kept entries of deleted objects forever.
+#[tokio::test]
+async fn memory_of_deleted_objects_is_dropped() {
+    let (ctx, _server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    let mut other = obj.clone();
+    other.metadata.uid = Some("uid-2".into());
+    other.metadata.name = Some("two".into());
+    for uid in ["uid-1", "uid-2", "uid-gone"] {
+        ctx.memory.keep_unsaved(uid, pushed.clone());
+        ctx.memory.count_error(uid);
+    }
+    // A watch Delete event.
+    ctx.forget(&obj);
+    assert_eq!(ctx.remembered(), 4);
+    // A re-list after the watch was down: only objects that still exist are remembered.
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(other));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    ctx.forget_all_but(&store);
+    assert_eq!(ctx.remembered(), 2);
+    assert!(ctx.memory.has_unsaved("uid-2") && ctx.memory.errors("uid-2") == 1);
+}

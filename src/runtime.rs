@@ -1,0 +1,375 @@
+//! The process wiring, built once from the `run` flags ([`crate::cli::RunArgs::runtime`]): the Kubernetes and SCM
+//! clients, the metrics registry and the admin server that serves it, leader election, the Event queue and the one
+//! shutdown signal. [`crate::controller::run`] takes it and only sets up the watches and the Controller.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, PartialObjectMeta};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::cli::RunArgs;
+use crate::controller::FIELD_MANAGER;
+use crate::crd::CertificatePush;
+use crate::events::EventQueue;
+use crate::leader::{Election, Leadership};
+use crate::metrics::{self, Metrics, ResourceCounts};
+use crate::scm::{ScmClient, ScmMetrics};
+use crate::server::{self, WatchHealth};
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// No Kubernetes client could be configured.
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    /// CertificatePushes could not be listed at startup.
+    #[error("cannot list CertificatePushes ({source}); {}", startup_hint(source))]
+    CrdUnavailable {
+        /// The failed list call.
+        #[source]
+        source: kube::Error,
+    },
+    /// The SCM client configuration is invalid.
+    #[error(transparent)]
+    ScmClient(#[from] crate::scm::client::ClientError),
+    /// The extra CA file could not be read.
+    #[error("reading --scm-ca-file {path:?}: {source}")]
+    CaFile {
+        /// The path given.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The health and metrics endpoint could not be served.
+    #[error("serving --metrics-addr: {0}")]
+    Server(#[source] std::io::Error),
+    /// The leader election flags do not nest (retry period < renew deadline < lease duration).
+    #[error("{0}")]
+    LeaderConfig(String),
+    /// Leader election could not start or failed.
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+/// What to check when the startup list fails: a 404 is a missing CRD, a 401/403 is credentials or RBAC,
+/// anything else is the connection to the API server.
+fn startup_hint(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            "the CRD is not installed: `certpush-operator crd | kubectl apply --server-side -f -`"
+        }
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            "the operator's identity may not list certificatepushes.scm.certpush.dev: check its credentials and RBAC"
+        }
+        _ => "the Kubernetes API server is unreachable or unhealthy: check KUBECONFIG or the in-cluster configuration",
+    }
+}
+
+/// Everything the controller runs on, built and checked before it starts.
+pub struct Runtime {
+    /// Kubernetes client.
+    pub client: Client,
+    /// SCM client for the configured endpoint, counting its requests in the registry.
+    pub scm: ScmClient,
+    /// The namespace watched (`--namespace`), or all.
+    pub namespace: Option<String>,
+    /// Reconciles at once (`--concurrency`).
+    pub concurrency: u16,
+    /// The controller's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Posts Events beside the reconciles.
+    pub events: EventQueue,
+    /// Whether this replica may act (always, without leader election).
+    pub leadership: Leadership,
+    /// Yields each time this replica starts leading (never without leader election).
+    pub became_leader: BoxStream<'static, ()>,
+    /// The health of the two watches, which `/readyz` and `/healthz` report.
+    pub watches: Watches,
+    /// The cache of CertificatePushes (read by `certpush_resources` at each scrape) and its writer.
+    pub store: (Store<CertificatePush>, Writer<CertificatePush>),
+    /// SIGTERM or SIGINT.
+    pub shutdown: Shutdown,
+    /// What shutdown drains once the Controller has stopped.
+    pub drain: Drain,
+}
+
+/// The health of each watch the controller runs.
+pub struct Watches {
+    /// The CertificatePush watch.
+    pub pushes: Arc<WatchHealth>,
+    /// The Secret (metadata) watch.
+    pub secrets: Arc<WatchHealth>,
+}
+
+impl Runtime {
+    /// Connects, checks the CRD is served, registers the metrics, starts the admin server and joins leader election.
+    pub async fn build(args: RunArgs) -> Result<Self, StartupError> {
+        let client = Client::try_default().await?;
+        let ca = match &args.scm_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| StartupError::CaFile {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let scm = ScmClient::with_timeout(&args.scm_endpoint, ca.as_deref(), args.scm_timeout)?
+            .with_rate_limit(args.scm_qps, args.scm_burst)
+            .with_metrics(ScmMetrics::register(registry.sub_registry_with_prefix(metrics::PREFIX)));
+        // Fail fast with a hint instead of a controller that silently watches nothing.
+        let pushes: Api<CertificatePush> = match &args.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        if let Err(e) = pushes.list(&ListParams::default().limit(1)).await {
+            return Err(StartupError::CrdUnavailable { source: e });
+        }
+        info!(endpoint = %scm.endpoint(), namespace = args.namespace.as_deref().unwrap_or("<all>"), concurrency = args.concurrency, "starting controller");
+
+        let (store, writer) = reflector::store();
+        registry
+            .sub_registry_with_prefix(metrics::PREFIX)
+            .register_collector(Box::new(ResourceCounts(store.clone())));
+        metrics.max_concurrent_reconciles(args.concurrency);
+        let watches = Watches {
+            pushes: Arc::default(),
+            secrets: Arc::default(),
+        };
+        serve_admin(&args, &watches, registry).await?;
+
+        let election = match args.leader_config() {
+            Some(config) => {
+                config.validate().map_err(StartupError::LeaderConfig)?;
+                info!(lease = %config.lease_name, namespace = %config.lease_namespace, identity = %config.identity, "joining leader election");
+                Some(Election::start(client.clone(), &config).await?)
+            }
+            None => None,
+        };
+        let leadership = election
+            .as_ref()
+            .map_or_else(Leadership::always, |e| e.leadership.clone());
+        let became_leader = leadership_changes(election.as_ref(), &metrics, &args.lease_name);
+        let events = EventQueue::start(recorder(&client));
+        let shutdown = Shutdown::on_signal();
+        Ok(Self {
+            client,
+            drain: Drain {
+                scm: scm.clone(),
+                events: events.clone(),
+                election,
+                shutdown: shutdown.clone(),
+            },
+            scm,
+            namespace: args.namespace,
+            concurrency: args.concurrency,
+            metrics,
+            events,
+            leadership,
+            became_leader,
+            watches,
+            store: (store, writer),
+            shutdown,
+        })
+    }
+
+    /// The CertificatePush and Secret (metadata only) APIs of the watched namespace, or of all.
+    pub fn watched_apis(&self) -> (Api<CertificatePush>, Api<PartialObjectMeta<Secret>>) {
+        match &self.namespace {
+            Some(ns) => (
+                Api::namespaced(self.client.clone(), ns),
+                Api::namespaced(self.client.clone(), ns),
+            ),
+            None => (Api::all(self.client.clone()), Api::all(self.client.clone())),
+        }
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `--metrics-addr` in the background.
+async fn serve_admin(args: &RunArgs, watches: &Watches, registry: Registry) -> Result<(), StartupError> {
+    let health = server::Health {
+        watches: vec![
+            ("certificatepushes", watches.pushes.clone()),
+            ("secrets", watches.secrets.clone()),
+        ],
+        registry: Arc::new(registry),
+        unready_after: Duration::from_secs(args.unready_after_seconds),
+        unhealthy_after: Duration::from_secs(args.unhealthy_after_seconds),
+    };
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(StartupError::Server)?;
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, health).await {
+            warn!(error = %e, "health and metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
+/// The Event recorder, naming this Pod as the reporting instance.
+fn recorder(client: &Client) -> Recorder {
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        },
+    )
+}
+
+/// Yields each time this replica starts leading, keeping `leader_election_master_status` current; without an
+/// election the replica always leads and nothing is yielded.
+fn leadership_changes(election: Option<&Election>, metrics: &Arc<Metrics>, lease: &str) -> BoxStream<'static, ()> {
+    let Some(election) = election else {
+        metrics.leading(lease, true);
+        return futures::stream::pending().boxed();
+    };
+    metrics.leading(lease, false);
+    let (metrics, lease) = (metrics.clone(), lease.to_owned());
+    futures::stream::unfold(election.leading.clone(), move |mut leading| {
+        let (metrics, lease) = (metrics.clone(), lease.clone());
+        async move {
+            loop {
+                leading.changed().await.ok()?;
+                let now = *leading.borrow_and_update();
+                metrics.leading(&lease, now);
+                if now {
+                    return Some(((), leading));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The one shutdown signal of the process: SIGTERM or SIGINT asks for a graceful stop, a second one forces it.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<u8>);
+
+impl Shutdown {
+    /// Starts the one listener for SIGTERM and SIGINT.
+    pub fn on_signal() -> Self {
+        let (tx, rx) = watch::channel(0u8);
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                signal().await;
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Self(rx)
+    }
+
+    /// Resolves once a graceful stop was asked for.
+    pub fn signaled(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        self.reached(1)
+    }
+
+    /// Resolves once a second signal asked to stop at once.
+    pub fn forced(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        self.reached(2)
+    }
+
+    fn reached(&self, signals: u8) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            // The listener never ends before its second signal, so the channel stays open until then.
+            while *rx.borrow_and_update() < signals {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// What shutdown finishes once the Controller has stopped taking work.
+pub struct Drain {
+    scm: ScmClient,
+    events: EventQueue,
+    election: Option<Election>,
+    shutdown: Shutdown,
+}
+
+impl Drain {
+    /// Runs `controller` until it ends (a graceful stop lets reconciles in flight finish; a second signal drops
+    /// them), with SCM requests still waiting for a rate-limit token dropped at the first signal; then posts the
+    /// last Events and releases the Lease, each bounded.
+    pub async fn run(self, controller: impl std::future::Future<Output = ()>) {
+        let (scm, signaled) = (self.scm.clone(), self.shutdown.signaled());
+        // Reconciles waiting for a token then send nothing and end, so shutdown waits only for requests already
+        // sent, well within the grace period.
+        tokio::spawn(async move {
+            signaled.await;
+            info!("shutting down: SCM requests not yet sent are dropped");
+            scm.stop_sending();
+        });
+        tokio::select! {
+            () = controller => info!("controller stopped"),
+            () = self.shutdown.forced() => warn!("forced shutdown: reconciles in flight were dropped"),
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.events.flush())
+            .await
+            .is_err()
+        {
+            warn!("some Events were not sent before shutdown");
+        }
+        if let Some(election) = self.election {
+            // Released at once, a standby takes over now instead of after the lease duration.
+            election.release(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn startup_failure_names_what_to_fix() {
+        let message = |e| StartupError::CrdUnavailable { source: e }.to_string();
+        assert!(message(api_error(404)).contains("CRD is not installed"));
+        assert!(message(api_error(403)).contains("RBAC"));
+        assert!(message(api_error(401)).contains("credentials"));
+        assert!(message(api_error(500)).contains("unreachable"));
+        let io = kube::Error::Service(Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
+        let m = message(io);
+        assert!(m.contains("unreachable") && !m.contains("CRD"), "{m}");
+    }
+}
