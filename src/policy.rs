@@ -136,7 +136,7 @@ mod tests {
     }
 
     const NOW: &str = "2026-01-01T00:00:00Z";
-    const ENDPOINT: &str = "https://scm.cn-north-4.myhuaweicloud.com/";
+    pub(super) const ENDPOINT: &str = "https://scm.cn-north-4.myhuaweicloud.com/";
 
     fn observe<'a>(status: &'a CertificatePushStatus, generation: i64, digest: Option<&'a str>) -> Observed<'a> {
         Observed {
@@ -162,7 +162,8 @@ mod tests {
         }
     }
 
-    fn attempt(generation: i64, digest: &'static str) -> Attempt<'static> {
+    /// An attempt at `generation` with the credential whose digest is `digest`.
+    pub(super) fn attempt(generation: i64, digest: &'static str) -> Attempt<'static> {
         Attempt {
             generation,
             push_request: None,

@@ -238,68 +238,27 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         return Ok(action);
     }
 
-    // Anything that writes starts from a fresh read: the cache can lag this operator's own last status
-    // write (a Secret event may arrive first), and deciding on it would push the same generation twice. The
-    // one exception is an object without any status that this process has never worked on: no write of
-    // this process can be missing from the cache, and a restart starts from a consistent list, so the
-    // cached object is as good as a fresh one and the GET (a quarter of a first push's API requests) is saved.
     let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), &ns);
-    let cp = if cached.status.is_none() && ctx.memory.first_sight(&uid) {
-        cached.clone()
-    } else {
-        let Some(cp) = api.get_opt(&name).await? else {
-            ctx.memory.forget(&uid);
-            return Ok(Action::await_change());
-        };
-        cp
-    };
-    if cp.uid().as_deref() != Some(uid.as_str()) {
-        // Deleted and recreated under the same name; the new object gets its own reconcile.
-        ctx.memory.forget(&uid);
+    let Some(cp) = fresh(ctx, &api, cached, &uid).await? else {
         return Ok(Action::await_change());
-    }
+    };
     // The finalizer is there before anything is imported, so every import is covered.
     if cp.spec.deletes_imports() != cleanup::has_finalizer(&cp) {
         cleanup::set_finalizer(&api, &cp, cp.spec.deletes_imports()).await?;
     }
-    let generation = cp.metadata.generation.unwrap_or(0);
-    let mut current = cp.status.clone().unwrap_or_default();
-
-    if let Some(kept) = ctx.memory.take_unsaved(&uid) {
-        let written = persist::save(&api, &name, &current, &kept).await;
-        if persist::keep_unless_saved(ctx, &cp, &kept, written).await? == Written::Gone {
-            return Ok(Action::await_change());
-        }
-        current = kept;
-    }
-    // First sight: the Pending status is only written if the first SCM request is slow (see `Progress`), so a
-    // quick push costs two writes (its status and its Event), not three.
-    let mut progress = Progress::default();
-    if status::ready(&current).is_none() {
-        let pending = status::pending(&current, generation, now);
-        progress = Progress::new(&api, &name, &current, &pending);
-        current = pending;
-    }
-
+    let Some((current, progress)) = restore(ctx, &api, &cp, now).await? else {
+        return Ok(Action::await_change());
+    };
     let obj = push::Reconciling {
         cp: &cp,
         api: &api,
         current: &current,
         now,
     };
-
-    // What to push: a certificate in SCM, or the one in the source TLS Secret, checked before anything is sent.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let source = match cp.spec.source() {
-        Ok(CertificateSource::Id(_)) => None,
-        Ok(CertificateSource::Secret(secret_name)) => {
-            let secret = secrets.get_opt(secret_name).await?;
-            match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
-                Ok(tls) => Some(Source::new(tls, secret_name, secret.as_ref())),
-                Err(message) => return push::refuse(ctx, obj, (Reason::InvalidSource, &message)).await,
-            }
-        }
-        Err(message) => return push::refuse(ctx, obj, (Reason::InvalidSpec, &message)).await,
+    let source = match read_source(&secrets, &cp, now).await? {
+        Ok(source) => source,
+        Err((reason, message)) => return push::refuse(ctx, obj, (reason, &message)).await,
     };
     let fingerprint = source.as_ref().map(|s| s.tls.fingerprint.as_str());
 
@@ -317,6 +276,86 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         }
     };
     push::push(ctx, obj, read, source, cause, progress).await
+}
+
+/// The object to act on, read fresh; None when it is gone or was re-created under its name (the new object gets
+/// its own reconcile).
+///
+/// Anything that writes starts from a fresh read: the cache can lag this operator's own last status write (a
+/// Secret event may arrive first), and deciding on it would push the same generation twice. The one exception is
+/// an object without any status that this process has never worked on: no write of this process can be missing
+/// from the cache, and a restart starts from a consistent list, so the cached object is as good as a fresh one and
+/// the GET (a quarter of a first push's API requests) is saved.
+async fn fresh(
+    ctx: &Context,
+    api: &Api<CertificatePush>,
+    cached: &CertificatePush,
+    uid: &str,
+) -> Result<Option<CertificatePush>, Error> {
+    let cp = if cached.status.is_none() && ctx.memory.first_sight(uid) {
+        cached.clone()
+    } else {
+        match api.get_opt(&cached.name_any()).await? {
+            Some(cp) => cp,
+            None => {
+                ctx.memory.forget(uid);
+                return Ok(None);
+            }
+        }
+    };
+    if cp.uid().as_deref() != Some(uid) {
+        ctx.memory.forget(uid);
+        return Ok(None);
+    }
+    Ok(Some(cp))
+}
+
+/// The status to decide on: a status kept in memory after a failed write is saved first and becomes it; before
+/// the first outcome, it is Pending (None when the object went away while saving).
+///
+/// The Pending status is only written if the first SCM request is slow (see [`Progress`]), so a quick push costs
+/// two writes (its status and its Event), not three.
+async fn restore(
+    ctx: &Context,
+    api: &Api<CertificatePush>,
+    cp: &CertificatePush,
+    now: Timestamp,
+) -> Result<Option<(CertificatePushStatus, Progress)>, Error> {
+    let name = cp.name_any();
+    let mut current = cp.status.clone().unwrap_or_default();
+    if let Some(kept) = ctx.memory.take_unsaved(&cp.uid().unwrap_or_default()) {
+        let written = persist::save(api, &name, &current, &kept).await;
+        if persist::keep_unless_saved(ctx, cp, &kept, written).await? == Written::Gone {
+            return Ok(None);
+        }
+        current = kept;
+    }
+    if status::ready(&current).is_some() {
+        return Ok(Some((current, Progress::default())));
+    }
+    let pending = status::pending(&current, cp.metadata.generation.unwrap_or(0), now);
+    let progress = Progress::new(api, &name, &current, &pending);
+    Ok(Some((pending, progress)))
+}
+
+/// What to push: a certificate in SCM (None), or the one in the source TLS Secret, checked before anything is
+/// sent; `Err` says why nothing can be sent.
+async fn read_source(
+    secrets: &Api<Secret>,
+    cp: &CertificatePush,
+    now: Timestamp,
+) -> Result<Result<Option<Source>, (Reason, String)>, Error> {
+    Ok(match cp.spec.source() {
+        Ok(CertificateSource::Id(_)) => Ok(None),
+        Ok(CertificateSource::Secret(secret_name)) => {
+            let secret = secrets.get_opt(secret_name).await?;
+            match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
+                Ok(tls) => Ok(Some(Source::new(tls, secret_name, secret.as_ref()))),
+                Err(message) => Err((Reason::InvalidSource, message)),
+            }
+        }
+        Err(message) => Err((Reason::InvalidSpec, message)),
+    })
 }
 
 /// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.

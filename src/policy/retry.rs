@@ -102,10 +102,9 @@ pub fn error_delay(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::tests::{ENDPOINT, attempt};
     use crate::policy::{Observed, Step, next_step};
     use crate::scm::{FailureKind, PushFailure};
-
-    const ENDPOINT: &str = "http://127.0.0.1:9/";
 
     #[test]
     fn backoff_doubles_from_5s_to_a_10_minute_cap() {
@@ -124,17 +123,6 @@ mod tests {
     fn retry_after_is_honoured_when_longer() {
         assert_eq!(backoff(1, Some(Duration::from_secs(30)), 0.5), Duration::from_secs(30));
         assert_eq!(backoff(5, Some(Duration::from_secs(1)), 0.5), Duration::from_secs(80));
-    }
-
-    fn attempt(generation: i64) -> Attempt<'static> {
-        Attempt {
-            generation,
-            push_request: None,
-            credentials_digest: Some("sha256:1"),
-            endpoint: ENDPOINT,
-            target: "x",
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
-        }
     }
 
     /// Defect: status keeps whole seconds, and the due time was truncated, so a retry could come up to a second
@@ -156,7 +144,10 @@ mod tests {
             "2026-01-01T00:00:00.001Z",
         ] {
             let now: Timestamp = now.parse().unwrap();
-            let attempt = Attempt { now, ..attempt(3) };
+            let attempt = Attempt {
+                now,
+                ..attempt(3, "sha256:1")
+            };
             for jitter in [0.0, 0.5, 0.999] {
                 let (new, action) = after_attempt(
                     &Default::default(),

@@ -1,0 +1,199 @@
+//! The condition reasons the operator writes, and what ends each state: the one table the policy, the status
+//! transitions and the README's failure-reason table read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crd::{from_wire_name, wire_name};
+use crate::scm::FailureKind;
+
+/// Every reason the operator writes into conditions; serde's names for the variants are the condition reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    /// Seen, not pushed yet.
+    Pending,
+    /// SCM accepted the push.
+    Pushed,
+    /// A transient failure; a retry is scheduled.
+    Retrying,
+    /// The Secret or its key is missing.
+    CredentialsNotFound,
+    /// The token in the Secret cannot be valid.
+    InvalidCredentials,
+    /// SCM answered 401.
+    Unauthorized,
+    /// SCM answered 403.
+    Forbidden,
+    /// SCM answered 404.
+    CertificateNotFound,
+    /// SCM refused the push.
+    PushRejected,
+    /// The spec names neither or both of certificateId and sourceSecretRef.
+    InvalidSpec,
+    /// The source TLS Secret is missing or its certificate cannot be imported.
+    InvalidSource,
+}
+
+/// What brings a failure state back to a push, besides a spec change or a new push-requested-at value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lift {
+    /// Not a failure.
+    None,
+    /// Retried on its own, with backoff.
+    Backoff,
+    /// Any change of the Secret: nothing was sent, so re-reading it costs SCM nothing.
+    SecretChange,
+    /// A different credential in the Secret (its digest), not a label or annotation edit.
+    CredentialChange,
+    /// Only a spec change; a stall blamed on the endpoint also lifts when --scm-endpoint changes.
+    SpecChange,
+}
+
+impl Reason {
+    /// Every reason, in the README's order.
+    pub const ALL: [Reason; 11] = [
+        Reason::Pending,
+        Reason::Pushed,
+        Reason::Retrying,
+        Reason::CredentialsNotFound,
+        Reason::InvalidCredentials,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::CertificateNotFound,
+        Reason::PushRejected,
+        Reason::InvalidSpec,
+        Reason::InvalidSource,
+    ];
+
+    /// Parses a reason read back from status.
+    pub fn parse(s: &str) -> Option<Self> {
+        from_wire_name(s)
+    }
+
+    /// What ends this state; the policy and the README's table both read it from here.
+    pub fn lift(self) -> Lift {
+        match self {
+            Reason::Pending | Reason::Pushed => Lift::None,
+            Reason::Retrying => Lift::Backoff,
+            // Nothing was sent: the Secrets are read again whenever one changes.
+            Reason::CredentialsNotFound | Reason::InvalidCredentials | Reason::InvalidSource => Lift::SecretChange,
+            // A 404 sent nothing anywhere, and another account's credential may see the certificate.
+            Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound => Lift::CredentialChange,
+            // A refusal may be SCM refusing a repeat of a push that landed: a new credential must not re-send it.
+            Reason::PushRejected | Reason::InvalidSpec => Lift::SpecChange,
+        }
+    }
+
+    /// Whether this state waits for a human (a changed spec, Secret or re-push annotation).
+    pub fn stalls(self) -> bool {
+        !matches!(self.lift(), Lift::None | Lift::Backoff)
+    }
+
+    /// The causes of this state, as the README's failure table says them.
+    fn cause(self) -> &'static str {
+        match self {
+            Reason::Pending => "seen, not pushed yet",
+            Reason::Pushed => "SCM answered HTTP 204",
+            Reason::Retrying => {
+                "nothing sent (connect error), no answer after sending (timeout, reset: the outcome is unknown, \
+                 see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing"
+            }
+            Reason::CredentialsNotFound => "the Secret does not exist; nothing is sent",
+            Reason::InvalidCredentials => {
+                "the Secret holds neither a token nor `accessKey`+`secretKey`, or both kinds, or a malformed value \
+                 (a token shorter than 32 characters after trimming, an AK that is not letters and digits, \
+                 `projectId` and `domainId` together); nothing is sent"
+            }
+            Reason::Unauthorized => {
+                "SCM answered 401 (`APIGW.0301` bad token or signature, unknown or locked AK; `APIGW.0307` expired \
+                 token)"
+            }
+            Reason::Forbidden => "SCM answered 403 (the IAM user lacks `scm:cert:push`)",
+            Reason::CertificateNotFound => "SCM answered 404 (no such certificate)",
+            Reason::PushRejected => {
+                "any other 4xx, a 5xx with another code (`SCM.*`), a 404 `APIGW.0101` or a 2xx other than 204 \
+                 (both: wrong `--scm-endpoint`); also an import SCM refused"
+            }
+            Reason::InvalidSpec => {
+                "the spec sets neither or both of `certificateId` and `sourceSecretRef` (stored before the schema \
+                 checked it); nothing is sent"
+            }
+            Reason::InvalidSource => {
+                "the source Secret is missing, or its certificate cannot be imported: PEM that does not parse, a \
+                 key that does not belong to the leaf, a leaf outside its validity window, a chain out of order, \
+                 or parts longer than SCM accepts; nothing is sent"
+            }
+        }
+    }
+
+    /// When this state ends, as the README's failure table says it.
+    fn when_lifted(self) -> &'static str {
+        match self.lift() {
+            Lift::None => "-",
+            Lift::Backoff => "yes, with backoff",
+            Lift::SecretChange => "when the Secret changes",
+            Lift::CredentialChange => "when the credential in the Secret changes (not its labels or annotations)",
+            Lift::SpecChange => "when the spec changes; a wrong-endpoint stall also when `--scm-endpoint` changes",
+        }
+    }
+
+    /// The README's failure-reason table, generated so that the documentation cannot drift from the code.
+    pub fn table() -> String {
+        let mut out = String::from(
+            "| Reason | Cause | Pushed again (besides a spec change or a new re-push annotation) |\n|---|---|---|\n",
+        );
+        for r in Self::ALL.into_iter().filter(|r| r.lift() != Lift::None) {
+            out.push_str(&format!("| `{}` | {} | {} |\n", r, r.cause(), r.when_lifted()));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&wire_name(self))
+    }
+}
+
+impl From<FailureKind> for Reason {
+    fn from(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::Transient => Reason::Retrying,
+            FailureKind::Unauthorized => Reason::Unauthorized,
+            FailureKind::Forbidden => Reason::Forbidden,
+            FailureKind::CertificateNotFound => Reason::CertificateNotFound,
+            FailureKind::Rejected => Reason::PushRejected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_failure_table_is_generated_from_the_code() {
+        let readme = include_str!("../../README.md");
+        let table = Reason::table();
+        assert!(
+            readme.contains(&table),
+            "README.md's failure-reason table differs from the code; replace it with:\n{table}"
+        );
+    }
+
+    #[test]
+    fn reasons_roundtrip_and_classify() {
+        for r in [
+            Reason::Unauthorized,
+            Reason::Pushed,
+            Reason::Retrying,
+            Reason::InvalidCredentials,
+        ] {
+            assert_eq!(Reason::parse(&r.to_string()), Some(r));
+        }
+        assert!(Reason::PushRejected.stalls() && Reason::CredentialsNotFound.stalls());
+        assert!(!Reason::Retrying.stalls() && !Reason::Pushed.stalls());
+        // A refusal SCM sent waits for a new credential; a problem found before sending is re-read on any change.
+        assert_eq!(Reason::Unauthorized.lift(), Lift::CredentialChange);
+        assert_eq!(Reason::InvalidCredentials.lift(), Lift::SecretChange);
+    }
+}
