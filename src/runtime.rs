@@ -30,7 +30,7 @@ use crate::server::{self, WatchHealth};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// No Kubernetes client could be configured.
-    #[error("Kubernetes client: {0}")]
+    #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     /// CertificatePushes could not be listed at startup.
     #[error("cannot list CertificatePushes ({source}); {}", startup_hint(source))]
@@ -333,7 +333,7 @@ impl Drain {
         // sent, well within the grace period.
         tokio::spawn(async move {
             signaled.await;
-            info!("shutting down: SCM requests not yet sent are dropped");
+            info!("shutting down gracefully (a second signal forces it): SCM requests not yet sent are dropped");
             scm.stop_sending();
         });
         tokio::select! {
