@@ -12,8 +12,9 @@ use crate::crd::CertificatePushStatus;
 struct ObjectMemory {
     /// A status recorded after an SCM request (success or refusal) that could not be saved yet. It is saved before
     /// anything else is done with the object, so a lost status write never turns into a second push, nor into
-    /// re-sending a credential SCM just refused.
-    unsaved: Option<CertificatePushStatus>,
+    /// re-sending a credential SCM just refused. Boxed: it is rare, and every object this process pushed first
+    /// from the cache has an entry (`seen`), so the entry stays a few words.
+    unsaved: Option<Box<CertificatePushStatus>>,
     /// Consecutive reconcile errors, for error_policy's backoff.
     errors: u32,
     /// Failed attempts to delete a deleted object's imported certificates.
@@ -39,19 +40,25 @@ impl Memory {
         result
     }
 
+    /// Reads the entry of `uid` (the default when there is none) without creating one: most reconciles only ask.
+    fn peek<T>(&self, uid: &str, f: impl FnOnce(&ObjectMemory) -> T) -> T {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.get(uid).unwrap_or(&ObjectMemory::default()))
+    }
+
     /// Whether a status of `uid` waits to be saved.
     pub fn has_unsaved(&self, uid: &str) -> bool {
-        self.with(uid, |m| m.unsaved.is_some())
+        self.peek(uid, |m| m.unsaved.is_some())
     }
 
     /// Takes the status of `uid` that waits to be saved, if any.
     pub fn take_unsaved(&self, uid: &str) -> Option<CertificatePushStatus> {
-        self.with(uid, |m| m.unsaved.take())
+        self.with(uid, |m| m.unsaved.take().map(|status| *status))
     }
 
     /// Keeps `status` as the truth about `uid` until it is saved.
     pub fn keep_unsaved(&self, uid: &str, status: CertificatePushStatus) {
-        self.with(uid, |m| m.unsaved = Some(status));
+        self.with(uid, |m| m.unsaved = Some(Box::new(status)));
     }
 
     /// One more consecutive reconcile error of `uid`; returns the new count.
@@ -65,12 +72,14 @@ impl Memory {
     /// The consecutive reconcile errors of `uid`.
     #[cfg(test)]
     pub fn errors(&self, uid: &str) -> u32 {
-        self.with(uid, |m| m.errors)
+        self.peek(uid, |m| m.errors)
     }
 
     /// A reconcile of `uid` succeeded: its error backoff starts over.
     pub fn clear_errors(&self, uid: &str) {
-        self.with(uid, |m| m.errors = 0);
+        if self.peek(uid, |m| m.errors > 0) {
+            self.with(uid, |m| m.errors = 0);
+        }
     }
 
     /// One more failed cleanup attempt of `uid`; returns the new count.
@@ -123,6 +132,10 @@ mod tests {
         memory.clear_errors("a");
         assert_eq!(memory.0.lock().unwrap().len(), 0);
         assert!(memory.first_sight("b") && !memory.first_sight("b"));
+        assert!(
+            std::mem::size_of::<ObjectMemory>() <= 32,
+            "an entry per object stays small"
+        );
         assert_eq!((memory.count_cleanup("b"), memory.count_cleanup("b")), (1, 2));
         memory.forget("b");
         assert!(memory.first_sight("b"), "forgotten, it is new again");

@@ -337,7 +337,7 @@ def test_rbac_never_writes_secrets_or_anything_else(render):
                 assert "*" not in groups + resources + verbs, role["metadata"]["name"]
                 if "secrets" in resources:
                     assert verbs == ["get", "list", "watch"], role["metadata"]["name"]
-        # The operator writes status by server-side apply only: PATCH, never PUT (src/controller.rs).
+        # The operator writes status by server-side apply only: PATCH, never PUT (src/controller/persist.rs).
         operator_role = [r for r in objects.all("ClusterRole") + objects.all("Role") if r["metadata"]["name"] == "certpush-operator"]
         assert [verbs for _, res, verbs in rules_of(operator_role[0]) if "certificatepushes/status" in res] == [["patch"]]
 
