@@ -723,7 +723,7 @@ def readme_metrics_section() -> str:
 
 def stalling_reasons_from_readme() -> set[str]:
     """Reasons whose "pushed again" column is neither "-" nor a backoff retry: they wait for a human. The
-    README table is generated from status::Reason (src/status.rs), whose stalls() decides the same."""
+    README table is generated from status::Reason (src/status/reason.rs), whose stalls() decides the same."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### Failure reasons") :]
     table = section[section.index("\n|") : section.index("\n\n", section.index("\n|"))]
