@@ -47,9 +47,9 @@ impl TlsSource {
         self.private_key.clone()
     }
 
-    /// Reads and checks `secret` (None when it does not exist) at `now`; the error is a status message that never
+    /// Reads and checks `secret` (None when it does not exist) at `now`; the error's message is for status and never
     /// contains key material.
-    pub fn from_secret(secret: Option<&Secret>, name: &str, now: Timestamp) -> Result<Self, String> {
+    pub fn from_secret(secret: Option<&Secret>, name: &str, now: Timestamp) -> Result<Self, SourceError> {
         let secret = secret.ok_or_else(|| format!("source Secret {name:?} not found in this namespace"))?;
         let data = secret.data.as_ref();
         let get = |key: &str| {
@@ -59,7 +59,10 @@ impl TlsSource {
                 .ok_or_else(|| format!("source Secret {name:?} has no {key:?} (expected a kubernetes.io/tls Secret)"))
         };
         let (crt, key) = (get(TLS_CRT)?, get(TLS_KEY)?);
-        parse(crt, key, now).map_err(|problem| format!("source Secret {name:?}: {problem}"))
+        parse(crt, key, now).map_err(|problem| SourceError {
+            message: format!("source Secret {name:?}: {}", problem.message),
+            ..problem
+        })
     }
 }
 
@@ -87,8 +90,40 @@ impl Source {
     }
 }
 
-/// Parses and checks a PEM chain and key.
-pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, String> {
+/// Why the certificate of a source Secret cannot be imported, or not yet; never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    /// For status, Events and logs.
+    pub message: String,
+    /// When the leaf becomes valid, if that is all that stands in the way: every other check passed.
+    pub valid_from: Option<Timestamp>,
+}
+
+impl From<String> for SourceError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            valid_from: None,
+        }
+    }
+}
+
+/// Parses and checks a PEM chain and key. A leaf that is not valid yet is checked in every other way first, so that
+/// waiting for its `notBefore` is all that is left to do.
+pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, SourceError> {
+    let (source, not_before) = parse_at(crt, key, now)?;
+    if now < not_before {
+        return Err(SourceError {
+            message: format!("the certificate is not valid before {not_before}"),
+            valid_from: Some(not_before),
+        });
+    }
+    Ok(source)
+}
+
+/// Every check of [`parse`] but `notBefore`, which it returns.
+fn parse_at(crt: &[u8], key: &[u8], now: Timestamp) -> Result<(TlsSource, Timestamp), String> {
     let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<_, _>>()
         .map_err(|_| format!("{TLS_CRT} is not valid PEM"))?;
@@ -116,9 +151,6 @@ pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, String
     let validity = leaf.validity();
     let not_before = Timestamp::from_second(validity.not_before.timestamp()).map_err(|e| e.to_string())?;
     let not_after = Timestamp::from_second(validity.not_after.timestamp()).map_err(|e| e.to_string())?;
-    if now < not_before {
-        return Err(format!("the certificate is not valid before {not_before}"));
-    }
     if now > not_after {
         return Err(format!("the certificate expired at {not_after}"));
     }
@@ -150,13 +182,14 @@ pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, String
             ));
         }
     }
-    Ok(TlsSource {
+    let source = TlsSource {
         fingerprint: hex::encode(Sha256::digest(&ders[0])),
         not_after,
         certificate,
         chain,
         private_key,
-    })
+    };
+    Ok((source, not_before))
 }
 
 /// A PEM block with 64-character lines.
@@ -239,21 +272,59 @@ mod tests {
             (leaf.clone(), "not a key".to_owned(), "no unencrypted"),
         ];
         for (crt, key_pem, expected) in cases {
-            let error = parse(crt.as_bytes(), key_pem.as_bytes(), now()).unwrap_err();
+            let error = parse(crt.as_bytes(), key_pem.as_bytes(), now())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{expected}: {error}");
             assert!(!error.contains("PRIVATE KEY"), "{error}");
         }
-        let error = parse(leaf.as_bytes(), key.as_bytes(), "2026-04-02T00:00:00Z".parse().unwrap()).unwrap_err();
+        let error = parse(leaf.as_bytes(), key.as_bytes(), "2026-04-02T00:00:00Z".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("expired"), "{error}");
-        let error = parse(leaf.as_bytes(), key.as_bytes(), "2025-12-31T00:00:00Z".parse().unwrap()).unwrap_err();
+        let error = parse(leaf.as_bytes(), key.as_bytes(), "2025-12-31T00:00:00Z".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not valid before"), "{error}");
+    }
+
+    /// Defect: a leaf not valid yet was refused like a broken one, with nothing saying when it would do.
+    #[test]
+    fn a_leaf_not_valid_yet_says_from_when_once_everything_else_is_right() {
+        let (leaf, key, _) = chain();
+        let early: Timestamp = "2025-12-31T00:00:00Z".parse().unwrap();
+        let error = parse(leaf.as_bytes(), key.as_bytes(), early).unwrap_err();
+        assert_eq!(error.valid_from, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        // Anything else wrong is reported first: waiting would not fix it.
+        let (_, other_key, _) = chain();
+        let error = parse(leaf.as_bytes(), other_key.as_bytes(), early).unwrap_err();
+        assert!(
+            error.valid_from.is_none() && error.message.contains("does not belong"),
+            "{error:?}"
+        );
+        let secret = Secret {
+            data: Some(
+                [(TLS_CRT, &leaf), (TLS_KEY, &key)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let error = TlsSource::from_secret(Some(&secret), "web-tls", early).unwrap_err();
+        assert!(
+            error.valid_from.is_some() && error.message.starts_with("source Secret \"web-tls\""),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn a_missing_secret_or_key_names_what_is_expected() {
-        let error = TlsSource::from_secret(None, "web-tls", now()).unwrap_err();
+        let error = TlsSource::from_secret(None, "web-tls", now()).unwrap_err().to_string();
         assert!(error.contains("\"web-tls\" not found"), "{error}");
-        let error = TlsSource::from_secret(Some(&Secret::default()), "web-tls", now()).unwrap_err();
+        let error = TlsSource::from_secret(Some(&Secret::default()), "web-tls", now())
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("tls.crt") && error.contains("kubernetes.io/tls"),
             "{error}"

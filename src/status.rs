@@ -193,6 +193,18 @@ pub fn not_sent(
     status
 }
 
+/// The source certificate is right but not valid yet: nothing is sent, and the attempt is due again at `due`.
+pub fn not_yet_valid(
+    old: &CertificatePushStatus,
+    attempt: &Attempt,
+    message: &str,
+    due: Timestamp,
+) -> CertificatePushStatus {
+    let mut status = with_problem(old, attempt, Reason::NotYetValid, message.to_string());
+    status.next_retry_time = Some(format_time(due));
+    status
+}
+
 /// The request value a finished attempt has handled: the annotation's value when it succeeded or stalled.
 fn handled_request(old: &CertificatePushStatus, attempt: &Attempt) -> Option<String> {
     attempt

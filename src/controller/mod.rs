@@ -35,7 +35,7 @@ use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Observed, Step};
 use crate::scm::{Credentials, CredentialsError, ScmClient};
-use crate::source::{Source, TlsSource};
+use crate::source::{Source, SourceError, TlsSource};
 use crate::status::{self, Reason};
 use memory::Memory;
 use persist::{Progress, Written};
@@ -258,7 +258,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let source = match read_source(&secrets, &cp, now).await? {
         Ok(source) => source,
-        Err((reason, message)) => return push::refuse(ctx, obj, (reason, &message)).await,
+        Err(refusal) => return push::refuse(ctx, obj, refusal).await,
     };
     let fingerprint = source.as_ref().map(|s| s.tls.fingerprint.as_str());
 
@@ -339,22 +339,26 @@ async fn restore(
 }
 
 /// What to push: a certificate in SCM (None), or the one in the source TLS Secret, checked before anything is
-/// sent; `Err` says why nothing can be sent.
+/// sent; `Err` says why nothing can be sent (yet).
 async fn read_source(
     secrets: &Api<Secret>,
     cp: &CertificatePush,
     now: Timestamp,
-) -> Result<Result<Option<Source>, (Reason, String)>, Error> {
+) -> Result<Result<Option<Source>, push::Refusal>, Error> {
     Ok(match cp.spec.source() {
         Ok(CertificateSource::Id(_)) => Ok(None),
         Ok(CertificateSource::Secret(secret_name)) => {
             let secret = secrets.get_opt(secret_name).await?;
             match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
                 Ok(tls) => Ok(Some(Source::new(tls, secret_name, secret.as_ref()))),
-                Err(message) => Err((Reason::InvalidSource, message)),
+                Err(SourceError {
+                    message,
+                    valid_from: Some(at),
+                }) => Err(push::Refusal::NotYetValid(message, at)),
+                Err(e) => Err(push::Refusal::Invalid(Reason::InvalidSource, e.message)),
             }
         }
-        Err(message) => Err((Reason::InvalidSpec, message)),
+        Err(message) => Err(push::Refusal::Invalid(Reason::InvalidSpec, message)),
     })
 }
 

@@ -13,7 +13,7 @@ use tracing::warn;
 use super::{Context, FIELD_MANAGER};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus};
-use crate::status::{self, Attempt, Notice, Reason};
+use crate::status::{self, Notice};
 
 /// How long an SCM request may run before the Pending status is written.
 const PENDING_AFTER: Duration = Duration::from_secs(1);
@@ -81,17 +81,15 @@ pub(super) async fn record(
     Ok(())
 }
 
-/// Saves the status of an attempt stopped before any request, with its Event. Not kept in memory when the write
-/// fails: nothing was sent, so the next reconcile decides the same again.
+/// Saves `new`, the status of an attempt stopped before any request, with its Event. Not kept in memory when the
+/// write fails: nothing was sent, so the next reconcile decides the same again.
 pub(super) async fn record_not_sent(
     ctx: &Context,
     api: &Api<CertificatePush>,
     cp: &CertificatePush,
     current: &CertificatePushStatus,
-    attempt: &Attempt<'_>,
-    (reason, message): (Reason, &str),
+    new: CertificatePushStatus,
 ) -> Result<(), Error> {
-    let new = status::not_sent(current, attempt, reason, message);
     save(api, &cp.name_any(), current, &new).await?;
     notify(ctx, cp, current, &new);
     Ok(())

@@ -1,6 +1,9 @@
 //! One attempt: import the source certificate if SCM does not hold it yet, push, and record what happened; or, when
 //! nothing can be sent (spec, source Secret, credentials), record why.
 
+use std::time::Duration;
+
+use jiff::Timestamp;
 use kube::Api;
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
@@ -13,7 +16,7 @@ use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus};
 use crate::policy::{self, Cause};
 use crate::scm::{Credentials, CredentialsError, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
-use crate::status::{Attempt, Reason};
+use crate::status::{self, Attempt, Reason};
 
 /// The object an attempt is about: as read fresh, its API, and the status it starts from.
 #[derive(Clone, Copy)]
@@ -119,13 +122,40 @@ pub(super) async fn push(
     Ok(action)
 }
 
-/// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back.
-pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, problem: (Reason, &str)) -> Result<Action, Error> {
+/// Why nothing can be sent for the spec or its source Secret.
+pub(super) enum Refusal {
+    /// The spec or the source is wrong: a change of the object or the Secret brings it back.
+    Invalid(Reason, String),
+    /// The source certificate is right but not valid before the given time; looked at again then.
+    NotYetValid(String, Timestamp),
+}
+
+/// Added to a certificate's `notBefore` before it is imported: SCM (and the target service) may check it with a
+/// clock a little behind this one.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back, or, for a
+/// certificate not valid yet, the time it becomes valid.
+pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal) -> Result<Action, Error> {
     // The credential was not involved; what is recorded about it stays.
     let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), "");
-    record_not_sent(ctx, obj.api, obj.cp, obj.current, &attempt, problem).await?;
-    ctx.metrics.reconciled("invalid");
-    Ok(Action::await_change())
+    let (new, action, result) = match refusal {
+        Refusal::Invalid(reason, message) => (
+            status::not_sent(obj.current, &attempt, reason, &message),
+            Action::await_change(),
+            "invalid",
+        ),
+        Refusal::NotYetValid(message, valid_from) => {
+            // Whole seconds in status, rounded up like every due time: never looked at before it is valid.
+            let due = policy::ceil_to_second(valid_from + CLOCK_SKEW_MARGIN);
+            let message = format!("{message}; it is imported and pushed at {due}");
+            let new = status::not_yet_valid(obj.current, &attempt, &message, due);
+            (new, Action::requeue(policy::until(obj.now, due)), "waiting")
+        }
+    };
+    record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
+    ctx.metrics.reconciled(result);
+    Ok(action)
 }
 
 /// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
@@ -139,8 +169,8 @@ async fn credentials_problem(
         CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
         CredentialsError::Invalid(_) => Reason::InvalidCredentials,
     };
-    let message = problem.to_string();
-    record_not_sent(ctx, obj.api, obj.cp, obj.current, attempt, (reason, &message)).await?;
+    let new = status::not_sent(obj.current, attempt, reason, &problem.to_string());
+    record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled("credentials_error");
     Ok(Action::await_change())
 }

@@ -451,3 +451,57 @@ async fn memory_of_deleted_objects_is_dropped() {
     assert_eq!(ctx.remembered(), 2);
     assert!(ctx.memory.has_unsaved("uid-2") && ctx.memory.errors("uid-2") == 1);
 }
+
+/// Defect: a source certificate whose notBefore was ahead was InvalidSource with no requeue, so it waited for the
+/// next change of the Secret. It is NotYetValid, due at notBefore plus the clock-skew margin, and requeued.
+#[tokio::test]
+async fn a_certificate_not_valid_yet_is_looked_at_again_when_it_is() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let mut obj = cp("ns", "one", "scm");
+    obj.spec.certificate_id = None;
+    obj.spec.source_secret_ref = Some(crate::crd::SourceSecretRef { name: "web-tls".into() });
+    obj.metadata.uid = Some("uid-1".into());
+    obj.metadata.generation = Some(1);
+    let valid_from = Timestamp::from_second(Timestamp::now().as_second() + 60).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(valid_from.as_second()).unwrap();
+    params.not_after = params.not_before + time::Duration::days(90);
+    let crt = params.self_signed(&key).unwrap().pem();
+    let tls = {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-tls", "namespace": "ns"},
+               "type": "kubernetes.io/tls", "data": {"tls.crt": b64(&crt), "tls.key": b64(&key.serialize_pem())}})
+    };
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |what, body| match what {
+        w if w.ends_with("/secrets/web-tls") => (200, tls.clone()),
+        w if w.ends_with("/status") => {
+            let mut o = stored.clone();
+            o["status"] = body["status"].clone();
+            (200, o)
+        }
+        _ => (200, stored.clone()),
+    });
+    let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+    assert_ne!(action, Action::await_change(), "looked at again without a change");
+    let saved = lock(&seen)
+        .iter()
+        .find(|(p, _)| p.ends_with("/status"))
+        .map(|(_, b)| b["status"].clone())
+        .expect("a status write");
+    assert_eq!(saved["conditions"][0]["reason"], "NotYetValid");
+    let due = status::format_time(valid_from + super::push::CLOCK_SKEW_MARGIN);
+    assert_eq!(saved["nextRetryTime"], due.as_str());
+    assert!(
+        saved["conditions"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not valid before") && m.contains(&due)),
+        "{saved}"
+    );
+    assert!(
+        !paths(&seen).iter().any(|p| p.contains("/secrets/scm")),
+        "the credentials are not even read"
+    );
+}

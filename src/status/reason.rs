@@ -31,6 +31,9 @@ pub enum Reason {
     InvalidSpec,
     /// The source TLS Secret is missing or its certificate cannot be imported.
     InvalidSource,
+    /// The source TLS Secret's certificate is right in every way but is not valid yet: it is imported and pushed
+    /// at its `notBefore`.
+    NotYetValid,
 }
 
 /// What brings a failure state back to a push, besides a spec change or a new push-requested-at value.
@@ -50,7 +53,7 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Pending,
         Reason::Pushed,
         Reason::Retrying,
@@ -62,6 +65,7 @@ impl Reason {
         Reason::PushRejected,
         Reason::InvalidSpec,
         Reason::InvalidSource,
+        Reason::NotYetValid,
     ];
 
     /// Parses a reason read back from status.
@@ -73,7 +77,8 @@ impl Reason {
     pub fn lift(self) -> Lift {
         match self {
             Reason::Pending | Reason::Pushed => Lift::None,
-            Reason::Retrying => Lift::Backoff,
+            // Time alone lifts it: the retry is due at the certificate's notBefore.
+            Reason::Retrying | Reason::NotYetValid => Lift::Backoff,
             // Nothing was sent: the Secrets are read again whenever one changes.
             Reason::CredentialsNotFound | Reason::InvalidCredentials | Reason::InvalidSource => Lift::SecretChange,
             // A 404 sent nothing anywhere, and another account's credential may see the certificate.
@@ -122,11 +127,18 @@ impl Reason {
                  key that does not belong to the leaf, a leaf outside its validity window, a chain out of order, \
                  or parts longer than SCM accepts; nothing is sent"
             }
+            Reason::NotYetValid => {
+                "the source Secret's certificate passes every check but its `notBefore` is in the future; nothing is \
+                 sent until then"
+            }
         }
     }
 
     /// When this state ends, as the README's failure table says it.
     fn when_lifted(self) -> &'static str {
+        if self == Reason::NotYetValid {
+            return "yes, at its `notBefore` (plus 10 s for clock skew), or when the Secret changes";
+        }
         match self.lift() {
             Lift::None => "-",
             Lift::Backoff => "yes, with backoff",

@@ -42,10 +42,20 @@ impl TestCa {
                 .date();
             rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
         };
+        self.issue(day(-1), day(90))
+    }
+
+    /// A leaf valid from `start` (to the second) for 90 days: (tls.crt with the chain, tls.key, SHA-256 of the DER).
+    fn leaf_valid_from(&self, start: jiff::Timestamp) -> (String, String, String) {
+        let start = time::OffsetDateTime::from_unix_timestamp(start.as_second()).unwrap();
+        self.issue(start, start + time::Duration::days(90))
+    }
+
+    fn issue(&self, not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> (String, String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
-        params.not_before = day(-1);
-        params.not_after = day(90);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (
             format!("{}{}", cert.pem(), self.pem),
@@ -177,6 +187,47 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     let mut secrets_to_hide = vec![key.trim(), key2.trim()];
     secrets_to_hide.extend(key_lines);
     assert_no_secret_leak(&ns, &op, &secrets_to_hide).await;
+}
+
+/// Defect: a leaf whose notBefore was in the future was InvalidSource with no retry, so it waited for the next change
+/// of the Secret (often the next renewal). It waits as NotYetValid, saying when, without stalling, and is imported
+/// and pushed once it is valid, with no change to the Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_certificate_not_valid_yet_is_pushed_when_it_becomes_valid() {
+    let client = admin().await;
+    let ns = namespace(&client, "not-yet").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let valid_from = jiff::Timestamp::now() + Duration::from_secs(15);
+    let (crt, key, fp) = TestCa::new().leaf_valid_from(valid_from);
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "web", T, "NotYetValid", |cp| ready_is(cp, FALSE, "NotYetValid")).await;
+    let (_, message) = ready_message(&cp);
+    assert!(message.contains("not valid before"), "{message}");
+    assert_eq!(
+        condition(&cp, "Reconciling").map(|(s, _)| s).as_deref(),
+        Some(TRUE),
+        "it waits on time, not on a human"
+    );
+    assert!(condition(&cp, "Stalled").is_none(), "{:?}", status(&cp).conditions);
+    let due = status::parse_time(status(&cp).next_retry_time.as_deref().expect("nextRetryTime")).unwrap();
+    assert!(due >= valid_from, "due {due}, valid from {valid_from}");
+    assert!(
+        sim.calls().is_empty(),
+        "nothing is sent before it is valid: {:#?}",
+        sim.calls()
+    );
+
+    let cp = wait_for(&api, "web", T * 2, "Ready=True once valid", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert!(jiff::Timestamp::now() >= valid_from);
+    assert_eq!(status(&cp).source_fingerprint.as_deref(), Some(fp.as_str()));
+    assert_eq!(sim.successful_pushes().len(), 1);
 }
 
 /// A Secret whose key does not belong to its certificate is InvalidSource and sends nothing to SCM; fixing the

@@ -722,7 +722,7 @@ def readme_metrics_section() -> str:
 
 
 def stalling_reasons_from_readme() -> set[str]:
-    """Reasons whose "pushed again" column is neither "-" nor a backoff retry: they wait for a human. The
+    """Reasons whose "pushed again" column is neither "-" nor an automatic "yes, ...": they wait for a human. The
     README table is generated from status::Reason (src/status/reason.rs), whose stalls() decides the same."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### Failure reasons") :]
@@ -730,7 +730,7 @@ def stalling_reasons_from_readme() -> set[str]:
     rows = re.findall(r"^\| `([A-Za-z]+)` \| .* \| ([^|]+) \|$", table, re.M)
     reasons = {reason: again.strip() for reason, again in rows}
     assert {"Retrying", "PushRejected", "CredentialsNotFound"} <= set(reasons), "README failure table not found"
-    return {r for r, again in reasons.items() if again not in ("-", "yes, with backoff")}
+    return {r for r, again in reasons.items() if again != "-" and not again.startswith("yes")}
 
 
 PROMETHEUS_RULE = {"metrics": {"prometheusRule": {"enabled": True}}}
