@@ -206,14 +206,11 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 }
 
 /// The SCM name of the import of certificate `fingerprint` for the CertificatePush `namespace/name`: deterministic,
-/// so that a crash between import and status write finds the first import instead of creating a second one.
+/// so that a crash between import and status write finds the first import instead of creating a second one, and
+/// unambiguous: a hash of the namespace and name (apart, so `a-b`/`c` and `a`/`b-c` differ) follows a readable
+/// prefix, so two objects never share (and later delete) one import.
 pub fn import_name(namespace: &str, name: &str, fingerprint: &str) -> String {
     let fp = &fingerprint[..fingerprint.len().min(16)];
-    let full = format!("cpush-{namespace}-{name}-{fp}");
-    if full.len() <= MAX_NAME_CHARS {
-        return full;
-    }
-    // Too long: keep a readable prefix and make it unique with a hash of the whole identity.
     let identity = hex::encode(Sha256::digest(format!("{namespace}/{name}")));
     let room = MAX_NAME_CHARS - "cpush--".len() - 8 - 1 - fp.len();
     let readable: String = format!("{namespace}-{name}").chars().take(room).collect();
@@ -331,10 +328,23 @@ mod tests {
         );
     }
 
+    /// Defect: `cpush-<ns>-<name>-<fp>` was the same for namespace `a-b`/object `c` and namespace `a`/object `b-c`, so
+    /// two objects importing one certificate shared an import (and one's deletion removed the other's).
+    #[test]
+    fn import_names_differ_for_every_namespace_and_name() {
+        let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_ne!(import_name("team-a", "web", fp), import_name("team", "a-web", fp));
+        assert_ne!(import_name("n", "x-y", fp), import_name("n-x", "y", fp));
+    }
+
     #[test]
     fn import_names_are_deterministic_valid_and_bounded() {
         let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        assert_eq!(import_name("web", "www", fp), "cpush-web-www-0123456789abcdef");
+        let identity = hex::encode(Sha256::digest("web/www"));
+        assert_eq!(
+            import_name("web", "www", fp),
+            format!("cpush-web-www-{}-0123456789abcdef", &identity[..8])
+        );
         let long = import_name(&"n".repeat(63), &"x".repeat(253), fp);
         assert_eq!(long.len(), MAX_NAME_CHARS, "{long}");
         assert_eq!(long, import_name(&"n".repeat(63), &"x".repeat(253), fp));
