@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -84,8 +85,6 @@ pub struct Metrics {
     reconciles: Family<ResultLabel, Counter>,
     /// Status writes that cannot succeed by retrying.
     status_write_failures: Family<WriteFailureLabel, Counter>,
-    /// notAfter of the certificate each CertificatePush imported, as Unix seconds.
-    certificate_expiration: Family<ObjectLabel, Gauge>,
     /// 1 while this replica leads (always, without leader election), 0 while it stands by.
     leader: Family<LeaseLabel, Gauge>,
     /// controller_runtime_reconcile_total.
@@ -113,7 +112,6 @@ impl Metrics {
         let m = Self {
             reconciles: Family::default(),
             status_write_failures: Family::default(),
-            certificate_expiration: Family::default(),
             leader: Family::default(),
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
@@ -162,11 +160,6 @@ impl Metrics {
             "Status writes the API server refused and retrying cannot fix",
             m.status_write_failures.clone(),
         );
-        own.register(
-            "certificate_expiration_timestamp_seconds",
-            "End of validity of the certificate a CertificatePush imported from its source Secret (Unix seconds)",
-            m.certificate_expiration.clone(),
-        );
         m
     }
 
@@ -212,32 +205,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Records the expiry of the certificate `namespace/name` imported (`status.notAfter`), or drops its series.
-    pub fn certificate_expires(&self, namespace: &str, name: &str, not_after: Option<jiff::Timestamp>) {
-        let label = ObjectLabel {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        match not_after {
-            Some(at) => {
-                self.certificate_expiration.get_or_create(&label).set(at.as_second());
-            }
-            None => {
-                self.certificate_expiration.remove(&label);
-            }
-        }
-    }
-
     /// Records whether this replica leads the election for `lease`.
     pub fn leading(&self, lease: &str, leads: bool) {
         self.leader
             .get_or_create(&LeaseLabel { name: lease.to_owned() })
             .set(i64::from(leads));
-    }
-
-    /// Drops every per-object series; reconciles after a re-list record the live objects again.
-    pub fn forget_objects(&self) {
-        self.certificate_expiration.clear();
     }
 }
 
@@ -252,14 +224,16 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
-/// `certpush_resources`: the CertificatePushes in the controller's cache by Ready status and reason, counted when
-/// `/metrics` is scraped, so the gauge is never stale and needs no bookkeeping on every change.
+/// The gauges read from the controller's cache when `/metrics` is scraped, so they are never stale, are complete
+/// right after a re-list, and need no bookkeeping on every change: `certpush_resources` (objects by Ready status
+/// and reason) and `certpush_certificate_expiration_timestamp_seconds` (the `status.notAfter` of each object that
+/// imported a certificate).
 #[derive(Debug)]
-pub struct ResourceCounts(pub Store<CertificatePush>);
+pub struct CacheMetrics(pub Store<CertificatePush>);
 
-impl ResourceCounts {
+impl CacheMetrics {
     /// Objects by the Ready condition's (status, reason); both empty before the first status.
-    fn count(&self) -> HashMap<(String, String), i64> {
+    fn resources(&self) -> Family<ResourceLabels, Gauge> {
         let mut counts: HashMap<(String, String), i64> = HashMap::new();
         for cp in self.0.state() {
             let key = cp
@@ -269,23 +243,48 @@ impl ResourceCounts {
                 .map_or_else(Default::default, |c| (c.status.clone(), c.reason.clone()));
             *counts.entry(key).or_default() += 1;
         }
-        counts
+        let family = Family::<ResourceLabels, Gauge>::default();
+        for ((ready, reason), n) in counts {
+            family.get_or_create(&ResourceLabels { ready, reason }).set(n);
+        }
+        family
+    }
+
+    /// One series per object whose status records the `notAfter` of an imported certificate.
+    fn expirations(&self) -> Family<ObjectLabel, Gauge> {
+        let family = Family::<ObjectLabel, Gauge>::default();
+        for cp in self.0.state() {
+            let not_after = cp.status.as_ref().and_then(|s| s.not_after.as_deref());
+            if let Some(at) = not_after.and_then(status::parse_time) {
+                let label = ObjectLabel {
+                    namespace: cp.namespace().unwrap_or_default(),
+                    name: cp.name_any(),
+                };
+                family.get_or_create(&label).set(at.as_second());
+            }
+        }
+        family
     }
 }
 
-impl Collector for ResourceCounts {
+impl Collector for CacheMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let family = Family::<ResourceLabels, Gauge>::default();
-        for ((ready, reason), n) in self.count() {
-            family.get_or_create(&ResourceLabels { ready, reason }).set(n);
-        }
+        let resources = self.resources();
         let metric = encoder.encode_descriptor(
             "resources",
             "CertificatePushes in the operator's cache by Ready status and reason",
             None,
-            family.metric_type(),
+            resources.metric_type(),
         )?;
-        family.encode(metric)
+        resources.encode(metric)?;
+        let expirations = self.expirations();
+        let metric = encoder.encode_descriptor(
+            "certificate_expiration_timestamp_seconds",
+            "End of validity of the certificate a CertificatePush imported from its source Secret (Unix seconds)",
+            None,
+            expirations.metric_type(),
+        )?;
+        expirations.encode(metric)
     }
 }
 
@@ -345,7 +344,7 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::InitDone);
         registry
             .sub_registry_with_prefix(PREFIX)
-            .register_collector(Box::new(ResourceCounts(store)));
+            .register_collector(Box::new(CacheMetrics(store)));
         let text = encode(&registry);
         for line in [
             "controller_runtime_reconcile_total{controller=\"certificatepush\",result=\"success\"} 1",
@@ -360,15 +359,29 @@ mod tests {
         }
     }
 
+    /// Defect: the series were set by reconciles and all cleared when a re-list finished, which could come after
+    /// the re-list's own reconciles had set them: the gauge stayed incomplete until each object was reconciled again.
+    /// Read from the cache at scrape time, it is complete whenever the cache is.
     #[test]
     fn certificate_expiry_is_one_series_per_object_and_goes_with_it() {
         let mut registry = Registry::default();
-        let m = Metrics::register(&mut registry);
-        let at: jiff::Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
-        m.certificate_expires("web", "www", Some(at));
+        let (store, mut writer) = reflector::store();
+        registry
+            .sub_registry_with_prefix(PREFIX)
+            .register_collector(Box::new(CacheMetrics(store)));
+        let mut www = object("www", "True", "Pushed");
+        www.metadata.namespace = Some("web".into());
+        www.status.as_mut().unwrap().not_after = Some("2026-04-01T00:00:00Z".into());
+        let plain = object("plain", "True", "Pushed");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(www.clone()));
+        writer.apply_watcher_event(&watcher::Event::InitApply(plain));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
         let series = "certpush_certificate_expiration_timestamp_seconds{namespace=\"web\",name=\"www\"} 1775001600";
-        assert!(encode(&registry).contains(series), "{}", encode(&registry));
-        m.certificate_expires("web", "www", None);
+        let text = encode(&registry);
+        assert!(text.contains(series), "{text}");
+        assert!(!text.contains("name=\"plain\""), "no notAfter, no series: {text}");
+        writer.apply_watcher_event(&watcher::Event::Delete(www));
         assert!(
             !encode(&registry).contains("namespace=\"web\""),
             "{}",

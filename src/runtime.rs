@@ -22,7 +22,7 @@ use crate::controller::FIELD_MANAGER;
 use crate::crd::CertificatePush;
 use crate::events::EventQueue;
 use crate::leader::{Election, Leadership};
-use crate::metrics::{self, Metrics, ResourceCounts};
+use crate::metrics::{self, CacheMetrics, Metrics};
 use crate::scm::{ScmClient, ScmMetrics};
 use crate::server::{self, WatchHealth};
 
@@ -95,7 +95,7 @@ pub struct Runtime {
     pub became_leader: BoxStream<'static, ()>,
     /// The health of the two watches, which `/readyz` and `/healthz` report.
     pub watches: Watches,
-    /// The cache of CertificatePushes (read by `certpush_resources` at each scrape) and its writer.
+    /// The cache of CertificatePushes (read by [`CacheMetrics`] at each scrape) and its writer.
     pub store: (Store<CertificatePush>, Writer<CertificatePush>),
     /// SIGTERM or SIGINT.
     pub shutdown: Shutdown,
@@ -140,7 +140,7 @@ impl Runtime {
         let (store, writer) = reflector::store();
         registry
             .sub_registry_with_prefix(metrics::PREFIX)
-            .register_collector(Box::new(ResourceCounts(store.clone())));
+            .register_collector(Box::new(CacheMetrics(store.clone())));
         metrics.max_concurrent_reconciles(args.concurrency);
         let watches = Watches {
             pushes: Arc::default(),

@@ -79,19 +79,15 @@ impl Context {
         }
     }
 
-    /// Drops what is kept in memory about a deleted object, and its metric series.
+    /// Drops what is kept in memory about a deleted object.
     pub fn forget(&self, cp: &CertificatePush) {
         self.memory.forget(&cp.uid().unwrap_or_default());
-        let ns = cp.namespace().unwrap_or_default();
-        self.metrics.certificate_expires(&ns, &cp.name_any(), None);
     }
 
-    /// Drops what is kept about objects that no longer exist (deleted while the watch was down), and every
-    /// per-object series: the reconciles after a re-list record the live objects again.
+    /// Drops what is kept about objects that no longer exist (deleted while the watch was down).
     pub fn forget_all_but(&self, live: &Store<CertificatePush>) {
         let uids: HashSet<String> = live.state().iter().filter_map(|cp| cp.uid()).collect();
         self.memory.retain(&uids);
-        self.metrics.forget_objects();
     }
 
     /// How many unsaved statuses and error counts are kept in memory, over all objects.
@@ -213,20 +209,12 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
-    let name = cached.name_any();
     let uid = cached.uid().unwrap_or_default();
     let now = Timestamp::now();
 
     if cached.metadata.deletion_timestamp.is_some() {
         return cleanup::cleanup(cached, ctx).await;
     }
-    let not_after = cached
-        .status
-        .as_ref()
-        .and_then(|s| s.not_after.as_deref())
-        .and_then(status::parse_time);
-    ctx.metrics.certificate_expires(&ns, &name, not_after);
-
     // Most reconciles (resyncs, unrelated updates, waiting retries) are settled by the cached object alone and cost
     // no API call. An imported certificate is judged by the source Secret's content, which the cache does not hold.
     if let Some(current) = &cached.status
