@@ -28,6 +28,9 @@ pub enum Step {
     WaitForRetry(Duration),
     /// A failure needs a human and nothing relevant changed since.
     Stalled,
+    /// The source Secret holds again the certificate already pushed for this generation (it was deleted or broken,
+    /// and is back): Ready again, with nothing sent.
+    AlreadyPushed,
 }
 
 /// Why a push is sent.
@@ -105,6 +108,10 @@ pub fn next_step(o: &Observed) -> Step {
                 _ => Step::Push(Cause::RetryDue),
             }
         }
+        // The source was missing or broken after its certificate was pushed: its return is not new work.
+        Lift::SecretChange if reason == status::Reason::InvalidSource && pushed_this_certificate(o) => {
+            Step::AlreadyPushed
+        }
         // Nothing was sent, so re-reading the Secret on every change costs SCM nothing.
         Lift::SecretChange => Step::Push(Cause::CredentialsChanged),
         // SCM refused this credential: only a different one may change the answer (Huawei locks keys after
@@ -117,6 +124,16 @@ pub fn next_step(o: &Observed) -> Step {
         }
         Lift::CredentialChange | Lift::SpecChange => Step::Stalled,
     }
+}
+
+/// Whether the certificate now in the source Secret is the one pushed at this generation.
+fn pushed_this_certificate(o: &Observed) -> bool {
+    let s = o.status;
+    o.source_fingerprint.is_some()
+        && s.source_fingerprint.as_deref() == o.source_fingerprint
+        && s.certificate_id.is_some()
+        && s.pushed_certificate_id == s.certificate_id
+        && s.pushed_generation == Some(o.generation)
 }
 
 /// Whether the recorded failure says the endpoint, not the push, was wrong.
@@ -258,6 +275,43 @@ mod tests {
         );
         // A certificateId spec ignores all of this.
         assert_eq!(next_step(&observe(&b, 1, Some("d1"))), Step::UpToDate);
+    }
+
+    /// Defect: a source Secret deleted and re-created with the pushed certificate was pushed again.
+    #[test]
+    fn a_source_back_with_the_pushed_certificate_is_not_pushed_again() {
+        let pending = status::pending(&Default::default(), 1, t(NOW));
+        let pushed = status::pushed(&imported(&pending, "fp1", "id1"), &attempt(1, "d1"), 204, None);
+        let missing = status::not_sent(&pushed, &attempt(1, "d1"), Reason::InvalidSource, "source Secret gone");
+        assert_eq!(
+            next_step(&with_source(observe(&missing, 1, Some("d1")), "fp1")),
+            Step::AlreadyPushed
+        );
+        // Another certificate is new work, and so is a spec change or a request.
+        assert_eq!(
+            next_step(&with_source(observe(&missing, 1, Some("d1")), "fp2")),
+            Step::Push(Cause::NewCertificate)
+        );
+        assert_eq!(
+            next_step(&with_source(observe(&missing, 2, Some("d1")), "fp1")),
+            Step::Push(Cause::NewGeneration)
+        );
+        let requested = Observed {
+            push_request: Some("again"),
+            ..with_source(observe(&missing, 1, Some("d1")), "fp1")
+        };
+        assert_eq!(next_step(&requested), Step::Push(Cause::Requested));
+        // Never pushed: the Secret's return is a push.
+        let never = status::not_sent(
+            &imported(&pending, "fp1", "id1"),
+            &attempt(1, "d1"),
+            Reason::InvalidSource,
+            "source Secret gone",
+        );
+        assert_eq!(
+            next_step(&with_source(observe(&never, 1, Some("d1")), "fp1")),
+            Step::Push(Cause::CredentialsChanged)
+        );
     }
 
     #[test]

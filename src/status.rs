@@ -205,6 +205,28 @@ pub fn not_yet_valid(
     status
 }
 
+/// The source Secret holds again the certificate already pushed (it was deleted or broken, and is back): Ready again,
+/// with nothing sent and no new push recorded.
+pub fn already_pushed(old: &CertificatePushStatus, attempt: &Attempt) -> CertificatePushStatus {
+    let message = format!(
+        "Pushed {} earlier; the source Secret holds that certificate again, so nothing was sent",
+        attempt.target
+    );
+    let mut status = old.clone();
+    status.observed_generation = Some(attempt.generation);
+    status.conditions = conditions(
+        &old.conditions,
+        &[(READY, TRUE, Reason::Pushed, message)],
+        attempt.generation,
+        attempt.now,
+    );
+    status.error_code = None;
+    status.error_message = None;
+    status.failed_attempts = None;
+    status.next_retry_time = None;
+    status
+}
+
 /// The request value a finished attempt has handled: the annotation's value when it succeeded or stalled.
 fn handled_request(old: &CertificatePushStatus, attempt: &Attempt) -> Option<String> {
     attempt

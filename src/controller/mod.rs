@@ -121,6 +121,7 @@ impl Context {
         };
         let (result, action) = match (step, credential) {
             (Step::UpToDate, _) => ("unchanged", Action::await_change()),
+            (Step::AlreadyPushed, _) => return Verdict::AlreadyPushed,
             (Step::WaitForRetry(delay), _) => ("waiting", Action::requeue(delay)),
             // Only the Secret's current credential tells whether a stall is over, or what a push would send.
             (Step::Stalled | Step::Push(_), Credential::Recorded) => return Verdict::ReadSecret,
@@ -146,6 +147,8 @@ enum Verdict {
     Done(Action),
     /// Read the Secret and decide again with its credential.
     ReadSecret,
+    /// Nothing to send, but the status must say the source is back with the certificate already pushed.
+    AlreadyPushed,
     /// Push, for this cause, with the credential read.
     Push(Cause, ReadCredentials),
 }
@@ -257,6 +260,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         match ctx.decide(&cp, &current, credential, fingerprint, now) {
             Verdict::Done(action) => return Ok(action),
             Verdict::Push(cause, read) => break (cause, read),
+            Verdict::AlreadyPushed => return push::already_pushed(ctx, obj, source.as_ref()).await,
             Verdict::ReadSecret => {
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
                 credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));

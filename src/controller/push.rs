@@ -158,6 +158,26 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
     Ok(action)
 }
 
+/// The source Secret holds again the certificate already pushed (it was deleted or broken, and is back): the status
+/// returns to Ready, recording the Secret as it is now, and nothing is sent.
+pub(super) async fn already_pushed(
+    ctx: &Context,
+    obj: Reconciling<'_>,
+    source: Option<&Source>,
+) -> Result<Action, Error> {
+    let certificate = obj.current.pushed_certificate_id.clone().unwrap_or_default();
+    let pushed = target(&obj.cp.spec, &certificate);
+    let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), &pushed);
+    let now = match source {
+        Some(source) => importing(obj.current, source),
+        None => obj.current.clone(),
+    };
+    let new = status::already_pushed(&now, &attempt);
+    record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
+    ctx.metrics.reconciled("unchanged");
+    Ok(Action::await_change())
+}
+
 /// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
 async fn credentials_problem(
     ctx: &Context,

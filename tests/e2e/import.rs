@@ -230,6 +230,47 @@ async fn a_certificate_not_valid_yet_is_pushed_when_it_becomes_valid() {
     assert_eq!(sim.successful_pushes().len(), 1);
 }
 
+/// Defect: a source Secret deleted and re-created with the same certificate (a GitOps re-sync, `kubectl replace
+/// --force`, a restore) was pushed again, and on a service that refuses a repeat the object stalled. The missing
+/// Secret is reported without erasing what was pushed, and its return goes back to Ready with no SCM call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_source_secret_recreated_with_the_same_certificate_is_not_pushed_again() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-recreate").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let (crt, key, fp) = TestCa::new().leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let pushed_id = status(&cp).pushed_certificate_id.expect("pushedCertificateId");
+    let calls = sim.calls().len();
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .delete("web-tls", &Default::default())
+        .await
+        .expect("delete the source Secret");
+    let cp = wait_for(&api, "web", T, "InvalidSource", |cp| {
+        ready_is(cp, FALSE, "InvalidSource")
+    })
+    .await;
+    assert_eq!(
+        status(&cp).pushed_certificate_id.as_deref(),
+        Some(pushed_id.as_str()),
+        "what was pushed is kept"
+    );
+
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let cp = wait_for(&api, "web", T, "Ready=True again", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    assert_eq!(status(&cp).source_fingerprint.as_deref(), Some(fp.as_str()));
+    assert_eq!(status(&cp).pushed_certificate_id.as_deref(), Some(pushed_id.as_str()));
+    assert_eq!(sim.calls().len(), calls, "nothing sent to SCM: {:#?}", sim.calls());
+    assert_eq!(sim.successful_pushes().len(), 1);
+}
+
 /// A Secret whose key does not belong to its certificate is InvalidSource and sends nothing to SCM; fixing the
 /// Secret imports and pushes. An import that already exists under the deterministic name (a crash between
 /// import and status write) is reused, not imported again.
