@@ -159,6 +159,9 @@ impl Runtime {
         let leadership = election
             .as_ref()
             .map_or_else(Leadership::always, |e| e.leadership.clone());
+        // The fence is asked again right before each SCM request leaves, after its rate-limit wait.
+        let fenced = leadership.clone();
+        let scm = scm.with_gate(Arc::new(move || fenced.leads()));
         let became_leader = leadership_changes(election.as_ref(), &metrics, &args.lease_name);
         let events = EventQueue::start(recorder(&client));
         let shutdown = Shutdown::on_signal();

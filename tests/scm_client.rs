@@ -368,3 +368,32 @@ async fn stop_sending_drops_requests_waiting_for_a_token() {
     assert!(message.contains("shutting down"), "{message}");
     assert_eq!(sim.pushes().len(), 1, "nothing more reached SCM");
 }
+
+/// Defect: the leadership fence was checked before a reconcile waited for a rate-limit token, not after, so a replica
+/// whose leadership ended during the wait still sent its request. The gate is asked right before a request leaves.
+#[tokio::test]
+async fn a_closed_gate_sends_nothing_even_after_the_rate_limit_wait() {
+    let (sim, client) = setup().await;
+    let leads = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gate = leads.clone();
+    let client = client.with_rate_limit(1, 1).with_gate(std::sync::Arc::new(move || {
+        gate.load(std::sync::atomic::Ordering::SeqCst)
+    }));
+    assert!(matches!(
+        classify(&client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await),
+        PushOutcome::Pushed { .. }
+    ));
+    // The bucket is empty: the next request waits about a second, and leadership ends meanwhile.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    leads.store(false, std::sync::atomic::Ordering::SeqCst);
+    let t = waiting.await.unwrap();
+    let Transport::NotSent(message) = &t else {
+        panic!("{t:?}")
+    };
+    assert!(message.contains("no longer leads"), "{message}");
+    assert_eq!(sim.pushes().len(), 1, "nothing more reached SCM");
+}

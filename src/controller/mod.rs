@@ -208,8 +208,7 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
 async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Action, Error> {
     // A standby keeps its cache warm and does nothing else; it reconciles everything once it leads.
     if !ctx.leadership.leads() {
-        ctx.metrics.reconciled("standby");
-        return Ok(Action::await_change());
+        return Ok(standby(ctx));
     }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let uid = cached.uid().unwrap_or_default();
@@ -352,6 +351,12 @@ async fn read_source(
         }
         Err(message) => Err(push::Refusal::Invalid(Reason::InvalidSpec, message)),
     })
+}
+
+/// Ends the reconcile of a replica that does not lead: it acts again once it leads (every object is reconciled then).
+fn standby(ctx: &Context) -> Action {
+    ctx.metrics.reconciled("standby");
+    Action::await_change()
 }
 
 /// Requeues failed reconciles (Kubernetes API errors) with a per-object exponential backoff: 1 s to 5 min.

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::import::{delete_superseded, imported, importing};
 use super::persist::{Progress, record, record_not_sent};
-use super::{Context, ReadCredentials};
+use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus};
 use crate::policy::{self, Cause};
@@ -73,10 +73,10 @@ pub(super) async fn push(
         Ok(c) => c,
         Err(e) => return credentials_problem(ctx, obj, &attempt, &e).await,
     };
-    // Checked again right before SCM is called: leadership may have ended during the reads above.
+    // Checked again before SCM is called (and by the SCM client before each request leaves): leadership may have
+    // ended during the reads above.
     if !ctx.leadership.leads() {
-        ctx.metrics.reconciled("standby");
-        return Ok(Action::await_change());
+        return Ok(standby(ctx));
     }
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
@@ -84,6 +84,9 @@ pub(super) async fn push(
             Ok(imported) => imported,
             Err(failure) => {
                 let outcome = PushOutcome::Failed(failure);
+                if deposed(ctx, &outcome) {
+                    return Ok(standby(ctx));
+                }
                 let (new, action) =
                     policy::after_attempt(&importing(current, source), &attempt, &outcome, rand::random());
                 log_outcome("import", &outcome, &new);
@@ -101,6 +104,9 @@ pub(super) async fn push(
     let outcome = progress
         .around(send(cp, ctx, &credentials, &certificate_id, cause))
         .await;
+    if deposed(ctx, &outcome) {
+        return Ok(standby(ctx));
+    }
     let (new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     log_outcome("push", &outcome, &new);
     record(ctx, cp, api, current, new).await?;
@@ -133,6 +139,13 @@ pub(super) enum Refusal {
 /// Added to a certificate's `notBefore` before it is imported: SCM (and the target service) may check it with a
 /// clock a little behind this one.
 pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// Whether `outcome` is a request the leadership fence kept from leaving, on a replica that no longer leads: it is
+/// not recorded, so a deposed leader never writes its status over the new leader's.
+fn deposed(ctx: &Context, outcome: &PushOutcome) -> bool {
+    let unsent = matches!(outcome, PushOutcome::Failed(f) if f.http_status.is_none() && !f.outcome_unknown);
+    unsent && !ctx.leadership.leads()
+}
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back, or, for a
 /// certificate not valid yet, the time it becomes valid.

@@ -120,7 +120,13 @@ pub struct ScmClient {
     metrics: ScmMetrics,
     /// Set on shutdown: requests still waiting for a rate-limit token are then not sent.
     stopping: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Asked right before each request leaves, after its rate-limit wait: whether this replica may still send
+    /// (the leader election fence); always yes without one.
+    gate: Option<Gate>,
 }
+
+/// Whether a request may leave now.
+pub type Gate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for ScmClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +170,7 @@ impl ScmClient {
             limiter: Limiter::new(DEFAULT_QPS, DEFAULT_BURST),
             metrics: ScmMetrics::default(),
             stopping: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+            gate: None,
         })
     }
 
@@ -176,6 +183,13 @@ impl ScmClient {
     /// Counts every request in `metrics` (registered by the caller) instead of unserved series.
     pub fn with_metrics(mut self, metrics: ScmMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Sends a request only while `gate` says yes, asked after the rate-limit wait, right before the request leaves:
+    /// a replica whose leadership ended while a reconcile waited for a token sends nothing.
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -320,6 +334,11 @@ impl ScmClient {
                 return Transport::NotSent("the operator is shutting down; the request was not sent".into());
             }
             () = self.limiter.acquire() => {}
+        }
+        if self.gate.as_ref().is_some_and(|may_send| !may_send()) {
+            return Transport::NotSent(
+                "this replica no longer leads (leader election); the request was not sent".into(),
+            );
         }
         // Signed last, over the finished request: the signature covers its exact URL, headers and body bytes.
         credentials.authorize(&mut request, jiff::Timestamp::now());
