@@ -93,6 +93,28 @@ impl Leadership {
         Self::default()
     }
 
+    /// Whether leadership is elected (and can change hands) rather than always held.
+    pub fn is_elected(&self) -> bool {
+        self.fence.is_some()
+    }
+
+    /// An elected leadership whose renewal was just seen, for tests of what only elected replicas do.
+    #[cfg(test)]
+    pub(crate) fn elected_and_leading() -> Self {
+        let fence = Fence {
+            identity: "me".into(),
+            renew_deadline: Duration::from_secs(3600),
+            seen: Mutex::new(Seen {
+                holder: Some("me".into()),
+                renew_time: None,
+                confirmed_at: Some(Instant::now()),
+            }),
+        };
+        Self {
+            fence: Some(Arc::new(fence)),
+        }
+    }
+
     /// Whether this replica may reconcile and send requests to SCM now.
     pub fn leads(&self) -> bool {
         match &self.fence {

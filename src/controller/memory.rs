@@ -108,6 +108,11 @@ impl Memory {
             .retain(|uid, _| live.contains(uid));
     }
 
+    /// Drops everything: this replica starts leading again and decides from the API server's state alone.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// How many unsaved statuses and error counts are kept, over all objects.
     pub fn remembered(&self) -> usize {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());

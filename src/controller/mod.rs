@@ -90,6 +90,12 @@ impl Context {
         self.memory.retain(&uids);
     }
 
+    /// This replica starts leading (again): what it kept from an earlier term may be older than what the leader in
+    /// between wrote, so it is dropped, and every object is decided from the API server's state.
+    pub fn start_leading(&self) {
+        self.memory.clear();
+    }
+
     /// How many unsaved statuses and error counts are kept in memory, over all objects.
     pub fn remembered(&self) -> usize {
         self.memory.remembered()
@@ -274,16 +280,18 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
 ///
 /// Anything that writes starts from a fresh read: the cache can lag this operator's own last status write (a
 /// Secret event may arrive first), and deciding on it would push the same generation twice. The one exception is
-/// an object without any status that this process has never worked on: no write of this process can be missing
-/// from the cache, and a restart starts from a consistent list, so the cached object is as good as a fresh one and
-/// the GET (a quarter of a first push's API requests) is saved.
+/// an object without any status that this process has never worked on, when no other replica can act: no write of
+/// this process can be missing from the cache, and a restart starts from a consistent list, so the cached object is
+/// as good as a fresh one and the GET (a quarter of a first push's API requests) is saved.
 async fn fresh(
     ctx: &Context,
     api: &Api<CertificatePush>,
     cached: &CertificatePush,
     uid: &str,
 ) -> Result<Option<CertificatePush>, Error> {
-    let cp = if cached.status.is_none() && ctx.memory.first_sight(uid) {
+    // With leader election, another replica may have pushed and written a status this cache has not seen yet.
+    let trusted = cached.status.is_none() && !ctx.leadership.is_elected();
+    let cp = if trusted && ctx.memory.first_sight(uid) {
         cached.clone()
     } else {
         match api.get_opt(&cached.name_any()).await? {

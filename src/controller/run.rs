@@ -34,7 +34,7 @@ pub async fn run(rt: Runtime) {
         ..
     } = rt;
     let ctx = Arc::new(Context::new(client, scm, events, metrics, leadership));
-    let forgetting = (ctx.clone(), store.clone());
+    let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
     // managedFields are dropped from the cache: the operator never reads them, and they are most of an object's
@@ -71,7 +71,7 @@ pub async fn run(rt: Runtime) {
             )
         })
         .with_config(controller::Config::default().concurrency(concurrency))
-        .reconcile_all_on(became_leader)
+        .reconcile_all_on(became_leader.inspect(move |()| leading.start_leading()))
         // On SIGTERM: take no new work, let reconciles in flight (and their status writes) finish.
         .graceful_shutdown_on(shutdown.signaled())
         .run(reconcile, error_policy, ctx)

@@ -61,6 +61,11 @@ fn mocked_context(scm: &str) -> (Arc<Context>, ApiServer) {
 
 /// [`mocked_context`] with the registry its metrics are in.
 fn mocked_context_with_metrics(scm: &str) -> (Arc<Context>, ApiServer, Registry) {
+    context_leading(scm, Leadership::always())
+}
+
+/// A context as [`mocked_context`] makes it, acting under `leadership`, with the registry of its metrics.
+fn context_leading(scm: &str, leadership: Leadership) -> (Arc<Context>, ApiServer, Registry) {
     crate::install_crypto_provider();
     let (service, handle) = tower_test::mock::pair();
     let client = Client::new(service, "default");
@@ -72,7 +77,7 @@ fn mocked_context_with_metrics(scm: &str) -> (Arc<Context>, ApiServer, Registry)
         instance: None,
     };
     let events = EventQueue::start(Recorder::new(client.clone(), reporter));
-    let ctx = Context::new(client, scm, events, metrics, Leadership::always());
+    let ctx = Context::new(client, scm, events, metrics, leadership);
     (Arc::new(ctx), handle, registry)
 }
 
@@ -503,5 +508,41 @@ async fn a_certificate_not_valid_yet_is_looked_at_again_when_it_is() {
     assert!(
         !paths(&seen).iter().any(|p| p.contains("/secrets/scm")),
         "the credentials are not even read"
+    );
+}
+
+/// Defect: with leader election, a status-less object in the cache was pushed without a fresh read, although the
+/// replica that led before may have pushed it and written a status this cache had not seen yet.
+#[tokio::test]
+async fn an_elected_leader_reads_a_status_less_object_fresh_before_pushing() {
+    let (ctx, server, _) = context_leading(ENDPOINT, Leadership::elected_and_leading());
+    let (stale, pushed) = pushed_object();
+    let mut stale = stale;
+    stale.status = None;
+    let stored = with_status(&stale, &pushed);
+    let seen = serve(server, move |_, _| (200, stored.clone()));
+    let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    // A Secret GET would be the first step of a second push.
+    assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+}
+
+/// Defect: a replica that led again kept statuses and counts from its earlier term in memory, and saved such a
+/// status over what the leader in between had written.
+#[tokio::test]
+async fn leading_again_starts_from_the_api_server_state() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    ctx.memory.keep_unsaved("uid-1", pushed.clone());
+    ctx.memory.count_error("uid-1");
+    ctx.start_leading();
+    assert_eq!(ctx.remembered(), 0);
+    let stored = with_status(&obj, &pushed);
+    let seen = serve(server, move |_, _| (200, stored.clone()));
+    reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+    assert!(
+        !paths(&seen).iter().any(|p| p.ends_with("/status")),
+        "nothing from the earlier term is written: {:?}",
+        paths(&seen)
     );
 }
