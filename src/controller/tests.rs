@@ -373,12 +373,25 @@ async fn stale_cache_after_a_push_does_not_push_again() {
     // event triggered the reconcile first); the API server already has pushedGeneration.
     let (ctx, server) = mocked_context(ENDPOINT);
     let (stale, pushed) = pushed_object();
-    let stored = with_status(&stale, &pushed);
+    // A Secret GET would be the first step of a second push.
+    assert_eq!(
+        reconcile_stale(ctx, server, stale, &pushed).await,
+        [format!("GET {PATH}")]
+    );
+}
+
+/// Reconciles `stale`, as the cache holds it, while the API server holds it with `pushed`; the requests it made.
+async fn reconcile_stale(
+    ctx: Arc<Context>,
+    server: ApiServer,
+    stale: CertificatePush,
+    pushed: &CertificatePushStatus,
+) -> Vec<String> {
+    let stored = with_status(&stale, pushed);
     let seen = serve(server, move |_, _| (200, stored.clone()));
     let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
     assert_eq!(action, Action::await_change());
-    // A Secret GET would be the first step of a second push.
-    assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+    paths(&seen)
 }
 
 #[tokio::test]
@@ -516,15 +529,13 @@ async fn a_certificate_not_valid_yet_is_looked_at_again_when_it_is() {
 #[tokio::test]
 async fn an_elected_leader_reads_a_status_less_object_fresh_before_pushing() {
     let (ctx, server, _) = context_leading(ENDPOINT, Leadership::elected_and_leading());
-    let (stale, pushed) = pushed_object();
-    let mut stale = stale;
+    let (mut stale, pushed) = pushed_object();
     stale.status = None;
-    let stored = with_status(&stale, &pushed);
-    let seen = serve(server, move |_, _| (200, stored.clone()));
-    let action = reconcile(Arc::new(stale), ctx).await.expect("reconcile succeeds");
-    assert_eq!(action, Action::await_change());
     // A Secret GET would be the first step of a second push.
-    assert_eq!(paths(&seen), [format!("GET {PATH}")]);
+    assert_eq!(
+        reconcile_stale(ctx, server, stale, &pushed).await,
+        [format!("GET {PATH}")]
+    );
 }
 
 /// Defect: a replica that led again kept statuses and counts from its earlier term in memory, and saved such a
