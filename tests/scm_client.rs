@@ -337,23 +337,29 @@ async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
     assert_eq!(client.qps(), 5, "halved for every clone of the client");
 }
 
-/// Shutdown: a request still waiting for a rate-limit token is not sent, so the reconcile waiting on it ends at once
-/// instead of holding the shutdown for its turn; a request already sent is unaffected.
-#[tokio::test]
-async fn stop_sending_drops_requests_waiting_for_a_token() {
-    let (sim, client) = setup().await;
-    let client = client.with_rate_limit(1, 1);
+/// With `client` limited to one request a second: one push that empties the bucket, and a second one, spawned, that
+/// has reached the bucket and waits about a second for its token.
+async fn waiting_for_a_token(client: &ScmClient) -> tokio::task::JoinHandle<Transport> {
     assert!(matches!(
         classify(&client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await),
         PushOutcome::Pushed { .. }
     ));
-    // The bucket is empty: the next request would wait about a second.
     let waiting = tokio::spawn({
         let client = client.clone();
         async move { client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await }
     });
     // Lets the request reach the bucket; had it not, it must not be sent either.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    waiting
+}
+
+/// Shutdown: a request still waiting for a rate-limit token is not sent, so the reconcile waiting on it ends at once
+/// instead of holding the shutdown for its turn; a request already sent is unaffected.
+#[tokio::test]
+async fn stop_sending_drops_requests_waiting_for_a_token() {
+    let (sim, client) = setup().await;
+    let client = client.with_rate_limit(1, 1);
+    let waiting = waiting_for_a_token(&client).await;
     let stopped = std::time::Instant::now();
     client.stop_sending();
     let t = waiting.await.unwrap();
@@ -379,16 +385,8 @@ async fn a_closed_gate_sends_nothing_even_after_the_rate_limit_wait() {
     let client = client.with_rate_limit(1, 1).with_gate(std::sync::Arc::new(move || {
         gate.load(std::sync::atomic::Ordering::SeqCst)
     }));
-    assert!(matches!(
-        classify(&client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await),
-        PushOutcome::Pushed { .. }
-    ));
-    // The bucket is empty: the next request waits about a second, and leadership ends meanwhile.
-    let waiting = tokio::spawn({
-        let client = client.clone();
-        async move { client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Leadership ends while the request waits for its token.
+    let waiting = waiting_for_a_token(&client).await;
     leads.store(false, std::sync::atomic::Ordering::SeqCst);
     let t = waiting.await.unwrap();
     let Transport::NotSent(message) = &t else {
