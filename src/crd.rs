@@ -272,6 +272,25 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub outcome_unknown_time: Option<String>,
+
+    /// What the last successful push sent where. A spec edit that keeps it (credentialsRef, deletionPolicy,
+    /// importPolicy) pushes nothing; a different certificate, service or project is pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<PushedTarget>,
+}
+
+/// What a successful push sent where.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PushedTarget {
+    /// ID in SCM of the certificate pushed (spec.certificateId, or the certificate imported from sourceSecretRef).
+    pub certificate_id: String,
+    /// The service it was pushed to (CDN, WAF or ELB).
+    pub target_service: String,
+    /// The project (region) it was pushed to.
+    pub target_project: String,
+    /// The metadata.generation of the push.
+    pub generation: i64,
 }
 
 /// Identity of the source Secret read at the last import.

@@ -65,8 +65,21 @@ pub struct Observed<'a> {
     pub endpoint: &'a str,
     /// Fingerprint of the certificate now in the source TLS Secret; None for a certificateId spec.
     pub source_fingerprint: Option<&'a str>,
+    /// Where the spec asks the certificate to go; None judges by generation alone.
+    pub destination: Option<Destination<'a>>,
     /// Now.
     pub now: Timestamp,
+}
+
+/// What the spec asks to push where: a push is needed when this differs from `status.pushed`, not on any spec edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination<'a> {
+    /// spec.certificateId; None for a sourceSecretRef spec, whose certificate is judged by its fingerprint.
+    pub certificate_id: Option<&'a str>,
+    /// spec.targetService, as written in the spec (CDN, WAF or ELB).
+    pub target_service: &'a str,
+    /// spec.targetProject.
+    pub target_project: &'a str,
 }
 
 /// Decides what to do. Pure: the same inputs always give the same step.
@@ -91,7 +104,7 @@ pub fn next_step(o: &Observed) -> Step {
             || (same_certificate && s.certificate_id.is_some() && s.pushed_certificate_id == s.certificate_id);
         return if new_request {
             Step::Push(Cause::Requested)
-        } else if s.pushed_generation != Some(o.generation) {
+        } else if s.pushed_generation != Some(o.generation) && !pushed_to_destination(o) {
             Step::Push(Cause::NewGeneration)
         } else if certificate_pushed {
             Step::UpToDate
@@ -124,6 +137,17 @@ pub fn next_step(o: &Observed) -> Step {
         }
         Lift::CredentialChange | Lift::SpecChange => Step::Stalled,
     }
+}
+
+/// Whether the last successful push sent the spec's certificate to the spec's service and project, so an edit of
+/// anything else (credentialsRef, deletionPolicy, importPolicy) is no reason to push.
+fn pushed_to_destination(o: &Observed) -> bool {
+    let (Some(d), Some(p)) = (o.destination, o.status.pushed.as_ref()) else {
+        return false;
+    };
+    p.target_service == d.target_service
+        && p.target_project == d.target_project
+        && d.certificate_id.is_none_or(|id| p.certificate_id == id)
 }
 
 /// Whether the certificate now in the source Secret is the one pushed at this generation.
@@ -163,6 +187,7 @@ mod tests {
             credentials_digest: digest,
             endpoint: ENDPOINT,
             source_fingerprint: None,
+            destination: None,
             now: t(NOW),
         }
     }
@@ -275,6 +300,54 @@ mod tests {
         );
         // A certificateId spec ignores all of this.
         assert_eq!(next_step(&observe(&b, 1, Some("d1"))), Step::UpToDate);
+    }
+
+    /// Defect: any new generation was pushed again, so pointing credentialsRef at another Secret or toggling
+    /// deletionPolicy added a second copy to the service (and on CDN, which refuses a repeat, stalled the object).
+    #[test]
+    fn a_spec_edit_that_keeps_what_is_pushed_where_pushes_nothing() {
+        let pending = status::pending(&Default::default(), 1, t(NOW));
+        let mut pushed = status::pushed(&pending, &attempt(1, "d1"), 204, None);
+        pushed.pushed = Some(crate::crd::PushedTarget {
+            certificate_id: "scs1554192131150".into(),
+            target_service: "WAF".into(),
+            target_project: "cn-north-4".into(),
+            generation: 1,
+        });
+        let to = |certificate_id, target_service, target_project| Destination {
+            certificate_id: Some(certificate_id),
+            target_service,
+            target_project,
+        };
+        let at = |status, generation, destination| Observed {
+            destination: Some(destination),
+            ..observe(status, generation, Some("d1"))
+        };
+        let same = to("scs1554192131150", "WAF", "cn-north-4");
+        assert_eq!(next_step(&at(&pushed, 2, same)), Step::UpToDate);
+        for other in [
+            to("scs0000000000002", "WAF", "cn-north-4"),
+            to("scs1554192131150", "CDN", "cn-north-4"),
+            to("scs1554192131150", "WAF", "cn-east-3"),
+        ] {
+            assert_eq!(
+                next_step(&at(&pushed, 2, other)),
+                Step::Push(Cause::NewGeneration),
+                "{other:?}"
+            );
+        }
+        let requested = Observed {
+            push_request: Some("again"),
+            ..at(&pushed, 2, same)
+        };
+        assert_eq!(next_step(&requested), Step::Push(Cause::Requested));
+        // A status from before `pushed` existed counts as pushed for the generation it names.
+        let old = CertificatePushStatus {
+            pushed: None,
+            ..pushed.clone()
+        };
+        assert_eq!(next_step(&at(&old, 1, same)), Step::UpToDate);
+        assert_eq!(next_step(&at(&old, 2, same)), Step::Push(Cause::NewGeneration));
     }
 
     /// Defect: a source Secret deleted and re-created with the pushed certificate was pushed again.

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::{CertificatePushStatus, Condition};
+use crate::crd::{CertificatePushStatus, Condition, PushedTarget};
 use crate::scm::PushFailure;
 
 mod reason;
@@ -118,6 +118,8 @@ pub fn pushed(
         not_after: old.not_after.clone(),
         source_secret: old.source_secret.clone(),
         pushed_certificate_id: old.certificate_id.clone(),
+        // What was pushed where is recorded by the caller, who knows the spec.
+        pushed: old.pushed.clone(),
     }
 }
 
@@ -190,6 +192,18 @@ pub fn not_sent(
 ) -> CertificatePushStatus {
     let mut status = with_problem(old, attempt, reason, message.to_string());
     status.next_retry_time = None;
+    status
+}
+
+/// A spec edit that keeps what was pushed where (or the first look at a status written before `pushed` existed):
+/// the status now describes `generation`, with `pushed` recorded, and nothing is sent.
+pub fn observed(old: &CertificatePushStatus, generation: i64, pushed: PushedTarget) -> CertificatePushStatus {
+    let mut status = old.clone();
+    status.observed_generation = Some(generation);
+    for condition in &mut status.conditions {
+        condition.observed_generation = Some(generation);
+    }
+    status.pushed.get_or_insert(pushed);
     status
 }
 

@@ -33,7 +33,7 @@ use crate::crd::{CertificatePush, CertificatePushStatus, CertificateSource};
 use crate::events::EventQueue;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::policy::{self, Cause, Observed, Step};
+use crate::policy::{self, Cause, Destination, Observed, Step};
 use crate::scm::{Credentials, CredentialsError, ScmClient};
 use crate::source::{Source, SourceError, TlsSource};
 use crate::status::{self, Reason};
@@ -110,22 +110,36 @@ impl Context {
         source_fingerprint: Option<&str>,
         now: Timestamp,
     ) -> Verdict {
+        let generation = cp.metadata.generation.unwrap_or(0);
         let step = {
             let credentials_digest = match &credential {
                 Credential::Recorded => status.credentials_digest.as_deref(),
                 Credential::Read(read) => read.digest.as_deref(),
             };
+            let service = cp.spec.target_service.to_string();
             policy::next_step(&Observed {
-                generation: cp.metadata.generation.unwrap_or(0),
+                generation,
                 push_request: cp.push_request(),
                 status,
                 credentials_digest,
                 endpoint: self.scm.endpoint().as_str(),
                 source_fingerprint,
+                destination: Some(Destination {
+                    certificate_id: cp.spec.certificate_id.as_deref(),
+                    target_service: &service,
+                    target_project: &cp.spec.target_project,
+                }),
                 now,
             })
         };
         let (result, action) = match (step, credential) {
+            // A spec edit that keeps what was pushed where, or a status from before `pushed` existed.
+            (Step::UpToDate, _)
+                if status.observed_generation != Some(generation)
+                    || (status.pushed.is_none() && status.pushed_generation == Some(generation)) =>
+            {
+                return Verdict::Observe;
+            }
             (Step::UpToDate, _) => ("unchanged", Action::await_change()),
             (Step::AlreadyPushed, _) => return Verdict::AlreadyPushed,
             (Step::WaitForRetry(delay), _) => ("waiting", Action::requeue(delay)),
@@ -155,6 +169,8 @@ enum Verdict {
     ReadSecret,
     /// Nothing to send, but the status must say the source is back with the certificate already pushed.
     AlreadyPushed,
+    /// Nothing to send, but the status must describe this generation (a spec edit that keeps what was pushed where).
+    Observe,
     /// Push, for this cause, with the credential read.
     Push(Cause, ReadCredentials),
 }
@@ -266,6 +282,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::Done(action) => return Ok(action),
             Verdict::Push(cause, read) => break (cause, read),
             Verdict::AlreadyPushed => return push::already_pushed(ctx, obj, source.as_ref()).await,
+            Verdict::Observe => return push::observe(ctx, obj).await,
             Verdict::ReadSecret => {
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
                 credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));

@@ -12,7 +12,7 @@ use super::import::{delete_superseded, imported, importing};
 use super::persist::{Progress, record, record_not_sent};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
-use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus};
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
 use crate::policy::{self, Cause};
 use crate::scm::{Credentials, CredentialsError, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
@@ -107,7 +107,10 @@ pub(super) async fn push(
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
     }
-    let (new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
+    let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
+    if let PushOutcome::Pushed { .. } = outcome {
+        new.pushed = Some(pushed_to(cp, &certificate_id));
+    }
     log_outcome("push", &outcome, &new);
     record(ctx, cp, api, current, new).await?;
     if let (PushOutcome::Pushed { .. }, Some(_)) = (&outcome, &source) {
@@ -169,6 +172,32 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
     record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled(result);
     Ok(action)
+}
+
+/// What a push of `certificate_id` for `cp` sends where, as status records it.
+fn pushed_to(cp: &CertificatePush, certificate_id: &str) -> PushedTarget {
+    PushedTarget {
+        certificate_id: certificate_id.to_owned(),
+        target_service: cp.spec.target_service.to_string(),
+        target_project: cp.spec.target_project.clone(),
+        generation: cp.metadata.generation.unwrap_or(0),
+    }
+}
+
+/// A spec edit that keeps what was pushed where: the status describes the new generation (and records `pushed`
+/// when a status from before it existed is seen), with nothing sent and no Event.
+pub(super) async fn observe(ctx: &Context, obj: Reconciling<'_>) -> Result<Action, Error> {
+    let current = obj.current;
+    let certificate = current
+        .pushed_certificate_id
+        .clone()
+        .or_else(|| obj.cp.spec.certificate_id.clone())
+        .unwrap_or_default();
+    let generation = obj.cp.metadata.generation.unwrap_or(0);
+    let new = status::observed(current, generation, pushed_to(obj.cp, &certificate));
+    record_not_sent(ctx, obj.api, obj.cp, current, new).await?;
+    ctx.metrics.reconciled("unchanged");
+    Ok(Action::await_change())
 }
 
 /// The source Secret holds again the certificate already pushed (it was deleted or broken, and is back): the status

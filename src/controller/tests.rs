@@ -137,7 +137,15 @@ fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
     let a = attempt(3);
     let pending = status::pending(&Default::default(), 3, a.now);
     obj.status = Some(pending.clone());
-    (obj, status::pushed(&pending, &a, 204, Some("r".into())))
+    let mut pushed = status::pushed(&pending, &a, 204, Some("r".into()));
+    // As the operator records a push: what went where.
+    pushed.pushed = Some(crate::crd::PushedTarget {
+        certificate_id: "scs1554192131150".into(),
+        target_service: "WAF".into(),
+        target_project: "cn-north-4".into(),
+        generation: 3,
+    });
+    (obj, pushed)
 }
 
 fn with_status(obj: &CertificatePush, status: &CertificatePushStatus) -> serde_json::Value {
@@ -555,5 +563,45 @@ async fn leading_again_starts_from_the_api_server_state() {
         !paths(&seen).iter().any(|p| p.ends_with("/status")),
         "nothing from the earlier term is written: {:?}",
         paths(&seen)
+    );
+}
+
+/// Defect: a spec edit that kept what was pushed where (here credentialsRef) pushed again. Now it writes only the new
+/// observedGeneration, without reading the Secret.
+#[tokio::test]
+async fn a_spec_edit_that_keeps_the_destination_only_moves_observed_generation() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (mut obj, pushed) = pushed_object();
+    obj.metadata.generation = Some(4);
+    obj.spec.credentials_ref.name = "scm-rotated".into();
+    obj.status = Some(pushed);
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |_, _| (200, stored.clone()));
+    let action = reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(paths(&seen), [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+    let written = lock(&seen)[1].1["status"].clone();
+    assert_eq!(written["observedGeneration"], 4);
+    assert_eq!(written["conditions"][0]["observedGeneration"], 4);
+    assert_eq!(written["conditions"][0]["reason"], "Pushed");
+    assert_eq!(written["pushedGeneration"], 3);
+}
+
+/// A status written before `pushed` existed gets it recorded (from the spec it was pushed for) the first time it is
+/// seen, with nothing sent, so later edits are judged by what was pushed where.
+#[tokio::test]
+async fn a_status_from_before_pushed_existed_records_it_once() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (mut obj, mut pushed) = pushed_object();
+    pushed.pushed = None;
+    obj.status = Some(pushed);
+    let stored = serde_json::to_value(&obj).unwrap();
+    let seen = serve(server, move |_, _| (200, stored.clone()));
+    reconcile(Arc::new(obj), ctx).await.expect("reconcile succeeds");
+    assert_eq!(paths(&seen), [format!("GET {PATH}"), format!("PATCH {PATH}/status")]);
+    let written = lock(&seen)[1].1["status"]["pushed"].clone();
+    assert_eq!(
+        written,
+        json!({"certificateId": "scs1554192131150", "targetService": "WAF", "targetProject": "cn-north-4", "generation": 3})
     );
 }

@@ -166,6 +166,7 @@ mod tests {
                     credentials_digest: Some("sha256:1"),
                     endpoint: ENDPOINT,
                     source_fingerprint: None,
+                    destination: None,
                     now,
                 });
                 assert!(matches!(seen, Step::WaitForRetry(d) if d >= backoff), "{seen:?}");

@@ -392,3 +392,35 @@ async fn a_wrong_endpoint_stalls_and_lifts_when_the_operator_runs_with_the_right
     }
     assert_eq!(sim.successful_pushes().len(), 2);
 }
+
+/// Defect: pointing credentialsRef at another Secret (rotating by a new Secret) pushed the certificate again, like
+/// any spec edit: a second copy on ELB/WAF, a refused repeat on CDN. An edit that keeps what is pushed where sends
+/// nothing; observedGeneration still moves, so GitOps tools see the edit was seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn pointing_credentials_ref_at_a_new_secret_does_not_push_again() {
+    let client = admin().await;
+    let ns = namespace(&client, "cred-ref").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
+    let cp = wait_for(&api, "cdn", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let first = cp.metadata.generation.unwrap();
+
+    put_secret(&client, &ns, "scm-rotated", GOOD_TOKEN).await;
+    let rotate = serde_json::json!({"spec": {"credentialsRef": {"name": "scm-rotated"}}});
+    api.patch(
+        "cdn",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&rotate),
+    )
+    .await
+    .expect("point credentialsRef at the new Secret");
+    let cp = wait_for(&api, "cdn", T, "the new generation observed", |cp| {
+        status(cp).observed_generation == Some(first + 1) && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert_eq!(status(&cp).pushed_generation, Some(first), "not pushed again");
+    assert_eq!(sim.pushes().len(), 1, "{:#?}", sim.pushes());
+}
