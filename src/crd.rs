@@ -280,13 +280,13 @@ pub struct CertificatePushStatus {
 }
 
 /// What a successful push sent where.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushedTarget {
     /// ID in SCM of the certificate pushed (spec.certificateId, or the certificate imported from sourceSecretRef).
     pub certificate_id: String,
-    /// The service it was pushed to (CDN, WAF or ELB).
-    pub target_service: String,
+    /// The service it was pushed to.
+    pub target_service: TargetService,
     /// The project (region) it was pushed to.
     pub target_project: String,
     /// The metadata.generation of the push.

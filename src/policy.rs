@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::crd::CertificatePushStatus;
+use crate::crd::{CertificatePushStatus, TargetService};
 use crate::scm;
 use crate::status::{self, Lift};
 
@@ -76,8 +76,8 @@ pub struct Observed<'a> {
 pub struct Destination<'a> {
     /// spec.certificateId; None for a sourceSecretRef spec, whose certificate is judged by its fingerprint.
     pub certificate_id: Option<&'a str>,
-    /// spec.targetService, as written in the spec (CDN, WAF or ELB).
-    pub target_service: &'a str,
+    /// spec.targetService.
+    pub target_service: TargetService,
     /// spec.targetProject.
     pub target_project: &'a str,
 }
@@ -100,8 +100,7 @@ pub fn next_step(o: &Observed) -> Step {
         .filter(|r| r.lift() != Lift::None && s.observed_generation == Some(o.generation) && same_certificate);
     let Some(reason) = failure else {
         // An imported certificate counts as pushed once its own push succeeded.
-        let certificate_pushed = o.source_fingerprint.is_none()
-            || (same_certificate && s.certificate_id.is_some() && s.pushed_certificate_id == s.certificate_id);
+        let certificate_pushed = o.source_fingerprint.is_none() || (same_certificate && import_pushed(s));
         return if new_request {
             Step::Push(Cause::Requested)
         } else if s.pushed_generation != Some(o.generation) && !pushed_to_destination(o) {
@@ -155,9 +154,13 @@ fn pushed_this_certificate(o: &Observed) -> bool {
     let s = o.status;
     o.source_fingerprint.is_some()
         && s.source_fingerprint.as_deref() == o.source_fingerprint
-        && s.certificate_id.is_some()
-        && s.pushed_certificate_id == s.certificate_id
+        && import_pushed(s)
         && s.pushed_generation == Some(o.generation)
+}
+
+/// Whether the certificate the status records as imported is the one whose push succeeded.
+fn import_pushed(s: &CertificatePushStatus) -> bool {
+    s.certificate_id.is_some() && s.pushed_certificate_id == s.certificate_id
 }
 
 /// Whether the recorded failure says the endpoint, not the push, was wrong.
@@ -310,7 +313,7 @@ mod tests {
         let mut pushed = status::pushed(&pending, &attempt(1, "d1"), 204, None);
         pushed.pushed = Some(crate::crd::PushedTarget {
             certificate_id: "scs1554192131150".into(),
-            target_service: "WAF".into(),
+            target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
             generation: 1,
         });
@@ -323,12 +326,12 @@ mod tests {
             destination: Some(destination),
             ..observe(status, generation, Some("d1"))
         };
-        let same = to("scs1554192131150", "WAF", "cn-north-4");
+        let same = to("scs1554192131150", TargetService::Waf, "cn-north-4");
         assert_eq!(next_step(&at(&pushed, 2, same)), Step::UpToDate);
         for other in [
-            to("scs0000000000002", "WAF", "cn-north-4"),
-            to("scs1554192131150", "CDN", "cn-north-4"),
-            to("scs1554192131150", "WAF", "cn-east-3"),
+            to("scs0000000000002", TargetService::Waf, "cn-north-4"),
+            to("scs1554192131150", TargetService::Cdn, "cn-north-4"),
+            to("scs1554192131150", TargetService::Waf, "cn-east-3"),
         ] {
             assert_eq!(
                 next_step(&at(&pushed, 2, other)),

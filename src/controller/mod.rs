@@ -116,7 +116,6 @@ impl Context {
                 Credential::Recorded => status.credentials_digest.as_deref(),
                 Credential::Read(read) => read.digest.as_deref(),
             };
-            let service = cp.spec.target_service.to_string();
             policy::next_step(&Observed {
                 generation,
                 push_request: cp.push_request(),
@@ -126,7 +125,7 @@ impl Context {
                 source_fingerprint,
                 destination: Some(Destination {
                     certificate_id: cp.spec.certificate_id.as_deref(),
-                    target_service: &service,
+                    target_service: cp.spec.target_service,
                     target_project: &cp.spec.target_project,
                 }),
                 now,

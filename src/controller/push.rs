@@ -178,7 +178,7 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
 fn pushed_to(cp: &CertificatePush, certificate_id: &str) -> PushedTarget {
     PushedTarget {
         certificate_id: certificate_id.to_owned(),
-        target_service: cp.spec.target_service.to_string(),
+        target_service: cp.spec.target_service,
         target_project: cp.spec.target_project.clone(),
         generation: cp.metadata.generation.unwrap_or(0),
     }

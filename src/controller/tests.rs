@@ -141,7 +141,7 @@ fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
     // As the operator records a push: what went where.
     pushed.pushed = Some(crate::crd::PushedTarget {
         certificate_id: "scs1554192131150".into(),
-        target_service: "WAF".into(),
+        target_service: TargetService::Waf,
         target_project: "cn-north-4".into(),
         generation: 3,
     });
