@@ -103,7 +103,7 @@ pub fn next_step(o: &Observed) -> Step {
         let certificate_pushed = o.source_fingerprint.is_none() || (same_certificate && import_pushed(s));
         return if new_request {
             Step::Push(Cause::Requested)
-        } else if s.pushed_generation != Some(o.generation) && !pushed_to_destination(o) {
+        } else if !pushed_here(o) {
             Step::Push(Cause::NewGeneration)
         } else if certificate_pushed {
             Step::UpToDate
@@ -138,8 +138,13 @@ pub fn next_step(o: &Observed) -> Step {
     }
 }
 
-/// Whether the last successful push sent the spec's certificate to the spec's service and project, so an edit of
-/// anything else (credentialsRef, deletionPolicy, importPolicy) is no reason to push.
+/// Whether what this generation asks for was pushed: at this generation, or to the same destination by an earlier
+/// one (an edit of credentialsRef, deletionPolicy or importPolicy is no reason to push).
+fn pushed_here(o: &Observed) -> bool {
+    o.status.pushed_generation == Some(o.generation) || pushed_to_destination(o)
+}
+
+/// Whether the last successful push sent the spec's certificate to the spec's service and project.
 fn pushed_to_destination(o: &Observed) -> bool {
     let (Some(d), Some(p)) = (o.destination, o.status.pushed.as_ref()) else {
         return false;
@@ -149,13 +154,13 @@ fn pushed_to_destination(o: &Observed) -> bool {
         && d.certificate_id.is_none_or(|id| p.certificate_id == id)
 }
 
-/// Whether the certificate now in the source Secret is the one pushed at this generation.
+/// Whether the certificate now in the source Secret is the one pushed for what this generation asks.
 fn pushed_this_certificate(o: &Observed) -> bool {
     let s = o.status;
     o.source_fingerprint.is_some()
         && s.source_fingerprint.as_deref() == o.source_fingerprint
         && import_pushed(s)
-        && s.pushed_generation == Some(o.generation)
+        && pushed_here(o)
 }
 
 /// Whether the certificate the status records as imported is the one whose push succeeded.
@@ -388,6 +393,41 @@ mod tests {
             next_step(&with_source(observe(&never, 1, Some("d1")), "fp1")),
             Step::Push(Cause::CredentialsChanged)
         );
+    }
+
+    /// Defect: after a spec edit that kept the destination (credentialsRef pointed at another Secret), a source
+    /// Secret deleted and re-created with the pushed certificate was pushed again, because "already pushed" asked
+    /// for the push's own generation.
+    #[test]
+    fn a_source_back_after_a_kept_destination_edit_is_not_pushed_again() {
+        let pending = status::pending(&Default::default(), 1, t(NOW));
+        let mut pushed = status::pushed(&imported(&pending, "fp1", "id1"), &attempt(1, "d1"), 204, None);
+        pushed.pushed = Some(crate::crd::PushedTarget {
+            certificate_id: "id1".into(),
+            target_service: TargetService::Waf,
+            target_project: "cn-north-4".into(),
+            generation: 1,
+        });
+        let here = Destination {
+            certificate_id: None,
+            target_service: TargetService::Waf,
+            target_project: "cn-north-4",
+        };
+        let edited = status::observed(&pushed, 2, pushed.pushed.clone().unwrap());
+        let missing = status::not_sent(&edited, &attempt(2, "d1"), Reason::InvalidSource, "source Secret gone");
+        let back = Observed {
+            destination: Some(here),
+            ..with_source(observe(&missing, 2, Some("d1")), "fp1")
+        };
+        assert_eq!(next_step(&back), Step::AlreadyPushed);
+        let elsewhere = Observed {
+            destination: Some(Destination {
+                target_project: "cn-east-3",
+                ..here
+            }),
+            ..back
+        };
+        assert_eq!(next_step(&elsewhere), Step::Push(Cause::CredentialsChanged));
     }
 
     #[test]
