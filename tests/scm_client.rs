@@ -135,6 +135,17 @@ async fn wrong_endpoint_path_is_rejected_and_names_the_flag() {
     assert!(f.error_message.contains("--scm-endpoint"), "{}", f.error_message);
 }
 
+/// Defect: any 404 counted as deleted, so a wrong endpoint path (the gateway's 404) dropped a superseded import from
+/// the list of deletions still owed, leaving it in SCM for good.
+#[tokio::test]
+async fn a_delete_is_done_on_scms_404_but_not_on_the_gateways() {
+    let (sim, client) = setup().await;
+    assert!(client.delete(&credentials(TOKEN), "scs0000000000404").await.is_ok());
+    let wrong = ScmClient::new(&format!("{}/not-scm/", sim.url()), None).unwrap();
+    let failure = wrong.delete(&credentials(TOKEN), CERT).await.unwrap_err();
+    assert_eq!(failure.error_code.as_deref(), Some("APIGW.0101"));
+}
+
 #[tokio::test]
 async fn a_dropped_answer_is_an_unknown_outcome_and_a_refused_connect_sent_nothing() {
     let (sim, client) = setup().await;

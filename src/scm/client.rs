@@ -12,8 +12,8 @@ use super::auth::Credentials;
 use super::limit::{Limiter, Signal};
 use super::metrics::ScmMetrics;
 use super::outcome::{
-    PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, classify, classify_as, parse_retry_after,
-    rejected,
+    PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
+    parse_retry_after, rejected,
 };
 use super::wire::{ImportRequest, ImportResponse, ListResponse};
 use crate::crd::TargetService;
@@ -238,10 +238,15 @@ impl ScmClient {
         checked_id(created.certificate_id)
     }
 
-    /// Deletes a certificate; a 404 counts as done, since gone is what was wanted.
+    /// Deletes a certificate; SCM's 404 counts as done, since gone is what was wanted, but the gateway's 404
+    /// (`APIGW.0101`: a wrong endpoint path) says nothing about the certificate.
     pub async fn delete(&self, credentials: &Credentials, certificate_id: &str) -> Result<(), PushFailure> {
         match classify_as(&self.call(credentials, Call::Delete { certificate_id }).await, 204) {
-            PushOutcome::Failed(f) if f.http_status != Some(404) => Err(f),
+            PushOutcome::Failed(f)
+                if f.http_status != Some(404) || blames_endpoint(f.http_status, f.error_code.as_deref()) =>
+            {
+                Err(f)
+            }
             _ => Ok(()),
         }
     }
