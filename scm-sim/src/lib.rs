@@ -303,9 +303,19 @@ impl Sim {
         }
     }
 
+    /// Queues a fault for upcoming delete calls (`certificate_id` filters by the certificate deleted). `Respond`,
+    /// `Error`, `Drop` and `GatewayTimeout` answer without deleting; `Delay` and `DropAfterPush` delete first.
+    pub fn inject_delete(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().delete_faults.push_back(fault);
+        }
+    }
+
     /// Drops every queued fault; recorded calls and earlier pushes stay.
     pub fn clear_faults(&self) {
-        self.shared.state().faults.clear();
+        let mut state = self.shared.state();
+        state.faults.clear();
+        state.delete_faults.clear();
     }
 
     /// Faults not used up yet, in queue order.

@@ -122,6 +122,8 @@ pub(super) struct State {
     pub reject_duplicate_push: bool,
     pub calls: Vec<Call>,
     pub faults: VecDeque<Fault>,
+    /// Queued faults for delete calls, kept apart so a push fault never answers a delete.
+    pub delete_faults: VecDeque<Fault>,
     pub pushed: HashSet<PushKey>,
     pub chaos: Option<super::Chaos>,
     /// Random faults in a row per push target, for [`super::Chaos::max_in_a_row`].
@@ -141,6 +143,7 @@ impl State {
             reject_duplicate_push: config.reject_duplicate_push,
             calls: Vec::new(),
             faults: VecDeque::new(),
+            delete_faults: VecDeque::new(),
             pushed: HashSet::new(),
             chaos: config.chaos,
             chaos_streaks: HashMap::new(),
@@ -259,26 +262,36 @@ impl State {
 
     /// Uses up one application of the first queued fault matching a push for `certificate_id`.
     pub fn take_fault(&mut self, certificate_id: &str) -> Option<FaultAction> {
-        let index = self
-            .faults
-            .iter()
-            .position(|f| f.certificate_id.as_deref().is_none_or(|id| id == certificate_id))?;
-        let fault = &mut self.faults[index];
-        let action = fault.action.clone();
-        fault.times = fault.times.saturating_sub(1);
-        if fault.times == 0 {
-            self.faults.remove(index);
-        }
-        Some(action)
+        take_from(&mut self.faults, certificate_id)
+    }
+
+    /// Uses up one application of the first queued fault matching a delete of `certificate_id`.
+    pub fn take_delete_fault(&mut self, certificate_id: &str) -> Option<FaultAction> {
+        take_from(&mut self.delete_faults, certificate_id)
     }
 
     /// Forgets calls, faults, earlier pushes and lockouts; credentials and certificates stay.
     pub fn reset(&mut self) {
         self.calls.clear();
         self.faults.clear();
+        self.delete_faults.clear();
         self.pushed.clear();
         self.signature_failures.clear();
     }
+}
+
+/// Uses up one application of the first fault in `faults` matching `certificate_id`.
+fn take_from(faults: &mut VecDeque<Fault>, certificate_id: &str) -> Option<FaultAction> {
+    let index = faults
+        .iter()
+        .position(|f| f.certificate_id.as_deref().is_none_or(|id| id == certificate_id))?;
+    let fault = &mut faults[index];
+    let action = fault.action.clone();
+    fault.times = fault.times.saturating_sub(1);
+    if fault.times == 0 {
+        faults.remove(index);
+    }
+    Some(action)
 }
 
 fn non_empty(values: Vec<String>) -> HashSet<String> {

@@ -1181,3 +1181,24 @@ async fn list_filters_by_content_and_delete_removes_a_certificate() {
         .collect();
     assert_eq!(deletes, [204, 404]);
 }
+
+/// Deletes take faults of their own, so a test can fail a delete without touching pushes, and a failed delete
+/// leaves the certificate in place.
+#[tokio::test]
+async fn a_delete_fault_answers_the_delete_and_keeps_the_certificate() {
+    let sim = start(SimConfig::default()).await;
+    sim.add_certificate("scs0000000000777");
+    sim.inject_delete(error_fault(Some("scs0000000000777"), 1, 500, "SCM.0500"));
+    let delete = || {
+        client()
+            .delete(format!("{}/v3/scm/certificates/scs0000000000777", sim.url()))
+            .header("X-Auth-Token", DEMO_TOKEN)
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 500);
+    assert!(sim.certificates().iter().any(|(id, _)| id == "scs0000000000777"));
+    let (status, _, _) = push(&sim, "scs0000000000777", Some(DEMO_TOKEN), WAF_PUSH).await;
+    assert_eq!(status, 204, "a delete fault never answers a push");
+    assert_eq!(delete().await.unwrap().status(), 204);
+    assert!(!sim.certificates().iter().any(|(id, _)| id == "scs0000000000777"));
+}

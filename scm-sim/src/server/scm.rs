@@ -78,7 +78,14 @@ pub(super) async fn push(
             state.chaos_fault((id.clone(), service, project))
         })
     };
-    let reply = match fault {
+    let apply = || apply_push(&shared, &id, &caller, request.as_ref(), &request_id);
+    with_fault(fault, &request_id, apply).await.about(&id)
+}
+
+/// Answers as the queued `fault` says, calling `apply` (the call handled for real) where the fault lets it land:
+/// after a `Delay`, or before a `DropAfterPush` loses the answer.
+async fn with_fault(fault: Option<FaultAction>, request_id: &RequestId, apply: impl FnOnce() -> SimReply) -> SimReply {
+    match fault {
         Some(FaultAction::Respond {
             status,
             body,
@@ -91,7 +98,7 @@ pub(super) async fn push(
         }) => {
             let status = fault_status(status);
             if error_code.starts_with("APIGW.") {
-                SimReply::gateway_error(status, &error_code, &error_msg, &request_id)
+                SimReply::gateway_error(status, &error_code, &error_msg, request_id)
             } else {
                 SimReply::scm_error(status, &error_code, &error_msg)
             }
@@ -99,7 +106,7 @@ pub(super) async fn push(
         Some(FaultAction::Drop) => SimReply::dropped(),
         Some(FaultAction::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            apply_push(&shared, &id, &caller, request.as_ref(), &request_id)
+            apply()
         }
         Some(FaultAction::GatewayTimeout { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -107,17 +114,16 @@ pub(super) async fn push(
                 StatusCode::GATEWAY_TIMEOUT,
                 "APIGW.0201",
                 "Backend timeout.",
-                &request_id,
+                request_id,
             )
         }
         Some(FaultAction::DropAfterPush) => {
-            // The push lands; only the answer is lost.
-            let _ = apply_push(&shared, &id, &caller, request.as_ref(), &request_id);
+            // The call lands; only the answer is lost.
+            let _ = apply();
             SimReply::dropped()
         }
-        None => apply_push(&shared, &id, &caller, request.as_ref(), &request_id),
-    };
-    reply.about(&id)
+        None => apply(),
+    }
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
@@ -229,19 +235,20 @@ pub(super) async fn show(
     reply.about(&id)
 }
 
-/// `DELETE /v3/scm/certificates/{id}`.
+/// `DELETE /v3/scm/certificates/{id}`: queued delete faults first.
 pub(super) async fn delete(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     Extension(request_id): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
 ) -> SimReply {
-    let reply = match authorize(&shared, &caller, &request_id) {
+    let fault = shared.state().take_delete_fault(&id);
+    let apply = || match authorize(&shared, &caller, &request_id) {
         Err(reply) => reply,
         Ok(()) if shared.state().remove_certificate(&id) => SimReply::empty(StatusCode::NO_CONTENT),
         Ok(()) => certificate_not_found(),
     };
-    reply.about(&id)
+    with_fault(fault, &request_id, apply).await.about(&id)
 }
 
 /// SCM's rule for certificate names: 3 to 63 of `[A-Za-z0-9_.-]`.
