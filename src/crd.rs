@@ -41,7 +41,7 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,
     // A string, not a date: kubectl shows a date column as an age, and a future one as "<invalid>".
-    printcolumn = r#"{"name":"Not After","type":"string","jsonPath":".status.notAfter"}"#,
+    printcolumn = r#"{"name":"Not After","type":"string","jsonPath":".status.pushed.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Imported","type":"string","priority":1,"jsonPath":".status.certificateId"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
@@ -253,7 +253,8 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_fingerprint: Option<String>,
 
-    /// End of the validity of the certificate imported from sourceSecretRef.
+    /// End of the validity of the certificate in sourceSecretRef this status is about (a renewal being imported or
+    /// pushed included); the one serving is pushed.notAfter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub not_after: Option<String>,
@@ -277,6 +278,31 @@ pub struct CertificatePushStatus {
     /// importPolicy) pushes nothing; a different certificate, service or project is pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed: Option<PushedTarget>,
+
+    /// Certificates this object imported that a renewal replaced (or that were replaced before their push) and
+    /// that SCM has not yet confirmed deleted. Each is recorded here before its delete is sent and retried with
+    /// backoff until SCM answers 204 or 404, also across restarts; the finalizer deletes what is left. Empty with
+    /// importPolicy.retainSuperseded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_deletions: Vec<PendingDeletion>,
+}
+
+/// A certificate in SCM that this object imported, no longer serves, and still has to delete.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingDeletion {
+    /// ID in SCM of the certificate to delete.
+    pub certificate_id: String,
+    /// Failed delete attempts so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+    /// When the next delete attempt is due; absent when it is due now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub next_attempt_time: Option<String>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// What a successful push sent where.
@@ -291,6 +317,11 @@ pub struct PushedTarget {
     pub target_project: String,
     /// The metadata.generation of the push.
     pub generation: i64,
+    /// End of the validity of the certificate pushed: the one serving, which the expiry gauge reports (a renewal
+    /// that failed to import or push does not move it). From the source Secret, or from SCM for certificateId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub not_after: Option<String>,
 }
 
 /// Identity of the source Secret read at the last import.

@@ -226,8 +226,8 @@ pub fn encode(registry: &Registry) -> String {
 
 /// The gauges read from the controller's cache when `/metrics` is scraped, so they are never stale, are complete
 /// right after a re-list, and need no bookkeeping on every change: `certpush_resources` (objects by Ready status
-/// and reason) and `certpush_certificate_expiration_timestamp_seconds` (the `status.notAfter` of each object that
-/// imported a certificate).
+/// and reason) and `certpush_certificate_expiration_timestamp_seconds` (the `status.pushed.notAfter` of each object: the
+/// certificate serving, not a renewal still on its way).
 #[derive(Debug)]
 pub struct CacheMetrics(pub Store<CertificatePush>);
 
@@ -250,11 +250,11 @@ impl CacheMetrics {
         family
     }
 
-    /// One series per object whose status records the `notAfter` of an imported certificate.
+    /// One series per object whose status records the `notAfter` of the certificate it pushed.
     fn expirations(&self) -> Family<ObjectLabel, Gauge> {
         let family = Family::<ObjectLabel, Gauge>::default();
         for cp in self.0.state() {
-            let not_after = cp.status.as_ref().and_then(|s| s.not_after.as_deref());
+            let not_after = cp.status.as_ref().and_then(status::serving_not_after);
             if let Some(at) = not_after.and_then(status::parse_time) {
                 let label = ObjectLabel {
                     namespace: cp.namespace().unwrap_or_default(),
@@ -371,7 +371,15 @@ mod tests {
             .register_collector(Box::new(CacheMetrics(store)));
         let mut www = object("www", "True", "Pushed");
         www.metadata.namespace = Some("web".into());
-        www.status.as_mut().unwrap().not_after = Some("2026-04-01T00:00:00Z".into());
+        www.status.as_mut().unwrap().pushed = Some(crate::crd::PushedTarget {
+            certificate_id: "scsA".into(),
+            target_service: crate::crd::TargetService::Waf,
+            target_project: "cn-north-4".into(),
+            generation: 1,
+            not_after: Some("2026-04-01T00:00:00Z".into()),
+        });
+        // A renewal whose import or push failed: status.notAfter is the renewal's, the gauge stays with the one serving.
+        www.status.as_mut().unwrap().not_after = Some("2026-07-01T00:00:00Z".into());
         let plain = object("plain", "True", "Pushed");
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitApply(www.clone()));

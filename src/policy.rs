@@ -12,6 +12,7 @@ use crate::crd::{CertificatePushStatus, TargetService};
 use crate::scm;
 use crate::status::{self, Lift};
 
+pub mod deletions;
 mod retry;
 pub use retry::{
     BACKOFF_BASE, BACKOFF_CAP, after_attempt, backoff, ceil_to_second, error_delay, failed_attempts, until,
@@ -321,6 +322,7 @@ mod tests {
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
             generation: 1,
+            not_after: None,
         });
         let to = |certificate_id, target_service, target_project| Destination {
             certificate_id: Some(certificate_id),
@@ -407,6 +409,7 @@ mod tests {
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
             generation: 1,
+            not_after: None,
         });
         let here = Destination {
             certificate_id: None,

@@ -65,6 +65,17 @@ pub struct Attempt<'a> {
     pub now: Timestamp,
 }
 
+/// The `notAfter` of the certificate serving: `pushed.notAfter`, or, in a status written before `pushed` existed,
+/// `notAfter` when the imported certificate it describes is the one pushed. Never a renewal still being imported or
+/// pushed.
+pub fn serving_not_after(s: &CertificatePushStatus) -> Option<&str> {
+    match &s.pushed {
+        Some(pushed) => pushed.not_after.as_deref(),
+        None if s.certificate_id.is_some() && s.pushed_certificate_id == s.certificate_id => s.not_after.as_deref(),
+        None => None,
+    }
+}
+
 /// First sight: Ready Unknown/Pending and Reconciling True, so clients see the operator is alive.
 pub fn pending(old: &CertificatePushStatus, generation: i64, now: Timestamp) -> CertificatePushStatus {
     let mut status = old.clone();
@@ -120,6 +131,7 @@ pub fn pushed(
         pushed_certificate_id: old.certificate_id.clone(),
         // What was pushed where is recorded by the caller, who knows the spec.
         pushed: old.pushed.clone(),
+        pending_deletions: old.pending_deletions.clone(),
     }
 }
 

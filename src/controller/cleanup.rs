@@ -12,7 +12,7 @@ use tracing::warn;
 use super::Context;
 use super::persist::publish;
 use crate::Error;
-use crate::crd::{CLEANUP_FINALIZER, CertificatePush};
+use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
 use crate::scm::Credentials;
 
@@ -60,15 +60,17 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     };
     let uid = cp.uid().unwrap_or_default();
-    let st = cp.status.clone().unwrap_or_default();
-    let mut imported: Vec<String> = [st.certificate_id, st.pushed_certificate_id]
-        .into_iter()
-        .flatten()
-        .collect();
-    imported.dedup();
-    if !cp.spec.deletes_imports() {
-        imported.clear();
-    }
+    // A status that could not be saved is newer than the saved one: it may name an import the saved one does not.
+    let st = ctx
+        .memory
+        .unsaved(&uid)
+        .or_else(|| cp.status.clone())
+        .unwrap_or_default();
+    let imported = if cp.spec.deletes_imports() {
+        owned_imports(&st)
+    } else {
+        Vec::new()
+    };
     if !imported.is_empty() {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
         let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
@@ -90,6 +92,19 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
     set_finalizer(&api, &cp, false).await?;
     ctx.memory.forget(&uid);
     Ok(Action::await_change())
+}
+
+/// Every certificate in SCM this object imported, each once: the deletes still owed, the one the status is about
+/// and the one serving.
+fn owned_imports(st: &CertificatePushStatus) -> Vec<String> {
+    let owed = st.pending_deletions.iter().map(|d| d.certificate_id.clone());
+    let mut ids: Vec<String> = owed
+        .chain(st.certificate_id.clone())
+        .chain(st.pushed_certificate_id.clone())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
 }
 
 /// Deletes `imported` from SCM; `Some(requeue)` while failed attempts stay under the bound, `None` when done or
@@ -127,4 +142,29 @@ async fn delete_imports(
     );
     publish(ctx, cp, EventType::Warning, "CleanupAbandoned", note, "Delete");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PendingDeletion;
+
+    /// Defect: the finalizer deleted only certificateId and pushedCertificateId, so an import a renewal superseded
+    /// whose delete had failed stayed in SCM after the object was gone.
+    #[test]
+    fn cleanup_covers_the_deletes_still_owed() {
+        let owed = |id: &str| PendingDeletion {
+            certificate_id: id.into(),
+            failed_attempts: Some(2),
+            next_attempt_time: None,
+            last_error: None,
+        };
+        let st = CertificatePushStatus {
+            certificate_id: Some("scsC".into()),
+            pushed_certificate_id: Some("scsB".into()),
+            pending_deletions: vec![owed("scsA"), owed("scsB")],
+            ..Default::default()
+        };
+        assert_eq!(owned_imports(&st), ["scsA", "scsB", "scsC"]);
+    }
 }

@@ -1,27 +1,34 @@
 //! The certificate of a source TLS Secret in SCM: found (recorded, or an earlier import found by its deterministic
-//! name), else imported; and the imports a renewal supersedes, deleted.
+//! name), else imported; and the imports a renewal supersedes, owed a delete in status and deleted.
 
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
-use super::persist::publish;
+use super::persist::{publish, record};
+use super::push::fenced;
+use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus};
+use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{Credentials, PushFailure};
 use crate::source::{self, Source};
 use crate::status;
 
 /// The status as it is about the certificate in `source`: a different certificate (a renewal) starts afresh, with
-/// no SCM ID and no failures counted yet.
-pub(super) fn importing(current: &CertificatePushStatus, source: &Source) -> CertificatePushStatus {
+/// no SCM ID and no failures counted yet, and an import of the one before that was never pushed is owed a delete
+/// (it serves nobody), unless `retain` (importPolicy.retainSuperseded) keeps it.
+pub(super) fn importing(current: &CertificatePushStatus, source: &Source, retain: bool) -> CertificatePushStatus {
     let mut status = current.clone();
     if current.source_fingerprint.as_deref() != Some(source.tls.fingerprint.as_str()) {
         status.certificate_id = None;
         status.failed_attempts = None;
         status.next_retry_time = None;
         status.outcome_unknown_time = None;
+        if let Some(unpushed) = current.certificate_id.as_deref().filter(|_| !retain) {
+            deletions::owe(&mut status, unpushed);
+        }
     }
     status.source_fingerprint = Some(source.tls.fingerprint.clone());
     status.not_after = Some(status::format_time(source.tls.not_after));
@@ -39,7 +46,7 @@ pub(super) async fn imported(
     current: &CertificatePushStatus,
     source: &Source,
 ) -> Result<(CertificatePushStatus, String), PushFailure> {
-    let mut working = importing(current, source);
+    let mut working = importing(current, source, cp.spec.retain_superseded());
     if let Some(id) = &working.certificate_id {
         return Ok((working.clone(), id.clone()));
     }
@@ -66,34 +73,62 @@ pub(super) async fn imported(
             id
         }
     };
-    // An import that was never pushed (its push failed before this renewal) serves nobody.
-    let unpushed = current
-        .certificate_id
-        .as_deref()
-        .filter(|old| *old != id && current.pushed_certificate_id.as_deref() != Some(*old));
-    if let Some(old) = unpushed.filter(|_| !cp.spec.retain_superseded()) {
-        delete_superseded(ctx, cp, credentials, old).await;
-    }
+    // An import owed a delete that is the certificate again (the Secret went back to it) is in use once more.
+    working.pending_deletions.retain(|d| d.certificate_id != id);
     working.certificate_id = Some(id.clone());
     Ok((working, id))
 }
 
-/// Deletes a certificate this operator imported and that a renewal replaced. One attempt: a failure is announced
-/// (Warning Event `SupersededNotDeleted` naming the ID) and left to a human, so cleanup can never block a push.
-pub(super) async fn delete_superseded(
+/// Sends the deletes owed in `current` that are due, and saves what came of them (importPolicy.retainSuperseded
+/// drops them unsent). A delete that fails is announced (Warning Event `SupersededNotDeleted`) and retried with
+/// backoff; it never blocks a push. None when this replica stopped leading meanwhile: nothing is recorded then.
+pub(super) async fn settle_deletions(
     ctx: &Context,
     cp: &CertificatePush,
+    api: &Api<CertificatePush>,
+    current: &CertificatePushStatus,
     credentials: &Credentials,
+    now: jiff::Timestamp,
+) -> Result<Option<CertificatePushStatus>, Error> {
+    let mut new = current.clone();
+    if cp.spec.retain_superseded() {
+        new = deletions::retained(current);
+    }
+    for id in deletions::due(&new, now) {
+        match ctx.scm.delete(credentials, &id).await {
+            Ok(()) => {
+                info!(certificate_id = %id, "deleted the superseded certificate from SCM");
+                new = deletions::deleted(&new, &id);
+            }
+            Err(failure) if fenced(ctx, &failure) => return Ok(None),
+            Err(failure) => {
+                new = deletions::failed(&new, &id, &failure.error_message, now, rand::random());
+                superseded_not_deleted(ctx, cp, &id, &failure, &new);
+            }
+        }
+    }
+    record(ctx, cp, api, current, new.clone()).await?;
+    Ok(Some(new))
+}
+
+/// Announces a failed delete of a superseded import and when it is tried again.
+fn superseded_not_deleted(
+    ctx: &Context,
+    cp: &CertificatePush,
     certificate_id: &str,
+    failure: &PushFailure,
+    new: &CertificatePushStatus,
 ) {
-    let Err(failure) = ctx.scm.delete(credentials, certificate_id).await else {
-        info!(certificate_id, "deleted the superseded certificate from SCM");
-        return;
-    };
-    warn!(certificate_id, error = %failure.error_message, "could not delete the superseded certificate from SCM");
+    let next = new
+        .pending_deletions
+        .iter()
+        .find(|d| d.certificate_id == certificate_id)
+        .and_then(|d| d.next_attempt_time.as_deref())
+        .unwrap_or("later");
+    warn!(certificate_id, error = %failure.error_message, next_attempt = next, "could not delete the superseded certificate from SCM");
     let note = format!(
-        "Could not delete superseded certificate {certificate_id} from SCM ({}); delete it in the SCM console or API, \
-         or set spec.importPolicy.retainSuperseded to keep such certificates",
+        "Could not delete superseded certificate {certificate_id} from SCM ({}); retrying at {next}. Set \
+         spec.importPolicy.retainSuperseded to keep such certificates",
         failure.error_message
     );
     publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete");

@@ -51,6 +51,11 @@ impl Memory {
         self.peek(uid, |m| m.unsaved.is_some())
     }
 
+    /// The status of `uid` that waits to be saved, if any, left in place.
+    pub fn unsaved(&self, uid: &str) -> Option<CertificatePushStatus> {
+        self.peek(uid, |m| m.unsaved.as_deref().cloned())
+    }
+
     /// Takes the status of `uid` that waits to be saved, if any.
     pub fn take_unsaved(&self, uid: &str) -> Option<CertificatePushStatus> {
         self.with(uid, |m| m.unsaved.take().map(|status| *status))

@@ -33,7 +33,7 @@ use crate::crd::{CertificatePush, CertificatePushStatus, CertificateSource};
 use crate::events::EventQueue;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::policy::{self, Cause, Destination, Observed, Step};
+use crate::policy::{self, Cause, Destination, Observed, Step, deletions};
 use crate::scm::{Credentials, CredentialsError, ScmClient};
 use crate::source::{Source, SourceError, TlsSource};
 use crate::status::{self, Reason};
@@ -131,6 +131,20 @@ impl Context {
                 now,
             })
         };
+        // Deletes owed and due are sent before anything but a push (which sends them after itself), with the
+        // Secret's credential unless SCM refused that very one.
+        let owed_now = !matches!(step, Step::Push(_)) && !deletions::due(status, now).is_empty();
+        let credential = match credential {
+            c if !owed_now => c,
+            Credential::Recorded => return Verdict::ReadSecret,
+            Credential::Read(read)
+                if read.credentials.is_ok() && deletions::may_send(status, read.digest.as_deref()) =>
+            {
+                return Verdict::Delete(read);
+            }
+            unusable => unusable,
+        };
+        let mut retry = None;
         let (result, action) = match (step, credential) {
             // A spec edit that keeps what was pushed where, or a status from before `pushed` existed.
             (Step::UpToDate, _)
@@ -141,14 +155,17 @@ impl Context {
             }
             (Step::UpToDate, _) => ("unchanged", Action::await_change()),
             (Step::AlreadyPushed, _) => return Verdict::AlreadyPushed,
-            (Step::WaitForRetry(delay), _) => ("waiting", Action::requeue(delay)),
+            (Step::WaitForRetry(delay), _) => {
+                retry = Some(delay);
+                ("waiting", Action::requeue(delay))
+            }
             // Only the Secret's current credential tells whether a stall is over, or what a push would send.
             (Step::Stalled | Step::Push(_), Credential::Recorded) => return Verdict::ReadSecret,
             (Step::Stalled, Credential::Read(_)) => ("stalled", Action::await_change()),
             (Step::Push(cause), Credential::Read(read)) => return Verdict::Push(cause, read),
         };
         self.metrics.reconciled(result);
-        Verdict::Done(action)
+        Verdict::Done(deletions::look_again(action, retry, status, now))
     }
 }
 
@@ -172,6 +189,8 @@ enum Verdict {
     Observe,
     /// Push, for this cause, with the credential read.
     Push(Cause, ReadCredentials),
+    /// Send the deletes owed and due (with this usable credential), then decide again.
+    Delete(ReadCredentials),
 }
 
 /// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
@@ -260,23 +279,19 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let Some((current, progress)) = restore(ctx, &api, &cp, now).await? else {
         return Ok(Action::await_change());
     };
-    let obj = push::Reconciling {
-        cp: &cp,
-        api: &api,
-        current: &current,
-        now,
-    };
+    let mut current = current;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let source = match read_source(&secrets, &cp, now).await? {
         Ok(source) => source,
-        Err(refusal) => return push::refuse(ctx, obj, refusal).await,
+        Err(refusal) => return push::refuse(ctx, push::Reconciling::new(&cp, &api, &current, now), refusal).await,
     };
     let fingerprint = source.as_ref().map(|s| s.tls.fingerprint.as_str());
 
-    // Only a stall or a push needs the credentials, so the recorded credential decides first and the Secret is
-    // read only for objects that are neither up to date nor waiting.
+    // Only a stall, a push or an owed delete needs the credentials, so the recorded credential decides first and
+    // the Secret is read only for objects that are neither up to date nor waiting.
     let mut credential = Credential::Recorded;
     let (cause, read) = loop {
+        let obj = push::Reconciling::new(&cp, &api, &current, now);
         match ctx.decide(&cp, &current, credential, fingerprint, now) {
             Verdict::Done(action) => return Ok(action),
             Verdict::Push(cause, read) => break (cause, read),
@@ -286,8 +301,18 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
                 credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));
             }
+            Verdict::Delete(read) => {
+                if let Ok(credentials) = &read.credentials {
+                    match import::settle_deletions(ctx, &cp, &api, &current, credentials, now).await? {
+                        Some(settled) => current = settled,
+                        None => return Ok(standby(ctx)),
+                    }
+                }
+                credential = Credential::Read(read);
+            }
         }
     };
+    let obj = push::Reconciling::new(&cp, &api, &current, now);
     push::push(ctx, obj, read, source, cause, progress).await
 }
 

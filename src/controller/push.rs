@@ -8,13 +8,13 @@ use kube::Api;
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use super::import::{delete_superseded, imported, importing};
+use super::import::{imported, importing, settle_deletions};
 use super::persist::{Progress, record, record_not_sent};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
-use crate::policy::{self, Cause};
-use crate::scm::{Credentials, CredentialsError, PushOutcome, PushRequest, rejected};
+use crate::policy::{self, Cause, deletions};
+use crate::scm::{Credentials, CredentialsError, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
 use crate::status::{self, Attempt, Reason};
 
@@ -32,6 +32,16 @@ pub(super) struct Reconciling<'a> {
 }
 
 impl<'a> Reconciling<'a> {
+    /// `cp`, in `api`, starting from `current` at `now`.
+    pub fn new(
+        cp: &'a CertificatePush,
+        api: &'a Api<CertificatePush>,
+        current: &'a CertificatePushStatus,
+        now: Timestamp,
+    ) -> Self {
+        Self { cp, api, current, now }
+    }
+
     /// The facts every status transition of this attempt records.
     fn attempt(&self, ctx: &'a Context, credentials_digest: Option<&'a str>, target: &'a str) -> Attempt<'a> {
         Attempt {
@@ -62,7 +72,7 @@ pub(super) async fn push(
     cause: Cause,
     mut progress: Progress,
 ) -> Result<Action, Error> {
-    let Reconciling { cp, api, current, .. } = obj;
+    let Reconciling { cp, current, .. } = obj;
     let spec = &cp.spec;
     let planned = match (&source, &spec.certificate_id) {
         (Some(source), _) => target(spec, &format!("from Secret {:?}", source.secret.name)),
@@ -78,6 +88,7 @@ pub(super) async fn push(
     if !ctx.leadership.leads() {
         return Ok(standby(ctx));
     }
+    let retain = spec.retain_superseded();
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
         Some(source) => match progress.around(imported(cp, ctx, &credentials, current, source)).await {
@@ -87,12 +98,11 @@ pub(super) async fn push(
                 if deposed(ctx, &outcome) {
                     return Ok(standby(ctx));
                 }
-                let (new, action) =
-                    policy::after_attempt(&importing(current, source), &attempt, &outcome, rand::random());
+                let started = importing(current, source, retain);
+                let (new, action) = policy::after_attempt(&started, &attempt, &outcome, rand::random());
                 log_outcome("import", &outcome, &new);
-                record(ctx, cp, api, current, new).await?;
                 ctx.metrics.reconciled("import_failed");
-                return Ok(action);
+                return finish(ctx, obj, &credentials, new, action).await;
             }
         },
     };
@@ -109,26 +119,49 @@ pub(super) async fn push(
     }
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     if let PushOutcome::Pushed { .. } = outcome {
-        new.pushed = Some(pushed_to(cp, &certificate_id));
-    }
-    log_outcome("push", &outcome, &new);
-    record(ctx, cp, api, current, new).await?;
-    if let (PushOutcome::Pushed { .. }, Some(_)) = (&outcome, &source) {
+        new.pushed = Some(pushed_to(cp, &certificate_id, working.not_after.clone()));
         // The certificate this one replaces serves nobody once the renewal is in the target service.
         let superseded = current
             .pushed_certificate_id
             .as_deref()
-            .filter(|old| *old != certificate_id);
-        if let Some(old) = superseded.filter(|_| !spec.retain_superseded()) {
-            delete_superseded(ctx, cp, &credentials, old).await;
+            .filter(|_| source.is_some() && !retain);
+        if let Some(old) = superseded {
+            deletions::owe(&mut new, old);
         }
     }
-    drop(credentials);
+    log_outcome("push", &outcome, &new);
     ctx.metrics.reconciled(match outcome {
         PushOutcome::Pushed { .. } => "pushed",
         PushOutcome::Failed(_) => "push_failed",
     });
-    Ok(action)
+    finish(ctx, obj, &credentials, new, action).await
+}
+
+/// Saves the status an attempt left, then sends the deletes it owes (recorded first, so a crash or a failed write
+/// in between loses none), unless SCM refused this credential. Ends with when to look again.
+async fn finish(
+    ctx: &Context,
+    obj: Reconciling<'_>,
+    credentials: &Credentials,
+    new: CertificatePushStatus,
+    action: Action,
+) -> Result<Action, Error> {
+    let Reconciling { cp, api, current, now } = obj;
+    record(ctx, cp, api, current, new.clone()).await?;
+    let retry = new
+        .next_retry_time
+        .as_deref()
+        .and_then(status::parse_time)
+        .map(|at| policy::until(now, at));
+    let mut saved = new;
+    let digest = credentials.digest();
+    if !deletions::due(&saved, now).is_empty() && deletions::may_send(&saved, Some(&digest)) {
+        match settle_deletions(ctx, cp, api, &saved, credentials, now).await? {
+            Some(settled) => saved = settled,
+            None => return Ok(standby(ctx)),
+        }
+    }
+    Ok(deletions::look_again(action, retry, &saved, now))
 }
 
 /// Why nothing can be sent for the spec or its source Secret.
@@ -146,8 +179,12 @@ pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
 /// Whether `outcome` is a request the leadership fence kept from leaving, on a replica that no longer leads: it is
 /// not recorded, so a deposed leader never writes its status over the new leader's.
 fn deposed(ctx: &Context, outcome: &PushOutcome) -> bool {
-    let unsent = matches!(outcome, PushOutcome::Failed(f) if f.http_status.is_none() && !f.outcome_unknown);
-    unsent && !ctx.leadership.leads()
+    matches!(outcome, PushOutcome::Failed(f) if fenced(ctx, f))
+}
+
+/// Whether `failure` is a request the leadership fence kept from leaving (see [`deposed`]).
+pub(super) fn fenced(ctx: &Context, failure: &PushFailure) -> bool {
+    failure.http_status.is_none() && !failure.outcome_unknown && !ctx.leadership.leads()
 }
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back, or, for a
@@ -174,13 +211,14 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
     Ok(action)
 }
 
-/// What a push of `certificate_id` for `cp` sends where, as status records it.
-fn pushed_to(cp: &CertificatePush, certificate_id: &str) -> PushedTarget {
+/// What a push of `certificate_id` (valid until `not_after`) for `cp` sends where, as status records it.
+fn pushed_to(cp: &CertificatePush, certificate_id: &str, not_after: Option<String>) -> PushedTarget {
     PushedTarget {
         certificate_id: certificate_id.to_owned(),
         target_service: cp.spec.target_service,
         target_project: cp.spec.target_project.clone(),
         generation: cp.metadata.generation.unwrap_or(0),
+        not_after,
     }
 }
 
@@ -194,10 +232,15 @@ pub(super) async fn observe(ctx: &Context, obj: Reconciling<'_>) -> Result<Actio
         .or_else(|| obj.cp.spec.certificate_id.clone())
         .unwrap_or_default();
     let generation = obj.cp.metadata.generation.unwrap_or(0);
-    let new = status::observed(current, generation, pushed_to(obj.cp, &certificate));
+    // A status from before `pushed` existed: its notAfter is that of the certificate pushed (imported ones only).
+    let not_after = current
+        .not_after
+        .clone()
+        .filter(|_| current.pushed_certificate_id.is_some());
+    let new = status::observed(current, generation, pushed_to(obj.cp, &certificate, not_after));
     record_not_sent(ctx, obj.api, obj.cp, current, new).await?;
     ctx.metrics.reconciled("unchanged");
-    Ok(Action::await_change())
+    Ok(deletions::look_again(Action::await_change(), None, current, obj.now))
 }
 
 /// The source Secret holds again the certificate already pushed (it was deleted or broken, and is back): the status
@@ -210,14 +253,20 @@ pub(super) async fn already_pushed(
     let certificate = obj.current.pushed_certificate_id.clone().unwrap_or_default();
     let pushed = target(&obj.cp.spec, &certificate);
     let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), &pushed);
+    let retain = obj.cp.spec.retain_superseded();
     let now = match source {
-        Some(source) => importing(obj.current, source),
+        Some(source) => importing(obj.current, source, retain),
         None => obj.current.clone(),
     };
     let new = status::already_pushed(&now, &attempt);
     record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled("unchanged");
-    Ok(Action::await_change())
+    Ok(deletions::look_again(
+        Action::await_change(),
+        None,
+        obj.current,
+        obj.now,
+    ))
 }
 
 /// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.

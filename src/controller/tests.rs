@@ -144,6 +144,7 @@ fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
         target_service: TargetService::Waf,
         target_project: "cn-north-4".into(),
         generation: 3,
+        not_after: None,
     });
     (obj, pushed)
 }

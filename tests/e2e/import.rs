@@ -164,8 +164,18 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     );
     let imports = sim.calls().iter().filter(|c| c.path.ends_with("/import")).count();
     assert_eq!(imports, 2);
-    // The expiry gauge follows status.notAfter of the renewed certificate.
-    let not_after = status::parse_time(status(&cp).not_after.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        imports_in(&sim),
+        std::slice::from_ref(&second),
+        "SCM holds only the certificate serving"
+    );
+    // The expiry gauge follows the notAfter of the certificate pushed: the renewal, once pushed.
+    let pushed_not_after = status(&cp)
+        .pushed
+        .and_then(|p| p.not_after)
+        .expect("status.pushed.notAfter");
+    assert_eq!(Some(pushed_not_after.as_str()), status(&cp).not_after.as_deref());
+    let not_after = status::parse_time(&pushed_not_after).unwrap();
     let series = format!(
         "certpush_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"web\"}} {}",
         not_after.as_second()
@@ -187,6 +197,101 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     let mut secrets_to_hide = vec![key.trim(), key2.trim()];
     secrets_to_hide.extend(key_lines);
     assert_no_secret_leak(&ns, &op, &secrets_to_hide).await;
+}
+
+/// The IDs of the certificates this operator imported that SCM holds (the simulator's demo certificates aside).
+fn imports_in(sim: &scm_sim::Sim) -> Vec<String> {
+    let imports = sim
+        .certificates()
+        .into_iter()
+        .filter(|(_, name)| name.starts_with("cpush-"));
+    imports.map(|(id, _)| id).collect()
+}
+
+/// Waits until `cp` owes a delete of `id` (recorded in status.pendingDeletions) that `owed` accepts.
+async fn wait_owed(
+    api: &Api<CertificatePush>,
+    id: &str,
+    what: &str,
+    owed: impl Fn(&certpush_operator::crd::PendingDeletion) -> bool,
+) -> CertificatePush {
+    wait_for(api, "web", T, what, |cp| {
+        status(cp)
+            .pending_deletions
+            .iter()
+            .any(|d| d.certificate_id == id && owed(d))
+    })
+    .await
+}
+
+/// Defect: a superseded import got one delete attempt; a failed one was announced and left in SCM for good, and so
+/// was one whose delete a crash (or SIGTERM, or a failed status write) came before. Now each is recorded in
+/// status.pendingDeletions before its delete is sent and retried with backoff until SCM confirms, across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_superseded_import_is_deleted_despite_failed_deletes_and_a_crash() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-owed").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let first = status(&cp).pushed_certificate_id.expect("pushedCertificateId");
+
+    // A renewal whose first delete of the superseded import fails: owed, announced, retried, then gone.
+    let fault = |action| scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action,
+    };
+    sim.inject_delete(fault(scm_sim::FaultAction::Error {
+        status: 500,
+        error_code: "SCM.0500".into(),
+        error_msg: "internal error".into(),
+    }));
+    let (crt2, key2, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt2, &key2).await;
+    let cp = wait_owed(&api, &first, "the failed delete recorded", |d| {
+        d.failed_attempts == Some(1) && d.last_error.as_deref().is_some_and(|e| e.contains("internal error"))
+    })
+    .await;
+    assert!(
+        ready_is(&cp, TRUE, "Pushed"),
+        "a failed delete does not make the push fail"
+    );
+    wait_event(&client, &ns, "web", "Warning", "SupersededNotDeleted").await;
+    let cp = wait_for(&api, "web", T, "the retried delete confirmed", |cp| {
+        status(cp).pending_deletions.is_empty()
+    })
+    .await;
+    let second = status(&cp).pushed_certificate_id.expect("pushedCertificateId");
+    assert_eq!(imports_in(&sim), std::slice::from_ref(&second));
+
+    // The next renewal's delete is held by SCM's gateway and the operator is killed meanwhile: the debt is in status,
+    // so the next process pays it, without pushing again.
+    sim.inject_delete(fault(scm_sim::FaultAction::GatewayTimeout { ms: 3000 }));
+    let (crt3, key3, _) = ca.leaf();
+    put_tls_secret(&client, &ns, "web-tls", &crt3, &key3).await;
+    wait_owed(&api, &second, "the delete owed before it is sent", |_| true).await;
+    let pushes = sim.successful_pushes().len();
+    let _op = op.restart(&ns, &sim, "info").await;
+    let cp = wait_for(&api, "web", T, "the owed delete paid after the restart", |cp| {
+        status(cp).pending_deletions.is_empty() && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    let third = status(&cp).pushed_certificate_id.expect("pushedCertificateId");
+    assert_eq!(
+        imports_in(&sim),
+        [third],
+        "only the certificate serving is left: {:#?}",
+        sim.calls()
+    );
+    assert_eq!(sim.successful_pushes().len(), pushes, "nothing pushed again");
+    assert_eq!(pushes, 3);
 }
 
 /// Defect: a leaf whose notBefore was in the future was InvalidSource with no retry, so it waited for the next change
