@@ -49,9 +49,9 @@ pub(super) async fn imported(
         &source.tls.fingerprint,
     );
     let id = match ctx.scm.find_import(credentials, &name).await? {
-        Some(id) => {
-            info!(certificate_id = %id, "reusing the earlier import of this certificate");
-            id
+        Some(found) => {
+            info!(certificate_id = %found.id, "reusing the earlier import of this certificate");
+            found.id
         }
         None => {
             let tls = &source.tls;
