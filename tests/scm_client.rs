@@ -496,3 +496,50 @@ async fn find_import_reads_one_page_where_content_filters() {
         .unwrap_err();
     assert_eq!(t.kind, FailureKind::Unauthorized);
 }
+
+/// ShowCertificate through `call`: the expiry SCM holds for a certificate, a 404 for one it does not, and an invalid
+/// ID refused without a request.
+#[tokio::test]
+async fn expiry_reads_not_after_from_show_certificate() {
+    let (sim, client) = setup().await;
+    let (certificate, key) = real_certificate();
+    let request = ImportRequest {
+        name: "cpush-expiry-test".into(),
+        certificate,
+        certificate_chain: None,
+        private_key: key.into(),
+    };
+    let id = client.import(&credentials(TOKEN), &request).await.unwrap();
+    sim.reset();
+
+    let expiry = client.expiry(&credentials(TOKEN), &id).await.unwrap();
+    assert_eq!(expiry, Some("2030-06-01T00:00:00Z".parse().unwrap()));
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str(), calls[0].status),
+        ("GET", format!("/v3/scm/certificates/{id}").as_str(), 200)
+    );
+    // A configured certificate has the simulator's made-up year of validity.
+    let issued = client
+        .expiry(&credentials(TOKEN), CERT)
+        .await
+        .unwrap()
+        .expect("an expiry");
+    assert!(issued > jiff::Timestamp::now(), "{issued}");
+
+    let missing = client
+        .expiry(&credentials(TOKEN), "scs0000000000404")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.kind, missing.error_code.as_deref()),
+        (FailureKind::CertificateNotFound, Some("SCM.0021"))
+    );
+    let invalid = client.expiry(&credentials(TOKEN), "../import").await.unwrap_err();
+    assert_eq!(invalid.kind, FailureKind::Rejected);
+    assert_eq!(sim.calls().len(), 3, "the invalid ID was not sent");
+
+    // The metrics and the log see it as its own operation.
+    assert_eq!(Call::Show { certificate_id: CERT }.operation(), "show");
+}

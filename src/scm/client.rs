@@ -1,4 +1,4 @@
-//! The HTTP client for the SCM certificate API: push, and the import, list and delete that importing a TLS
+//! The HTTP client for the SCM certificate API: push, show, and the import, list and delete that importing a TLS
 //! Secret needs. Each typed call sends one request through [`ScmClient::call`], which takes a rate-limit token,
 //! signs, records the metrics and logs Huawei's request id, and then decodes what the answer means.
 
@@ -15,7 +15,7 @@ use super::outcome::{
     PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, classify, classify_as, parse_retry_after,
     rejected,
 };
-use super::wire::{CertificateSummary, ImportRequest, ImportResponse, ListResponse, scm_time};
+use super::wire::{CertificateSummary, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time};
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -76,6 +76,11 @@ pub enum Call<'a> {
         /// How many matching certificates come before this page.
         offset: u64,
     },
+    /// `GET /v3/scm/certificates/{id}` (200 with the certificate's details).
+    Show {
+        /// The certificate to describe.
+        certificate_id: &'a str,
+    },
     /// `DELETE /v3/scm/certificates/{id}` (204).
     Delete {
         /// The certificate to delete.
@@ -90,6 +95,7 @@ impl Call<'_> {
             Call::Push(_) => "push",
             Call::Import(_) => "import",
             Call::List { .. } => "list",
+            Call::Show { .. } => "show",
             Call::Delete { .. } => "delete",
         }
     }
@@ -286,6 +292,28 @@ impl ScmClient {
         )))
     }
 
+    /// When the certificate `certificate_id` expires, from SCM's `not_after` (ShowCertificate); `None` when SCM does
+    /// not say or says it in a form not understood.
+    pub async fn expiry(
+        &self,
+        credentials: &Credentials,
+        certificate_id: &str,
+    ) -> Result<Option<jiff::Timestamp>, PushFailure> {
+        check_certificate_id(certificate_id).map_err(rejected)?;
+        let shown: ShowResponse = answer(self.call(credentials, Call::Show { certificate_id }).await, 200, "show")?;
+        // `not_after` is documented as empty when unknown; the list's `expire_time` is read should it come instead.
+        let given: Vec<&serde_json::Value> = [&shown.not_after, &shown.expire_time]
+            .into_iter()
+            .flatten()
+            .filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+            .collect();
+        let expiry = given.iter().find_map(|v| scm_time(v));
+        if let (None, Some(raw)) = (expiry, given.first()) {
+            tracing::warn!(certificate_id, not_after = %raw, "SCM gave the certificate's expiry in a form not understood");
+        }
+        Ok(expiry)
+    }
+
     /// Imports a certificate with its key and returns the new ID. The body holds the private key: it is sent and
     /// dropped, never logged.
     pub async fn import(&self, credentials: &Credentials, request: &ImportRequest) -> Result<String, PushFailure> {
@@ -338,6 +366,13 @@ impl ScmClient {
                 self.send(credentials, Method::GET, &["certificates"], &query, None)
                     .await
             }
+            Call::Show { certificate_id } => match check_certificate_id(certificate_id) {
+                Ok(()) => {
+                    let path = ["certificates", certificate_id];
+                    self.send(credentials, Method::GET, &path, &[], None).await
+                }
+                Err(message) => Transport::NotSent(message),
+            },
             Call::Delete { certificate_id } => match check_certificate_id(certificate_id) {
                 Ok(()) => {
                     let path = ["certificates", certificate_id];
