@@ -34,6 +34,8 @@ pub struct TlsSource {
     pub fingerprint: String,
     /// End of the leaf's validity.
     pub not_after: Timestamp,
+    /// The leaf's subject common name and DNS names: where SCM's `domain` of its import comes from.
+    pub domains: Vec<String>,
     /// The leaf as PEM.
     pub certificate: String,
     /// The rest of the chain as PEM, in order; empty when the Secret holds only the leaf.
@@ -182,9 +184,19 @@ fn parse_at(crt: &[u8], key: &[u8], now: Timestamp) -> Result<(TlsSource, Timest
             ));
         }
     }
+    let common_names = leaf.subject().iter_common_name().filter_map(|cn| cn.as_str().ok());
+    let mut domains: Vec<String> = common_names.map(str::to_owned).collect();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                domains.push((*dns).to_owned());
+            }
+        }
+    }
     let source = TlsSource {
         fingerprint: hex::encode(Sha256::digest(&ders[0])),
         not_after,
+        domains,
         certificate,
         chain,
         private_key,
@@ -251,6 +263,11 @@ mod tests {
         assert_eq!(source.chain.trim(), ca.trim());
         assert_eq!(source.fingerprint.len(), 64);
         assert_eq!(source.not_after, "2026-04-01T00:00:00Z".parse().unwrap());
+        assert!(
+            source.domains.contains(&"www.example.com".to_owned()),
+            "{:?}",
+            source.domains
+        );
         let debug = format!("{source:?}");
         assert!(
             !debug.contains("PRIVATE KEY") && debug.contains("[REDACTED]"),

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use certpush_operator::crd::{CredentialsRef, TargetService};
 use certpush_operator::scm::client::MAX_BODY_BYTES;
+use certpush_operator::scm::wire::ImportRequest;
 use certpush_operator::scm::{
-    Call, Credentials, FailureKind, PushOutcome, PushRequest, ScmClient, Transport, classify,
+    Call, Credentials, FailureKind, FoundImport, PushOutcome, PushRequest, ScmClient, Transport, classify,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -405,4 +406,151 @@ async fn a_closed_gate_sends_nothing_even_after_the_rate_limit_wait() {
     };
     assert!(message.contains("no longer leads"), "{message}");
     assert_eq!(sim.pushes().len(), 1, "nothing more reached SCM");
+}
+
+/// A self-signed certificate for `www.example.com` valid until 2030-06-01, as PEM: (certificate, key).
+fn real_certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2030, 6, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Imports `count` placeholder certificates named `{prefix}-NN` without waiting for the rate limit.
+async fn import_placeholders(client: &ScmClient, prefix: &str, count: usize) {
+    let seeder = client.clone().with_rate_limit(10_000, 10_000);
+    for n in 0..count {
+        let request = ImportRequest {
+            name: format!("{prefix}-{n:02}"),
+            certificate: "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n".into(),
+            certificate_chain: None,
+            private_key: "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n".into(),
+        };
+        seeder.import(&credentials(TOKEN), &request).await.unwrap();
+    }
+}
+
+/// The queries of the list calls the simulator received, in order.
+fn list_queries(sim: &Sim) -> Vec<String> {
+    sim.calls()
+        .into_iter()
+        .filter(|c| c.method == "GET" && c.path == "/v3/scm/certificates")
+        .map(|c| c.query.unwrap_or_default())
+        .collect()
+}
+
+/// Defect (issue 19, item 7): find_import read one page of a list filtered by `content`, which Huawei's SDK models do
+/// not have; an endpoint that ignores it answers with the whole account, and an earlier import beyond the first 50
+/// certificates was missed, so a crash between import and status write led to a second import. It now asks for
+/// uploads only, newest first, and pages on until the name is found or the list ends.
+#[tokio::test]
+async fn find_import_pages_past_an_endpoint_that_ignores_content() {
+    let (sim, client) = setup().await;
+    sim.set_list_ignores_content(true);
+    import_placeholders(&client, "cpush-older", 55).await;
+    let name = "cpush-ns-web-0123abcd-fedcba9876543210";
+    let (certificate, key) = real_certificate();
+    let request = ImportRequest {
+        name: name.into(),
+        certificate,
+        certificate_chain: None,
+        private_key: key.into(),
+    };
+    let earlier = client.import(&credentials(TOKEN), &request).await.unwrap();
+    import_placeholders(&client, "cpush-newer", 55).await;
+    sim.reset();
+
+    let found = client.find_import(&credentials(TOKEN), name).await.unwrap();
+    assert_eq!(
+        found,
+        Some(FoundImport {
+            id: earlier,
+            expire_time: Some("2030-06-01T00:00:00Z".parse().unwrap()),
+            domain: Some("rcgen self signed cert".into()),
+        }),
+        "with the facts of its list entry"
+    );
+    let query = |offset: u32| {
+        format!("content={name}&status=UPLOAD&sort_key=certUpdateTime&sort_dir=DESC&limit=50&offset={offset}")
+    };
+    // 111 uploads, newest first: the earlier import is the 56th, on the second page, and paging stops there.
+    assert_eq!(list_queries(&sim), [query(0), query(50)]);
+
+    sim.reset();
+    let absent = "cpush-ns-api-0123abcd-fedcba9876543210";
+    assert_eq!(client.find_import(&credentials(TOKEN), absent).await.unwrap(), None);
+    assert_eq!(
+        list_queries(&sim).len(),
+        3,
+        "every page once, then done: {:?}",
+        list_queries(&sim)
+    );
+}
+
+/// Where `content` works, one page answers, and an entry without expiry or domain still counts as found.
+#[tokio::test]
+async fn find_import_reads_one_page_where_content_filters() {
+    let (sim, client) = setup().await;
+    import_placeholders(&client, "cpush-older", 55).await;
+    sim.reset();
+    let found = client
+        .find_import(&credentials(TOKEN), "cpush-older-54")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.domain, None, "the placeholder has no domain SCM could read");
+    assert_eq!(list_queries(&sim).len(), 1);
+    let t = client
+        .find_import(&credentials("x".repeat(40).as_str()), "cpush-older-54")
+        .await
+        .unwrap_err();
+    assert_eq!(t.kind, FailureKind::Unauthorized);
+}
+
+/// ShowCertificate through `call`: the expiry SCM holds for a certificate, a 404 for one it does not, and an invalid
+/// ID refused without a request.
+#[tokio::test]
+async fn expiry_reads_not_after_from_show_certificate() {
+    let (sim, client) = setup().await;
+    let (certificate, key) = real_certificate();
+    let request = ImportRequest {
+        name: "cpush-expiry-test".into(),
+        certificate,
+        certificate_chain: None,
+        private_key: key.into(),
+    };
+    let id = client.import(&credentials(TOKEN), &request).await.unwrap();
+    sim.reset();
+
+    let expiry = client.expiry(&credentials(TOKEN), &id).await.unwrap();
+    assert_eq!(expiry, Some("2030-06-01T00:00:00Z".parse().unwrap()));
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str(), calls[0].status),
+        ("GET", format!("/v3/scm/certificates/{id}").as_str(), 200)
+    );
+    // A configured certificate has the simulator's made-up year of validity.
+    let issued = client
+        .expiry(&credentials(TOKEN), CERT)
+        .await
+        .unwrap()
+        .expect("an expiry");
+    assert!(issued > jiff::Timestamp::now(), "{issued}");
+
+    let missing = client
+        .expiry(&credentials(TOKEN), "scs0000000000404")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.kind, missing.error_code.as_deref()),
+        (FailureKind::CertificateNotFound, Some("SCM.0021"))
+    );
+    let invalid = client.expiry(&credentials(TOKEN), "../import").await.unwrap_err();
+    assert_eq!(invalid.kind, FailureKind::Rejected);
+    assert_eq!(sim.calls().len(), 3, "the invalid ID was not sent");
+
+    // The metrics and the log see it as its own operation.
+    assert_eq!(Call::Show { certificate_id: CERT }.operation(), "show");
 }

@@ -7,8 +7,12 @@
 //! The same controls are exposed over HTTP under `/sim/`, without auth, so the `scm-sim` binary can
 //! be driven from scripts: `GET /sim/calls`, `POST /sim/faults` (a [`Fault`] as JSON, e.g.
 //! `{"action":"error","status":500,"error_code":"SCM.0001","error_msg":"boom","times":2}`),
-//! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `PUT /sim/access-keys` (JSON object of AK to SK), `POST /sim/certificates` (`{"id":"..."}`)
-//! and `GET /sim/healthz`.
+//! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `PUT /sim/access-keys` (JSON object of AK to SK), `POST /sim/certificates` (`{"id":"..."}`),
+//! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]) and `GET /sim/healthz`.
+//!
+//! The list honours `limit`, `offset`, `status` and `sort_key`/`sort_dir` (`certUpdateTime` is creation order here,
+//! since nothing is ever updated); without `sort_key` and `sort_dir` it answers in creation order, not in SCM's
+//! default (`certUpdateTime`, `DESC`), which older tests rely on.
 //!
 //! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
 //! `X-Auth-Token` or of the access key id, imported private keys are redacted from recorded bodies and never retained,
@@ -59,6 +63,9 @@ pub struct SimConfig {
     pub reject_duplicate_push: bool,
     /// Random faults on push calls (after queued [`Fault`]s), for chaos tests.
     pub chaos: Option<Chaos>,
+    /// List certificates like an endpoint that predates the `content` keyword: it is ignored, so a filtered list
+    /// answers with every certificate of the account (paged by `limit`/`offset` as usual).
+    pub list_ignores_content: bool,
 }
 
 /// Random transient faults: each push call not answered by a queued [`Fault`] fails with probability `rate`, as a
@@ -88,6 +95,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             reject_duplicate_push: false,
             chaos: None,
+            list_ignores_content: false,
         }
     }
 }
@@ -99,6 +107,9 @@ pub struct Call {
     pub method: String,
     /// Request path without the query string.
     pub path: String,
+    /// The raw query string, if any (SCM's queries carry no secret).
+    #[serde(default)]
+    pub query: Option<String>,
     /// Certificate id from the path, or the id created by an import.
     pub certificate_id: Option<String>,
     /// `Content-Type` request header, if present and valid UTF-8.
@@ -341,6 +352,11 @@ impl Sim {
     /// Replaces the accepted access key pairs (AK, SK) and forgets any lockout.
     pub fn set_access_keys(&self, keys: Vec<(String, String)>) {
         self.shared.state().set_access_keys(keys);
+    }
+
+    /// Switches [`SimConfig::list_ignores_content`] on or off.
+    pub fn set_list_ignores_content(&self, ignore: bool) {
+        self.shared.state().list_ignores_content = ignore;
     }
 
     /// Makes a certificate id known; adding an existing id changes nothing.

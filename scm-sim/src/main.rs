@@ -47,6 +47,9 @@ struct Args {
     /// Answer 400 SCM.0028 to a repeat of an already successful push.
     #[arg(long)]
     reject_duplicate_push: bool,
+    /// Ignore the list's `content` keyword, like an endpoint that predates it (every certificate is listed).
+    #[arg(long)]
+    list_ignores_content: bool,
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -110,6 +113,7 @@ impl Args {
             latency: Duration::from_millis(self.latency_ms),
             reject_duplicate_push: self.reject_duplicate_push,
             chaos: None,
+            list_ignores_content: self.list_ignores_content,
         })
     }
 }

@@ -98,7 +98,41 @@ impl Certificate {
     }
 }
 
-/// Timestamps in the `yyyy-MM-dd HH:mm:ss.S` style SCM uses.
+/// What SCM reads from an uploaded leaf certificate.
+struct Leaf {
+    not_before: jiff::Timestamp,
+    not_after: jiff::Timestamp,
+    /// The subject's common name, else the first DNS name.
+    domain: String,
+}
+
+impl Leaf {
+    fn read(pem: &str) -> Option<Self> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.trim_start().as_bytes()).ok()?;
+        let cert = pem.parse_x509().ok()?;
+        let time = |t: x509_parser::time::ASN1Time| jiff::Timestamp::from_second(t.timestamp()).ok();
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let first_dns = || {
+            let san = cert.subject_alternative_name().ok().flatten()?;
+            san.value.general_names.iter().find_map(|name| match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                _ => None,
+            })
+        };
+        Some(Self {
+            not_before: time(cert.validity().not_before)?,
+            not_after: time(cert.validity().not_after)?,
+            domain: common_name.or_else(first_dns).unwrap_or_default(),
+        })
+    }
+}
+
+/// Timestamps in the `yyyy-MM-dd HH:mm:ss.S` style SCM uses (in UTC here; SCM does not say which zone it uses).
 fn scm_time(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%d %H:%M:%S.0").to_string()
 }
@@ -120,6 +154,8 @@ pub(super) struct State {
     pub certificates: Vec<Certificate>,
     pub latency: Duration,
     pub reject_duplicate_push: bool,
+    /// See [`SimConfig::list_ignores_content`].
+    pub list_ignores_content: bool,
     pub calls: Vec<Call>,
     pub faults: VecDeque<Fault>,
     /// Queued faults for delete calls, kept apart so a push fault never answers a delete.
@@ -141,6 +177,7 @@ impl State {
             certificates: Vec::new(),
             latency: config.latency,
             reject_duplicate_push: config.reject_duplicate_push,
+            list_ignores_content: config.list_ignores_content,
             calls: Vec::new(),
             faults: VecDeque::new(),
             delete_faults: VecDeque::new(),
@@ -206,8 +243,9 @@ impl State {
         }
     }
 
-    /// Adds an imported certificate under a fresh `scs` + 13 digit id and returns the id.
-    pub fn import_certificate(&mut self, name: &str) -> String {
+    /// Adds an imported certificate under a fresh `scs` + 13 digit id and returns the id. Like SCM, it reports the
+    /// certificate's own expiry and domain, when `certificate_pem` can be read.
+    pub fn import_certificate(&mut self, name: &str, certificate_pem: &str) -> String {
         // Real ids are the upload time in epoch milliseconds; bump on collision to stay unique.
         let mut millis = u64::try_from(jiff::Timestamp::now().as_millisecond())
             .unwrap_or(0)
@@ -219,8 +257,14 @@ impl State {
             }
             millis += 1;
         };
-        self.certificates
-            .push(Certificate::new(&id, name.to_owned(), String::new(), "UPLOAD"));
+        let mut certificate = Certificate::new(&id, name.to_owned(), String::new(), "UPLOAD");
+        // Tests import placeholder PEM too; those keep the made-up validity.
+        if let Some(leaf) = Leaf::read(certificate_pem) {
+            certificate.not_before = scm_time(leaf.not_before);
+            certificate.not_after = scm_time(leaf.not_after);
+            certificate.domain = leaf.domain;
+        }
+        self.certificates.push(certificate);
         id
     }
 

@@ -1202,3 +1202,89 @@ async fn a_delete_fault_answers_the_delete_and_keeps_the_certificate() {
     assert_eq!(delete().await.unwrap().status(), 204);
     assert!(!sim.certificates().iter().any(|(id, _)| id == "scs0000000000777"));
 }
+
+/// Ids of a list page, in answer order.
+fn listed_ids(page: &Value) -> Vec<String> {
+    page["certificates"]
+        .as_array()
+        .expect("certificates array")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// An endpoint that predates `content` answers a keyword search with the whole account, still paged, filtered by
+/// `status` and sorted as asked; switched over the admin API, and recorded with its query.
+#[tokio::test]
+async fn list_ignoring_content_pages_filters_by_status_and_sorts() {
+    let sim = start(SimConfig {
+        list_ignores_content: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut imported = Vec::new();
+    for n in 0..12 {
+        let name = format!("cpush-bulk-{n:02}");
+        let (status, answer) = import(
+            &sim,
+            &json!({"name": name, "certificate": PEM_CERT, "private_key": PEM_KEY}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        imported.push(answer["certificate_id"].as_str().unwrap().to_owned());
+    }
+    let search = "/v3/scm/certificates?content=cpush-bulk-03&status=UPLOAD&sort_key=certUpdateTime&sort_dir=DESC";
+    let (status, first) = get(&sim, &format!("{search}&limit=10&offset=0"), Some(DEMO_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        first["total_count"], 12,
+        "content ignored, the ISSUED ones filtered out"
+    );
+    let newest_first: Vec<String> = imported.iter().rev().cloned().collect();
+    assert_eq!(listed_ids(&first), newest_first[..10]);
+    let (_, second) = get(&sim, &format!("{search}&limit=10&offset=10"), Some(DEMO_TOKEN)).await;
+    assert_eq!(second["total_count"], 12);
+    assert_eq!(listed_ids(&second), newest_first[10..]);
+    let (_, beyond) = get(&sim, &format!("{search}&limit=10&offset=20"), Some(DEMO_TOKEN)).await;
+    assert_eq!(listed_ids(&beyond), Vec::<String>::new());
+    // The list entry carries what a caller compares before reusing an import.
+    let entry = &first["certificates"][0];
+    assert!(entry["expire_time"].as_str().is_some_and(|t| t.len() == 21), "{entry}");
+    assert!(entry.get("domain").is_some(), "{entry}");
+
+    let (_, ascending) = get(
+        &sim,
+        "/v3/scm/certificates?status=UPLOAD&sort_dir=ASC&limit=10",
+        Some(DEMO_TOKEN),
+    )
+    .await;
+    assert_eq!(listed_ids(&ascending), imported[..10]);
+    let (_, issued) = get(&sim, "/v3/scm/certificates?status=ISSUED&limit=50", Some(DEMO_TOKEN)).await;
+    assert_eq!(listed_ids(&issued), DEMO_CERTIFICATES);
+    for bad in ["status=SOLD", "sort_key=name", "sort_dir=UP"] {
+        let (status, answer) = get(&sim, &format!("/v3/scm/certificates?{bad}"), Some(DEMO_TOKEN)).await;
+        assert_eq!((status, &answer["error_code"]), (400, &json!("SCM.0005")), "{bad}");
+    }
+    let recorded = sim.calls().into_iter().rev().find(|c| c.method == "GET").unwrap();
+    assert_eq!(recorded.query.as_deref(), Some("sort_dir=UP"));
+
+    // Back to an endpoint that knows `content`, over the admin API.
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/sim/list-mode",
+        r#"{"ignore_content":false}"#,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, found) = get(&sim, &format!("{search}&limit=10"), Some(DEMO_TOKEN)).await;
+    assert_eq!(
+        (found["total_count"].clone(), listed_ids(&found)),
+        (json!(1), vec![imported[3].clone()])
+    );
+    let (status, _) = admin(&sim, reqwest::Method::PUT, "/sim/list-mode", r#"{"ignore":true}"#).await;
+    assert_eq!(status, 400);
+    sim.set_list_ignores_content(true);
+    let (_, all) = get(&sim, &format!("{search}&limit=10"), Some(DEMO_TOKEN)).await;
+    assert_eq!(all["total_count"], 12);
+}

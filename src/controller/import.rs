@@ -12,7 +12,7 @@ use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus};
 use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
-use crate::scm::{Credentials, PushFailure};
+use crate::scm::{Credentials, FoundImport, PushFailure};
 use crate::source::{self, Source};
 use crate::status;
 
@@ -55,10 +55,23 @@ pub(super) async fn imported(
         &cp.name_any(),
         &source.tls.fingerprint,
     );
-    let id = match ctx.scm.find_import(credentials, &name).await? {
-        Some(id) => {
-            info!(certificate_id = %id, "reusing the earlier import of this certificate");
-            id
+    // A name is only a name: what SCM holds under it is reused only if its list entry agrees with the source.
+    let reusable = match ctx.scm.find_import(credentials, &name).await? {
+        Some(found) if !same_certificate(&found, source.tls.not_after, &source.tls.domains) => {
+            warn!(
+                certificate_id = %found.id,
+                expire_time = ?found.expire_time,
+                domain = ?found.domain,
+                "the certificate SCM holds under this import's name is not this one; importing anew"
+            );
+            None
+        }
+        found => found,
+    };
+    let id = match reusable {
+        Some(found) => {
+            info!(certificate_id = %found.id, "reusing the earlier import of this certificate");
+            found.id
         }
         None => {
             let tls = &source.tls;
@@ -77,6 +90,23 @@ pub(super) async fn imported(
     working.pending_deletions.retain(|d| d.certificate_id != id);
     working.certificate_id = Some(id.clone());
     Ok((working, id))
+}
+
+/// How far SCM's expiry of an earlier import may be from the source's `notAfter` and still be the same: SCM writes
+/// times without a zone, so the one it means (UTC or the site's local time) shifts them by up to 14 hours.
+const EXPIRY_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Whether an earlier import found by name holds the source certificate (`not_after`, `domains`: its common name
+/// and DNS names), as far as the list entry tells: a fact SCM did not give cannot tell them apart, so it agrees.
+pub(super) fn same_certificate(found: &FoundImport, not_after: jiff::Timestamp, domains: &[String]) -> bool {
+    let expiry_agrees = found
+        .expire_time
+        .is_none_or(|expires| expires.duration_since(not_after).abs() <= EXPIRY_SLACK);
+    let domain_agrees = found
+        .domain
+        .as_deref()
+        .is_none_or(|domain| domains.is_empty() || domains.iter().any(|d| d.eq_ignore_ascii_case(domain)));
+    expiry_agrees && domain_agrees
 }
 
 /// Sends the deletes owed in `current` that are due, and saves what came of them (importPolicy.retainSuperseded
@@ -132,4 +162,36 @@ fn superseded_not_deleted(
         failure.error_message
     );
     publish(ctx, cp, EventType::Warning, "SupersededNotDeleted", note, "Delete");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(expire_time: Option<&str>, domain: Option<&str>) -> FoundImport {
+        FoundImport {
+            id: "scs1700000000001".into(),
+            expire_time: expire_time.map(|t| t.parse().unwrap()),
+            domain: domain.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_import_is_the_same_certificate_unless_its_expiry_or_domain_says_otherwise() {
+        let not_after: jiff::Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
+        let domains = ["web".to_owned(), "www.example.com".to_owned()];
+        let same = |f: &FoundImport| same_certificate(f, not_after, &domains);
+        assert!(same(&found(Some("2026-04-01T00:00:00Z"), Some("www.example.com"))));
+        // SCM's zoneless time read as UTC while it meant Beijing time, and a domain in other case.
+        assert!(same(&found(Some("2026-03-31T16:00:00Z"), Some("WWW.example.com"))));
+        assert!(same(&found(None, None)), "nothing to tell them apart");
+        assert!(same(&found(None, Some("web"))));
+        assert!(
+            !same(&found(Some("2027-04-01T00:00:00Z"), Some("www.example.com"))),
+            "a renewal"
+        );
+        assert!(!same(&found(Some("2026-04-03T00:00:00Z"), None)));
+        assert!(!same(&found(None, Some("api.example.com"))));
+        assert!(same_certificate(&found(None, Some("api.example.com")), not_after, &[]));
+    }
 }

@@ -1,4 +1,4 @@
-//! The HTTP client for the SCM certificate API: push, and the import, list and delete that importing a TLS
+//! The HTTP client for the SCM certificate API: push, show, and the import, list and delete that importing a TLS
 //! Secret needs. Each typed call sends one request through [`ScmClient::call`], which takes a rate-limit token,
 //! signs, records the metrics and logs Huawei's request id, and then decodes what the answer means.
 
@@ -15,7 +15,7 @@ use super::outcome::{
     PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
     parse_retry_after, rejected,
 };
-use super::wire::{ImportRequest, ImportResponse, ListResponse};
+use super::wire::{CertificateSummary, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time};
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -68,10 +68,18 @@ pub enum Call<'a> {
     Push(&'a PushRequest),
     /// `POST /v3/scm/certificates/import` (200 with the new ID).
     Import(&'a ImportRequest),
-    /// `GET /v3/scm/certificates?content=` (200, one page of up to 50).
+    /// `GET /v3/scm/certificates?content=&status=UPLOAD&sort_key=certUpdateTime&sort_dir=DESC` (200, one page of
+    /// up to [`LIST_PAGE_SIZE`]).
     List {
-        /// What the names or domains must contain.
+        /// What the names or domains must contain (an endpoint that predates `content` ignores it).
         keyword: &'a str,
+        /// How many matching certificates come before this page.
+        offset: u64,
+    },
+    /// `GET /v3/scm/certificates/{id}` (200 with the certificate's details).
+    Show {
+        /// The certificate to describe.
+        certificate_id: &'a str,
     },
     /// `DELETE /v3/scm/certificates/{id}` (204).
     Delete {
@@ -87,9 +95,45 @@ impl Call<'_> {
             Call::Push(_) => "push",
             Call::Import(_) => "import",
             Call::List { .. } => "list",
+            Call::Show { .. } => "show",
             Call::Delete { .. } => "delete",
         }
     }
+}
+
+/// Certificates per list page: the largest `limit` SCM accepts (10, 20 or 50).
+pub const LIST_PAGE_SIZE: u64 = 50;
+/// Most list pages [`ScmClient::find_import`] reads (5,000 certificates) before it gives up rather than page on.
+pub const MAX_LIST_PAGES: u64 = 100;
+
+/// An earlier import found by name, with what the list says about its certificate, so the caller can check it is
+/// the same certificate before reusing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImport {
+    /// Its SCM certificate ID (checked).
+    pub id: String,
+    /// The list entry's `expire_time`, when present and readable.
+    pub expire_time: Option<jiff::Timestamp>,
+    /// The list entry's `domain`, when present and not empty.
+    pub domain: Option<String>,
+}
+
+impl FoundImport {
+    fn from_summary(summary: &CertificateSummary) -> Result<Self, PushFailure> {
+        Ok(Self {
+            id: checked_id(summary.id.clone())?,
+            expire_time: summary.expire_time.as_ref().and_then(scm_time),
+            domain: summary.domain.clone().filter(|d| !d.is_empty()),
+        })
+    }
+}
+
+/// The offset of the list page after the one at `offset` that held `listed` of `total_count` certificates, or
+/// `None` when that was the last: past the total, or an empty page (an answer that contradicts its own total must
+/// not keep the caller paging).
+fn next_offset(offset: u64, listed: usize, total_count: u64) -> Option<u64> {
+    let next = offset + LIST_PAGE_SIZE;
+    (listed > 0 && next < total_count).then_some(next)
 }
 
 /// An ID SCM answered with, checked before it is stored or put into a URL.
@@ -224,11 +268,50 @@ impl ScmClient {
         }
     }
 
-    /// The ID of the certificate SCM holds under exactly `name`, if any (an earlier import whose status was lost).
-    pub async fn find_import(&self, credentials: &Credentials, name: &str) -> Result<Option<String>, PushFailure> {
-        let listed: ListResponse = answer(self.call(credentials, Call::List { keyword: name }).await, 200, "list")?;
-        let found = listed.certificates.into_iter().find(|c| c.name == name).map(|c| c.id);
-        found.map(checked_id).transpose()
+    /// The uploaded certificate SCM holds under exactly `name`, if any (an earlier import whose status was lost).
+    /// `content` narrows the list only where SCM knows it (it is missing from Huawei's SDK models), so the pages
+    /// are read newest first until the name turns up or the list ends, at most [`MAX_LIST_PAGES`] of them.
+    pub async fn find_import(&self, credentials: &Credentials, name: &str) -> Result<Option<FoundImport>, PushFailure> {
+        let mut offset = 0;
+        for _ in 0..MAX_LIST_PAGES {
+            let call = Call::List { keyword: name, offset };
+            let page: ListResponse = answer(self.call(credentials, call).await, 200, "list")?;
+            if let Some(found) = page.certificates.iter().find(|c| c.name == name) {
+                return FoundImport::from_summary(found).map(Some);
+            }
+            match next_offset(offset, page.certificates.len(), page.total_count) {
+                Some(next) => offset = next,
+                None => return Ok(None),
+            }
+        }
+        // Importing anyway could duplicate an import; a human has to thin out SCM's uploaded certificates first.
+        Err(rejected(format!(
+            "SCM holds more than {} uploaded certificates and {name} is not among the newest of them; delete \
+             unused uploaded certificates in SCM so that an earlier import of this certificate can be found",
+            MAX_LIST_PAGES * LIST_PAGE_SIZE
+        )))
+    }
+
+    /// When the certificate `certificate_id` expires, from SCM's `not_after` (ShowCertificate); `None` when SCM does
+    /// not say or says it in a form not understood.
+    pub async fn expiry(
+        &self,
+        credentials: &Credentials,
+        certificate_id: &str,
+    ) -> Result<Option<jiff::Timestamp>, PushFailure> {
+        check_certificate_id(certificate_id).map_err(rejected)?;
+        let shown: ShowResponse = answer(self.call(credentials, Call::Show { certificate_id }).await, 200, "show")?;
+        // `not_after` is documented as empty when unknown; the list's `expire_time` is read should it come instead.
+        let given: Vec<&serde_json::Value> = [&shown.not_after, &shown.expire_time]
+            .into_iter()
+            .flatten()
+            .filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+            .collect();
+        let expiry = given.iter().find_map(|v| scm_time(v));
+        if let (None, Some(raw)) = (expiry, given.first()) {
+            tracing::warn!(certificate_id, not_after = %raw, "SCM gave the certificate's expiry in a form not understood");
+        }
+        Ok(expiry)
     }
 
     /// Imports a certificate with its key and returns the new ID. The body holds the private key: it is sent and
@@ -273,11 +356,28 @@ impl ScmClient {
                 }
                 Err(e) => Transport::NotSent(format!("could not encode the import request: {e}")),
             },
-            Call::List { keyword } => {
-                let query = [("content", keyword), ("limit", "50"), ("offset", "0")];
+            Call::List { keyword, offset } => {
+                let (limit, offset) = (LIST_PAGE_SIZE.to_string(), offset.to_string());
+                // Only uploads can be earlier imports; the newest first, since a lost import is a recent one (an
+                // upload's update time is its upload time).
+                let query = [
+                    ("content", keyword),
+                    ("status", "UPLOAD"),
+                    ("sort_key", "certUpdateTime"),
+                    ("sort_dir", "DESC"),
+                    ("limit", limit.as_str()),
+                    ("offset", offset.as_str()),
+                ];
                 self.send(credentials, Method::GET, &["certificates"], &query, None)
                     .await
             }
+            Call::Show { certificate_id } => match check_certificate_id(certificate_id) {
+                Ok(()) => {
+                    let path = ["certificates", certificate_id];
+                    self.send(credentials, Method::GET, &path, &[], None).await
+                }
+                Err(message) => Transport::NotSent(message),
+            },
             Call::Delete { certificate_id } => match check_certificate_id(certificate_id) {
                 Ok(()) => {
                     let path = ["certificates", certificate_id];
@@ -464,6 +564,20 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn paging_stops_at_the_total_and_at_an_empty_page() {
+        assert_eq!(next_offset(0, 50, 120), Some(50));
+        assert_eq!(next_offset(50, 50, 120), Some(100));
+        assert_eq!(next_offset(100, 20, 120), None);
+        assert_eq!(next_offset(0, 50, 50), None);
+        assert_eq!(next_offset(0, 3, 3), None);
+        assert_eq!(next_offset(0, 0, 0), None);
+        // A total the pages never deliver ends at the first empty page.
+        assert_eq!(next_offset(50, 0, 10_000), None);
+        // A page shorter than asked for (certificates deleted meanwhile) does not end the search early.
+        assert_eq!(next_offset(0, 40, 120), Some(50));
     }
 
     #[test]

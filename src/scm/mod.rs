@@ -9,7 +9,7 @@ pub mod sign;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{Call, PushRequest, REQUEST_TIMEOUT, ScmClient};
+pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, ScmClient};
 pub use metrics::ScmMetrics;
 pub use outcome::{
     FailureKind, PushFailure, PushOutcome, Pushed, ScmResponse, Transport, blames_endpoint, classify, classify_as,

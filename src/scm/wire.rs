@@ -1,8 +1,10 @@
 //! SCM request and response bodies as the operator's client writes and reads them (the simulator decodes them with
 //! types of its own, so it checks this format from outside).
 
+use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 /// Body of `POST /v3/scm/certificates/import`; its `Debug` never shows the private key.
 #[derive(Debug, Clone, Serialize)]
@@ -50,4 +52,82 @@ pub struct CertificateSummary {
     /// Certificate name.
     #[serde(default)]
     pub name: String,
+    /// The certificate's domain (for an uploaded one, read from the certificate by SCM).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// End of validity, in whichever form SCM sends it (see [`scm_time`]).
+    #[serde(default)]
+    pub expire_time: Option<Value>,
+}
+
+/// Body of the 200 answer to `GET /v3/scm/certificates/{id}` (only the fields the operator reads).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShowResponse {
+    /// End of validity: the field the API documents for this answer ("empty when unknown").
+    #[serde(default)]
+    pub not_after: Option<Value>,
+    /// The list's name for the same fact, read in case an answer carries it instead.
+    #[serde(default)]
+    pub expire_time: Option<Value>,
+}
+
+/// A time as SCM writes it, `None` when absent, empty or unreadable. Huawei documents these fields only as strings,
+/// with examples like `2021-05-27 16:46:25.0` and no zone (read as UTC); epoch milliseconds (as number or digits, as
+/// other Huawei APIs send), epoch seconds and RFC 3339 are accepted too, since the form is not promised anywhere.
+pub fn scm_time(value: &Value) -> Option<Timestamp> {
+    match value {
+        Value::Number(n) => epoch(n.as_i64()?),
+        Value::String(s) => {
+            let s = s.trim();
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                return epoch(s.parse().ok()?);
+            }
+            s.parse::<Timestamp>().ok().or_else(|| {
+                let civil: jiff::civil::DateTime = s.parse().ok()?;
+                civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Epoch milliseconds, or seconds for numbers too small to be milliseconds of this century.
+fn epoch(n: i64) -> Option<Timestamp> {
+    if n.abs() >= 100_000_000_000 {
+        Timestamp::from_millisecond(n).ok()
+    } else {
+        Timestamp::from_second(n).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scm_times_are_read_in_every_form_seen_and_garbage_is_none() {
+        let at: Timestamp = "2021-05-27T16:46:25Z".parse().unwrap();
+        for form in [
+            json!("2021-05-27 16:46:25.0"),
+            json!("2021-05-27 16:46:25"),
+            json!("2021-05-27T16:46:25Z"),
+            json!("2021-05-28T00:46:25+08:00"),
+            json!(1_622_133_985_000_i64),
+            json!("1622133985000"),
+            json!(1_622_133_985),
+        ] {
+            assert_eq!(scm_time(&form), Some(at), "{form}");
+        }
+        for none in [
+            json!(""),
+            json!("  "),
+            json!(null),
+            json!("soon"),
+            json!(true),
+            json!(1.5),
+        ] {
+            assert_eq!(scm_time(&none), None, "{none}");
+        }
+    }
 }

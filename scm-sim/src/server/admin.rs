@@ -19,6 +19,13 @@ struct NewCertificate {
     id: String,
 }
 
+/// Body of `PUT /sim/list-mode`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListMode {
+    ignore_content: bool,
+}
+
 /// Admin errors look like SCM's, under a `SIM.` code no real service uses.
 fn admin_error(status: StatusCode, msg: impl std::fmt::Display) -> SimReply {
     SimReply::scm_error(status, "SIM.0001", &msg.to_string())
@@ -110,6 +117,17 @@ pub(super) async fn certificates(State(shared): State<Arc<Shared>>, body: Bytes)
         }
         Ok(new) => {
             shared.state().add_certificate(&new.id);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/list-mode`: `{"ignore_content": true}` makes the list ignore `content`, like an older endpoint.
+pub(super) async fn list_mode(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<ListMode>(&body) {
+        Ok(mode) => {
+            shared.state().list_ignores_content = mode.ignore_content;
             SimReply::empty(StatusCode::NO_CONTENT)
         }
         Err(reply) => reply,

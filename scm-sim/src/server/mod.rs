@@ -123,6 +123,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/tokens", put(admin::tokens))
         .route("/access-keys", put(admin::access_keys))
         .route("/certificates", post(admin::certificates))
+        .route("/list-mode", put(admin::list_mode))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::not_found)
         .with_state(shared);

@@ -110,6 +110,7 @@ fn arrived(
     Call {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         certificate_id: None,
         content_type: header(&parts.headers, CONTENT_TYPE.as_str()).map(str::to_owned),
         token_sha256: parts.headers.get("x-auth-token").map(|v| sha256_hex(v.as_bytes())),
