@@ -119,7 +119,11 @@ pub(super) async fn push(
     }
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     if let PushOutcome::Pushed { .. } = outcome {
-        new.pushed = Some(pushed_to(cp, &certificate_id, working.not_after.clone()));
+        let not_after = match &source {
+            Some(_) => working.not_after.clone(),
+            None => expiry(ctx, &credentials, &certificate_id).await,
+        };
+        new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
         // The certificate this one replaces serves nobody once the renewal is in the target service.
         let superseded = current
             .pushed_certificate_id
@@ -209,6 +213,18 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
     record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled(result);
     Ok(action)
+}
+
+/// When the certificate `certificate_id` expires, as SCM tells it: asked once per successful push of a certificateId
+/// spec, so the expiry gauge covers those too. Best effort: the push is recorded either way.
+async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Option<String> {
+    match ctx.scm.expiry(credentials, certificate_id).await {
+        Ok(at) => at.map(status::format_time),
+        Err(failure) => {
+            warn!(certificate_id, error = %failure.error_message, "could not read the certificate's expiry from SCM");
+            None
+        }
+    }
 }
 
 /// What a push of `certificate_id` (valid until `not_after`) for `cp` sends where, as status records it.

@@ -125,6 +125,21 @@ async fn happy_path_pushes_once_and_reports_ready() {
     assert_eq!((st.error_code, st.error_message), (None, None));
     assert_eq!(condition(&cp, "Stalled"), None);
     assert_eq!(condition(&cp, "Reconciling"), None);
+    // The expiry SCM gives for the certificate pushed, read once, is in status and in the expiry gauge.
+    let not_after = st
+        .pushed
+        .as_ref()
+        .and_then(|p| p.not_after.clone())
+        .expect("status.pushed.notAfter");
+    let expiry = certpush_operator::status::parse_time(&not_after).expect("an RFC 3339 time");
+    assert!(expiry > jiff::Timestamp::now(), "{not_after}");
+    let shows: Vec<_> = sim.calls().into_iter().filter(|c| c.method == "GET").collect();
+    assert_eq!(shows.len(), 1, "one ShowCertificate per push: {shows:#?}");
+    let series = format!(
+        "certpush_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"waf\"}} {}",
+        expiry.as_second()
+    );
+    op.wait_metric(&series, T).await;
 
     let pushes = sim.pushes();
     assert_eq!(pushes.len(), 1, "exactly one push: {pushes:#?}");
@@ -184,7 +199,8 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
     let rv = cp.metadata.resource_version.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     op.after_reconcile("unchanged", label(&secrets, "scm", "1")).await;
-    assert_eq!(sim.calls().len(), 1, "no SCM calls at steady state");
+    // The push and the one ShowCertificate that reads its expiry.
+    assert_eq!(sim.calls().len(), 2, "no SCM calls at steady state: {:#?}", sim.calls());
     assert_eq!(
         api.get("elb").await.unwrap().metadata.resource_version,
         rv,
