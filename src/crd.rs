@@ -285,6 +285,22 @@ pub struct CertificatePushStatus {
     /// importPolicy.retainSuperseded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_deletions: Vec<PendingDeletion>,
+
+    /// An import this object sends (or sent) whose answer is not recorded yet: written before the import request,
+    /// cleared with the certificateId it returns. Only when one is found here (a crash or a lost answer) is SCM
+    /// searched for an earlier import under its name; otherwise the certificate is imported without a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_intent: Option<ImportIntent>,
+}
+
+/// An import request about to be or already sent.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportIntent {
+    /// The name the certificate is imported under.
+    pub name: String,
+    /// SHA-256 fingerprint of the certificate imported.
+    pub fingerprint: String,
 }
 
 /// A certificate in SCM that this object imported, no longer serves, and still has to delete.

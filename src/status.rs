@@ -132,6 +132,7 @@ pub fn pushed(
         // What was pushed where is recorded by the caller, who knows the spec.
         pushed: old.pushed.clone(),
         pending_deletions: old.pending_deletions.clone(),
+        import_intent: old.import_intent.clone(),
     }
 }
 

@@ -322,11 +322,20 @@ impl Sim {
         }
     }
 
+    /// Queues a fault for upcoming import calls (`certificate_id` filters by the certificate's name). `Respond`,
+    /// `Error`, `Drop` and `GatewayTimeout` answer without importing; `Delay` and `DropAfterPush` import first.
+    pub fn inject_import(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().import_faults.push_back(fault);
+        }
+    }
+
     /// Drops every queued fault; recorded calls and earlier pushes stay.
     pub fn clear_faults(&self) {
         let mut state = self.shared.state();
         state.faults.clear();
         state.delete_faults.clear();
+        state.import_faults.clear();
     }
 
     /// Faults not used up yet, in queue order.

@@ -160,6 +160,8 @@ pub(super) struct State {
     pub faults: VecDeque<Fault>,
     /// Queued faults for delete calls, kept apart so a push fault never answers a delete.
     pub delete_faults: VecDeque<Fault>,
+    /// Queued faults for import calls (`certificate_id` matches the certificate name).
+    pub import_faults: VecDeque<Fault>,
     pub pushed: HashSet<PushKey>,
     pub chaos: Option<super::Chaos>,
     /// Random faults in a row per push target, for [`super::Chaos::max_in_a_row`].
@@ -181,6 +183,7 @@ impl State {
             calls: Vec::new(),
             faults: VecDeque::new(),
             delete_faults: VecDeque::new(),
+            import_faults: VecDeque::new(),
             pushed: HashSet::new(),
             chaos: config.chaos,
             chaos_streaks: HashMap::new(),
@@ -314,11 +317,17 @@ impl State {
         take_from(&mut self.delete_faults, certificate_id)
     }
 
+    /// Uses up one application of the first queued fault matching an import named `name`.
+    pub fn take_import_fault(&mut self, name: &str) -> Option<FaultAction> {
+        take_from(&mut self.import_faults, name)
+    }
+
     /// Forgets calls, faults, earlier pushes and lockouts; credentials and certificates stay.
     pub fn reset(&mut self) {
         self.calls.clear();
         self.faults.clear();
         self.delete_faults.clear();
+        self.import_faults.clear();
         self.pushed.clear();
         self.signature_failures.clear();
     }

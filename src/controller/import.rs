@@ -9,7 +9,7 @@ use super::Context;
 use super::persist::{publish, record};
 use super::push::fenced;
 use crate::Error;
-use crate::crd::{CertificatePush, CertificatePushStatus};
+use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{Credentials, FoundImport, PushFailure};
@@ -36,27 +36,61 @@ pub(super) fn importing(current: &CertificatePushStatus, source: &Source, retain
     status
 }
 
-/// The SCM ID of the certificate in `source`, with the status that records it: the ID already recorded, or that
-/// of an earlier import found by its deterministic name (a crash between import and status write), or a new
-/// import. The private key travels only in the import request.
+/// The import `cp` sends for the certificate in `source`: its deterministic name and the certificate.
+fn intent(cp: &CertificatePush, source: &Source) -> ImportIntent {
+    let fingerprint = source.tls.fingerprint.clone();
+    let name = source::import_name(&cp.namespace().unwrap_or_default(), &cp.name_any(), &fingerprint);
+    ImportIntent { name, fingerprint }
+}
+
+/// What an attempt must do before it may import the certificate in `source`.
+#[derive(Debug, PartialEq)]
+pub(super) enum BeforeImport {
+    /// Nothing: the certificate is imported already, so no import request is sent.
+    Nothing,
+    /// An earlier attempt recorded this import and no answer: SCM may hold it, so it is searched for first.
+    Search,
+    /// Save this status, which records the import about to be sent, then import without a search.
+    Record(Box<CertificatePushStatus>),
+}
+
+/// Decides how an import starts from `current`. Pure.
+pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatus, source: &Source) -> BeforeImport {
+    if importing(current, source, true).certificate_id.is_some() {
+        return BeforeImport::Nothing;
+    }
+    let intent = intent(cp, source);
+    if current.import_intent.as_ref() == Some(&intent) {
+        return BeforeImport::Search;
+    }
+    BeforeImport::Record(Box::new(CertificatePushStatus {
+        import_intent: Some(intent),
+        ..current.clone()
+    }))
+}
+
+/// The SCM ID of the certificate in `source`, with the status that records it: the ID already recorded, or, when
+/// `search` (an earlier attempt's import got no recorded answer), that of the earlier import found by its name, or
+/// a new import. The private key travels only in the import request.
 pub(super) async fn imported(
     cp: &CertificatePush,
     ctx: &Context,
     credentials: &Credentials,
     current: &CertificatePushStatus,
     source: &Source,
+    search: bool,
 ) -> Result<(CertificatePushStatus, String), PushFailure> {
     let mut working = importing(current, source, cp.spec.retain_superseded());
     if let Some(id) = &working.certificate_id {
         return Ok((working.clone(), id.clone()));
     }
-    let name = source::import_name(
-        &cp.namespace().unwrap_or_default(),
-        &cp.name_any(),
-        &source.tls.fingerprint,
-    );
+    let name = intent(cp, source).name;
+    let found = match search {
+        true => ctx.scm.find_import(credentials, &name).await?,
+        false => None,
+    };
     // A name is only a name: what SCM holds under it is reused only if its list entry agrees with the source.
-    let reusable = match ctx.scm.find_import(credentials, &name).await? {
+    let reusable = match found {
         Some(found) if !same_certificate(&found, source.tls.not_after, &source.tls.domains) => {
             warn!(
                 certificate_id = %found.id,
@@ -89,6 +123,7 @@ pub(super) async fn imported(
     // An import owed a delete that is the certificate again (the Secret went back to it) is in use once more.
     working.pending_deletions.retain(|d| d.certificate_id != id);
     working.certificate_id = Some(id.clone());
+    working.import_intent = None;
     Ok((working, id))
 }
 

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::Api;
 use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::import::{imported, importing, settle_deletions};
-use super::persist::{Progress, record, record_not_sent};
+use super::import::{BeforeImport, before_import, imported, importing, settle_deletions};
+use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
@@ -89,9 +89,27 @@ pub(super) async fn push(
         return Ok(standby(ctx));
     }
     let retain = spec.retain_superseded();
+    // An import is recorded in status before it is sent, so a crash or a lost answer is searched for, and only then.
+    let before = source.as_ref().map(|s| before_import(cp, current, s));
+    let search = before == Some(BeforeImport::Search);
+    let intended;
+    let obj = match before {
+        Some(BeforeImport::Record(with_intent)) => {
+            save(obj.api, &cp.name_any(), current, &with_intent).await?;
+            // The status written is as good as Pending.
+            progress = Progress::default();
+            intended = *with_intent;
+            Reconciling::new(cp, obj.api, &intended, obj.now)
+        }
+        _ => obj,
+    };
+    let current = obj.current;
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
-        Some(source) => match progress.around(imported(cp, ctx, &credentials, current, source)).await {
+        Some(source) => match progress
+            .around(imported(cp, ctx, &credentials, current, source, search))
+            .await
+        {
             Ok(imported) => imported,
             Err(failure) => {
                 let outcome = PushOutcome::Failed(failure);

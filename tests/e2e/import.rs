@@ -115,14 +115,17 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     let name = certpush_operator::source::import_name(&ns, "web", &fp);
     assert_eq!(sim.certificates().last(), Some(&(first.clone(), name)));
     let methods: Vec<(String, u16)> = sim.calls().iter().map(|c| (c.method.clone(), c.status)).collect();
+    // Defect: every import was preceded by a list call (pages of them where SCM ignores `content`). The import is
+    // recorded in status before it is sent, so only a crash or a lost answer makes the operator search.
     assert_eq!(
         methods,
-        [("GET".into(), 200), ("POST".into(), 200), ("POST".into(), 204)],
-        "list, import, push: {:#?}",
+        [("POST".into(), 200), ("POST".into(), 204)],
+        "import, push: {:#?}",
         sim.calls()
     );
+    assert_eq!(st.import_intent, None, "the intent is cleared with the answer");
     assert_eq!(sim.pushes()[0].certificate_id.as_deref(), Some(first.as_str()));
-    let import_call = &sim.calls()[1];
+    let import_call = &sim.calls()[0];
     assert_eq!(import_call.body["private_key"], "<redacted>");
     assert!(
         import_call.body["certificate_chain"]
@@ -136,7 +139,7 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
         op.after_reconcile("unchanged", label(&secrets, "web-tls", &i.to_string()))
             .await;
     }
-    assert_eq!(sim.calls().len(), 3, "{:#?}", sim.calls());
+    assert_eq!(sim.calls().len(), 2, "{:#?}", sim.calls());
 
     // Renewal: a new key and certificate in the same Secret.
     let (crt2, key2, fp2) = ca.leaf();
@@ -377,8 +380,8 @@ async fn a_source_secret_recreated_with_the_same_certificate_is_not_pushed_again
 }
 
 /// A Secret whose key does not belong to its certificate is InvalidSource and sends nothing to SCM; fixing the
-/// Secret imports and pushes. An import that already exists under the deterministic name (a crash between
-/// import and status write) is reused, not imported again.
+/// Secret imports and pushes. An import whose answer was lost (it landed in SCM under the deterministic name) is
+/// found and reused, not imported again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane: run `make test`"]
 async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
@@ -401,47 +404,31 @@ async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
     assert!(condition(&cp, "Stalled").is_some());
     assert!(sim.calls().is_empty(), "nothing sent: {:#?}", sim.calls());
 
-    // Simulate an import whose status write was lost: it is in SCM under the deterministic name.
-    let scm = certpush_operator::scm::ScmClient::new(&sim.url(), None).unwrap();
-    let token = certpush_operator::scm::Credentials::from_secret(
-        Some(&serde_json::from_value(json!({"data": {"token": base64_of(GOOD_TOKEN)}})).unwrap()),
-        &spec(CERT, TargetService::Elb, "p", "scm").credentials_ref,
-    )
-    .unwrap();
-    let source = certpush_operator::source::parse(crt.as_bytes(), key.as_bytes(), jiff::Timestamp::now()).unwrap();
-    let request = certpush_operator::scm::wire::ImportRequest {
-        name: certpush_operator::source::import_name(&ns, "web", &fp),
-        certificate: source.certificate.clone(),
-        certificate_chain: Some(source.chain.clone()),
-        private_key: source.private_key_pem(),
-    };
-    assert!(matches!(
-        certpush_operator::scm::classify_as(
-            &scm.call(&token, certpush_operator::scm::Call::Import(&request)).await,
-            200
-        ),
-        certpush_operator::scm::PushOutcome::Pushed { .. }
-    ));
-    let earlier = sim.certificates().last().unwrap().0.clone();
-    sim.reset();
-
+    // The import lands but its answer is lost (as after a crash between import and status write): the intent in
+    // status makes the next attempt search SCM by name and reuse it, not import again.
+    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    sim.inject_import(scm_sim::Fault {
+        certificate_id: Some(name.clone()),
+        times: 1,
+        action: scm_sim::FaultAction::DropAfterPush,
+    });
     put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
     let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let imports: Vec<(String, String)> = sim.certificates().into_iter().filter(|(_, n)| *n == name).collect();
+    assert_eq!(imports.len(), 1, "imported once: {:#?}", sim.calls());
+    let earlier = &imports[0].0;
     assert_eq!(status(&cp).certificate_id.as_deref(), Some(earlier.as_str()));
+    assert_eq!(status(&cp).import_intent, None);
     let paths: Vec<String> = sim.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
     assert_eq!(
         paths,
         [
+            "POST /v3/scm/certificates/import".to_owned(),
             "GET /v3/scm/certificates".to_owned(),
             format!("POST /v3/scm/certificates/{earlier}/push")
         ],
         "found by name, not imported again"
     );
-}
-
-fn base64_of(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// deletionPolicy Delete: the finalizer deletes the imported certificate from SCM, then lets the object go; without

@@ -318,18 +318,30 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// `POST /v3/scm/certificates/import`.
+/// `POST /v3/scm/certificates/import`: queued import faults first (matched by the certificate's name).
 pub(super) async fn import(
     State(shared): State<Arc<Shared>>,
     Extension(request_id): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> SimReply {
-    if let Err(reply) = authorize(&shared, &caller, &request_id) {
+    let name = serde_json::from_slice::<ImportRequest>(&body)
+        .map(|r| r.name)
+        .unwrap_or_default();
+    let fault = shared.state().take_import_fault(&name);
+    with_fault(fault, &request_id, || {
+        apply_import(&shared, &caller, &request_id, &body)
+    })
+    .await
+}
+
+/// An import without faults: IAM checks, SCM's field rules, then the new certificate.
+fn apply_import(shared: &Shared, caller: &Caller, request_id: &RequestId, body: &[u8]) -> SimReply {
+    if let Err(reply) = authorize(shared, caller, request_id) {
         return reply;
     }
     // The parsed request (private key included) is dropped at the end of this function.
-    let Ok(request) = serde_json::from_slice::<ImportRequest>(&body) else {
+    let Ok(request) = serde_json::from_slice::<ImportRequest>(body) else {
         return SimReply::bad_request("Incorrect request parameter.");
     };
     // SCM's documented field limits (characters).
