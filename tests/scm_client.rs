@@ -291,8 +291,10 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", scm_sim::DEMO_SECRET_KEY),
     ]);
+    // Six processes (one client each, so none remembers another's refusal) send the wrong key.
     for _ in 0..6 {
-        let t = client.call(&wrong, Call::Push(&request(CERT))).await;
+        let fresh = ScmClient::new(&sim.url(), None).unwrap();
+        let t = fresh.call(&wrong, Call::Push(&request(CERT))).await;
         assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
         let PushOutcome::Failed(f) = classify(&t) else {
             unreachable!()
@@ -300,7 +302,8 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
         assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
         assert!(!f.error_message.contains("not-the-secret-key"), "{}", f.error_message);
     }
-    // Six failures in a row: even the right key is refused now, which is why a 401 must never be re-sent.
+    // Six failures in a row: even the right key is refused now, which is why a 401 must never be re-sent. That is
+    // the lock, not the key's fault: retried once the lock is over.
     let t = client.call(&right, Call::Push(&request(CERT))).await;
     let PushOutcome::Failed(f) = classify(&t) else {
         panic!("{t:?}")
@@ -310,10 +313,61 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
         "{}",
         f.error_message
     );
+    assert_eq!(f.kind, FailureKind::Locked);
+    assert_eq!(f.retry_after, Some(Duration::from_secs(300)));
+    // Not sent again with the same client until then.
+    let calls = sim.calls().len();
+    let t = client.call(&right, Call::Push(&request(CERT))).await;
+    assert!(matches!(t, Transport::Withheld(_)), "{t:?}");
+    assert_eq!(sim.calls().len(), calls);
     assert!(sim.successful_pushes().is_empty());
     let unknown = access_key(&[("accessKey", "UNKNOWNACCESSKEY0001"), ("secretKey", "whatever")]);
     let t = client.call(&unknown, Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
+}
+
+/// Defect: the rule "never re-send a refused credential" was per object, so 8 objects sharing a wrong secret key sent
+/// 8 signed requests and the gateway locked the key. Now the first use of a credential is single-flight and a refusal
+/// holds back every later request with it, whatever it is for.
+#[tokio::test]
+async fn a_refused_credential_is_sent_once_for_all_requests_that_share_it() {
+    let (sim, client) = setup().await;
+    let wrong = std::sync::Arc::new(access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", "not-the-secret-key"),
+    ]));
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, wrong) = (client.clone(), wrong.clone());
+            tokio::spawn(async move {
+                let call = if i % 2 == 0 {
+                    client.call(&wrong, Call::Push(&request(CERT))).await
+                } else {
+                    client.call(&wrong, Call::Delete { certificate_id: CERT }).await
+                };
+                classify(&call)
+            })
+        })
+        .collect();
+    for request in requests {
+        let PushOutcome::Failed(f) = request.await.unwrap() else {
+            panic!("a wrong key succeeded")
+        };
+        assert_eq!(f.kind, FailureKind::Unauthorized);
+    }
+    assert_eq!(sim.calls().len(), 1, "one request reached SCM: {:#?}", sim.calls());
+    // The right key is another credential: it is sent.
+    let right = access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", scm_sim::DEMO_SECRET_KEY),
+    ]);
+    let t = client.call(&right, Call::Push(&request(CERT))).await;
+    assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
+    // A human asks again (the re-push annotation): the refused one is tried once more.
+    client.retry_refused(&wrong.digest());
+    let t = client.call(&wrong, Call::Push(&request(CERT))).await;
+    assert!(matches!(t, Transport::Answered(_)), "{t:?}");
+    assert_eq!(sim.calls().len(), 3);
 }
 
 /// Every request takes a token from one shared bucket, and a 429 from the gateway halves the rate for all.

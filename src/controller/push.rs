@@ -79,6 +79,10 @@ pub(super) async fn push(
         (None, id) => target(spec, id.as_deref().unwrap_or_default()),
     };
     let attempt = obj.attempt(ctx, read.digest.as_deref(), &planned);
+    // A human asked for this push: a credential SCM refused earlier is tried once more.
+    if let (Cause::Requested, Some(digest)) = (cause, &read.digest) {
+        ctx.scm.retry_refused(digest);
+    }
     let credentials = match read.credentials {
         Ok(c) => c,
         Err(e) => return credentials_problem(ctx, obj, &attempt, &e).await,

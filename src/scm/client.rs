@@ -15,6 +15,7 @@ use super::outcome::{
     PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
     parse_retry_after, rejected,
 };
+use super::verdicts::{Admission, Verdicts, finding};
 use super::wire::{CertificateSummary, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time};
 use crate::crd::TargetService;
 
@@ -167,6 +168,8 @@ pub struct ScmClient {
     /// Asked right before each request leaves, after its rate-limit wait: whether this replica may still send
     /// (the leader election fence); always yes without one.
     gate: Option<Gate>,
+    /// What SCM said about each credential: refused ones are not sent again, unproven ones probed one at a time.
+    verdicts: Verdicts,
 }
 
 /// Whether a request may leave now.
@@ -215,6 +218,7 @@ impl ScmClient {
             metrics: ScmMetrics::default(),
             stopping: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
             gate: None,
+            verdicts: Verdicts::default(),
         })
     }
 
@@ -339,7 +343,46 @@ impl ScmClient {
     pub async fn call(&self, credentials: &Credentials, call: Call<'_>) -> Transport {
         let operation = call.operation();
         let started = Instant::now();
-        let transport = match call {
+        let ticket = match self.verdicts.admit(&credentials.digest()).await {
+            Admission::Send(ticket) => ticket,
+            Admission::Withhold(failure) => {
+                let transport = Transport::Withheld(Box::new(failure));
+                self.metrics.record(operation, &transport, 0.0);
+                return transport;
+            }
+        };
+        let transport = self.dispatch(credentials, call).await;
+        let failure = match &transport {
+            Transport::Answered(reply) if (200..300).contains(&reply.status) => None,
+            other => match classify_as(other, 0) {
+                PushOutcome::Failed(failure) => Some(failure),
+                PushOutcome::Pushed { .. } => None,
+            },
+        };
+        ticket.settle(&finding(failure.as_ref(), matches!(transport, Transport::Answered(_))));
+        self.metrics
+            .record(operation, &transport, started.elapsed().as_secs_f64());
+        if let Transport::Answered(reply) = &transport {
+            // Huawei support asks for this id; every SCM answer is in the log with it.
+            tracing::info!(
+                operation,
+                http_status = reply.status,
+                request_id = reply.request_id.as_deref().unwrap_or("-"),
+                "SCM answered"
+            );
+        }
+        transport
+    }
+
+    /// Forgets that SCM refused the credential with `digest`: a human asked for a push again, so the next request
+    /// with it is sent.
+    pub fn retry_refused(&self, digest: &str) {
+        self.verdicts.forget(digest);
+    }
+
+    /// Builds and sends the request for `call`.
+    async fn dispatch(&self, credentials: &Credentials, call: Call<'_>) -> Transport {
+        match call {
             Call::Push(request) => {
                 let body = json!({
                     "target_project": request.target_project,
@@ -385,19 +428,7 @@ impl ScmClient {
                 }
                 Err(message) => Transport::NotSent(message),
             },
-        };
-        self.metrics
-            .record(operation, &transport, started.elapsed().as_secs_f64());
-        if let Transport::Answered(reply) = &transport {
-            // Huawei support asks for this id; every SCM answer is in the log with it.
-            tracing::info!(
-                operation,
-                http_status = reply.status,
-                request_id = reply.request_id.as_deref().unwrap_or("-"),
-                "SCM answered"
-            );
         }
-        transport
     }
 
     /// Sends one request under `/v3/scm/` and reads the answer; the credentials are applied last, to the finished

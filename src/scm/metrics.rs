@@ -71,6 +71,8 @@ impl ScmMetrics {
             Transport::Answered(r) => (r.status.to_string(), bounded_error_code(parse_error_body(&r.body).code)),
             Transport::NotSent(_) => ("not_sent".to_owned(), String::new()),
             Transport::NoAnswer(_) => ("outcome_unknown".to_owned(), String::new()),
+            // Not sent: the credential was refused (or its key locked) before.
+            Transport::Withheld(f) => ("withheld".to_owned(), bounded_error_code(f.error_code.clone())),
         };
         let labels = ScmLabels {
             operation,

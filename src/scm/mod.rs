@@ -6,6 +6,7 @@ pub mod limit;
 pub mod metrics;
 pub mod outcome;
 pub mod sign;
+pub mod verdicts;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};

@@ -32,6 +32,8 @@ pub enum Transport {
     /// The request may have been written before the connection failed or timed out, so the push may have
     /// landed without SCM's answer reaching us. The message names no secret.
     NoAnswer(String),
+    /// Not sent: SCM refused (or locked) this credential for an earlier request; this is the answer instead.
+    Withheld(Box<PushFailure>),
 }
 
 /// The kind of a failed push, which decides whether it is retried.
@@ -41,6 +43,8 @@ pub enum FailureKind {
     Transient,
     /// HTTP 401: the token is wrong or expired.
     Unauthorized,
+    /// HTTP 401 for an access key the gateway locked after repeated signature failures: not the key's fault.
+    Locked,
     /// HTTP 403: the IAM user may not push.
     Forbidden,
     /// HTTP 404 from SCM: no such certificate.
@@ -52,7 +56,7 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether the operator retries this failure on its own.
     pub fn is_transient(self) -> bool {
-        self == FailureKind::Transient
+        matches!(self, FailureKind::Transient | FailureKind::Locked)
     }
 }
 
@@ -193,6 +197,7 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
                 outcome_unknown: matches!(transport, Transport::NoAnswer(_)),
             });
         }
+        Transport::Withheld(failure) => return PushOutcome::Failed(failure.as_ref().clone()),
         Transport::Answered(reply) => reply,
     };
     let status = reply.status;
@@ -212,6 +217,7 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
         // 408: the server gave up reading the request, so it was not processed.
         408 | 429 | 502 | 503 | 504 => FailureKind::Transient,
         500..=599 if code.is_none() || gateway => FailureKind::Transient,
+        401 if locks_key(code, body.message.as_deref()) => FailureKind::Locked,
         401 => FailureKind::Unauthorized,
         403 => FailureKind::Forbidden,
         404 => FailureKind::CertificateNotFound,
@@ -238,9 +244,19 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
         error_code: body.code,
         error_message: clip(&message),
         request_id: reply.request_id.clone().or(body.request_id),
-        retry_after: reply.retry_after,
+        // A locked key is tried again once its lock (5 minutes) is over, unless the gateway says when.
+        retry_after: reply
+            .retry_after
+            .or((kind == FailureKind::Locked).then_some(super::verdicts::AK_LOCK)),
         outcome_unknown: false,
     })
+}
+
+/// Whether a 401 says the access key is locked (Huawei: "AK access failed to reach the limit,forbidden"), not that
+/// it is wrong.
+fn locks_key(code: Option<&str>, message: Option<&str>) -> bool {
+    code.is_some_and(|c| c.ends_with(".0301"))
+        && message.is_some_and(|m| m.to_ascii_lowercase().contains("reach the limit"))
 }
 
 /// A push SCM accepted.

@@ -21,6 +21,8 @@ pub enum Reason {
     InvalidCredentials,
     /// SCM answered 401.
     Unauthorized,
+    /// SCM's gateway locked the access key after repeated signature failures; tried again once the lock is over.
+    CredentialsLocked,
     /// SCM answered 403.
     Forbidden,
     /// SCM answered 404.
@@ -53,13 +55,14 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Pending,
         Reason::Pushed,
         Reason::Retrying,
         Reason::CredentialsNotFound,
         Reason::InvalidCredentials,
         Reason::Unauthorized,
+        Reason::CredentialsLocked,
         Reason::Forbidden,
         Reason::CertificateNotFound,
         Reason::PushRejected,
@@ -78,7 +81,8 @@ impl Reason {
         match self {
             Reason::Pending | Reason::Pushed => Lift::None,
             // Time alone lifts it: the retry is due at the certificate's notBefore.
-            Reason::Retrying | Reason::NotYetValid => Lift::Backoff,
+            // The lock ends on its own (5 minutes); the credential may be right.
+            Reason::Retrying | Reason::NotYetValid | Reason::CredentialsLocked => Lift::Backoff,
             // Nothing was sent: the Secrets are read again whenever one changes.
             Reason::CredentialsNotFound | Reason::InvalidCredentials | Reason::InvalidSource => Lift::SecretChange,
             // A 404 sent nothing anywhere, and another account's credential may see the certificate.
@@ -109,10 +113,18 @@ impl Reason {
                  `projectId` and `domainId` together); nothing is sent"
             }
             Reason::Unauthorized => {
-                "SCM answered 401 (`APIGW.0301` bad token or signature, unknown or locked AK; `APIGW.0307` expired \
-                 token)"
+                "SCM answered 401 (`APIGW.0301` bad token or signature, unknown AK; `APIGW.0307` expired token), to \
+                 this object or to any other request with the same credential: it is never sent again (nothing is \
+                 sent for other objects that share it) until it changes"
             }
-            Reason::Forbidden => "SCM answered 403 (the IAM user lacks `scm:cert:push`)",
+            Reason::CredentialsLocked => {
+                "SCM answered 401 `APIGW.0301` saying the access key reached its failure limit (Huawei locks it for \
+                 5 minutes after more than five signature failures); nothing is sent with it until the lock is over"
+            }
+            Reason::Forbidden => {
+                "SCM answered 403 (the IAM user lacks `scm:cert:push`); a gateway 403 (`APIGW.*`) holds back every \
+                 request with that credential, as a 401 does"
+            }
             Reason::CertificateNotFound => "SCM answered 404 (no such certificate)",
             Reason::PushRejected => {
                 "any other 4xx, a 5xx with another code (`SCM.*`), a 404 `APIGW.0101` or a 2xx other than 204 \
@@ -171,6 +183,7 @@ impl From<FailureKind> for Reason {
         match kind {
             FailureKind::Transient => Reason::Retrying,
             FailureKind::Unauthorized => Reason::Unauthorized,
+            FailureKind::Locked => Reason::CredentialsLocked,
             FailureKind::Forbidden => Reason::Forbidden,
             FailureKind::CertificateNotFound => Reason::CertificateNotFound,
             FailureKind::Rejected => Reason::PushRejected,
