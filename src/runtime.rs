@@ -91,7 +91,7 @@ pub struct Runtime {
     pub events: EventQueue,
     /// Whether this replica may act (always, without leader election).
     pub leadership: Leadership,
-    /// Yields each time this replica starts leading (never without leader election).
+    /// Yields each time the leadership fence opens, re-opening included (never without leader election).
     pub became_leader: BoxStream<'static, ()>,
     /// The health of the two watches, which `/readyz` and `/healthz` report.
     pub watches: Watches,
@@ -234,27 +234,26 @@ fn recorder(client: &Client) -> Recorder {
     )
 }
 
-/// Yields each time this replica starts leading, keeping `leader_election_master_status` current; without an
-/// election the replica always leads and nothing is yielded.
+/// Yields each time the fence opens: on election, and on every reopening after a gap (renewals stalled, or another
+/// replica held the Lease in between), since retries that came due while it was closed were dropped. Keeps
+/// `leader_election_master_status` current; without an election the replica always leads and nothing is yielded.
 fn leadership_changes(election: Option<&Election>, metrics: &Arc<Metrics>, lease: &str) -> BoxStream<'static, ()> {
     let Some(election) = election else {
         metrics.leading(lease, true);
         return futures::stream::pending().boxed();
     };
     metrics.leading(lease, false);
-    let (metrics, lease) = (metrics.clone(), lease.to_owned());
-    futures::stream::unfold(election.leading.clone(), move |mut leading| {
-        let (metrics, lease) = (metrics.clone(), lease.clone());
-        async move {
-            loop {
-                leading.changed().await.ok()?;
-                let now = *leading.borrow_and_update();
-                metrics.leading(&lease, now);
-                if now {
-                    return Some(((), leading));
-                }
-            }
+    let (metrics, lease, mut leading) = (metrics.clone(), lease.to_owned(), election.leading.clone());
+    tokio::spawn(async move {
+        while leading.changed().await.is_ok() {
+            metrics.leading(&lease, *leading.borrow_and_update());
         }
+    });
+    // Counted by the fence itself, so a gap shorter than the sampling of `leading` still counts; several
+    // openings before the Controller asks again fold into one reconcile of everything.
+    futures::stream::unfold(election.leadership.openings(), |mut openings| async move {
+        openings.changed().await.ok()?;
+        Some(((), openings))
     })
     .boxed()
 }
