@@ -93,6 +93,8 @@ pub struct Runtime {
     pub leadership: Leadership,
     /// Yields each time the leadership fence opens, re-opening included (never without leader election).
     pub became_leader: BoxStream<'static, ()>,
+    /// Yields every `--resync-period` while this replica leads (never with `0s`).
+    pub resync: BoxStream<'static, ()>,
     /// The health of the two watches, which `/readyz` and `/healthz` report.
     pub watches: Watches,
     /// The cache of CertificatePushes (read by [`CacheMetrics`] at each scrape) and its writer.
@@ -163,6 +165,7 @@ impl Runtime {
         let fenced = leadership.clone();
         let scm = scm.with_gate(Arc::new(move || fenced.leads()));
         let became_leader = leadership_changes(election.as_ref(), &metrics, &args.lease_name);
+        let resync = resyncs(args.resync_period, leadership.clone());
         let events = EventQueue::start(recorder(&client));
         let shutdown = Shutdown::on_signal();
         Ok(Self {
@@ -180,6 +183,7 @@ impl Runtime {
             events,
             leadership,
             became_leader,
+            resync,
             watches,
             store: (store, writer),
             shutdown,
@@ -255,6 +259,23 @@ fn leadership_changes(election: Option<&Election>, metrics: &Arc<Metrics>, lease
         openings.changed().await.ok()?;
         Some(((), openings))
     })
+    .boxed()
+}
+
+/// Yields every `period` while `leadership` leads, as a backstop for a change or a retry the watches and the queue
+/// missed; a standby would only skip the reconciles, so it is not asked. A `period` of zero yields nothing.
+fn resyncs(period: Duration, leadership: Leadership) -> BoxStream<'static, ()> {
+    if period.is_zero() {
+        return futures::stream::pending().boxed();
+    }
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // After a stall (a suspended node), one resync, not a burst of them.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(interval, |mut interval| async move {
+        interval.tick().await;
+        Some(((), interval))
+    })
+    .filter(move |()| std::future::ready(leadership.leads()))
     .boxed()
 }
 
