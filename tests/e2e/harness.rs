@@ -600,3 +600,69 @@ pub async fn assert_no_secret_leak(ns: &str, op: &Operator, tokens: &[&str]) {
         }
     }
 }
+
+/// A TCP proxy to `target` that a test can sever, to cut one process off from a server (the API server) while
+/// everything else keeps its connections: severing closes every proxied connection and refuses new ones.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, mut severed) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                // Dropping the listener on a cut refuses new connections; a dropped proxy cuts too.
+                let mut inbound = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((inbound, _)) => inbound,
+                        Err(_) => continue,
+                    },
+                    _ = severed.wait_for(|cut| *cut) => return,
+                };
+                let mut severed = severed.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = severed.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { addr, cut }
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn sever(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// The address of the API server `kubeconfig` names, for a proxy to it.
+    pub fn api_server_of(kubeconfig: &Path) -> std::net::SocketAddr {
+        let server = Self::server(kubeconfig);
+        let authority = server.trim_start_matches("https://").trim_end_matches('/');
+        authority.parse().expect("the API server is an IP:port")
+    }
+
+    /// A copy of `kubeconfig`, written into `dir`, that reaches the API server through this proxy (the serving
+    /// certificate names the IP, not the port, so TLS still verifies).
+    pub fn kubeconfig(&self, kubeconfig: &Path, dir: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(kubeconfig).unwrap();
+        let proxied = text.replace(&Self::server(kubeconfig), &format!("https://{}", self.addr));
+        let path = dir.join("proxied.kubeconfig");
+        std::fs::write(&path, proxied).unwrap();
+        path
+    }
+
+    fn server(kubeconfig: &Path) -> String {
+        let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
+        let cluster = kc.clusters.first().and_then(|c| c.cluster.as_ref()).expect("a cluster");
+        cluster.server.clone().expect("a server URL")
+    }
+}
