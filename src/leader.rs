@@ -490,8 +490,7 @@ mod tests {
     /// The Lease manager's renewal, through the recording client: its send is noted and its answer confirms.
     #[tokio::test]
     async fn a_renewal_answered_by_the_api_server_confirms_from_its_send() {
-        let (service, mut server) =
-            tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let (service, mut server) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
         let leadership = Leadership::elected("a", Duration::from_secs(10));
         let path = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l".to_owned();
         let client = recording_client(Client::new(service, "ns"), leadership.clone(), path);
