@@ -601,11 +601,45 @@ pub async fn assert_no_secret_leak(ns: &str, op: &Operator, tokens: &[&str]) {
     }
 }
 
-/// A TCP proxy to `target` that a test can sever, to cut one process off from a server (the API server) while
-/// everything else keeps its connections: severing closes every proxied connection and refuses new ones.
+/// A TCP proxy to `target` that a test can slow down or sever, to disturb one process's link to a server (the API
+/// server) while everything else keeps its own: a delay holds every chunk that long in each direction; severing
+/// closes every proxied connection and refuses new ones.
 pub struct TcpProxy {
     pub addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<bool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Copies `from` to `to`, each chunk held for the proxy's delay at the time it was read (order kept).
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            let delay = Duration::from_millis(delay_ms.load(std::sync::atomic::Ordering::Relaxed));
+            if tx
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
 }
 
 impl TcpProxy {
@@ -613,29 +647,43 @@ impl TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, mut severed) = tokio::sync::watch::channel(false);
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_ms.clone();
         tokio::spawn(async move {
             loop {
                 // Dropping the listener on a cut refuses new connections; a dropped proxy cuts too.
-                let mut inbound = tokio::select! {
+                let inbound = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((inbound, _)) => inbound,
                         Err(_) => continue,
                     },
                     _ = severed.wait_for(|cut| *cut) => return,
                 };
-                let mut severed = severed.clone();
+                let (mut severed, delay) = (severed.clone(), delay.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
+                    let ((in_read, in_write), (out_read, out_write)) = (inbound.into_split(), outbound.into_split());
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            tokio::join!(
+                                delayed_copy(in_read, out_write, delay.clone()),
+                                delayed_copy(out_read, in_write, delay),
+                            )
+                        } => {}
                         _ = severed.wait_for(|cut| *cut) => {}
                     }
                 });
             }
         });
-        TcpProxy { addr, cut }
+        TcpProxy { addr, cut, delay_ms }
+    }
+
+    /// From now on, every chunk read is held `delay` before it is passed on, in each direction.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Closes every connection through the proxy and refuses new ones.

@@ -1,6 +1,6 @@
 //! Leadership and disruption: two replicas with leader election and failover, a leader cut off from the API server
-//! while its reconciles wait for SCM tokens, chaos faults with the operator killed halfway, and a restart of the
-//! API server itself.
+//! while its reconciles wait for SCM tokens, a leader whose renewals land late, chaos faults with the operator
+//! killed halfway, and a restart of the API server itself.
 
 use std::time::Duration;
 
@@ -217,6 +217,139 @@ async fn a_leader_cut_off_from_the_api_server_stops_sending_within_its_renew_dea
         b_projects.len() + by_a.len() - duplicates.len(),
         N,
         "each object pushed once, but for the duplicates above"
+    );
+}
+
+/// A leader whose link to the API server turns slow (1.5 s each way, so each renewal is confirmed 3 s after it was
+/// sent, past the 2 s renew deadline) sends an SCM request only within the renew deadline of a renewal it sent:
+/// the Lease promises the others no more than that (renewTime, written at the send, plus the lease duration).
+/// Confirming a renewal when its late echo arrives would open the fence for up to another deadline after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewal_it_sent() {
+    use futures::StreamExt as _;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    const N: usize = 20;
+    const DEADLINE_MS: i64 = 2000;
+    let client = admin().await;
+    let ns = namespace(&client, "slowlink").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+        "--scm-qps",
+        "1",
+        "--scm-burst",
+        "1",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
+    op.wait_metric(&leads, T).await;
+
+    // Every renewTime the Lease shows, with its holder, as the test's own (fast) watch sees them.
+    let renewals: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>> = Default::default();
+    let seen = renewals.clone();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "certpush-system");
+    let selector = format!("metadata.name={lease}");
+    let watch = tokio::spawn(async move {
+        let stream = watcher::watcher(leases, watcher::Config::default().fields(&selector)).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(Ok(lease)) = stream.next().await {
+            let spec = lease.spec.unwrap_or_default();
+            if let (Some(holder), Some(renew)) = (spec.holder_identity, spec.renew_time) {
+                seen.lock().unwrap().push((holder, renew.0.as_millisecond()));
+            }
+        }
+    });
+    let holder = loop {
+        if let Some((holder, _)) = renewals.lock().unwrap().first().cloned() {
+            break holder;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    create_numbered(&client, &ns, "s", 0..N).await;
+    let some_pushed = async {
+        while sim.successful_pushes().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(T, some_pushed).await.expect("the leader pushes");
+    proxy.delay(Duration::from_millis(1500));
+    // The simulator's clock, on the wall clock the renewTimes are written in (same host).
+    let now_ms = || jiff::Timestamp::now().as_millisecond();
+    let sim_started_ms = now_ms() - sim.elapsed_ms() as i64;
+    let slowed_ms = now_ms();
+
+    // Each reconcile queued for a token ends in a push or in a request the fence stopped (not sent).
+    let not_sent = "certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stopped = loop {
+        let stopped: usize = op
+            .metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(not_sent))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if stopped + sim.pushes().len() >= N {
+            break stopped;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {N} pushes accounted for",
+            stopped + sim.pushes().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    watch.abort();
+
+    let own: Vec<i64> = renewals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(h, _)| *h == holder)
+        .map(|(_, at)| *at)
+        .collect();
+    // A push arriving at `at` was sent under the fence only if a renewal sent (renewTime) less than the renew
+    // deadline before it exists; 50 ms of slack for the two clocks and the loopback.
+    let mut outside = Vec::new();
+    let mut after_slowing = Vec::new();
+    for call in sim.pushes() {
+        let at = sim_started_ms + call.at_ms as i64;
+        let covering = own.iter().filter(|r| **r <= at + 50).max();
+        if at > slowed_ms {
+            after_slowing.push((at - slowed_ms, covering.map(|r| at - r)));
+        }
+        if covering.is_none_or(|r| at - r >= DEADLINE_MS + 50) {
+            outside.push((call.body["target_project"].clone(), covering.map(|r| at - r)));
+        }
+    }
+    println!(
+        "slow link: {} renewals by the leader; {} pushes before slowing the link, {} after it \
+         (ms after slowing, ms since the leader's latest renewal: {after_slowing:?}), {stopped} stopped by the fence",
+        own.len(),
+        sim.pushes().len() - after_slowing.len(),
+        after_slowing.len()
+    );
+    assert!(
+        outside.is_empty(),
+        "pushes sent more than the renew deadline after the leader's latest renewal (project, ms since it): \
+         {outside:?}"
     );
 }
 
