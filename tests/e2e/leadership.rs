@@ -353,6 +353,81 @@ async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewa
     );
 }
 
+/// A retry that comes due while the fence is closed (renewals landing late) is dropped; when renewals land in time
+/// again the fence reopens and everything is reconciled, so the object is pushed at once rather than at the next
+/// resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_retry_dropped_while_the_fence_was_closed_runs_when_it_reopens() {
+    let client = admin().await;
+    let ns = namespace(&client, "reopen").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
+    op.wait_metric(&leads, T).await;
+
+    // The first push fails; its retry is due 4-6 s later (5 s backoff, 20% jitter).
+    sim.inject(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::Error {
+            status: 503,
+            error_code: "APIGW.0613".into(),
+            error_msg: "busy".into(),
+        },
+    });
+    let api = create_push(&client, &ns, "r", spec(CERT, TargetService::Waf, "r", "scm")).await;
+    let failed = wait_for(&api, "r", T, "the failed push recorded", |cp| {
+        status(cp).next_retry_time.is_some()
+    })
+    .await;
+    let retry: jiff::Timestamp = status(&failed).next_retry_time.unwrap().parse().unwrap();
+    // Renewals now land 3 s after they were sent, past the 2 s deadline: the fence closes before the retry.
+    proxy.delay(Duration::from_millis(1500));
+    op.wait_metric(&stands_by, Duration::from_secs(10)).await;
+    assert!(
+        jiff::Timestamp::now() < retry,
+        "the fence closed before the retry was due"
+    );
+    // Until the retry has come due (and a second more): it finds the fence closed.
+    while jiff::Timestamp::now() < retry + jiff::SignedDuration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    op.wait_reconciles("standby", 1).await;
+    assert_eq!(sim.pushes().len(), 1, "the retry was dropped, not sent");
+
+    proxy.delay(Duration::ZERO);
+    let fast = std::time::Instant::now();
+    wait_for(&api, "r", Duration::from_secs(20), "Ready=True", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    println!(
+        "pushed {:?} after renewals landed in time again (resync period 10 min)",
+        fast.elapsed()
+    );
+    assert_eq!(sim.successful_pushes().len(), 1);
+}
+
 /// Chaos: 200 objects against an SCM that fails 30% of push calls (503, 429, resets, 1.5 s answers, and gateway
 /// timeouts slower than the operator's `--scm-timeout`), with the operator SIGKILLed and restarted halfway. Every object ends Ready; each target got exactly one answered
 /// successful push except pushes in flight at the kill; and each object's attempts kept to the backoff schedule.
