@@ -80,6 +80,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCM_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub scm_timeout: Duration,
 
+    /// Reconcile every CertificatePush this often, beside the watches, as a backstop (an up-to-date object costs no
+    /// request); `0` turns it off.
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_period)]
+    pub resync_period: Duration,
+
     /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
     /// failover.
     #[arg(long, env = "LEADER_ELECT")]
@@ -110,6 +115,14 @@ pub struct RunArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from(signed).map_err(|_| "must not be negative".to_owned())
+}
+
+/// A [`parse_duration`] where a bare `0` also means zero, for periods that `0` turns off.
+fn parse_period(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 /// A [`parse_duration`] that is not zero.
@@ -175,6 +188,7 @@ mod tests {
         assert!(!args.leader_elect && args.leader_config().is_none());
         assert_eq!((args.scm_qps, args.scm_burst), (10, 20));
         assert_eq!(args.scm_timeout, crate::scm::REQUEST_TIMEOUT);
+        assert_eq!(args.resync_period, Duration::from_secs(600));
         assert_eq!(args.lease_name, "certpush-operator");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
         assert_eq!(
@@ -193,6 +207,20 @@ mod tests {
         let error = parse("0s").unwrap_err().to_string();
         assert!(error.contains("must be more than 0s"), "{error}");
         assert!(parse("soon").is_err());
+    }
+
+    #[test]
+    fn resync_period_takes_a_duration_and_zero_turns_it_off() {
+        let parse = |value: &str| Cli::try_parse_from(["certpush-operator", "run", "--resync-period", value]);
+        let period = |value| match parse(value).unwrap().command {
+            Command::Run(args) => args.resync_period,
+            Command::Crd => panic!("expected run"),
+        };
+        assert_eq!(period("1h30m"), Duration::from_secs(5400));
+        assert_eq!(period("0s"), Duration::ZERO);
+        assert_eq!(period("0"), Duration::ZERO);
+        assert!(parse("-1m").is_err());
+        assert!(parse("often").is_err());
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //!
 //! `kube-lease-manager` runs the protocol: it takes a free or expired Lease with server-side apply (so two replicas
 //! cannot both take it), renews it every retry period, and releases it on shutdown. On top of that, this module
-//! fences: it watches the Lease and lets this replica act only while the Lease names it **and** it has seen its own
-//! renewal land within the renew deadline. A leader cut off from the API server therefore stops by itself after the
-//! renew deadline (10 s by default), before any other replica may take the Lease (after the lease duration, 15 s),
-//! so two replicas never push at once. The standby keeps its watches and cache warm and is ready; it only skips
-//! reconciles.
+//! fences: it watches the Lease and lets this replica act only while the Lease names it **and** a renewal of its own
+//! has been confirmed (by the watch or by the renewal's answer) that was *sent* less than the renew deadline ago.
+//! Counting from the send, not from when the confirmation arrived, keeps the fence inside what the Lease promises
+//! the others (the lease duration counts from renewTime, written just before the send): a renewal that lands late
+//! does not stretch it. A leader cut off from the API server therefore stops by itself within the renew deadline
+//! (10 s by default) of its last renewal, before any other replica may take the Lease (after the lease duration,
+//! 15 s), so two replicas never push at once. The standby keeps its watches and cache warm and is ready; it only
+//! skips reconciles.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
@@ -60,23 +66,29 @@ pub struct Leadership {
     fence: Option<Arc<Fence>>,
 }
 
-/// What this replica last saw of the Lease.
+/// What this replica last saw of the Lease, and the renewals it sent.
 struct Fence {
     identity: String,
     renew_deadline: Duration,
     seen: Mutex<Seen>,
+    /// Counts the times the fence opened (closed, then a renewal of this replica confirmed).
+    openings: watch::Sender<u64>,
 }
 
 #[derive(Default)]
 struct Seen {
     holder: Option<String>,
-    renew_time: Option<String>,
-    /// When a renewal by this replica was last seen (local monotonic clock).
+    /// When the latest confirmed renewal by this replica was sent (local monotonic clock).
     confirmed_at: Option<Instant>,
+    /// The renewTimes of the last renewals this replica sent, each with when it was sent; oldest first.
+    sent: VecDeque<(Timestamp, Instant)>,
 }
 
-/// The fence, pure: `identity` may act at `now` while the Lease names it and its last renewal was seen less than
-/// `renew_deadline` ago.
+/// How many sent renewals are remembered: a confirmation older than these has long expired anyway.
+const SENT_KEPT: usize = 16;
+
+/// The fence, pure: `identity` may act at `now` while the Lease names it and its latest confirmed renewal was sent
+/// less than `renew_deadline` ago.
 pub fn may_lead(
     identity: &str,
     holder: Option<&str>,
@@ -85,6 +97,22 @@ pub fn may_lead(
     now: Instant,
 ) -> bool {
     holder == Some(identity) && confirmed_at.is_some_and(|at| now.saturating_duration_since(at) < renew_deadline)
+}
+
+/// What a Lease naming `holder` confirms, pure: the send instant `sent_at` of the renewal whose renewTime it shows,
+/// when that renewal is this replica's (`identity`) and was sent after the one confirmed so far (`confirmed_at`).
+/// A renewTime this replica did not send (a Lease from before it started, or taken by another) confirms nothing,
+/// and a late or repeated delivery of an older renewal never moves the fence forward.
+pub fn confirmed_since(
+    identity: &str,
+    holder: Option<&str>,
+    sent_at: Option<Instant>,
+    confirmed_at: Option<Instant>,
+) -> Option<Instant> {
+    match sent_at {
+        Some(sent) if holder == Some(identity) => Some(confirmed_at.map_or(sent, |at| at.max(sent))),
+        _ => confirmed_at,
+    }
 }
 
 impl Leadership {
@@ -98,62 +126,143 @@ impl Leadership {
         self.fence.is_some()
     }
 
+    fn elected(identity: &str, renew_deadline: Duration) -> Self {
+        Self {
+            fence: Some(Arc::new(Fence {
+                identity: identity.into(),
+                renew_deadline,
+                seen: Mutex::default(),
+                openings: watch::Sender::new(0),
+            })),
+        }
+    }
+
     /// An elected leadership whose renewal was just seen, for tests of what only elected replicas do.
     #[cfg(test)]
     pub(crate) fn elected_and_leading() -> Self {
-        let fence = Fence {
-            identity: "me".into(),
-            renew_deadline: Duration::from_secs(3600),
-            seen: Mutex::new(Seen {
-                holder: Some("me".into()),
-                renew_time: None,
-                confirmed_at: Some(Instant::now()),
-            }),
-        };
-        Self {
-            fence: Some(Arc::new(fence)),
-        }
+        let leadership = Self::elected("me", Duration::from_secs(3600));
+        let fence = leadership.fence.as_ref().expect("elected");
+        let mut seen = fence.seen.lock().expect("not poisoned");
+        seen.holder = Some("me".into());
+        seen.confirmed_at = Some(Instant::now());
+        drop(seen);
+        leadership
     }
 
     /// Whether this replica may reconcile and send requests to SCM now.
     pub fn leads(&self) -> bool {
+        self.leads_at(Instant::now())
+    }
+
+    fn leads_at(&self, now: Instant) -> bool {
         match &self.fence {
             None => true,
             Some(fence) => {
                 let seen = fence.seen.lock().unwrap_or_else(|p| p.into_inner());
-                may_lead(
-                    &fence.identity,
-                    seen.holder.as_deref(),
-                    seen.confirmed_at,
-                    fence.renew_deadline,
-                    Instant::now(),
-                )
+                fence.open(&seen, now)
             }
         }
     }
 
-    /// Records a Lease as the watch delivered it: a new renewTime naming this replica confirms its leadership.
+    /// Changes each time the fence opens: on election and on every reopening after a gap (renewals stalled,
+    /// then landed again). Never changes without leader election.
+    pub fn openings(&self) -> watch::Receiver<u64> {
+        match &self.fence {
+            Some(fence) => fence.openings.subscribe(),
+            None => watch::Sender::new(0).subscribe(),
+        }
+    }
+
+    /// Notes that a renewal writing `renew_time` leaves at `at`.
+    fn sending(&self, renew_time: Timestamp, at: Instant) {
+        let Some(fence) = &self.fence else { return };
+        let mut seen = fence.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.sent.len() == SENT_KEPT {
+            seen.sent.pop_front();
+        }
+        seen.sent.push_back((renew_time, at));
+    }
+
+    /// Records a Lease as the watch or a renewal's answer delivered it.
     fn observe(&self, lease: &Lease) {
+        self.observe_at(lease, Instant::now());
+    }
+
+    fn observe_at(&self, lease: &Lease, now: Instant) {
         let Some(fence) = &self.fence else { return };
         let spec = lease.spec.as_ref();
         let holder = spec.and_then(|s| s.holder_identity.clone());
-        let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string());
+        let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
         let mut seen = fence.seen.lock().unwrap_or_else(|p| p.into_inner());
-        // Only a renewal seen now confirms: a re-list repeating an old renewTime proves nothing about the present.
-        if holder.as_deref() == Some(fence.identity.as_str()) && renew_time.is_some() && renew_time != seen.renew_time {
-            seen.confirmed_at = Some(Instant::now());
-        }
+        let was_open = fence.open(&seen, now);
+        let sent_at = renew_time.and_then(|r| seen.sent.iter().find(|(t, _)| *t == r).map(|(_, at)| *at));
+        seen.confirmed_at = confirmed_since(&fence.identity, holder.as_deref(), sent_at, seen.confirmed_at);
         seen.holder = holder;
-        seen.renew_time = renew_time;
+        if !was_open && fence.open(&seen, now) {
+            fence.openings.send_modify(|n| *n += 1);
+        }
     }
 }
 
-/// A running election: its fence, a channel that turns true each time this replica starts leading, and what
-/// shutdown needs to release the Lease.
+impl Fence {
+    fn open(&self, seen: &Seen, now: Instant) -> bool {
+        may_lead(
+            &self.identity,
+            seen.holder.as_deref(),
+            seen.confirmed_at,
+            self.renew_deadline,
+            now,
+        )
+    }
+}
+
+/// `client` for the Lease manager, noting in `leadership` when each write of the Lease's renewTime is sent, and
+/// handing the written Lease of each answer to the fence like a watch event (so a renewal confirms even while the
+/// watch lags).
+fn recording_client(client: Client, leadership: Leadership, lease_path: String) -> Client {
+    let default_namespace = client.default_namespace().to_owned();
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let (client, leadership) = (client.clone(), leadership.clone());
+        let renewal = request.method() == http::Method::PATCH && request.uri().path() == lease_path;
+        async move {
+            if !renewal {
+                return client.send(request).await;
+            }
+            let (parts, body) = request.into_parts();
+            let body = body.collect_bytes().await?;
+            if let Some(renew_time) = written_renew_time(&body) {
+                leadership.sending(renew_time, Instant::now());
+            }
+            let response = client.send(http::Request::from_parts(parts, Body::from(body))).await?;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
+            let body = body.collect_bytes().await?;
+            if let Ok(lease) = serde_json::from_slice::<Lease>(&body) {
+                leadership.observe(&lease);
+            }
+            Ok(http::Response::from_parts(parts, Body::from(body)))
+        }
+    });
+    Client::new(service, default_namespace)
+}
+
+/// The renewTime a Lease patch writes, if it writes one.
+fn written_renew_time(patch: &[u8]) -> Option<Timestamp> {
+    let patch: serde_json::Value = serde_json::from_slice(patch).ok()?;
+    let renew_time = patch.get("spec")?.get("renewTime")?.clone();
+    serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>(renew_time)
+        .ok()
+        .map(|t| t.0)
+}
+
+/// A running election: its fence, a channel that follows whether this replica leads, and what shutdown needs to
+/// release the Lease.
 pub struct Election {
     /// The fence reconciles consult.
     pub leadership: Leadership,
-    /// True while this replica leads (checked every retry period).
+    /// True while this replica leads (sampled every half retry period, for the metric; reconciles ask the fence).
     pub leading: watch::Receiver<bool>,
     lock: watch::Receiver<bool>,
     manager: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
@@ -163,7 +272,13 @@ pub struct Election {
 impl Election {
     /// Joins the election for `config`'s Lease (creating it if needed) and starts the fence.
     pub async fn start(client: Client, config: &LeaderConfig) -> Result<Self, LeaseManagerError> {
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        let leadership = Leadership::elected(&config.identity, config.renew_deadline);
+        let lease_path = format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
+            config.lease_namespace, config.lease_name
+        );
+        let recording = recording_client(client.clone(), leadership.clone(), lease_path);
+        let manager = LeaseManagerBuilder::new(recording, &config.lease_name)
             .with_namespace(&config.lease_namespace)
             .with_identity(&config.identity)
             .with_duration(config.lease_duration.as_secs())
@@ -173,13 +288,6 @@ impl Election {
             .build()
             .await?;
         let (lock, manager) = manager.watch().await;
-        let leadership = Leadership {
-            fence: Some(Arc::new(Fence {
-                identity: config.identity.clone(),
-                renew_deadline: config.renew_deadline,
-                seen: Mutex::default(),
-            })),
-        };
         let (leading_tx, leading) = watch::channel(false);
 
         let leases: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
@@ -294,25 +402,117 @@ mod tests {
         .unwrap()
     }
 
+    fn at(renew: &str) -> Timestamp {
+        renew.parse().unwrap()
+    }
+
+    const R0: &str = "2026-11-25T10:00:00.000000Z";
+    const R1: &str = "2026-11-25T10:00:02.000000Z";
+    const R2: &str = "2026-11-25T10:00:04.000000Z";
+
     #[test]
-    fn only_a_new_renewal_confirms() {
-        let leadership = Leadership {
-            fence: Some(Arc::new(Fence {
-                identity: "a".into(),
-                renew_deadline: Duration::from_secs(10),
-                seen: Mutex::default(),
-            })),
-        };
-        assert!(!leadership.leads());
-        leadership.observe(&lease("a", "2026-11-25T10:00:00.000000Z"));
-        assert!(leadership.leads());
-        leadership.observe(&lease("b", "2026-11-25T10:00:20.000000Z"));
-        assert!(!leadership.leads(), "another replica took the Lease");
-        // The Lease names this replica again, but with a renewal already seen: it does not count as fresh.
-        let fence = leadership.fence.as_ref().unwrap();
-        fence.seen.lock().unwrap().confirmed_at = None;
-        leadership.observe(&lease("a", "2026-11-25T10:00:20.000000Z"));
-        assert!(!leadership.leads());
+    fn a_renewal_counts_from_when_it_was_sent_not_from_when_it_was_seen() {
+        let leadership = Leadership::elected("a", Duration::from_secs(10));
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        leadership.sending(at(R0), t0);
+        // The renewal lands, or its confirmation arrives, 8 s after it was sent.
+        leadership.observe_at(&lease("a", R0), later(8_000));
+        assert!(leadership.leads_at(later(9_000)));
+        // The Lease promises the others only renewTime + lease duration; the fence ends a renew deadline after
+        // the send, not after the late delivery (which would have kept it open until 18 s).
+        assert!(!leadership.leads_at(later(10_000)));
+        assert!(!leadership.leads_at(later(17_000)));
+    }
+
+    #[test]
+    fn only_renewals_this_replica_sent_confirm_and_late_old_ones_never_extend() {
+        let leadership = Leadership::elected("a", Duration::from_secs(10));
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        leadership.observe_at(&lease("a", R0), t0);
+        assert!(
+            !leadership.leads_at(t0),
+            "a renewTime this process never sent (a Lease from before it) proves nothing"
+        );
+        leadership.sending(at(R1), later(1_000));
+        leadership.sending(at(R2), later(3_000));
+        leadership.observe_at(&lease("a", R2), later(3_100));
+        leadership.observe_at(&lease("a", R1), later(3_200));
+        assert!(
+            leadership.leads_at(later(12_900)),
+            "the older renewal, delivered late, does not move the fence back"
+        );
+        assert!(!leadership.leads_at(later(13_000)));
+        leadership.observe_at(&lease("b", R2), later(4_000));
+        assert!(!leadership.leads_at(later(4_000)), "another replica took the Lease");
         assert!(Leadership::always().leads());
+    }
+
+    #[test]
+    fn confirmation_is_the_send_of_the_newest_own_renewal() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(confirmed_since("a", Some("a"), Some(t1), None), Some(t1));
+        assert_eq!(confirmed_since("a", Some("a"), Some(t0), Some(t1)), Some(t1));
+        assert_eq!(confirmed_since("a", Some("a"), Some(t1), Some(t0)), Some(t1));
+        assert_eq!(confirmed_since("a", Some("b"), Some(t1), Some(t0)), Some(t0));
+        assert_eq!(confirmed_since("a", Some("a"), None, Some(t0)), Some(t0));
+    }
+
+    #[test]
+    fn the_fence_counts_each_opening_once_including_reopening_after_a_gap() {
+        let leadership = Leadership::elected("a", Duration::from_secs(10));
+        let openings = leadership.openings();
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        leadership.sending(at(R0), t0);
+        leadership.observe_at(&lease("a", R0), later(100));
+        assert_eq!(*openings.borrow(), 1, "elected");
+        leadership.sending(at(R1), later(2_000));
+        leadership.observe_at(&lease("a", R1), later(2_100));
+        leadership.observe_at(&lease("a", R1), later(2_200));
+        assert_eq!(*openings.borrow(), 1, "renewals while open are no new opening");
+        // Renewals stalled past the deadline (closed from 12 s), then one landed again.
+        leadership.sending(at(R2), later(13_000));
+        leadership.observe_at(&lease("a", R2), later(13_100));
+        assert_eq!(*openings.borrow(), 2, "reopened after a gap");
+        leadership.observe_at(&lease("b", R2), later(14_000));
+        leadership.observe_at(&lease("a", R2), later(14_100));
+        assert_eq!(
+            *openings.borrow(),
+            3,
+            "the Lease named another replica in between: closed, then open again"
+        );
+        assert_eq!(*Leadership::always().openings().borrow(), 0);
+    }
+
+    /// The Lease manager's renewal, through the recording client: its send is noted and its answer confirms.
+    #[tokio::test]
+    async fn a_renewal_answered_by_the_api_server_confirms_from_its_send() {
+        let (service, mut server) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let leadership = Leadership::elected("a", Duration::from_secs(10));
+        let path = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l".to_owned();
+        let client = recording_client(Client::new(service, "ns"), leadership.clone(), path);
+        let leases: Api<Lease> = Api::namespaced(client, "ns");
+        let before = Instant::now();
+        let patch = serde_json::json!({"spec": {"renewTime": R1}});
+        let renew = tokio::spawn(async move {
+            leases
+                .patch("l", &Default::default(), &kube::api::Patch::Strategic(patch))
+                .await
+        });
+        let (request, respond) = server.next_request().await.expect("the renewal is sent");
+        assert_eq!(request.method(), http::Method::PATCH);
+        let sent = leadership.fence.as_ref().unwrap().seen.lock().unwrap().sent.clone();
+        assert_eq!(sent.len(), 1, "noted before the answer");
+        assert_eq!(sent[0].0, at(R1));
+        assert!(sent[0].1 >= before);
+        assert!(!leadership.leads(), "not confirmed before the answer");
+        let answer = serde_json::to_vec(&lease("a", R1)).unwrap();
+        respond.send_response(http::Response::builder().status(200).body(Body::from(answer)).unwrap());
+        renew.await.unwrap().expect("the manager gets the Lease back");
+        assert!(leadership.leads());
+        assert!(!leadership.leads_at(sent[0].1 + Duration::from_secs(10)));
     }
 }

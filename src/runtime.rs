@@ -91,8 +91,10 @@ pub struct Runtime {
     pub events: EventQueue,
     /// Whether this replica may act (always, without leader election).
     pub leadership: Leadership,
-    /// Yields each time this replica starts leading (never without leader election).
+    /// Yields each time the leadership fence opens, re-opening included (never without leader election).
     pub became_leader: BoxStream<'static, ()>,
+    /// Yields every `--resync-period` while this replica leads (never with `0s`).
+    pub resync: BoxStream<'static, ()>,
     /// The health of the two watches, which `/readyz` and `/healthz` report.
     pub watches: Watches,
     /// The cache of CertificatePushes (read by [`CacheMetrics`] at each scrape) and its writer.
@@ -163,6 +165,7 @@ impl Runtime {
         let fenced = leadership.clone();
         let scm = scm.with_gate(Arc::new(move || fenced.leads()));
         let became_leader = leadership_changes(election.as_ref(), &metrics, &args.lease_name);
+        let resync = resyncs(args.resync_period, leadership.clone());
         let events = EventQueue::start(recorder(&client));
         let shutdown = Shutdown::on_signal();
         Ok(Self {
@@ -180,6 +183,7 @@ impl Runtime {
             events,
             leadership,
             became_leader,
+            resync,
             watches,
             store: (store, writer),
             shutdown,
@@ -234,28 +238,44 @@ fn recorder(client: &Client) -> Recorder {
     )
 }
 
-/// Yields each time this replica starts leading, keeping `leader_election_master_status` current; without an
-/// election the replica always leads and nothing is yielded.
+/// Yields each time the fence opens: on election, and on every reopening after a gap (renewals stalled, or another
+/// replica held the Lease in between), since retries that came due while it was closed were dropped. Keeps
+/// `leader_election_master_status` current; without an election the replica always leads and nothing is yielded.
 fn leadership_changes(election: Option<&Election>, metrics: &Arc<Metrics>, lease: &str) -> BoxStream<'static, ()> {
     let Some(election) = election else {
         metrics.leading(lease, true);
         return futures::stream::pending().boxed();
     };
     metrics.leading(lease, false);
-    let (metrics, lease) = (metrics.clone(), lease.to_owned());
-    futures::stream::unfold(election.leading.clone(), move |mut leading| {
-        let (metrics, lease) = (metrics.clone(), lease.clone());
-        async move {
-            loop {
-                leading.changed().await.ok()?;
-                let now = *leading.borrow_and_update();
-                metrics.leading(&lease, now);
-                if now {
-                    return Some(((), leading));
-                }
-            }
+    let (metrics, lease, mut leading) = (metrics.clone(), lease.to_owned(), election.leading.clone());
+    tokio::spawn(async move {
+        while leading.changed().await.is_ok() {
+            metrics.leading(&lease, *leading.borrow_and_update());
         }
+    });
+    // Counted by the fence itself, so a gap shorter than the sampling of `leading` still counts; several
+    // openings before the Controller asks again fold into one reconcile of everything.
+    futures::stream::unfold(election.leadership.openings(), |mut openings| async move {
+        openings.changed().await.ok()?;
+        Some(((), openings))
     })
+    .boxed()
+}
+
+/// Yields every `period` while `leadership` leads, as a backstop for a change or a retry the watches and the queue
+/// missed; a standby would only skip the reconciles, so it is not asked. A `period` of zero yields nothing.
+fn resyncs(period: Duration, leadership: Leadership) -> BoxStream<'static, ()> {
+    if period.is_zero() {
+        return futures::stream::pending().boxed();
+    }
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // After a stall (a suspended node), one resync, not a burst of them.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(interval, |mut interval| async move {
+        interval.tick().await;
+        Some(((), interval))
+    })
+    .filter(move |()| std::future::ready(leadership.leads()))
     .boxed()
 }
 

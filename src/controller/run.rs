@@ -27,6 +27,7 @@ pub async fn run(rt: Runtime) {
         events,
         leadership,
         became_leader,
+        resync,
         watches,
         store: (store, writer),
         shutdown,
@@ -71,7 +72,11 @@ pub async fn run(rt: Runtime) {
             )
         })
         .with_config(controller::Config::default().concurrency(concurrency))
-        .reconcile_all_on(became_leader.inspect(move |()| leading.start_leading()))
+        // Only an opening of the fence drops what was kept; a resync decides from it like any reconcile.
+        .reconcile_all_on(futures::stream::select(
+            became_leader.inspect(move |()| leading.start_leading()),
+            resync,
+        ))
         // On SIGTERM: take no new work, let reconciles in flight (and their status writes) finish.
         .graceful_shutdown_on(shutdown.signaled())
         .run(reconcile, error_policy, ctx)

@@ -600,3 +600,117 @@ pub async fn assert_no_secret_leak(ns: &str, op: &Operator, tokens: &[&str]) {
         }
     }
 }
+
+/// A TCP proxy to `target` that a test can slow down or sever, to disturb one process's link to a server (the API
+/// server) while everything else keeps its own: a delay holds every chunk that long in each direction; severing
+/// closes every proxied connection and refuses new ones.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Copies `from` to `to`, each chunk held for the proxy's delay at the time it was read (order kept).
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            let delay = Duration::from_millis(delay_ms.load(std::sync::atomic::Ordering::Relaxed));
+            if tx
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, mut severed) = tokio::sync::watch::channel(false);
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_ms.clone();
+        tokio::spawn(async move {
+            loop {
+                // Dropping the listener on a cut refuses new connections; a dropped proxy cuts too.
+                let inbound = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((inbound, _)) => inbound,
+                        Err(_) => continue,
+                    },
+                    _ = severed.wait_for(|cut| *cut) => return,
+                };
+                let (mut severed, delay) = (severed.clone(), delay.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let ((in_read, in_write), (out_read, out_write)) = (inbound.into_split(), outbound.into_split());
+                    tokio::select! {
+                        _ = async {
+                            tokio::join!(
+                                delayed_copy(in_read, out_write, delay.clone()),
+                                delayed_copy(out_read, in_write, delay),
+                            )
+                        } => {}
+                        _ = severed.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { addr, cut, delay_ms }
+    }
+
+    /// From now on, every chunk read is held `delay` before it is passed on, in each direction.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn sever(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// The address of the API server `kubeconfig` names, for a proxy to it.
+    pub fn api_server_of(kubeconfig: &Path) -> std::net::SocketAddr {
+        let server = Self::server(kubeconfig);
+        let authority = server.trim_start_matches("https://").trim_end_matches('/');
+        authority.parse().expect("the API server is an IP:port")
+    }
+
+    /// A copy of `kubeconfig`, written into `dir`, that reaches the API server through this proxy (the serving
+    /// certificate names the IP, not the port, so TLS still verifies).
+    pub fn kubeconfig(&self, kubeconfig: &Path, dir: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(kubeconfig).unwrap();
+        let proxied = text.replace(&Self::server(kubeconfig), &format!("https://{}", self.addr));
+        let path = dir.join("proxied.kubeconfig");
+        std::fs::write(&path, proxied).unwrap();
+        path
+    }
+
+    fn server(kubeconfig: &Path) -> String {
+        let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
+        let cluster = kc.clusters.first().and_then(|c| c.cluster.as_ref()).expect("a cluster");
+        cluster.server.clone().expect("a server URL")
+    }
+}

@@ -1,4 +1,5 @@
-//! Leadership and disruption: two replicas with leader election and failover, chaos faults with the operator
+//! Leadership and disruption: two replicas with leader election and failover, a leader cut off from the API server
+//! while its reconciles wait for SCM tokens, a leader whose renewals land late, chaos faults with the operator
 //! killed halfway, and a restart of the API server itself.
 
 use std::time::Duration;
@@ -76,6 +77,355 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
         "each CertificatePush pushed exactly once"
     );
     assert_eq!(sim.pushes().len(), 12, "no attempt was duplicated either");
+}
+
+/// A leader cut off from the API server (not from SCM) while its reconciles queue for rate-limit tokens
+/// (`--scm-qps 1`, SCM answering in 1.5 s): it sends no SCM request later than its renew deadline after the cut,
+/// and the standby takes over and brings every object to Ready, pushing again only what the cut-off leader had
+/// pushed without being able to record it. Each replica has its own simulator, so every request is attributed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_leader_cut_off_from_the_api_server_stops_sending_within_its_renew_deadline() {
+    const N: usize = 20;
+    const DEADLINE_MS: u64 = 2000;
+    const SCM_DELAY_MS: u64 = 1500;
+    let client = admin().await;
+    let ns = namespace(&client, "cutoff").await;
+    let (sim_a, sim_b) = (start_sim().await, start_sim().await);
+    sim_a.inject(scm_sim::Fault {
+        certificate_id: None,
+        times: 1000,
+        action: scm_sim::FaultAction::Delay { ms: SCM_DELAY_MS },
+    });
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+        "--scm-qps",
+        "1",
+        "--scm-burst",
+        "1",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Operator::start_custom(&ns, &sim_a, proxy.kubeconfig(&restricted, dir.path()), &args).await;
+    a.wait_metric(&leads, T).await;
+    let b = Operator::start_custom(&ns, &sim_b, restricted.clone(), &args).await;
+    b.wait_metric(&stands_by, T).await;
+
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    create_numbered(&client, &ns, "c", 0..N).await;
+    // Cut once a few pushes were answered: most reconciles are then waiting for a token, one push is in flight.
+    let some_pushed = async {
+        while sim_a.successful_pushes().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(T, some_pushed).await.expect("the leader pushes");
+    proxy.sever();
+    let (cut, cut_ms) = (std::time::Instant::now(), sim_a.elapsed_ms());
+    assert!(sim_b.calls().is_empty(), "the standby sent nothing before the cut");
+
+    a.wait_metric(&stands_by, Duration::from_secs(10)).await;
+    b.wait_metric(&leads, Duration::from_secs(15)).await;
+    let took_over = cut.elapsed();
+    wait_numbered_pushed(&api, "c", 0..N, Duration::from_secs(60)).await;
+    let converged = cut.elapsed();
+
+    // Every push the cut-off leader did not send was stopped by its fence and counted as not sent; wait until all
+    // N are accounted for, so a request it would send late cannot be missed.
+    let not_sent = "certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let stopped = loop {
+        let metrics = a.metrics().await;
+        let stopped: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(not_sent))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if stopped + sim_a.pushes().len() >= N {
+            break stopped;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-off leader accounted for {} of {N} pushes",
+            stopped + sim_a.pushes().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let a_pushes = sim_a.pushes();
+    let after_cut: Vec<u64> = a_pushes
+        .iter()
+        .filter(|c| c.at_ms > cut_ms)
+        .map(|c| c.at_ms - cut_ms)
+        .collect();
+    let latest = after_cut.iter().max().copied();
+    let by_a: std::collections::BTreeMap<String, u64> = a_pushes
+        .iter()
+        .filter(|c| c.status == 204)
+        .map(|c| {
+            (
+                c.body["target_project"].as_str().unwrap_or_default().to_owned(),
+                c.at_ms,
+            )
+        })
+        .collect();
+    let b_projects = pushed_projects(&sim_b.successful_pushes());
+    let duplicates: Vec<(&String, i64)> = b_projects
+        .iter()
+        .filter_map(|p| by_a.get(p).map(|at| (p, *at as i64 - cut_ms as i64)))
+        .collect();
+    println!(
+        "cut-off leader: {} pushes before the cut, {} after it (ms after the cut: {after_cut:?}; renew deadline \
+         {DEADLINE_MS} ms), {stopped} stopped by the fence; standby leading {took_over:?} and all {N} Ready \
+         {converged:?} after the cut; {} pushed by both (leader's push at ms relative to the cut: {duplicates:?})",
+        a_pushes.len() - after_cut.len(),
+        after_cut.len(),
+        duplicates.len()
+    );
+    // Arrival at the simulator follows the send by well under 100 ms on loopback.
+    assert!(
+        latest.is_none_or(|ms| ms <= DEADLINE_MS + 100),
+        "the cut-off leader sent a push {latest:?} ms after the cut, past its renew deadline ({DEADLINE_MS} ms)"
+    );
+    // Pushed by both only when the leader's push was answered too late for its status write: in flight at the
+    // cut (sent up to one SCM delay before it) or sent inside the fence after it.
+    for (project, at) in &duplicates {
+        assert!(
+            *at >= -((SCM_DELAY_MS + 1000) as i64),
+            "{project} pushed by both, though the leader pushed it {at} ms before the cut"
+        );
+    }
+    let mut all: Vec<String> = by_a.keys().cloned().chain(b_projects.iter().cloned()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all, numbered("c", N), "every object pushed");
+    assert_eq!(
+        b_projects.len() + by_a.len() - duplicates.len(),
+        N,
+        "each object pushed once, but for the duplicates above"
+    );
+}
+
+/// A leader whose link to the API server turns slow (1.5 s each way, so each renewal is confirmed 3 s after it was
+/// sent, past the 2 s renew deadline) sends an SCM request only within the renew deadline of a renewal it sent:
+/// the Lease promises the others no more than that (renewTime, written at the send, plus the lease duration).
+/// Confirming a renewal when its late echo arrives would open the fence for up to another deadline after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewal_it_sent() {
+    use futures::StreamExt as _;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    const N: usize = 20;
+    const DEADLINE_MS: i64 = 2000;
+    let client = admin().await;
+    let ns = namespace(&client, "slowlink").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+        "--scm-qps",
+        "1",
+        "--scm-burst",
+        "1",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
+    op.wait_metric(&leads, T).await;
+
+    // Every renewTime the Lease shows, with its holder, as the test's own (fast) watch sees them.
+    let renewals: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>> = Default::default();
+    let seen = renewals.clone();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "certpush-system");
+    let selector = format!("metadata.name={lease}");
+    let watch = tokio::spawn(async move {
+        let stream = watcher::watcher(leases, watcher::Config::default().fields(&selector)).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(Ok(lease)) = stream.next().await {
+            let spec = lease.spec.unwrap_or_default();
+            if let (Some(holder), Some(renew)) = (spec.holder_identity, spec.renew_time) {
+                seen.lock().unwrap().push((holder, renew.0.as_millisecond()));
+            }
+        }
+    });
+    let holder = loop {
+        if let Some((holder, _)) = renewals.lock().unwrap().first().cloned() {
+            break holder;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    create_numbered(&client, &ns, "s", 0..N).await;
+    let some_pushed = async {
+        while sim.successful_pushes().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(T, some_pushed).await.expect("the leader pushes");
+    proxy.delay(Duration::from_millis(1500));
+    // The simulator's clock, on the wall clock the renewTimes are written in (same host).
+    let now_ms = || jiff::Timestamp::now().as_millisecond();
+    let sim_started_ms = now_ms() - sim.elapsed_ms() as i64;
+    let slowed_ms = now_ms();
+
+    // Each reconcile queued for a token ends in a push or in a request the fence stopped (not sent).
+    let not_sent = "certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stopped = loop {
+        let stopped: usize = op
+            .metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(not_sent))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if stopped + sim.pushes().len() >= N {
+            break stopped;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {N} pushes accounted for",
+            stopped + sim.pushes().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    watch.abort();
+
+    let own: Vec<i64> = renewals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(h, _)| *h == holder)
+        .map(|(_, at)| *at)
+        .collect();
+    // A push arriving at `at` was sent under the fence only if a renewal sent (renewTime) less than the renew
+    // deadline before it exists; 50 ms of slack for the two clocks and the loopback.
+    let mut outside = Vec::new();
+    let mut after_slowing = Vec::new();
+    for call in sim.pushes() {
+        let at = sim_started_ms + call.at_ms as i64;
+        let covering = own.iter().filter(|r| **r <= at + 50).max();
+        if at > slowed_ms {
+            after_slowing.push((at - slowed_ms, covering.map(|r| at - r)));
+        }
+        if covering.is_none_or(|r| at - r >= DEADLINE_MS + 50) {
+            outside.push((call.body["target_project"].clone(), covering.map(|r| at - r)));
+        }
+    }
+    println!(
+        "slow link: {} renewals by the leader; {} pushes before slowing the link, {} after it \
+         (ms after slowing, ms since the leader's latest renewal: {after_slowing:?}), {stopped} stopped by the fence",
+        own.len(),
+        sim.pushes().len() - after_slowing.len(),
+        after_slowing.len()
+    );
+    assert!(
+        outside.is_empty(),
+        "pushes sent more than the renew deadline after the leader's latest renewal (project, ms since it): \
+         {outside:?}"
+    );
+}
+
+/// A retry that comes due while the fence is closed (renewals landing late) is dropped; when renewals land in time
+/// again the fence reopens and everything is reconciled, so the object is pushed at once rather than at the next
+/// resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_retry_dropped_while_the_fence_was_closed_runs_when_it_reopens() {
+    let client = admin().await;
+    let ns = namespace(&client, "reopen").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let lease = format!("lease-{ns}");
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+    ];
+    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
+    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
+    op.wait_metric(&leads, T).await;
+
+    // The first push fails; its retry is due 4-6 s later (5 s backoff, 20% jitter).
+    sim.inject(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::Error {
+            status: 503,
+            error_code: "APIGW.0613".into(),
+            error_msg: "busy".into(),
+        },
+    });
+    let api = create_push(&client, &ns, "r", spec(CERT, TargetService::Waf, "r", "scm")).await;
+    let failed = wait_for(&api, "r", T, "the failed push recorded", |cp| {
+        status(cp).next_retry_time.is_some()
+    })
+    .await;
+    let retry: jiff::Timestamp = status(&failed).next_retry_time.unwrap().parse().unwrap();
+    // Renewals now land 3 s after they were sent, past the 2 s deadline: the fence closes before the retry.
+    proxy.delay(Duration::from_millis(1500));
+    op.wait_metric(&stands_by, Duration::from_secs(10)).await;
+    assert!(
+        jiff::Timestamp::now() < retry,
+        "the fence closed before the retry was due"
+    );
+    // Until the retry has come due (and a second more): it finds the fence closed.
+    while jiff::Timestamp::now() < retry + jiff::SignedDuration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    op.wait_reconciles("standby", 1).await;
+    assert_eq!(sim.pushes().len(), 1, "the retry was dropped, not sent");
+
+    proxy.delay(Duration::ZERO);
+    let fast = std::time::Instant::now();
+    wait_for(&api, "r", Duration::from_secs(20), "Ready=True", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    println!(
+        "pushed {:?} after renewals landed in time again (resync period 10 min)",
+        fast.elapsed()
+    );
+    assert_eq!(sim.successful_pushes().len(), 1);
 }
 
 /// Chaos: 200 objects against an SCM that fails 30% of push calls (503, 429, resets, 1.5 s answers, and gateway

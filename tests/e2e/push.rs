@@ -1,5 +1,6 @@
 //! Pushing: admission of the CRD's schema, the happy path, a quiet steady state, re-push requests, transient
-//! faults and their backoff, Secret churn during first pushes, and the Pending condition of a slow push.
+//! faults and their backoff, Secret churn during first pushes, the Pending condition of a slow push, and periodic
+//! resyncs that cost nothing.
 
 use std::time::Duration;
 
@@ -242,6 +243,43 @@ async fn steady_state_is_quiet_and_restarts_do_not_repush() {
     assert_eq!(pushes[1].body["target_project"], "cn-east-3");
     assert_eq!(status(&cp).observed_generation, Some(before + 1));
     drop(op);
+}
+
+/// The periodic resync looks at every object again with nothing changed: each is reconciled, and the up-to-date
+/// objects cost no SCM request and no status write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_resync_of_pushed_objects_sends_and_writes_nothing() {
+    const N: usize = 5;
+    let client = admin().await;
+    let ns = namespace(&client, "resync").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--resync-period", "2s"]).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    create_numbered(&client, &ns, "r", 0..N).await;
+    wait_numbered_pushed(&api, "r", 0..N, T).await;
+    let versions = |list: kube::core::ObjectList<CertificatePush>| -> Vec<Option<String>> {
+        list.items.into_iter().map(|cp| cp.metadata.resource_version).collect()
+    };
+    let before = versions(api.list(&Default::default()).await.unwrap());
+    let calls = sim.calls().len();
+
+    // Nothing edits the objects from here on: only resyncs reconcile them, two rounds of N at least.
+    let unchanged = op.reconciles("unchanged").await;
+    let started = std::time::Instant::now();
+    op.wait_reconciles("unchanged", unchanged + 2 * N as u64).await;
+    println!(
+        "{} reconciles by resync in {:?} (period 2 s)",
+        op.reconciles("unchanged").await - unchanged,
+        started.elapsed()
+    );
+    assert_eq!(sim.calls().len(), calls, "a resync sends nothing to SCM");
+    assert_eq!(
+        versions(api.list(&Default::default()).await.unwrap()),
+        before,
+        "a resync writes no status"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

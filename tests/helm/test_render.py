@@ -174,6 +174,7 @@ def test_default_args_and_env(render):
         "--scm-burst=20",
         "--scm-timeout=30s",
         "--concurrency=64",
+        "--resync-period=10m",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
@@ -185,12 +186,18 @@ def test_default_args_and_env(render):
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
+def test_resync_period_zero_turns_it_off(render):
+    for off in ("0", "0s"):
+        assert f"--resync-period={off}" in container(render({"resyncPeriod": off}))["args"]
+
+
 def test_values_reach_the_args(render):
     c = container(
         render(
             {
                 "scm": {"endpoint": "https://scm.ap-southeast-1.myhuaweicloud.com", "qps": 50, "burst": 5, "timeout": "1m30s"},
                 "concurrency": 4,
+                "resyncPeriod": "1h30m",
                 "logFormat": "json",
                 "logLevel": "debug,kube=info",
                 "metrics": {"bindAddress": "::", "port": 9090},
@@ -206,6 +213,7 @@ def test_values_reach_the_args(render):
         "--scm-burst=5",
         "--scm-timeout=1m30s",
         "--concurrency=4",
+        "--resync-period=1h30m",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
         "--unready-after-seconds=30",
@@ -450,6 +458,9 @@ def test_crd_switches(render):
         ({"scm": {"timeout": "30"}}, "/scm/timeout"),
         ({"scm": {"timeout": "0s"}}, "/scm/timeout"),
         ({"scm": {"timeout": "0m0s"}}, "/scm/timeout"),
+        ({"resyncPeriod": "10"}, "/resyncPeriod"),
+        ({"resyncPeriod": 600}, "/resyncPeriod"),
+        ({"resyncPeriod": "-1m"}, "/resyncPeriod"),
         ({"extraArgs": "--foo"}, "/extraArgs"),
         ({"extraEnv": [{"name": "A", "vaule": "1"}]}, "'vaule' not allowed"),
         ({"volumes": [{"name": "tmp", "emptydir": {}}]}, "'emptydir' not allowed"),
