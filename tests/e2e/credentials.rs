@@ -424,3 +424,51 @@ async fn pointing_credentials_ref_at_a_new_secret_does_not_push_again() {
     assert_eq!(status(&cp).pushed_generation, Some(first), "not pushed again");
     assert_eq!(sim.pushes().len(), 1, "{:#?}", sim.pushes());
 }
+
+/// Defect: the rule "never re-send a refused credential" was per object, so eight CertificatePushes sharing a Secret
+/// with a wrong secret key sent eight signed requests, the gateway locked the key after five, and the fixed key then
+/// met the lock too. The first use of a credential is single-flight and its refusal holds back every object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn eight_objects_sharing_a_wrong_key_send_it_once_and_recover_when_it_is_fixed() {
+    let client = admin().await;
+    let ns = namespace(&client, "aksk-shared").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    let ak = scm_sim::DEMO_ACCESS_KEY;
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[("accessKey", ak), ("secretKey", "not-the-secret-key")],
+    )
+    .await;
+    create_numbered(&client, &ns, "shared-", 0..8).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    for i in 0..8 {
+        let cp = wait_for(&api, &format!("shared-{i}"), T, "Unauthorized", |cp| {
+            ready_is(cp, FALSE, "Unauthorized")
+        })
+        .await;
+        assert!(condition(&cp, "Stalled").is_some());
+    }
+    let failed = sim.calls().iter().filter(|c| c.status == 401).count();
+    assert!(failed < 5, "{failed} failed requests: {:#?}", sim.calls());
+    assert_eq!(failed, 1, "one probe for all eight: {:#?}", sim.calls());
+
+    let fixed = std::time::Instant::now();
+    put_secret_data(
+        &client,
+        &ns,
+        "scm",
+        &[("accessKey", ak), ("secretKey", scm_sim::DEMO_SECRET_KEY)],
+    )
+    .await;
+    wait_numbered_pushed(&api, "shared-", 0..8, Duration::from_secs(60)).await;
+    let ready_after = fixed.elapsed();
+    // One signature failure in all: far from the gateway's lock (more than five), which the fixed key never met.
+    let failures = sim.calls().iter().filter(|c| c.status == 401).count();
+    assert_eq!(failures, 1, "{:#?}", sim.calls());
+    assert_eq!(sim.successful_pushes().len(), 8);
+    eprintln!("8 objects on a wrong key: {failed} failed request(s); all Ready {ready_after:?} after the fix");
+}
