@@ -370,6 +370,44 @@ async fn a_refused_credential_is_sent_once_for_all_requests_that_share_it() {
     assert_eq!(sim.calls().len(), 3);
 }
 
+/// Defect: a signature refused because the clocks are more than 15 minutes apart was blamed on the key (a stall until
+/// the Secret changed). SCM's Date header shows the skew: the message says so, the metric tells it, and the request is
+/// retried, never held against the credential.
+#[tokio::test]
+async fn a_clock_far_off_is_reported_and_not_blamed_on_the_key() {
+    let (sim, _) = setup().await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let client = ScmClient::new(&sim.url(), None)
+        .unwrap()
+        .with_metrics(certpush_operator::scm::ScmMetrics::register(&mut registry));
+    let key = access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", scm_sim::DEMO_SECRET_KEY),
+    ]);
+    sim.set_clock_offset(jiff::SignedDuration::from_mins(-20));
+    let t = client.call(&key, Call::Push(&request(CERT))).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert_eq!((f.kind, f.http_status), (FailureKind::Transient, Some(401)));
+    assert!(
+        f.error_message.contains("20 minutes ahead of SCM's"),
+        "{}",
+        f.error_message
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let skew = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scm_clock_skew_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(skew.is_some_and(|s| (1195.0..=1205.0).contains(&s)), "{text}");
+    // The clock is fixed: the same key is sent again and works, since it was never held against it.
+    sim.set_clock_offset(jiff::SignedDuration::ZERO);
+    let t = client.call(&key, Call::Push(&request(CERT))).await;
+    assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
+}
+
 /// Every request takes a token from one shared bucket, and a 429 from the gateway halves the rate for all.
 #[tokio::test]
 async fn requests_share_one_bucket_and_a_429_halves_the_rate() {

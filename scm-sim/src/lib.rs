@@ -368,6 +368,12 @@ impl Sim {
         self.shared.state().list_ignores_content = ignore;
     }
 
+    /// Sets the gateway's clock `offset` ahead of the real one (negative: behind): signature times are checked
+    /// against it and the `Date` header tells it.
+    pub fn set_clock_offset(&self, offset: jiff::SignedDuration) {
+        self.shared.state().clock_offset = offset;
+    }
+
     /// Makes a certificate id known; adding an existing id changes nothing.
     pub fn add_certificate(&self, id: &str) {
         self.shared.state().add_certificate(id);

@@ -156,6 +156,9 @@ pub(super) struct State {
     pub reject_duplicate_push: bool,
     /// See [`SimConfig::list_ignores_content`].
     pub list_ignores_content: bool,
+    /// How far the simulated gateway's clock is ahead of the real one: it checks signature times and writes the
+    /// `Date` header with it, as a gateway would whose clock (or the caller's) is off.
+    pub clock_offset: jiff::SignedDuration,
     pub calls: Vec<Call>,
     pub faults: VecDeque<Fault>,
     /// Queued faults for delete calls, kept apart so a push fault never answers a delete.
@@ -180,6 +183,7 @@ impl State {
             latency: config.latency,
             reject_duplicate_push: config.reject_duplicate_push,
             list_ignores_content: config.list_ignores_content,
+            clock_offset: jiff::SignedDuration::ZERO,
             calls: Vec::new(),
             faults: VecDeque::new(),
             delete_faults: VecDeque::new(),

@@ -498,6 +498,7 @@ impl ScmClient {
                 .map(str::to_string)
         };
         let request_id = header("x-request-id");
+        let clock_skew = header("date").and_then(|date| skew_from(&date, jiff::Timestamp::now()));
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, jiff::Timestamp::now()));
         let body = if status == StatusCode::NO_CONTENT {
             Vec::new()
@@ -513,8 +514,15 @@ impl ScmClient {
             request_id,
             retry_after,
             body,
+            clock_skew,
         })
     }
+}
+
+/// How far `now` is ahead of the time in an HTTP `Date` header (whole seconds; a header not understood is none).
+fn skew_from(date: &str, now: jiff::Timestamp) -> Option<jiff::SignedDuration> {
+    let theirs = jiff::fmt::rfc2822::parse(date).ok()?.timestamp();
+    Some(jiff::SignedDuration::from_secs(now.as_second() - theirs.as_second()))
 }
 
 fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
@@ -570,6 +578,15 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_skew_is_read_from_the_date_header() {
+        let now: jiff::Timestamp = "2026-12-06T05:20:00Z".parse().unwrap();
+        let skew = |date| skew_from(date, now).map(|s| s.as_secs());
+        assert_eq!(skew("Sun, 06 Dec 2026 05:00:00 GMT"), Some(1200));
+        assert_eq!(skew("Sun, 06 Dec 2026 05:21:30 GMT"), Some(-90));
+        assert_eq!(skew("yesterday"), None);
+    }
 
     #[test]
     fn endpoint_must_be_a_plain_http_base_url() {

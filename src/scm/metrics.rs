@@ -6,10 +6,12 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
-use super::outcome::{Transport, parse_error_body};
+use super::outcome::{ScmResponse, Transport, parse_error_body};
 
 /// Labels of `certpush_scm_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +38,7 @@ pub struct OperationLabel {
 pub struct ScmMetrics {
     requests: Family<ScmLabels, Counter>,
     seconds: Family<OperationLabel, Histogram>,
+    clock_skew: Gauge<f64, AtomicU64>,
 }
 
 impl Default for ScmMetrics {
@@ -44,6 +47,7 @@ impl Default for ScmMetrics {
         Self {
             requests: Family::default(),
             seconds: Family::new_with_constructor(|| Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])),
+            clock_skew: Gauge::default(),
         }
     }
 }
@@ -61,6 +65,11 @@ impl ScmMetrics {
             "scm_request_duration_seconds",
             "Duration of SCM requests by operation",
             metrics.seconds.clone(),
+        );
+        registry.register(
+            "scm_clock_skew_seconds",
+            "How far this operator's clock was ahead of SCM's (its Date header) at the last answer; SCM refuses AK/SK signatures more than 900 s off",
+            metrics.clock_skew.clone(),
         );
         metrics
     }
@@ -80,6 +89,12 @@ impl ScmMetrics {
             error_code,
         };
         self.requests.get_or_create(&labels).inc();
+        if let Transport::Answered(ScmResponse {
+            clock_skew: Some(skew), ..
+        }) = transport
+        {
+            self.clock_skew.set(skew.as_secs_f64());
+        }
         self.seconds
             .get_or_create(&OperationLabel { operation })
             .observe(seconds);
@@ -113,6 +128,7 @@ mod tests {
             request_id: None,
             retry_after: None,
             body: body.as_bytes().to_vec(),
+            clock_skew: None,
         })
     }
 

@@ -20,7 +20,13 @@ pub struct ScmResponse {
     pub retry_after: Option<Duration>,
     /// The first bytes of the body.
     pub body: Vec<u8>,
+    /// How far the local clock was ahead of SCM's (its `Date` header) when the answer arrived; negative when
+    /// behind. AK/SK signatures more than 15 minutes off are refused, which is the clock's fault, not the key's.
+    pub clock_skew: Option<jiff::SignedDuration>,
 }
+
+/// How far apart the clocks may be before SCM refuses AK/SK signatures.
+pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 /// What came back from one push request.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,8 +218,12 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
     let gateway = code.is_some_and(is_gateway_code);
     let wrong_endpoint =
         blames_endpoint(Some(status), code) || ((200..300).contains(&status) && success != PUSHED_STATUS);
+    let skewed = reply.clock_skew.filter(|s| s.abs() > MAX_CLOCK_SKEW);
     let kind = match status {
         _ if wrong_endpoint => FailureKind::Rejected,
+        // The signature's time was refused, not the key: retried (the clock may be fixed meanwhile), never held
+        // against the credential.
+        401 if skewed.is_some() => FailureKind::Transient,
         // 408: the server gave up reading the request, so it was not processed.
         408 | 429 | 502 | 503 | 504 => FailureKind::Transient,
         500..=599 if code.is_none() || gateway => FailureKind::Transient,
@@ -233,6 +243,16 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
     } else if wrong_endpoint {
         message = format!(
             "{message} (this request answers HTTP {success}, not {status}: the endpoint may not be SCM; check the operator's --scm-endpoint)"
+        );
+    }
+    if let Some(skew) = skewed.filter(|_| status == 401) {
+        let (minutes, how) = (
+            skew.abs().as_secs() / 60,
+            if skew.is_positive() { "ahead of" } else { "behind" },
+        );
+        message = format!(
+            "{message} (this operator's clock is {minutes} minutes {how} SCM's: SCM refuses AK/SK signatures more \
+             than 15 minutes off; fix the node's time, e.g. NTP)"
         );
     }
     if status == 401 && code.is_some_and(|c| c.ends_with(".0307")) {
@@ -346,6 +366,7 @@ mod tests {
             request_id: Some("req-1".into()),
             retry_after: None,
             body: body.as_bytes().to_vec(),
+            clock_skew: None,
         })
     }
 

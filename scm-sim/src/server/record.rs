@@ -70,9 +70,22 @@ pub(super) async fn record(State(shared): State<Arc<Shared>>, request: Request, 
         request_id = %call.request_id,
         "scm-sim request"
     );
-    shared.state().calls.push(call);
+    let mut state = shared.state();
+    // The gateway's own clock, as its answers tell it (hyper would write the real time).
+    let date = gateway_now(&state).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    state.calls.push(call);
+    drop(state);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&date) {
+        response.headers_mut().insert(axum::http::header::DATE, value);
+    }
     set_request_id(&mut response, &request_id);
     response
+}
+
+/// The simulated gateway's clock: the real one moved by the configured offset.
+fn gateway_now(state: &crate::state::State) -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    now.checked_add(state.clock_offset).unwrap_or(now)
 }
 
 /// A header's value, if present and valid UTF-8.
@@ -149,7 +162,8 @@ fn check_signature(
     if state.access_key_locked(access_key) {
         return Err("AK access failed to reach the limit,forbidden".to_owned());
     }
-    let verdict = signature::verify(received, authorization, &secret_key, jiff::Timestamp::now());
+    let now = gateway_now(&state);
+    let verdict = signature::verify(received, authorization, &secret_key, now);
     state.signature_checked(access_key, verdict.is_ok());
     verdict.map(|()| access_key.to_owned()).map_err(str::to_owned)
 }
