@@ -47,8 +47,9 @@ impl EventQueue {
         Self { tx, pending }
     }
 
-    /// Queues `event` about the object `reference`.
-    pub fn publish(&self, event: Event, reference: ObjectReference) {
+    /// Queues `event` about the object `reference`, its note cut to what the API server accepts.
+    pub fn publish(&self, mut event: Event, reference: ObjectReference) {
+        event.note = event.note.map(fit_note);
         self.pending.send_modify(|n| *n += 1);
         if self.tx.send((event, reference)).is_err() {
             // Only after every worker ended, i.e. never while the queue is alive.
@@ -63,6 +64,19 @@ impl EventQueue {
     }
 }
 
+/// Longest note events.k8s.io/v1 accepts, in bytes; a longer one gets the whole Event refused.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note` cut to [`MAX_NOTE_BYTES`] at a character boundary, ending with `…` when cut.
+fn fit_note(note: String) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let room = MAX_NOTE_BYTES - '…'.len_utf8();
+    let end = (0..=room).rev().find(|i| note.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}…", &note[..end])
+}
+
 /// Counts one Event as done when dropped.
 struct Done<'a>(&'a watch::Sender<usize>);
 
@@ -75,6 +89,16 @@ impl Drop for Done<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defect: an SCM message of 1 KiB or more made a note the API server refuses, so no Warning Event at all.
+    #[test]
+    fn a_long_note_is_cut_to_what_the_api_server_accepts() {
+        assert_eq!(fit_note("short".into()), "short");
+        let long = format!("SCM answered HTTP 400: {}", "é".repeat(2_000));
+        let cut = fit_note(long.clone());
+        assert!(cut.len() <= MAX_NOTE_BYTES && cut.ends_with('…'), "{}", cut.len());
+        assert!(long.starts_with(cut.trim_end_matches('…')));
+    }
     use kube::Client;
     use kube::runtime::events::{EventType, Reporter};
     use std::sync::atomic::{AtomicUsize, Ordering};

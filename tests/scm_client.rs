@@ -214,6 +214,41 @@ async fn body_is_capped_and_an_echoed_token_is_redacted() {
         panic!("{t:?}")
     };
     assert_eq!(f.error_message, "token <redacted> rejected");
+
+    // Defect: redaction ran on the raw text, so a token echoed JSON-escaped came back whole after decoding; and the
+    // code and request id went into status at any length.
+    let mut chars = TOKEN.chars();
+    let first = chars.next().unwrap();
+    let escaped = format!("\\u{:04x}{}", first as u32, chars.as_str());
+    let echo = format!(
+        r#"{{"error_code":"SCM.{}","error_msg":"token {escaped} rejected","request_id":"{}"}}"#,
+        "9".repeat(5_000),
+        "r".repeat(5_000)
+    );
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 400,
+            body: echo,
+            retry_after: None,
+        },
+    });
+    let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
+    let PushOutcome::Failed(f) = classify(&t) else {
+        panic!("{t:?}")
+    };
+    assert_eq!(f.error_message, "token <redacted> rejected");
+    assert!(
+        f.error_code.as_ref().is_some_and(|c| c.chars().count() <= 64),
+        "{:?}",
+        f.error_code
+    );
+    assert!(
+        f.request_id.as_ref().is_some_and(|r| r.chars().count() <= 64),
+        "{:?}",
+        f.request_id
+    );
 }
 
 /// Credentials read from a Secret holding `entries` (a token, or an access key pair).

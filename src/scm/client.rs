@@ -505,10 +505,8 @@ impl ScmClient {
         } else {
             read_capped(response).await
         };
-        let body = match std::str::from_utf8(&body) {
-            Ok(text) => credentials.redact(text).into_bytes(),
-            Err(_) => body,
-        };
+        let body = redact_body(credentials, &body);
+        let request_id = request_id.map(|id| credentials.redact(&id));
         Transport::Answered(ScmResponse {
             status: status.as_u16(),
             request_id,
@@ -516,6 +514,39 @@ impl ScmClient {
             body,
             clock_skew,
         })
+    }
+}
+
+/// `body` with every copy of a secret of `credentials` replaced: in each string of a JSON answer after decoding (a
+/// token echoed JSON-escaped, `\u0074...`, is a copy too), else in the text read leniently (an answer that is not
+/// UTF-8 is not let through unredacted).
+fn redact_body(credentials: &Credentials, body: &[u8]) -> Vec<u8> {
+    fn redact_strings(value: &mut serde_json::Value, credentials: &Credentials) {
+        match value {
+            serde_json::Value::String(s) => *s = credentials.redact(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, credentials)),
+            serde_json::Value::Object(map) => {
+                let redacted: serde_json::Map<String, serde_json::Value> = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        redact_strings(&mut v, credentials);
+                        (credentials.redact(&k), v)
+                    })
+                    .collect();
+                *map = redacted;
+            }
+            _ => {}
+        }
+    }
+    if body.is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            redact_strings(&mut value, credentials);
+            serde_json::to_vec(&value).unwrap_or_default()
+        }
+        Err(_) => credentials.redact(&String::from_utf8_lossy(body)).into_bytes(),
     }
 }
 

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 /// Longest error message kept from a response, so status and Events stay small.
 const MAX_MESSAGE_CHARS: usize = 1024;
+/// Longest error code or request id kept from an answer (Huawei's are under 40 characters).
+const MAX_ID_CHARS: usize = 64;
 /// Longest Retry-After honoured; a larger value is treated as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -261,9 +263,13 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
     PushOutcome::Failed(PushFailure {
         kind,
         http_status: Some(status),
-        error_code: body.code,
+        error_code: body.code.map(|c| clip_to(&c, MAX_ID_CHARS)),
         error_message: clip(&message),
-        request_id: reply.request_id.clone().or(body.request_id),
+        request_id: reply
+            .request_id
+            .clone()
+            .or(body.request_id)
+            .map(|id| clip_to(&id, MAX_ID_CHARS)),
         // A locked key is tried again once its lock (5 minutes) is over, unless the gateway says when.
         retry_after: reply
             .retry_after
@@ -348,10 +354,15 @@ fn printable_prefix(body: &[u8]) -> String {
 }
 
 fn clip(message: &str) -> String {
-    if message.chars().count() <= MAX_MESSAGE_CHARS {
-        return message.to_string();
+    clip_to(message, MAX_MESSAGE_CHARS)
+}
+
+/// `text` cut to at most `max` characters, the last one `…` when cut.
+fn clip_to(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
     }
-    let mut s: String = message.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
     s.push('…');
     s
 }

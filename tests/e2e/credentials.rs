@@ -472,3 +472,36 @@ async fn eight_objects_sharing_a_wrong_key_send_it_once_and_recover_when_it_is_f
     assert_eq!(sim.successful_pushes().len(), 8);
     eprintln!("8 objects on a wrong key: {failed} failed request(s); all Ready {ready_after:?} after the fix");
 }
+
+/// Defect: an SCM message of 1 KiB or more made an Event note the API server refuses, so a refusal came with no
+/// Warning Event at all. The note is cut to 1 KiB, and the status keeps the (clipped) message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_long_scm_message_still_gets_its_warning_event() {
+    let client = admin().await;
+    let ns = namespace(&client, "long-message").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Error {
+            status: 400,
+            error_code: "SCM.0005".into(),
+            error_msg: format!("refused: {}", "é".repeat(3_000)),
+        },
+    });
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    wait_for(&api, "waf", T, "PushRejected", |cp| ready_is(cp, FALSE, "PushRejected")).await;
+    let events = wait_event(&client, &ns, "waf", "Warning", "PushFailed").await;
+    let (_, _, note) = events
+        .iter()
+        .find(|(t, r, _)| t == "Warning" && r == "PushFailed")
+        .unwrap();
+    assert!(
+        note.len() <= 1024 && note.contains("refused: é"),
+        "{} bytes",
+        note.len()
+    );
+}
