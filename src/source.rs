@@ -24,6 +24,14 @@ pub const MAX_CERTIFICATE_CHARS: usize = 4096;
 pub const MAX_CHAIN_CHARS: usize = 8192;
 /// SCM's limit on `private_key`.
 pub const MAX_KEY_CHARS: usize = 4096;
+/// Largest `tls.crt` read: checked before any parsing, so a hostile Secret costs no more than this.
+pub const MAX_TLS_CRT_BYTES: usize = 64 * 1024;
+/// Largest `tls.key` read.
+pub const MAX_TLS_KEY_BYTES: usize = 16 * 1024;
+/// Most certificates in `tls.crt`, leaf included.
+pub const MAX_CHAIN_CERTIFICATES: usize = 10;
+/// The Secret type a source must have.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 /// SCM's certificate names: 3 to 63 of `[A-Za-z0-9_.-]`.
 pub const MAX_NAME_CHARS: usize = 63;
 
@@ -53,6 +61,10 @@ impl TlsSource {
     /// contains key material.
     pub fn from_secret(secret: Option<&Secret>, name: &str, now: Timestamp) -> Result<Self, SourceError> {
         let secret = secret.ok_or_else(|| format!("source Secret {name:?} not found in this namespace"))?;
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        if type_ != TLS_SECRET_TYPE {
+            return Err(format!("source Secret {name:?} is of type {type_:?}, not {TLS_SECRET_TYPE:?}").into());
+        }
         let data = secret.data.as_ref();
         let get = |key: &str| {
             data.and_then(|d| d.get(key))
@@ -126,11 +138,27 @@ pub fn parse(crt: &[u8], key: &[u8], now: Timestamp) -> Result<TlsSource, Source
 
 /// Every check of [`parse`] but `notBefore`, which it returns.
 fn parse_at(crt: &[u8], key: &[u8], now: Timestamp) -> Result<(TlsSource, Timestamp), String> {
+    // Sizes first: nothing is parsed from a value larger than any real certificate or key.
+    for (field, length, max) in [
+        (TLS_CRT, crt.len(), MAX_TLS_CRT_BYTES),
+        (TLS_KEY, key.len(), MAX_TLS_KEY_BYTES),
+    ] {
+        if length > max {
+            return Err(format!("{field} is {length} bytes; at most {max} bytes are read"));
+        }
+    }
     let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
+        .take(MAX_CHAIN_CERTIFICATES + 1)
         .collect::<Result<_, _>>()
         .map_err(|_| format!("{TLS_CRT} is not valid PEM"))?;
     if ders.is_empty() {
         return Err(format!("{TLS_CRT} holds no CERTIFICATE block"));
+    }
+    if ders.len() > MAX_CHAIN_CERTIFICATES {
+        return Err(format!(
+            "{TLS_CRT} holds more than {MAX_CHAIN_CERTIFICATES} certificates; at most {MAX_CHAIN_CERTIFICATES} (the \
+             leaf and its issuers) are accepted"
+        ));
     }
     let mut parsed = Vec::with_capacity(ders.len());
     for (i, der) in ders.iter().enumerate() {
@@ -172,7 +200,8 @@ fn parse_at(crt: &[u8], key: &[u8], now: Timestamp) -> Result<(TlsSource, Timest
     let pem = |der: &CertificateDer<'_>| pem_block("CERTIFICATE", der);
     let certificate = pem(&ders[0]);
     let chain: String = ders[1..].iter().map(pem).collect();
-    let private_key = SecretString::from(String::from_utf8_lossy(key).trim());
+    // The key checked above, encoded again: whatever else tls.key holds (other blocks, comments) never leaves.
+    let private_key = SecretString::from(key_pem(&key_der));
     for (field, length, max) in [
         ("the certificate", certificate.len(), MAX_CERTIFICATE_CHARS),
         ("the chain", chain.len(), MAX_CHAIN_CHARS),
@@ -202,6 +231,16 @@ fn parse_at(crt: &[u8], key: &[u8], now: Timestamp) -> Result<(TlsSource, Timest
         private_key,
     };
     Ok((source, not_before))
+}
+
+/// `key` as the PEM block of its kind.
+fn key_pem(key: &PrivateKeyDer<'_>) -> String {
+    let label = match key {
+        PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+        PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+        _ => "PRIVATE KEY",
+    };
+    pem_block(label, key.secret_der()).trim_end().to_owned()
 }
 
 /// A PEM block with 64-character lines.
@@ -275,6 +314,47 @@ mod tests {
         );
     }
 
+    /// Defects: sizes were checked only after parsing (a 900 KiB Secret was parsed by every reconcile that read it),
+    /// a chain could hold any number of certificates, a Secret of any type was read, and the key sent to SCM was
+    /// tls.key as written, extra PEM blocks included.
+    #[test]
+    fn hostile_sources_are_refused_before_parsing_and_only_the_checked_key_is_sent() {
+        let (leaf, key, ca) = chain();
+        let huge = "A".repeat(MAX_TLS_CRT_BYTES + 1);
+        let error = parse(huge.as_bytes(), key.as_bytes(), now()).unwrap_err().message;
+        assert!(error.contains("at most 65536 bytes"), "{error}");
+        let big_key = "A".repeat(MAX_TLS_KEY_BYTES + 1);
+        let error = parse(leaf.as_bytes(), big_key.as_bytes(), now()).unwrap_err().message;
+        assert!(
+            error.contains("tls.key") && error.contains("at most 16384 bytes"),
+            "{error}"
+        );
+        let long_chain = format!("{leaf}{}", ca.repeat(MAX_CHAIN_CERTIFICATES));
+        let error = parse(long_chain.as_bytes(), key.as_bytes(), now()).unwrap_err().message;
+        assert!(error.contains("more than 10 certificates"), "{error}");
+
+        let padded = format!("# a comment\n{key}\n{leaf}");
+        let source = parse(leaf.as_bytes(), padded.as_bytes(), now()).unwrap();
+        let sent = source.private_key_pem();
+        assert_eq!(sent.expose_secret(), key.trim());
+        assert!(!sent.expose_secret().contains("CERTIFICATE"));
+
+        let secret = |type_: Option<&str>| Secret {
+            type_: type_.map(str::to_owned),
+            data: Some(
+                [(TLS_CRT, &leaf), (TLS_KEY, &key)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert!(TlsSource::from_secret(Some(&secret(Some(TLS_SECRET_TYPE))), "web-tls", now()).is_ok());
+        let error = TlsSource::from_secret(Some(&secret(Some("Opaque"))), "web-tls", now()).unwrap_err();
+        assert!(error.message.contains("not \"kubernetes.io/tls\""), "{}", error.message);
+        assert!(TlsSource::from_secret(Some(&secret(None)), "web-tls", now()).is_err());
+    }
+
     #[test]
     fn every_local_problem_is_reported_without_key_material() {
         let (leaf, key, ca) = chain();
@@ -323,6 +403,7 @@ mod tests {
                     .map(|(k, v)| (k.to_owned(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
                     .collect(),
             ),
+            type_: Some(TLS_SECRET_TYPE.into()),
             ..Secret::default()
         };
         let error = TlsSource::from_secret(Some(&secret), "web-tls", early).unwrap_err();
@@ -336,7 +417,11 @@ mod tests {
     fn a_missing_secret_or_key_names_what_is_expected() {
         let error = TlsSource::from_secret(None, "web-tls", now()).unwrap_err().to_string();
         assert!(error.contains("\"web-tls\" not found"), "{error}");
-        let error = TlsSource::from_secret(Some(&Secret::default()), "web-tls", now())
+        let empty = Secret {
+            type_: Some(TLS_SECRET_TYPE.into()),
+            ..Secret::default()
+        };
+        let error = TlsSource::from_secret(Some(&empty), "web-tls", now())
             .unwrap_err()
             .to_string();
         assert!(

@@ -79,8 +79,16 @@ impl SecretData<'_> {
         let Some(raw) = self.data.and_then(|d| d.get(key)) else {
             return Ok(None);
         };
+        if raw.0.len() > MAX_VALUE_BYTES {
+            let problem = format!("is {} bytes; at most {MAX_VALUE_BYTES} bytes are read", raw.0.len());
+            return Err(self.invalid(key, &problem));
+        }
         let text = std::str::from_utf8(&raw.0).map_err(|_| self.invalid(key, "is not UTF-8 text"))?;
         let text = text.trim();
+        // Every credential is visible ASCII; anything else could not be sent (or signed) as it is.
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(self.invalid(key, "holds characters other than visible ASCII"));
+        }
         Ok((!text.is_empty()).then_some(text))
     }
 
@@ -94,6 +102,10 @@ impl SecretData<'_> {
 }
 
 /// A header value that is never printed by reqwest's or hyper's Debug output.
+/// Largest credential value read from a Secret, checked before anything else is done with it (Huawei's IAM tokens
+/// are a few KiB).
+pub const MAX_VALUE_BYTES: usize = 8 * 1024;
+
 fn sensitive_header(value: &str) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(value).ok()?;
     value.set_sensitive(true);
@@ -344,6 +356,35 @@ mod tests {
             Err(CredentialsError::Invalid(m)) => m,
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    /// Defect: a non-ASCII security token was accepted (and then not sent as signed), and credential values of any
+    /// size were read.
+    #[test]
+    fn credential_values_are_visible_ascii_and_bounded_in_size() {
+        let key_pair = |token: &str| {
+            secret_with(&[
+                ("accessKey", "QTWAOYTTINDUT2QVKYUC"),
+                ("secretKey", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"),
+                ("securityToken", token),
+            ])
+        };
+        let message = invalid_message(Credentials::from_secret(
+            Some(&key_pair("tökén-with-umlauts")),
+            &reference(),
+        ));
+        assert!(
+            message.contains("securityToken") && message.contains("visible ASCII"),
+            "{message}"
+        );
+        let huge = "a".repeat(MAX_VALUE_BYTES + 1);
+        let message = invalid_message(Credentials::from_secret(
+            Some(&secret("token", huge.as_bytes())),
+            &reference(),
+        ));
+        assert!(message.contains("at most 8192 bytes"), "{message}");
+        assert!(!message.contains(&huge[..64]), "never echoes the value");
+        assert!(Credentials::from_secret(Some(&key_pair("FQoGZXIvYXdzEJr")), &reference()).is_ok());
     }
 
     #[test]
