@@ -58,7 +58,13 @@ pub struct Context {
     pub leadership: Leadership,
     /// What is kept about each object between reconciles.
     memory: Memory,
+    /// Secret reads (and the parsing of what they hold) at once: a Secret may be up to 1 MiB, and 64 reconciles of
+    /// objects pointing at one must not all hold a copy together.
+    secret_reads: tokio::sync::Semaphore,
 }
+
+/// Secret reads at once, over all reconciles.
+pub const SECRET_READS: usize = 8;
 
 impl Context {
     /// A context for the given clients; `leadership` decides whether this replica acts.
@@ -76,6 +82,7 @@ impl Context {
             metrics,
             leadership,
             memory: Memory::default(),
+            secret_reads: tokio::sync::Semaphore::new(SECRET_READS),
         }
     }
 
@@ -281,7 +288,11 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     };
     let mut current = current;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let source = match read_source(&secrets, &cp, now).await? {
+    let read = {
+        let _reading = ctx.secret_reads.acquire().await;
+        read_source(&secrets, &cp, now).await?
+    };
+    let source = match read {
         Ok(source) => source,
         Err(refusal) => return push::refuse(ctx, push::Reconciling::new(&cp, &api, &current, now), refusal).await,
     };
@@ -298,6 +309,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::AlreadyPushed => return push::already_pushed(ctx, obj, source.as_ref()).await,
             Verdict::Observe => return push::observe(ctx, obj).await,
             Verdict::ReadSecret => {
+                let _reading = ctx.secret_reads.acquire().await;
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
                 credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));
             }

@@ -13,7 +13,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tracing::warn;
 
 use super::{Context, error_policy, reconcile};
-use crate::crd::CertificatePush;
+use crate::crd::{CertificatePush, PUSH_REQUESTED_ANNOTATION};
 use crate::runtime::Runtime;
 
 /// Runs the controller on `rt` until shutdown, then lets `rt` drain.
@@ -38,11 +38,7 @@ pub async fn run(rt: Runtime) {
     let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
-    // managedFields are dropped from the cache: the operator never reads them, and they are most of an object's
-    // size (about half the operator's memory at 5,000 objects).
-    let watched = watcher::watcher(pushes, watcher::Config::default()).modify(|cp| {
-        cp.managed_fields_mut().clear();
-    });
+    let watched = watcher::watcher(pushes, watcher::Config::default()).modify(slim);
     let push_watch = watches.pushes;
     let trigger = reflector::reflector(writer, watched)
         .inspect(move |event| {
@@ -91,6 +87,15 @@ pub async fn run(rt: Runtime) {
     drain.run(controller).await;
 }
 
+/// Keeps in the cache only what the operator reads: managedFields are most of an object's size (about half the
+/// operator's memory at 5,000 objects), and labels and annotations (a kubectl last-applied copy, or anything a
+/// tenant writes there) are never read, except the re-push annotation.
+fn slim(cp: &mut CertificatePush) {
+    cp.managed_fields_mut().clear();
+    cp.labels_mut().clear();
+    cp.annotations_mut().retain(|key, _| key == PUSH_REQUESTED_ANNOTATION);
+}
+
 /// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`, as credentials or
 /// as the source of the certificate.
 pub fn referrers<'a>(
@@ -114,6 +119,25 @@ pub fn referrers<'a>(
 mod tests {
     use super::*;
     use crate::controller::tests::cp;
+
+    #[test]
+    fn the_cache_keeps_only_the_re_push_annotation() {
+        let mut one = cp("a", "one", "scm");
+        one.labels_mut().insert("team".into(), "x".repeat(1000));
+        let annotations = one.annotations_mut();
+        annotations.insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{}".repeat(10_000),
+        );
+        annotations.insert(PUSH_REQUESTED_ANNOTATION.into(), "2026-12-06".into());
+        slim(&mut one);
+        assert!(one.labels().is_empty());
+        assert_eq!(
+            one.annotations().keys().collect::<Vec<_>>(),
+            [PUSH_REQUESTED_ANNOTATION]
+        );
+        assert_eq!(one.push_request(), Some("2026-12-06"));
+    }
 
     #[test]
     fn secret_maps_only_to_referrers_in_its_namespace() {

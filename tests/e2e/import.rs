@@ -501,3 +501,53 @@ async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Peak resident memory of process `pid` in MiB (VmHWM).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Defect: the sizes of a source Secret were checked only after it was parsed, by every reconcile reading it at
+/// once. 64 objects pointing at a 900 KiB TLS Secret that is edited three times: each is InvalidSource naming the
+/// limit, nothing reaches SCM, and the operator's peak memory stays far under the chart's 128 MiB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_huge_source_secret_is_refused_by_size_and_memory_stays_bounded() {
+    let client = admin().await;
+    let ns = namespace(&client, "import-huge").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let filler = |n: usize| {
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            "QUFB".repeat(n)
+        )
+    };
+    put_tls_secret(&client, &ns, "huge-tls", &filler(230_000), "k").await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    for i in 0..64 {
+        create_push(&client, &ns, &format!("huge-{i}"), import_spec("huge-tls")).await;
+    }
+    let refused = |cp: &CertificatePush| {
+        ready_is(cp, FALSE, "InvalidSource") && ready_message(cp).1.contains("at most 65536 bytes")
+    };
+    for i in 0..64 {
+        wait_for(&api, &format!("huge-{i}"), T, "InvalidSource naming the limit", refused).await;
+    }
+    for edit in 0..3 {
+        let before = op.reconciles("invalid").await;
+        put_tls_secret(&client, &ns, "huge-tls", &filler(230_000 + edit + 1), "k").await;
+        op.wait_reconciles("invalid", before + 64).await;
+    }
+    let peak = peak_rss_mib(op.pid());
+    eprintln!("64 objects on a 900 KiB Secret edited 3 times: peak RSS {peak:.1} MiB");
+    assert!(peak > 0.0 && peak < 128.0, "peak RSS {peak:.1} MiB");
+    assert!(sim.calls().is_empty(), "nothing sent: {:#?}", sim.calls());
+}
