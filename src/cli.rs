@@ -66,12 +66,12 @@ pub struct RunArgs {
     #[arg(long, env = "UNHEALTHY_AFTER_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub unhealthy_after_seconds: u64,
 
-    /// Requests per second to SCM, across all objects (push, list, import and delete share it); a 429 halves it
-    /// for a while.
+    /// Requests per second to SCM for each account (access key or token), across its objects and requests; a 429
+    /// halves that account's rate for a while.
     #[arg(long, env = "SCM_QPS", default_value_t = DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
     pub scm_qps: u32,
 
-    /// Requests to SCM that may go out at once before --scm-qps applies.
+    /// Requests of one account to SCM that may go out at once before --scm-qps applies.
     #[arg(long, env = "SCM_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub scm_burst: u32,
 

@@ -473,7 +473,11 @@ async fn requests_share_one_bucket_and_a_429_halves_the_rate() {
     });
     let t = client.call(&credentials(TOKEN), Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Transient);
-    assert_eq!(client.qps(), 5, "halved for every clone of the client");
+    assert_eq!(
+        client.qps(&credentials(TOKEN)),
+        5,
+        "halved for every clone of the client"
+    );
 }
 
 /// With `client` limited to one request a second: one push that empties the bucket, and a second one, spawned, that

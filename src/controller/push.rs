@@ -14,7 +14,7 @@ use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
 use crate::policy::{self, Cause, deletions};
-use crate::scm::{Credentials, CredentialsError, PushFailure, PushOutcome, PushRequest, rejected};
+use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
 use crate::status::{self, Attempt, Reason};
 
@@ -120,6 +120,10 @@ pub(super) async fn push(
                 if deposed(ctx, &outcome) {
                     return Ok(standby(ctx));
                 }
+                if let Some(wait) = deferred(&outcome) {
+                    ctx.metrics.reconciled("deferred");
+                    return Ok(Action::requeue(wait));
+                }
                 let started = importing(current, source, retain);
                 let (new, action) = policy::after_attempt(&started, &attempt, &outcome, rand::random());
                 log_outcome("import", &outcome, &new);
@@ -138,6 +142,14 @@ pub(super) async fn push(
         .await;
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
+    }
+    if let Some(wait) = deferred(&outcome) {
+        // Nothing was pushed; only an import made on the way is worth a write.
+        if working != *current {
+            record(ctx, cp, obj.api, current, working).await?;
+        }
+        ctx.metrics.reconciled("deferred");
+        return Ok(Action::requeue(wait));
     }
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     if let PushOutcome::Pushed { .. } = outcome {
@@ -206,6 +218,15 @@ pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(10);
 /// not recorded, so a deposed leader never writes its status over the new leader's.
 fn deposed(ctx: &Context, outcome: &PushOutcome) -> bool {
     matches!(outcome, PushOutcome::Failed(f) if fenced(ctx, f))
+}
+
+/// How long until the account's rate limit lets the request of `outcome` leave, when that is why it was not sent:
+/// the object comes back then, with no status written (a deferral is not a failure).
+fn deferred(outcome: &PushOutcome) -> Option<Duration> {
+    match outcome {
+        PushOutcome::Failed(f) if f.kind == FailureKind::Deferred => f.retry_after,
+        _ => None,
+    }
 }
 
 /// Whether `failure` is a request the leadership fence kept from leaving (see [`deposed`]).

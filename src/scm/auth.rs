@@ -188,6 +188,16 @@ impl Credentials {
         format!("sha256:{}", hex::encode(hash.finalize()))
     }
 
+    /// The SCM account this credential acts for, as a digest: the access key id (a wrong secret key is still that
+    /// account), or the token. Rate limits are kept per account.
+    pub fn account(&self) -> String {
+        let id = match self {
+            Credentials::Token(token) => token.expose_secret().as_bytes(),
+            Credentials::AccessKey(key) => key.access_key.expose_secret().as_bytes(),
+        };
+        format!("sha256:{}", hex::encode(Sha256::digest(id)))
+    }
+
     /// Adds the authentication headers to a finished request: the token, or the signature over it at `now`.
     pub fn authorize(&self, request: &mut reqwest::Request, now: jiff::Timestamp) {
         match self {

@@ -151,7 +151,7 @@ pub fn check_certificate_id(certificate_id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Default of `--scm-qps`: requests per second to SCM across all objects.
+/// Default of `--scm-qps`: requests per second to SCM for each account (access key or token).
 pub const DEFAULT_QPS: u32 = 10;
 /// Default of `--scm-burst`.
 pub const DEFAULT_BURST: u32 = 20;
@@ -179,7 +179,7 @@ impl std::fmt::Debug for ScmClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScmClient")
             .field("endpoint", &self.endpoint.as_str())
-            .field("qps", &self.limiter.qps())
+            .field("qps", &self.limiter.max_qps())
             .finish_non_exhaustive()
     }
 }
@@ -247,9 +247,9 @@ impl ScmClient {
         self.stopping.send_replace(true);
     }
 
-    /// The request rate now allowed (lower than `--scm-qps` after throttling).
-    pub fn qps(&self) -> u32 {
-        self.limiter.qps()
+    /// The request rate now allowed for the account of `credentials` (lower than `--scm-qps` after throttling).
+    pub fn qps(&self, credentials: &Credentials) -> u32 {
+        self.limiter.qps(&credentials.account())
     }
 
     /// The base URL requests go to.
@@ -462,15 +462,25 @@ impl ScmClient {
             Ok(request) => request,
             Err(e) => return Transport::NotSent(describe(&e)),
         };
-        // The token is taken before signing: the signature carries a time that must not age in the queue.
+        // The token is taken before signing: the signature carries a time that must not age in the queue. A few
+        // requests of an account wait here; the rest end the call, so their reconciles free their workers for other
+        // accounts and come back when it is about their turn.
+        let account = credentials.account();
+        let waiting = match self.limiter.enter(&account, rand::random()) {
+            Ok(waiting) => waiting,
+            Err(later) => return Transport::Deferred(later),
+        };
         let mut stopping = self.stopping.subscribe();
-        tokio::select! {
-            biased;
-            _ = stopping.wait_for(|stop| *stop) => {
-                return Transport::NotSent("the operator is shutting down; the request was not sent".into());
+        while let Err(wait) = self.limiter.try_acquire(&account) {
+            tokio::select! {
+                biased;
+                _ = stopping.wait_for(|stop| *stop) => {
+                    return Transport::NotSent("the operator is shutting down; the request was not sent".into());
+                }
+                () = tokio::time::sleep(wait) => {}
             }
-            () = self.limiter.acquire() => {}
         }
+        drop(waiting);
         if self.gate.as_ref().is_some_and(|may_send| !may_send()) {
             return Transport::NotSent(
                 "this replica no longer leads (leader election); the request was not sent".into(),
@@ -485,11 +495,14 @@ impl ScmClient {
             Err(e) => return Transport::NoAnswer(describe(&e)),
         };
         let status = response.status();
-        self.limiter.observe(if status == StatusCode::TOO_MANY_REQUESTS {
-            Signal::Throttled
-        } else {
-            Signal::Answered
-        });
+        self.limiter.observe(
+            &account,
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                Signal::Throttled
+            } else {
+                Signal::Answered
+            },
+        );
         let header = |name: &str| {
             response
                 .headers()

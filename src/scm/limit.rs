@@ -1,14 +1,18 @@
-//! One token bucket in front of SCM for every request (push, list, import, delete), adapting to throttling.
+//! A token bucket per SCM account in front of every request (push, list, show, import, delete), adapting to
+//! throttling.
 //!
-//! SCM's own limits are not published, and Huawei's gateway answers 429 `APIGW.0308` when a caller exceeds them. A
-//! 429 halves the rate for everyone (at most once a second, so one burst of 429s counts once); each later answer that
-//! is not a 429 adds one request per second back, at most once every [`RECOVERY_STEP`], up to `--scm-qps`. The
-//! object that got the 429 also backs off on its own schedule, so one failing object cannot starve the others.
+//! SCM's own limits are not published, and Huawei's gateway answers 429 `APIGW.0308` when an account exceeds them,
+//! so each account (access key, or token) has its own bucket of `--scm-qps`/`--scm-burst`. A 429 halves that
+//! account's rate (at most once a second, so one burst of 429s counts once); each later answer that is not a 429
+//! adds one request per second back, at most once every [`RECOVERY_STEP`], up to `--scm-qps`. A changed rate starts
+//! with an empty bucket, never a fresh burst. The object that got the 429 also backs off on its own schedule.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// How often the rate may grow back after throttling.
@@ -34,10 +38,11 @@ pub fn next_rate(current: u32, max: u32, signal: Signal, since_change: Duration)
     }
 }
 
-/// The shared bucket; clones share it.
+/// One token bucket per SCM account (an access key, or a token), so one team's traffic or 429s never slow another's;
+/// clones share the buckets.
 #[derive(Clone)]
 pub struct Limiter {
-    inner: Arc<Mutex<State>>,
+    accounts: Arc<Mutex<HashMap<String, State>>>,
     max: u32,
     burst: NonZeroU32,
 }
@@ -51,56 +56,121 @@ struct State {
     qps: u32,
     bucket: Arc<DefaultDirectRateLimiter>,
     changed: Instant,
+    /// Requests of this account waiting for a token inside the client, each holding a reconcile worker.
+    waiting: u32,
+    /// The slot of the last request deferred: the next one deferred comes back after it.
+    deferred_until: Option<Instant>,
 }
 
-fn bucket(qps: u32, burst: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
-    Arc::new(RateLimiter::direct(
-        Quota::per_second(at_least_one(qps)).allow_burst(burst),
-    ))
+/// Most requests of one account that wait for a token at once; the others are deferred, so a busy account holds at
+/// most this many of the controller's workers and every other account finds free ones.
+pub const MAX_WAITING: u32 = 8;
+
+/// A place among the requests of an account that wait for a token; given back when dropped.
+pub struct Waiting {
+    limiter: Limiter,
+    account: String,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.limiter
+            .with(&self.account, |s| s.waiting = s.waiting.saturating_sub(1));
+    }
+}
+
+/// A bucket of `qps` per second; `full` gives it its burst, otherwise it starts empty.
+fn bucket(qps: u32, burst: NonZeroU32, full: bool) -> Arc<DefaultDirectRateLimiter> {
+    let bucket = RateLimiter::direct(Quota::per_second(at_least_one(qps)).allow_burst(burst));
+    if !full {
+        // A new rate is no reason for a new burst: the bucket starts empty and fills at the new rate.
+        let _ = bucket.check_n(burst);
+    }
+    Arc::new(bucket)
 }
 
 impl Limiter {
-    /// A bucket of `qps` requests per second with bursts of `burst` (each at least 1).
+    /// Buckets of `qps` requests per second with bursts of `burst` (each at least 1), one per account.
     pub fn new(qps: u32, burst: u32) -> Self {
         let (qps, burst) = (at_least_one(qps), at_least_one(burst));
         Self {
-            inner: Arc::new(Mutex::new(State {
-                qps: qps.get(),
-                bucket: bucket(qps.get(), burst),
-                // As if the rate had been set long ago: the first 429 must count.
-                changed: Instant::now().checked_sub(RECOVERY_STEP).unwrap_or_else(Instant::now),
-            })),
+            accounts: Arc::default(),
             max: qps.get(),
             burst,
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the state of `account`, made (full, at the configured rate) on first use.
+    fn with<T>(&self, account: &str, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let state = accounts.entry(account.to_owned()).or_insert_with(|| State {
+            qps: self.max,
+            bucket: bucket(self.max, self.burst, true),
+            // As if the rate had been set long ago: the first 429 must count.
+            changed: Instant::now().checked_sub(RECOVERY_STEP).unwrap_or_else(Instant::now),
+            waiting: 0,
+            deferred_until: None,
+        });
+        f(state)
     }
 
-    /// Waits for a token.
-    pub async fn acquire(&self) {
-        let bucket = Arc::clone(&self.state().bucket);
-        bucket.until_ready().await;
-    }
-
-    /// Adapts the rate to an answer.
-    pub fn observe(&self, signal: Signal) {
-        let mut state = self.state();
-        if let Some(qps) = next_rate(state.qps, self.max, signal, state.changed.elapsed()) {
-            if signal == Signal::Throttled {
-                tracing::warn!(qps, "SCM throttled a request (429); lowering the request rate");
+    /// A place among the requests of `account` waiting for a token, or, when [`MAX_WAITING`] already wait, how long
+    /// to come back after: the next free slot behind those waiting and those deferred before, plus up to one slot
+    /// of `jitter` (uniform in [0, 1)).
+    pub fn enter(&self, account: &str, jitter: f64) -> Result<Waiting, Duration> {
+        self.with(account, |s| {
+            if s.waiting >= MAX_WAITING {
+                // Each deferred request gets the next slot after those waiting and those deferred before it, so
+                // they come back about when their turn is, once each, instead of all retrying every few seconds.
+                let now = Instant::now();
+                let interval = Duration::from_secs_f64(1.0 / f64::from(s.qps.max(1)));
+                let after_waiting = now + interval * s.waiting;
+                let end = s.deferred_until.filter(|e| *e > after_waiting).unwrap_or(after_waiting) + interval;
+                s.deferred_until = Some(end);
+                return Err(end - now + interval.mul_f64(jitter.clamp(0.0, 1.0)));
             }
-            state.qps = qps;
-            state.bucket = bucket(qps, self.burst);
-            state.changed = Instant::now();
-        }
+            s.waiting += 1;
+            Ok(())
+        })?;
+        Ok(Waiting {
+            limiter: self.clone(),
+            account: account.to_owned(),
+        })
     }
 
-    /// The current rate in requests per second.
-    pub fn qps(&self) -> u32 {
-        self.state().qps
+    /// Takes a token of `account` if one is there; otherwise says how long until one is.
+    pub fn try_acquire(&self, account: &str) -> Result<(), Duration> {
+        let bucket = self.with(account, |s| Arc::clone(&s.bucket));
+        bucket
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default())))
+    }
+
+    /// Adapts the rate of `account` to an answer.
+    pub fn observe(&self, account: &str, signal: Signal) {
+        self.with(account, |state| {
+            if let Some(qps) = next_rate(state.qps, self.max, signal, state.changed.elapsed()) {
+                if signal == Signal::Throttled {
+                    tracing::warn!(
+                        qps,
+                        "SCM throttled a request (429); lowering this account's request rate"
+                    );
+                }
+                state.qps = qps;
+                state.bucket = bucket(qps, self.burst, false);
+                state.changed = Instant::now();
+            }
+        });
+    }
+
+    /// The current rate of `account` in requests per second.
+    pub fn qps(&self, account: &str) -> u32 {
+        self.with(account, |s| s.qps)
+    }
+
+    /// The configured rate of each account.
+    pub fn max_qps(&self) -> u32 {
+        self.max
     }
 }
 
@@ -133,12 +203,18 @@ mod tests {
         );
     }
 
+    async fn acquire(limiter: &Limiter, account: &str) {
+        while let Err(wait) = limiter.try_acquire(account) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     #[tokio::test]
     async fn the_bucket_spaces_requests_and_a_429_lowers_the_rate() {
         let limiter = Limiter::new(20, 1);
         let started = std::time::Instant::now();
         for _ in 0..5 {
-            limiter.acquire().await;
+            acquire(&limiter, "a").await;
         }
         // 1 immediately, then 4 more at 20/s: at least 200 ms in all.
         assert!(
@@ -146,9 +222,48 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        limiter.observe(Signal::Throttled);
-        assert_eq!(limiter.qps(), 10);
-        limiter.observe(Signal::Throttled);
-        assert_eq!(limiter.qps(), 10, "the same burst counts once");
+        limiter.observe("a", Signal::Throttled);
+        assert_eq!(limiter.qps("a"), 10);
+        limiter.observe("a", Signal::Throttled);
+        assert_eq!(limiter.qps("a"), 10, "the same burst counts once");
+    }
+
+    /// Defects: one bucket served every account, so one team's traffic (or its 429s) slowed every other; and each
+    /// rate change made a new, full bucket, granting a fresh burst on every halving and every recovery step.
+    #[test]
+    fn accounts_have_their_own_buckets_and_a_rate_change_grants_no_burst() {
+        let limiter = Limiter::new(10, 5);
+        for _ in 0..5 {
+            assert!(limiter.try_acquire("team-a").is_ok());
+        }
+        assert!(limiter.try_acquire("team-a").is_err(), "team A's burst is spent");
+        assert!(limiter.try_acquire("team-b").is_ok(), "team B has its own bucket");
+        limiter.observe("team-b", Signal::Throttled);
+        assert_eq!(
+            (limiter.qps("team-b"), limiter.qps("team-a")),
+            (5, 10),
+            "a 429 slows only its account"
+        );
+        let wait = limiter
+            .try_acquire("team-b")
+            .expect_err("no fresh burst after the halving");
+        assert!(wait <= Duration::from_millis(200), "{wait:?}");
+    }
+
+    #[test]
+    fn a_busy_account_holds_at_most_max_waiting_workers() {
+        let limiter = Limiter::new(2, 1);
+        let places: Vec<Waiting> = (0..MAX_WAITING).map(|_| limiter.enter("a", 0.0).unwrap()).collect();
+        let Err(later) = limiter.enter("a", 0.0) else {
+            panic!("a ninth request of one account waits too")
+        };
+        // Eight waiting at 2/s: the ninth is back in 4.5 s, the tenth after it.
+        let ms = |d: Duration| (d.as_secs_f64() * 1000.0).round() as u64;
+        assert!((4499..=4500).contains(&ms(later)), "{later:?}");
+        let next = limiter.enter("a", 0.0).err().unwrap();
+        assert!((4999..=5000).contains(&ms(next)), "{next:?}");
+        assert!(limiter.enter("b", 0.0).is_ok(), "another account is not held up");
+        drop(places);
+        assert!(limiter.enter("a", 0.0).is_ok());
     }
 }

@@ -82,6 +82,7 @@ impl ScmMetrics {
             Transport::NoAnswer(_) => ("outcome_unknown".to_owned(), String::new()),
             // Not sent: the credential was refused (or its key locked) before.
             Transport::Withheld(f) => ("withheld".to_owned(), bounded_error_code(f.error_code.clone())),
+            Transport::Deferred(_) => ("deferred".to_owned(), String::new()),
         };
         let labels = ScmLabels {
             operation,

@@ -42,6 +42,9 @@ pub enum Transport {
     NoAnswer(String),
     /// Not sent: SCM refused (or locked) this credential for an earlier request; this is the answer instead.
     Withheld(Box<PushFailure>),
+    /// Not sent: the account's rate limit allows its next request only after this long, and waiting that long
+    /// would hold a worker other accounts need.
+    Deferred(Duration),
 }
 
 /// The kind of a failed push, which decides whether it is retried.
@@ -53,6 +56,8 @@ pub enum FailureKind {
     Unauthorized,
     /// HTTP 401 for an access key the gateway locked after repeated signature failures: not the key's fault.
     Locked,
+    /// Not sent: the account's rate limit has no token for a while; tried again when it has (no status is written).
+    Deferred,
     /// HTTP 403: the IAM user may not push.
     Forbidden,
     /// HTTP 404 from SCM: no such certificate.
@@ -64,7 +69,10 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether the operator retries this failure on its own.
     pub fn is_transient(self) -> bool {
-        matches!(self, FailureKind::Transient | FailureKind::Locked)
+        matches!(
+            self,
+            FailureKind::Transient | FailureKind::Locked | FailureKind::Deferred
+        )
     }
 }
 
@@ -206,6 +214,20 @@ pub fn classify_as(transport: &Transport, success: u16) -> PushOutcome {
             });
         }
         Transport::Withheld(failure) => return PushOutcome::Failed(failure.as_ref().clone()),
+        Transport::Deferred(wait) => {
+            return PushOutcome::Failed(PushFailure {
+                kind: FailureKind::Deferred,
+                http_status: None,
+                error_code: None,
+                error_message: format!(
+                    "not sent: this SCM account's request rate (--scm-qps) has its next token in {} ms",
+                    wait.as_millis()
+                ),
+                request_id: None,
+                retry_after: Some(*wait),
+                outcome_unknown: false,
+            });
+        }
         Transport::Answered(reply) => reply,
     };
     let status = reply.status;

@@ -181,7 +181,7 @@ impl std::fmt::Display for Reason {
 impl From<FailureKind> for Reason {
     fn from(kind: FailureKind) -> Self {
         match kind {
-            FailureKind::Transient => Reason::Retrying,
+            FailureKind::Transient | FailureKind::Deferred => Reason::Retrying,
             FailureKind::Unauthorized => Reason::Unauthorized,
             FailureKind::Locked => Reason::CredentialsLocked,
             FailureKind::Forbidden => Reason::Forbidden,

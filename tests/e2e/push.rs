@@ -601,3 +601,35 @@ async fn pending_is_written_only_while_a_push_is_slow() {
     assert!(first_pending < first_pushed);
     assert_eq!(sim.successful_pushes().len(), 2);
 }
+
+/// Defect: one token bucket served every account and waiting reconciles held the controller's workers, so one object
+/// of team B (its own account) waited behind team A's hundreds. Each account has its own bucket, and a busy account
+/// holds at most a few workers while the rest of its objects come back later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn one_teams_backlog_does_not_hold_up_another_teams_account() {
+    let client = admin().await;
+    let ns = namespace(&client, "fair").await;
+    let sim = start_sim().await;
+    let team_b = GOOD_TOKEN.replace("7d1c", "7d1b");
+    sim.set_tokens(vec![GOOD_TOKEN.into(), team_b.clone()]);
+    put_secret(&client, &ns, "scm-a", GOOD_TOKEN).await;
+    put_secret(&client, &ns, "scm-b", &team_b).await;
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    for i in 0..300 {
+        let name = format!("a-{i}");
+        create_push(&client, &ns, &name, spec(CERT, TargetService::Waf, &name, "scm-a")).await;
+    }
+    let qps = ["--scm-qps", "5", "--scm-burst", "1"];
+    let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &qps).await;
+    // Team A's backlog is draining at 5 a second (a minute's worth); then team B's one object arrives.
+    op.wait_reconciles("pushed", 10).await;
+    let started = std::time::Instant::now();
+    create_push(&client, &ns, "b", spec(CERT, TargetService::Waf, "b", "scm-b")).await;
+    wait_for(&api, "b", T, "team B Ready", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let b_ready = started.elapsed();
+    let a_pushed = sim.successful_pushes().len() - 1;
+    eprintln!("team B Ready {b_ready:?} after its create, while team A had {a_pushed} of 300 pushed");
+    assert!(a_pushed < 300, "team A is still draining");
+    assert!(b_ready < Duration::from_secs(5), "team B waited {b_ready:?}");
+}
