@@ -125,7 +125,8 @@ pub(super) async fn push(
                     return Ok(Action::requeue(wait));
                 }
                 let started = importing(current, source, retain);
-                let (new, action) = policy::after_attempt(&started, &attempt, &outcome, rand::random());
+                let answered = answered_at(&attempt);
+                let (new, action) = policy::after_attempt(&started, &answered, &outcome, rand::random());
                 log_outcome("import", &outcome, &new);
                 ctx.metrics.reconciled("import_failed");
                 return finish(ctx, obj, &credentials, new, action).await;
@@ -136,6 +137,15 @@ pub(super) async fn push(
     let attempt = Attempt {
         target: &pushed_target,
         ..attempt
+    };
+    // The expiry of a certificate in SCM is read before the push, never between the push and its status write:
+    // that write must follow the push as closely as possible (a takeover in between would push again).
+    let not_after = match &source {
+        Some(_) => working.not_after.clone(),
+        None => match known_expiry(current, &certificate_id) {
+            Some(known) => Some(known),
+            None => progress.around(expiry(ctx, &credentials, &certificate_id)).await,
+        },
     };
     let outcome = progress
         .around(send(cp, ctx, &credentials, &certificate_id, cause))
@@ -151,12 +161,9 @@ pub(super) async fn push(
         ctx.metrics.reconciled("deferred");
         return Ok(Action::requeue(wait));
     }
+    let attempt = answered_at(&attempt);
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
     if let PushOutcome::Pushed { .. } = outcome {
-        let not_after = match &source {
-            Some(_) => working.not_after.clone(),
-            None => expiry(ctx, &credentials, &certificate_id).await,
-        };
         new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
         // The certificate this one replaces serves nobody once the renewal is in the target service.
         let superseded = current
@@ -220,6 +227,15 @@ fn deposed(ctx: &Context, outcome: &PushOutcome) -> bool {
     matches!(outcome, PushOutcome::Failed(f) if fenced(ctx, f))
 }
 
+/// `attempt` as of now, when its answer came: a request may have waited for a rate-limit token after the reconcile
+/// started, and its retry backoff counts from when it was sent and answered, not from before.
+fn answered_at<'a>(attempt: &Attempt<'a>) -> Attempt<'a> {
+    Attempt {
+        now: Timestamp::now().max(attempt.now),
+        ..*attempt
+    }
+}
+
 /// How long until the account's rate limit lets the request of `outcome` leave, when that is why it was not sent:
 /// the object comes back then, with no status written (a deferral is not a failure).
 fn deferred(outcome: &PushOutcome) -> Option<Duration> {
@@ -258,8 +274,15 @@ pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal
     Ok(action)
 }
 
-/// When the certificate `certificate_id` expires, as SCM tells it: asked once per successful push of a certificateId
-/// spec, so the expiry gauge covers those too. Best effort: the push is recorded either way.
+/// The expiry status already records for `certificate_id` (pushed before, to any destination), so it is not asked
+/// again.
+fn known_expiry(current: &CertificatePushStatus, certificate_id: &str) -> Option<String> {
+    let pushed = current.pushed.as_ref().filter(|p| p.certificate_id == certificate_id)?;
+    pushed.not_after.clone()
+}
+
+/// When the certificate `certificate_id` expires, as SCM tells it: asked before a push of a certificateId spec whose
+/// expiry status does not hold yet, so the expiry gauge covers those too. Best effort: the push goes ahead either way.
 async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Option<String> {
     match ctx.scm.expiry(credentials, certificate_id).await {
         Ok(at) => at.map(status::format_time),

@@ -467,7 +467,7 @@ impl ScmClient {
         // accounts and come back when it is about their turn.
         let account = credentials.account();
         let waiting = match self.limiter.enter(&account, rand::random()) {
-            Ok(waiting) => waiting,
+            Ok(waiting) => (waiting, self.metrics.waiting()),
             Err(later) => return Transport::Deferred(later),
         };
         let mut stopping = self.stopping.subscribe();

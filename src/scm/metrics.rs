@@ -39,6 +39,16 @@ pub struct ScmMetrics {
     requests: Family<ScmLabels, Counter>,
     seconds: Family<OperationLabel, Histogram>,
     clock_skew: Gauge<f64, AtomicU64>,
+    waiting: Gauge,
+}
+
+/// One request counted in `certpush_scm_requests_waiting` until dropped.
+pub struct WaitingRequest(Gauge);
+
+impl Drop for WaitingRequest {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for ScmMetrics {
@@ -48,6 +58,7 @@ impl Default for ScmMetrics {
             requests: Family::default(),
             seconds: Family::new_with_constructor(|| Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])),
             clock_skew: Gauge::default(),
+            waiting: Gauge::default(),
         }
     }
 }
@@ -67,11 +78,22 @@ impl ScmMetrics {
             metrics.seconds.clone(),
         );
         registry.register(
+            "scm_requests_waiting",
+            "SCM requests waiting for a rate-limit token inside the client, each holding a reconcile worker",
+            metrics.waiting.clone(),
+        );
+        registry.register(
             "scm_clock_skew_seconds",
             "How far this operator's clock was ahead of SCM's (its Date header) at the last answer; SCM refuses AK/SK signatures more than 900 s off",
             metrics.clock_skew.clone(),
         );
         metrics
+    }
+
+    /// Counts one request as waiting for a token until the returned guard is dropped.
+    pub fn waiting(&self) -> WaitingRequest {
+        self.waiting.inc();
+        WaitingRequest(self.waiting.clone())
     }
 
     /// Counts one request of `operation` by what came back.

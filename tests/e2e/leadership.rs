@@ -145,17 +145,14 @@ async fn a_leader_cut_off_from_the_api_server_stops_sending_within_its_renew_dea
     wait_numbered_pushed(&api, "c", 0..N, Duration::from_secs(60)).await;
     let converged = cut.elapsed();
 
-    // Every push the cut-off leader did not send was stopped by its fence and counted as not sent; wait until all
-    // N are accounted for, so a request it would send late cannot be missed.
-    let not_sent = "certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} ";
+    // Every push the cut-off leader did not send was stopped by its fence (not sent) or deferred by the rate limit
+    // (a deferred object comes back as a standby and sends nothing); wait until all N are accounted for and none
+    // waits for a token any more, so a request it would send late cannot be missed.
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let stopped = loop {
         let metrics = a.metrics().await;
-        let stopped: usize = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(not_sent))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        if stopped + sim_a.pushes().len() >= N {
+        let (stopped, deferred, waiting) = fence_accounts(&metrics);
+        if stopped + deferred + sim_a.pushes().len() >= N && waiting == 0 {
             break stopped;
         }
         assert!(
@@ -296,17 +293,12 @@ async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewa
     let sim_started_ms = now_ms() - sim.elapsed_ms() as i64;
     let slowed_ms = now_ms();
 
-    // Each reconcile queued for a token ends in a push or in a request the fence stopped (not sent).
-    let not_sent = "certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} ";
+    // Each reconcile ends in a push, in a request the fence stopped (not sent), or deferred by the rate limit, and
+    // none waits for a token any more.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let stopped = loop {
-        let stopped: usize = op
-            .metrics()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix(not_sent))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        if stopped + sim.pushes().len() >= N {
+        let (stopped, deferred, waiting) = fence_accounts(&op.metrics().await);
+        if stopped + deferred + sim.pushes().len() >= N && waiting == 0 {
             break stopped;
         }
         assert!(
@@ -666,4 +658,20 @@ async fn the_operator_recovers_from_an_api_server_restart() {
         "each object pushed exactly once"
     );
     op.wait_probe("/healthz", 200).await;
+}
+
+/// From an operator's metrics: pushes its fence stopped, pushes its rate limit deferred, and requests waiting for a
+/// token now.
+fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
+    let value = |prefix: &str| -> usize {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as usize)
+    };
+    (
+        value("certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} "),
+        value("certpush_scm_requests_total{operation=\"push\",code=\"deferred\",error_code=\"\"} "),
+        value("certpush_scm_requests_waiting "),
+    )
 }
