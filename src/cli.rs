@@ -85,6 +85,11 @@ pub struct RunArgs {
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_period)]
     pub resync_period: Duration,
 
+    /// Honour the re-push annotation at most once per this interval for each object (counted from its last
+    /// attempt), so an annotation changed in a loop cannot flood SCM; `0` turns it off.
+    #[arg(long, env = "MIN_REPUSH_INTERVAL", default_value = "30s", value_parser = parse_period)]
+    pub min_repush_interval: Duration,
+
     /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
     /// failover.
     #[arg(long, env = "LEADER_ELECT")]
@@ -189,6 +194,7 @@ mod tests {
         assert_eq!((args.scm_qps, args.scm_burst), (10, 20));
         assert_eq!(args.scm_timeout, crate::scm::REQUEST_TIMEOUT);
         assert_eq!(args.resync_period, Duration::from_secs(600));
+        assert_eq!(args.min_repush_interval, Duration::from_secs(30));
         assert_eq!(args.lease_name, "certpush-operator");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
         assert_eq!(

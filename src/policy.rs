@@ -68,9 +68,14 @@ pub struct Observed<'a> {
     pub source_fingerprint: Option<&'a str>,
     /// Where the spec asks the certificate to go; None judges by generation alone.
     pub destination: Option<Destination<'a>>,
+    /// The shortest time between an attempt and a push the re-push annotation asks for (`--min-repush-interval`).
+    pub min_repush_interval: Duration,
     /// Now.
     pub now: Timestamp,
 }
+
+/// Default of `--min-repush-interval`.
+pub const MIN_REPUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What the spec asks to push where: a push is needed when this differs from `status.pushed`, not on any spec edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +92,14 @@ pub struct Destination<'a> {
 pub fn next_step(o: &Observed) -> Step {
     let s = o.status;
     let new_request = o.push_request.is_some() && o.push_request != s.last_handled_push_request.as_deref();
+    // A re-push annotation changed in a loop is honoured at most once per --min-repush-interval.
+    let requested = || match too_soon(o) {
+        Some(wait) => Step::WaitForRetry(wait),
+        None => Step::Push(Cause::Requested),
+    };
     // A new request bypasses backoff and stalls, except the request whose own retries are being backed off.
     if new_request && o.push_request != s.pending_push_request.as_deref() {
-        return Step::Push(Cause::Requested);
+        return requested();
     }
     // The certificate in the source Secret is the one the status is about (always so for a certificateId spec).
     let same_certificate = o
@@ -103,7 +113,7 @@ pub fn next_step(o: &Observed) -> Step {
         // An imported certificate counts as pushed once its own push succeeded.
         let certificate_pushed = o.source_fingerprint.is_none() || (same_certificate && import_pushed(s));
         return if new_request {
-            Step::Push(Cause::Requested)
+            requested()
         } else if !pushed_here(o) {
             Step::Push(Cause::NewGeneration)
         } else if certificate_pushed {
@@ -137,6 +147,13 @@ pub fn next_step(o: &Observed) -> Step {
         }
         Lift::CredentialChange | Lift::SpecChange => Step::Stalled,
     }
+}
+
+/// How long until a requested push may go, when the last attempt was less than the minimum re-push interval ago.
+fn too_soon(o: &Observed) -> Option<Duration> {
+    let last = o.status.last_attempt_time.as_deref().and_then(status::parse_time)?;
+    let allowed = last.checked_add(o.min_repush_interval).ok()?;
+    (allowed > o.now).then(|| until(o.now, allowed))
 }
 
 /// Whether what this generation asks for was pushed: at this generation, or to the same destination by an earlier
@@ -197,6 +214,7 @@ mod tests {
             endpoint: ENDPOINT,
             source_fingerprint: None,
             destination: None,
+            min_repush_interval: Duration::ZERO,
             now: t(NOW),
         }
     }
@@ -431,6 +449,32 @@ mod tests {
             ..back
         };
         assert_eq!(next_step(&elsewhere), Step::Push(Cause::CredentialsChanged));
+    }
+
+    /// Defect: a re-push annotation changed in a loop (a misbehaving script, a GitOps tool fighting another) pushed on
+    /// every change.
+    #[test]
+    fn a_requested_push_waits_out_the_minimum_interval_since_the_last_attempt() {
+        let pending = status::pending(&Default::default(), 1, t(NOW));
+        let pushed = status::pushed(&pending, &attempt(1, "d1"), 204, None);
+        let at = |now: &str| Observed {
+            push_request: Some("again"),
+            min_repush_interval: MIN_REPUSH_INTERVAL,
+            now: t(now),
+            ..observe(&pushed, 1, Some("d1"))
+        };
+        assert_eq!(
+            next_step(&at("2026-01-01T00:00:10Z")),
+            Step::WaitForRetry(Duration::from_secs(20))
+        );
+        assert_eq!(next_step(&at("2026-01-01T00:00:30Z")), Step::Push(Cause::Requested));
+        // A first push is never held back.
+        let first = Observed {
+            push_request: Some("again"),
+            min_repush_interval: MIN_REPUSH_INTERVAL,
+            ..observe(&pending, 1, Some("d1"))
+        };
+        assert_eq!(next_step(&first), Step::Push(Cause::Requested));
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct Runtime {
     pub namespace: Option<String>,
     /// Reconciles at once (`--concurrency`).
     pub concurrency: u16,
+    /// `--min-repush-interval`.
+    pub min_repush_interval: std::time::Duration,
     /// The controller's metrics.
     pub metrics: Arc<Metrics>,
     /// Posts Events beside the reconciles.
@@ -179,6 +181,7 @@ impl Runtime {
             scm,
             namespace: args.namespace,
             concurrency: args.concurrency,
+            min_repush_interval: args.min_repush_interval,
             metrics,
             events,
             leadership,

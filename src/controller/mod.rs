@@ -61,6 +61,8 @@ pub struct Context {
     /// Secret reads (and the parsing of what they hold) at once: a Secret may be up to 1 MiB, and 64 reconciles of
     /// objects pointing at one must not all hold a copy together.
     secret_reads: tokio::sync::Semaphore,
+    /// `--min-repush-interval`.
+    min_repush_interval: std::time::Duration,
 }
 
 /// Secret reads at once, over all reconciles.
@@ -83,7 +85,14 @@ impl Context {
             leadership,
             memory: Memory::default(),
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS),
+            min_repush_interval: policy::MIN_REPUSH_INTERVAL,
         }
+    }
+
+    /// Honours a re-push annotation at most once per `interval` for each object (`--min-repush-interval`).
+    pub fn with_min_repush_interval(mut self, interval: std::time::Duration) -> Self {
+        self.min_repush_interval = interval;
+        self
     }
 
     /// Drops what is kept in memory about a deleted object.
@@ -135,6 +144,7 @@ impl Context {
                     target_service: cp.spec.target_service,
                     target_project: &cp.spec.target_project,
                 }),
+                min_repush_interval: self.min_repush_interval,
                 now,
             })
         };

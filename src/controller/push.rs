@@ -14,6 +14,7 @@ use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
 use crate::policy::{self, Cause, deletions};
+use crate::scm::verdicts;
 use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
 use crate::status::{self, Attempt, Reason};
@@ -140,16 +141,23 @@ pub(super) async fn push(
     };
     // The expiry of a certificate in SCM is read before the push, never between the push and its status write:
     // that write must follow the push as closely as possible (a takeover in between would push again).
-    let not_after = match &source {
-        Some(_) => working.not_after.clone(),
+    let read = match &source {
+        Some(_) => Ok(working.not_after.clone()),
         None => match known_expiry(current, &certificate_id) {
-            Some(known) => Some(known),
+            Some(known) => Ok(Some(known)),
             None => progress.around(expiry(ctx, &credentials, &certificate_id)).await,
         },
     };
-    let outcome = progress
-        .around(send(cp, ctx, &credentials, &certificate_id, cause))
-        .await;
+    let (not_after, outcome) = match read {
+        // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
+        Err(refusal) => (None, PushOutcome::Failed(refusal)),
+        Ok(not_after) => {
+            let outcome = progress
+                .around(send(cp, ctx, &credentials, &certificate_id, cause))
+                .await;
+            (not_after, outcome)
+        }
+    };
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
     }
@@ -283,14 +291,26 @@ fn known_expiry(current: &CertificatePushStatus, certificate_id: &str) -> Option
 
 /// When the certificate `certificate_id` expires, as SCM tells it: asked before a push of a certificateId spec whose
 /// expiry status does not hold yet, so the expiry gauge covers those too. Best effort: the push goes ahead either way.
-async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Option<String> {
+/// Any other failure leaves the expiry unknown; a refusal of the credential (or a locked key, or the fence) is the
+/// attempt's outcome, so the push is not sent after it.
+async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Result<Option<String>, PushFailure> {
     match ctx.scm.expiry(credentials, certificate_id).await {
-        Ok(at) => at.map(status::format_time),
+        Ok(at) => Ok(at.map(status::format_time)),
+        Err(failure) if ends_the_attempt(ctx, &failure) => Err(failure),
         Err(failure) => {
             warn!(certificate_id, error = %failure.error_message, "could not read the certificate's expiry from SCM");
-            None
+            Ok(None)
         }
     }
+}
+
+/// Whether a failed read before the push ends the attempt, its failure being the push's answer too: the credential
+/// was refused, the key is locked, SCM holds no such certificate, the fence closed, or the account's rate limit
+/// deferred it.
+fn ends_the_attempt(ctx: &Context, failure: &PushFailure) -> bool {
+    let refused = !matches!(verdicts::finding(Some(failure), true), verdicts::Finding::Accepted);
+    let answers_the_push = matches!(failure.kind, FailureKind::Deferred | FailureKind::CertificateNotFound);
+    refused || answers_the_push || fenced(ctx, failure)
 }
 
 /// What a push of `certificate_id` (valid until `not_after`) for `cp` sends where, as status records it.

@@ -23,6 +23,7 @@ pub async fn run(rt: Runtime) {
         client,
         scm,
         concurrency,
+        min_repush_interval,
         metrics,
         events,
         leadership,
@@ -34,7 +35,8 @@ pub async fn run(rt: Runtime) {
         drain,
         ..
     } = rt;
-    let ctx = Arc::new(Context::new(client, scm, events, metrics, leadership));
+    let ctx =
+        Arc::new(Context::new(client, scm, events, metrics, leadership).with_min_repush_interval(min_repush_interval));
     let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.

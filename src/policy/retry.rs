@@ -167,6 +167,7 @@ mod tests {
                     endpoint: ENDPOINT,
                     source_fingerprint: None,
                     destination: None,
+                    min_repush_interval: Duration::ZERO,
                     now,
                 });
                 assert!(matches!(seen, Step::WaitForRetry(d) if d >= backoff), "{seen:?}");

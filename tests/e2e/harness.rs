@@ -228,6 +228,15 @@ pub async fn wait_numbered_pushed(
     }
 }
 
+/// The requests about certificate `certificate_id` (the push and the expiry read before it) sent with `token`.
+pub fn requests_for(sim: &Sim, certificate_id: &str, token: Option<&str>) -> Vec<scm_sim::Call> {
+    let token = token.map(sha256);
+    sim.calls()
+        .into_iter()
+        .filter(|c| c.certificate_id.as_deref() == Some(certificate_id) && c.token_sha256 == token)
+        .collect()
+}
+
 /// The target projects of `calls`, sorted: with `create_numbered`, one entry per push of an object.
 pub fn pushed_projects(calls: &[scm_sim::Call]) -> Vec<String> {
     let mut projects: Vec<String> = calls
@@ -330,6 +339,8 @@ impl Operator {
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
+            // Tests set re-push annotations back to back; a test of the interval passes the flag, which wins.
+            .env("MIN_REPUSH_INTERVAL", "0s")
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
             .stdout(Stdio::from(file.try_clone().unwrap()))

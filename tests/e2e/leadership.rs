@@ -669,9 +669,20 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
             .find_map(|l| l.strip_prefix(prefix))
             .map_or(0, |v| v.trim().parse::<f64>().unwrap() as usize)
     };
+    // An attempt ends at its expiry read (operation show) when that is stopped or deferred, or at its push.
+    let both = |code: &str| {
+        ["push", "show"]
+            .iter()
+            .map(|op| {
+                value(&format!(
+                    "certpush_scm_requests_total{{operation=\"{op}\",code=\"{code}\",error_code=\"\"}} "
+                ))
+            })
+            .sum::<usize>()
+    };
     (
-        value("certpush_scm_requests_total{operation=\"push\",code=\"not_sent\",error_code=\"\"} "),
-        value("certpush_scm_requests_total{operation=\"push\",code=\"deferred\",error_code=\"\"} "),
+        both("not_sent"),
+        both("deferred"),
         value("certpush_scm_requests_waiting "),
     )
 }
