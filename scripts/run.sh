@@ -77,7 +77,8 @@ kubectl -n demo apply --server-side -f deploy/examples/push-cdn.yaml -f deploy/e
 metrics_port=$(free_port)
 echo "==> running the operator (as system:serviceaccount:certpush-system:certpush-operator); log: $work/operator.log"
 KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run \
-  --scm-endpoint "http://127.0.0.1:$sim_port" --metrics-addr "127.0.0.1:$metrics_port" >"$work/operator.log" 2>&1 &
+  --scm-endpoint "http://127.0.0.1:$sim_port" --allow-insecure-endpoint --metrics-addr "127.0.0.1:$metrics_port" \
+  >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 settled=false

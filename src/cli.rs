@@ -75,6 +75,11 @@ pub struct RunArgs {
     #[arg(long, env = "SCM_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub scm_burst: u32,
 
+    /// Accept an `http://` --scm-endpoint (a local simulator): without it the operator refuses to start rather than
+    /// send credentials and private keys unencrypted.
+    #[arg(long, env = "ALLOW_INSECURE_ENDPOINT")]
+    pub allow_insecure_endpoint: bool,
+
     /// Longest wait for one SCM request, answer included; a push that times out may still have landed, and is
     /// recorded as an unknown outcome.
     #[arg(long, env = "SCM_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]

@@ -42,6 +42,12 @@ pub enum StartupError {
     /// The SCM client configuration is invalid.
     #[error(transparent)]
     ScmClient(#[from] crate::scm::client::ClientError),
+    /// An `http://` endpoint without --allow-insecure-endpoint.
+    #[error(
+        "--scm-endpoint {0} is plain http: credentials and private keys would cross the network unencrypted; use \
+         https, or pass --allow-insecure-endpoint (chart: scm.allowInsecureEndpoint) for a local simulator"
+    )]
+    InsecureEndpoint(String),
     /// The extra CA file could not be read.
     #[error("reading --scm-ca-file {path:?}: {source}")]
     CaFile {
@@ -115,6 +121,18 @@ pub struct Watches {
     pub secrets: Arc<WatchHealth>,
 }
 
+/// Refuses an `http://` SCM endpoint unless it was explicitly allowed.
+fn check_scheme(endpoint: &str, allow_insecure: bool) -> Result<(), StartupError> {
+    let plain = endpoint
+        .trim()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if plain && !allow_insecure {
+        return Err(StartupError::InsecureEndpoint(endpoint.trim().to_owned()));
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Connects, checks the CRD is served, registers the metrics, starts the admin server and joins leader election.
     pub async fn build(args: RunArgs) -> Result<Self, StartupError> {
@@ -128,6 +146,7 @@ impl Runtime {
         };
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
+        check_scheme(&args.scm_endpoint, args.allow_insecure_endpoint)?;
         let scm = ScmClient::with_timeout(&args.scm_endpoint, ca.as_deref(), args.scm_timeout)?
             .with_rate_limit(args.scm_qps, args.scm_burst)
             .with_metrics(ScmMetrics::register(registry.sub_registry_with_prefix(metrics::PREFIX)));
@@ -382,6 +401,16 @@ impl Drain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defect: an http:// endpoint was accepted silently, so a typo sent credentials and keys in the clear.
+    #[test]
+    fn a_plain_http_endpoint_needs_to_be_allowed() {
+        let refused = check_scheme("http://127.0.0.1:18080", false).unwrap_err().to_string();
+        assert!(refused.contains("--allow-insecure-endpoint"), "{refused}");
+        assert!(check_scheme("HTTP://scm.example", false).is_err());
+        assert!(check_scheme("http://127.0.0.1:18080", true).is_ok());
+        assert!(check_scheme("https://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
+    }
 
     fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(kube::core::Status::failure("x", "y").with_code(code).boxed())

@@ -341,6 +341,8 @@ impl Operator {
             .args(extra)
             // Tests set re-push annotations back to back; a test of the interval passes the flag, which wins.
             .env("MIN_REPUSH_INTERVAL", "0s")
+            // scm-sim speaks plain http on loopback.
+            .env("ALLOW_INSECURE_ENDPOINT", "true")
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
             .stdout(Stdio::from(file.try_clone().unwrap()))

@@ -167,6 +167,8 @@ def run_operator(kube: Kube, tmp_path: Path, user: str, args: list[str], sim_url
         "KUBECONFIG": str(kubeconfig),
         "RUST_LOG": "info",
         "POD_NAME": "helm-test-operator",
+        # scm-sim speaks plain http on loopback.
+        "ALLOW_INSECURE_ENDPOINT": "true",
     }
     operator = Process([str(OPERATOR_BIN), *local], tmp_path / "operator.log", env)
     base = f"http://127.0.0.1:{port}"

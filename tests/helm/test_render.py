@@ -187,6 +187,12 @@ def test_default_args_and_env(render):
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
+def test_an_http_endpoint_needs_allow_insecure_endpoint(render):
+    assert "--allow-insecure-endpoint" not in container(render({}))["args"]
+    args = container(render({"scm": {"endpoint": "http://scm-sim:8080", "allowInsecureEndpoint": True}}))["args"]
+    assert "--allow-insecure-endpoint" in args and "--scm-endpoint=http://scm-sim:8080" in args
+
+
 def test_resync_period_zero_turns_it_off(render):
     for off in ("0", "0s"):
         assert f"--resync-period={off}" in container(render({"resyncPeriod": off}))["args"]
