@@ -11,7 +11,11 @@
 
 ARG RUST_VERSION=1.95
 
-FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
+# Both base images are pinned by digest, so a rebuild uses the exact bytes reviewed, not whatever a tag points to
+# today. To update one: read the tag's current digest (`docker buildx imagetools inspect <image>:<tag>` or
+# `crane digest <image>:<tag>`), replace the sha256 below (and RUST_VERSION with the builder's tag), rebuild and
+# run `bash tests/helm/run.sh`.
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS builder
 WORKDIR /src
 # Dependencies first, so editing the operator's source does not rebuild them: build a stub crate
 # with the real manifests, then the real sources.
@@ -29,7 +33,7 @@ RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin certpush-operator \
     && install -D -m 0755 target/release/certpush-operator /out/certpush-operator
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 COPY --from=builder /out/certpush-operator /certpush-operator
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532

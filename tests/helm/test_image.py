@@ -66,9 +66,19 @@ def release_bin() -> Path:
 # --- the Dockerfile against the chart ----------------------------------------------------------------
 
 
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}( |$)")
+
+
+def test_every_base_image_is_pinned_by_digest():
+    """A tag can be moved to other bytes; a digest cannot. Every FROM names its image by digest."""
+    froms = [a for word, a in instructions(DOCKERFILE) if word == "FROM"]
+    assert froms and all(DIGEST.search(a) for a in froms), froms
+
+
 def test_final_stage_is_distroless_nonroot():
     stage = final_stage()
-    assert stage[0] == ("FROM", DISTROLESS)
+    word, image = stage[0]
+    assert word == "FROM" and image.startswith(f"{DISTROLESS}@sha256:"), image
     assert ("USER", "65532:65532") in stage
 
 
@@ -92,7 +102,8 @@ def test_builder_matches_the_runtime_and_the_crate():
     steps = instructions(DOCKERFILE)
     args = dict(a.split("=", 1) for word, a in steps if word == "ARG" and "=" in a)
     builder = next(a for word, a in steps if word == "FROM")
-    assert builder == "docker.io/library/rust:${RUST_VERSION}-bookworm AS builder"  # bookworm = Debian 12
+    # bookworm = Debian 12
+    assert builder.startswith("docker.io/library/rust:${RUST_VERSION}-bookworm@sha256:") and builder.endswith(" AS builder")
     rust = tuple(int(x) for x in args["RUST_VERSION"].split("."))
     msrv = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["rust-version"]
     assert rust >= tuple(int(x) for x in msrv.split(".")), "the builder's Rust is older than rust-version"

@@ -148,7 +148,7 @@ def flags_in(args: list[str]) -> set[str]:
 def test_args_cover_every_run_flag(render):
     flags = run_flags()
     assert {"--scm-endpoint", "--scm-ca-file", "--namespace", "--concurrency", "--log-format", "--metrics-addr"} <= flags
-    objects = render({"scope": "namespace", "scm": {"caBundle": {"secretName": "scm-ca"}}})
+    objects = render({"scope": "namespace", "scm": {"caBundle": {"secretName": "scm-ca"}, "allowInsecureEndpoint": True}})
     args = container(objects)["args"]
     assert args[0] == "run"
     assert flags_in(args) == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
