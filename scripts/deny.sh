@@ -9,10 +9,14 @@ if ! cargo deny --version 2>/dev/null | grep -q " $version"; then
   echo "==> installing cargo-deny $version (once per machine)"
   cargo install --locked --quiet cargo-deny --version "$version"
 fi
-cargo deny --locked check licenses bans sources
-if timeout 120 cargo deny --locked fetch db >/tmp/certpush-deny-fetch.log 2>&1; then
-  cargo deny --locked check advisories
+# Only errors are printed: duplicate versions are warnings, and their listing would fill the log.
+cargo deny --log-level error --locked check --hide-inclusion-graph licenses bans sources
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if timeout 120 cargo deny --locked fetch db >"$log" 2>&1; then
+  cargo deny --locked check --hide-inclusion-graph advisories
 else
-  echo "NOTICE: cargo deny advisories SKIPPED: the RustSec advisory database could not be fetched" >&2
-  echo "        ($(tail -n 1 /tmp/certpush-deny-fetch.log)); run 'bash scripts/deny.sh' where GitHub is reachable." >&2
+  reason=$(grep -m1 -E 'fatal:|error' "$log" | sed -E 's/^.*(fatal|ERROR)[]:]* *//' | cut -c1-160)
+  echo "NOTICE: cargo deny advisories SKIPPED: the RustSec advisory database could not be fetched (${reason:-no reason given});" >&2
+  echo "        run 'bash scripts/deny.sh' where github.com is reachable to check advisories." >&2
 fi

@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "supply chain: cargo deny (licenses, bans, sources; advisories when reachable)"
+bash scripts/deny.sh
+
 step "unit and simulator tests"
 cargo test --locked
 
