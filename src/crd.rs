@@ -77,8 +77,9 @@ pub struct CertificatePushSpec {
     /// Cloud service to push the certificate to: CDN, WAF or ELB.
     pub target_service: TargetService,
 
-    /// Region (IAM project name) of the target service, for example cn-north-4.
-    #[schemars(length(min = 1, max = 255))]
+    /// Region (IAM project name) of the target service, for example cn-north-4: lowercase letters, digits and
+    /// '-', at most 63.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub target_project: String,
 
     /// Secret in this CertificatePush's namespace that holds the SCM credentials.
@@ -123,7 +124,10 @@ pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
 #[serde(rename_all = "camelCase")]
 pub struct SourceSecretRef {
     /// Name of the Secret in the CertificatePush's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 }
 
@@ -158,13 +162,16 @@ pub struct ImportPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
     /// Name of the Secret in the CertificatePush's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 
     /// Key in the Secret's data that holds an IAM token (X-Auth-Token, at least 32 characters); not used by a Secret
     /// that holds an access key pair instead.
     #[serde(default = "default_token_key")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
     pub token_key: String,
 }
 
@@ -366,6 +373,28 @@ pub enum CertificateSource<'a> {
 impl CertificatePushSpec {
     /// The certificate source, or why the spec names none or both (for objects the schema did not check).
     pub fn source(&self) -> Result<CertificateSource<'_>, String> {
+        // The schema checks the same; an object stored before it did (or written around it) is caught here.
+        let names = [
+            Some(&self.credentials_ref.name),
+            self.source_secret_ref.as_ref().map(|r| &r.name),
+        ];
+        if let Some(name) = names.into_iter().flatten().find(|n| !is_secret_name(n)) {
+            return Err(format!(
+                "{name:?} is not a Secret name (lowercase letters, digits, '-' and '.')"
+            ));
+        }
+        if !is_secret_key(&self.credentials_ref.token_key) {
+            let key = &self.credentials_ref.token_key;
+            return Err(format!(
+                "credentialsRef.tokenKey {key:?} is not a Secret key (letters, digits, '-', '_', '.')"
+            ));
+        }
+        if !is_region(&self.target_project) {
+            let project = &self.target_project;
+            return Err(format!(
+                "targetProject {project:?} is not a region name like cn-north-4"
+            ));
+        }
         match (&self.certificate_id, &self.source_secret_ref) {
             (Some(id), None) => Ok(CertificateSource::Id(id)),
             (None, Some(secret)) => Ok(CertificateSource::Secret(&secret.name)),
@@ -383,6 +412,36 @@ impl CertificatePushSpec {
     pub fn retain_superseded(&self) -> bool {
         self.import_policy.as_ref().is_some_and(|p| p.retain_superseded)
     }
+}
+
+/// A DNS-1123 subdomain, the form of every Secret name.
+fn is_secret_name(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (1..=253).contains(&name.len()) && name.split('.').all(label)
+}
+
+/// The form of a key in a Secret's data.
+fn is_secret_key(key: &str) -> bool {
+    (1..=253).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The form of a Huawei region (IAM project name): a DNS label.
+fn is_region(project: &str) -> bool {
+    (1..=63).contains(&project.len())
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !project.starts_with('-')
+        && !project.ends_with('-')
 }
 
 impl CertificatePush {
@@ -421,12 +480,65 @@ mod tests {
         assert_eq!(id["maxLength"], 16);
     }
 
+    /// Defect: Secret names, the token key and the region were free text, so a name with '/' or a region with
+    /// spaces reached the API server's URL or SCM's request body.
+    #[test]
+    fn names_keys_and_regions_have_their_kubernetes_and_huawei_forms() {
+        let props = spec_schema()["properties"].clone();
+        let name_pattern = props["credentialsRef"]["properties"]["name"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(name_pattern.starts_with("^[a-z0-9]"), "{name_pattern}");
+        assert_eq!(
+            props["credentialsRef"]["properties"]["tokenKey"]["pattern"],
+            "^[-._a-zA-Z0-9]+$"
+        );
+        assert_eq!(props["targetProject"]["pattern"], "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+        assert_eq!(
+            props["sourceSecretRef"]["properties"]["name"]["pattern"],
+            name_pattern.as_str()
+        );
+
+        let with = |patch: Value| {
+            let mut v = json!({"certificateId": "scs1554192131150", "targetService": "WAF",
+                "targetProject": "cn-north-4", "credentialsRef": {"name": "scm-credentials.v2"}});
+            json_patch_merge(&mut v, &patch);
+            serde_json::from_value::<CertificatePushSpec>(v).unwrap()
+        };
+        assert!(with(json!({})).source().is_ok());
+        for (bad, says) in [
+            (json!({"credentialsRef": {"name": "../other"}}), "not a Secret name"),
+            (json!({"credentialsRef": {"name": "Scm"}}), "not a Secret name"),
+            (
+                json!({"credentialsRef": {"name": "scm", "tokenKey": "a/b"}}),
+                "tokenKey",
+            ),
+            (json!({"targetProject": "cn north 4"}), "not a region"),
+            (json!({"targetProject": "-cn"}), "not a region"),
+        ] {
+            let error = with(bad.clone()).source().unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    fn json_patch_merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    json_patch_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+
     #[test]
     fn schema_constrains_target_service_and_project() {
         let s = spec_schema();
         assert_eq!(s["properties"]["targetService"]["enum"], json!(["CDN", "WAF", "ELB"]));
         assert_eq!(s["properties"]["targetProject"]["minLength"], 1);
-        assert_eq!(s["properties"]["targetProject"]["maxLength"], 255);
+        assert_eq!(s["properties"]["targetProject"]["maxLength"], 63);
         let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
         required.sort();
         assert_eq!(required, ["credentialsRef", "targetProject", "targetService"]);

@@ -39,7 +39,13 @@ async fn admission_rejects_invalid_specs() {
         ("lowercase service", with("targetService", json!("waf"))),
         ("unknown service", with("targetService", json!("SLB"))),
         ("empty project", with("targetProject", json!(""))),
-        ("256-char project", with("targetProject", json!("p".repeat(256)))),
+        ("64-char project", with("targetProject", json!("p".repeat(64)))),
+        ("project with a space", with("targetProject", json!("cn north 4"))),
+        ("Secret name with /", with("credentialsRef", json!({"name": "a/b"}))),
+        (
+            "token key with /",
+            with("credentialsRef", json!({"name": "scm", "tokenKey": "a/b"})),
+        ),
         (
             "missing credentialsRef",
             with("credentialsRef", serde_json::Value::Null),
@@ -81,7 +87,7 @@ async fn admission_rejects_invalid_specs() {
     // The same template is accepted when valid, so the rejections above are about the fields.
     let ok: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
-        "metadata": {"name": "good"}, "spec": with("targetProject", json!("p".repeat(255))),
+        "metadata": {"name": "good"}, "spec": with("targetProject", json!("p".repeat(63))),
     }))
     .unwrap();
     let created = api
