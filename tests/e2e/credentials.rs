@@ -236,13 +236,7 @@ async fn a_wrong_secret_key_stalls_and_is_not_resent_until_the_key_changes() {
     );
     assert!(sim.calls().is_empty(), "nothing is sent: {:#?}", sim.calls());
 
-    put_secret_data(
-        &client,
-        &ns,
-        "scm",
-        &[("accessKey", ak), ("secretKey", "not-the-secret-key")],
-    )
-    .await;
+    put_access_key(&client, &ns, "not-the-secret-key").await;
     wait_for(&api, "waf", T, "Unauthorized", |cp| ready_is(cp, FALSE, "Unauthorized")).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     for i in 0..6 {
@@ -254,13 +248,7 @@ async fn a_wrong_secret_key_stalls_and_is_not_resent_until_the_key_changes() {
     assert_eq!(refused[0].error_code.as_deref(), Some("APIGW.0301"));
     assert!(sim.pushes().is_empty(), "its refusal answered the push too");
 
-    put_secret_data(
-        &client,
-        &ns,
-        "scm",
-        &[("accessKey", ak), ("secretKey", scm_sim::DEMO_SECRET_KEY)],
-    )
-    .await;
+    put_access_key(&client, &ns, scm_sim::DEMO_SECRET_KEY).await;
     wait_for(&api, "waf", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
     assert_eq!(
@@ -445,14 +433,7 @@ async fn eight_objects_sharing_a_wrong_key_send_it_once_and_recover_when_it_is_f
     let ns = namespace(&client, "aksk-shared").await;
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
-    let ak = scm_sim::DEMO_ACCESS_KEY;
-    put_secret_data(
-        &client,
-        &ns,
-        "scm",
-        &[("accessKey", ak), ("secretKey", "not-the-secret-key")],
-    )
-    .await;
+    put_access_key(&client, &ns, "not-the-secret-key").await;
     create_numbered(&client, &ns, "shared-", 0..8).await;
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
     for i in 0..8 {
@@ -467,13 +448,7 @@ async fn eight_objects_sharing_a_wrong_key_send_it_once_and_recover_when_it_is_f
     assert_eq!(failed, 1, "one probe for all eight: {:#?}", sim.calls());
 
     let fixed = std::time::Instant::now();
-    put_secret_data(
-        &client,
-        &ns,
-        "scm",
-        &[("accessKey", ak), ("secretKey", scm_sim::DEMO_SECRET_KEY)],
-    )
-    .await;
+    put_access_key(&client, &ns, scm_sim::DEMO_SECRET_KEY).await;
     wait_numbered_pushed(&api, "shared-", 0..8, Duration::from_secs(60)).await;
     let ready_after = fixed.elapsed();
     // One signature failure in all: far from the gateway's lock (more than five), which the fixed key never met.

@@ -156,6 +156,13 @@ pub async fn put_secret(client: &Client, ns: &str, name: &str, token: &str) {
 }
 
 /// Creates or replaces a Secret whose whole data is `entries`.
+/// Secret "scm" holding the simulator's access key with `secret_key`.
+#[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+pub async fn put_access_key(client: &Client, ns: &str, secret_key: &str) {
+    let entries = [("accessKey", scm_sim::DEMO_ACCESS_KEY), ("secretKey", secret_key)];
+    put_secret_data(client, ns, "scm", &entries).await;
+}
+
 pub async fn put_secret_data(client: &Client, ns: &str, name: &str, entries: &[(&str, &str)]) {
     let data: serde_json::Map<String, serde_json::Value> = entries
         .iter()

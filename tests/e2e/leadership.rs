@@ -99,23 +99,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_sending_within_its_renew_dea
     });
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let lease = format!("lease-{ns}");
-    let args = [
-        "--leader-elect",
-        "--lease-namespace",
-        "certpush-system",
-        "--lease-name",
-        lease.as_str(),
-        "--lease-duration",
-        "3s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "1s",
-        "--scm-qps",
-        "1",
-        "--scm-burst",
-        "1",
-    ];
+    let args = fenced_at_one_per_second(&lease);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
     let restricted = restricted_kubeconfig();
@@ -234,23 +219,8 @@ async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewa
     let sim = start_sim().await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let lease = format!("lease-{ns}");
-    let args = [
-        "--leader-elect",
-        "--lease-namespace",
-        "certpush-system",
-        "--lease-name",
-        lease.as_str(),
-        "--lease-duration",
-        "3s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "1s",
-        "--scm-qps",
-        "1",
-        "--scm-burst",
-        "1",
-    ];
+    let args = fenced_at_one_per_second(&lease);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let restricted = restricted_kubeconfig();
     let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
@@ -685,4 +655,27 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
         both("deferred"),
         value("certpush_scm_requests_waiting "),
     )
+}
+
+/// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, and SCM requests at one a
+/// second: reconciles queue for tokens while the fence is tested.
+fn fenced_at_one_per_second(lease: &str) -> Vec<String> {
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "certpush-system",
+        "--lease-name",
+        lease,
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "1s",
+        "--scm-qps",
+        "1",
+        "--scm-burst",
+        "1",
+    ];
+    args.map(str::to_owned).to_vec()
 }
