@@ -237,7 +237,9 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
     let workers = ctx.metrics.workers();
     workers.inc();
     let started = Instant::now();
-    let result = reconcile_inner(&cp, &ctx).instrument(span).await;
+    // Its SCM requests share their account's rate fairly with other namespaces'.
+    let tenant = cp.namespace().unwrap_or_default();
+    let result = crate::scm::as_tenant(tenant, reconcile_inner(&cp, &ctx).instrument(span)).await;
     workers.dec();
     let outcome = match &result {
         Err(_) => "error",

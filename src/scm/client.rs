@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
 use super::auth::Credentials;
-use super::limit::{Limiter, Signal};
+use super::limit::{Limiter, Signal, current_tenant};
 use super::metrics::ScmMetrics;
 use super::outcome::{
     PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
@@ -466,7 +466,7 @@ impl ScmClient {
         // requests of an account wait here; the rest end the call, so their reconciles free their workers for other
         // accounts and come back when it is about their turn.
         let account = credentials.account();
-        let waiting = match self.limiter.enter(&account, rand::random()) {
+        let waiting = match self.limiter.enter(&account, &current_tenant(), rand::random()) {
             Ok(waiting) => (waiting, self.metrics.waiting()),
             Err(later) => return Transport::Deferred(later),
         };

@@ -58,8 +58,32 @@ struct State {
     changed: Instant,
     /// Requests of this account waiting for a token inside the client, each holding a reconcile worker.
     waiting: u32,
-    /// The slot of the last request deferred: the next one deferred comes back after it.
+    /// The tenants (namespaces) with requests of this account waiting or deferred: they share its places and rate.
+    tenants: HashMap<String, Tenant>,
+}
+
+/// One tenant's share of an account.
+#[derive(Default)]
+struct Tenant {
+    /// Its requests waiting for a token.
+    waiting: u32,
+    /// The slot of its last request deferred: its next one deferred comes back after it.
     deferred_until: Option<Instant>,
+}
+
+tokio::task_local! {
+    /// The tenant (namespace) on whose behalf the current task sends SCM requests.
+    static TENANT: String;
+}
+
+/// Runs `work` on behalf of `tenant`: the SCM requests it sends share their account's rate fairly with other tenants.
+pub async fn as_tenant<F: std::future::Future>(tenant: String, work: F) -> F::Output {
+    TENANT.scope(tenant, work).await
+}
+
+/// The tenant of the current task; requests sent outside [`as_tenant`] share one anonymous tenant.
+pub fn current_tenant() -> String {
+    TENANT.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// Most requests of one account that wait for a token at once; the others are deferred, so a busy account holds at
@@ -70,12 +94,17 @@ pub const MAX_WAITING: u32 = 8;
 pub struct Waiting {
     limiter: Limiter,
     account: String,
+    tenant: String,
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.limiter
-            .with(&self.account, |s| s.waiting = s.waiting.saturating_sub(1));
+        self.limiter.with(&self.account, |s| {
+            s.waiting = s.waiting.saturating_sub(1);
+            if let Some(tenant) = s.tenants.get_mut(&self.tenant) {
+                tenant.waiting = tenant.waiting.saturating_sub(1);
+            }
+        });
     }
 }
 
@@ -109,32 +138,50 @@ impl Limiter {
             // As if the rate had been set long ago: the first 429 must count.
             changed: Instant::now().checked_sub(RECOVERY_STEP).unwrap_or_else(Instant::now),
             waiting: 0,
-            deferred_until: None,
+            tenants: HashMap::new(),
         });
         f(state)
     }
 
-    /// A place among the requests of `account` waiting for a token, or, when [`MAX_WAITING`] already wait, how long
-    /// to come back after: the next free slot behind those waiting and those deferred before, plus up to one slot
-    /// of `jitter` (uniform in [0, 1)).
-    pub fn enter(&self, account: &str, jitter: f64) -> Result<Waiting, Duration> {
+    /// A place among the requests of `account` waiting for a token, or how long to come back after. The places are
+    /// shared fairly between the tenants (namespaces) with requests waiting or deferred: each may hold its share of
+    /// [`MAX_WAITING`], and its deferred requests come back spaced so that every tenant gets its turn at the
+    /// account's rate, behind those waiting and those deferred before, plus up to one slot of `jitter` (uniform in
+    /// [0, 1)). One namespace with thousands of objects therefore cannot starve another with one.
+    pub fn enter(&self, account: &str, tenant: &str, jitter: f64) -> Result<Waiting, Duration> {
         self.with(account, |s| {
-            if s.waiting >= MAX_WAITING {
-                // Each deferred request gets the next slot after those waiting and those deferred before it, so
-                // they come back about when their turn is, once each, instead of all retrying every few seconds.
-                let now = Instant::now();
-                let interval = Duration::from_secs_f64(1.0 / f64::from(s.qps.max(1)));
-                let after_waiting = now + interval * s.waiting;
-                let end = s.deferred_until.filter(|e| *e > after_waiting).unwrap_or(after_waiting) + interval;
-                s.deferred_until = Some(end);
-                return Err(end - now + interval.mul_f64(jitter.clamp(0.0, 1.0)));
+            let now = Instant::now();
+            s.tenants
+                .retain(|_, t| t.waiting > 0 || t.deferred_until.is_some_and(|at| at > now));
+            let known = s.tenants.contains_key(tenant);
+            let active = u32::try_from(s.tenants.len() + usize::from(!known))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            let share = (MAX_WAITING / active).max(1);
+            let waiting = s.waiting;
+            let mine = s.tenants.entry(tenant.to_owned()).or_default();
+            if waiting < MAX_WAITING && mine.waiting < share {
+                mine.waiting += 1;
+                s.waiting += 1;
+                return Ok(());
             }
-            s.waiting += 1;
-            Ok(())
+            // Each deferred request gets its tenant's next slot, so it comes back about when its turn is, once,
+            // instead of all of them retrying every few seconds; tenants' slots interleave.
+            let interval = Duration::from_secs_f64(1.0 / f64::from(s.qps.max(1)));
+            let turn = interval * active;
+            let after_waiting = now + turn * mine.waiting;
+            let end = mine
+                .deferred_until
+                .filter(|at| *at > after_waiting)
+                .unwrap_or(after_waiting)
+                + turn;
+            mine.deferred_until = Some(end);
+            Err(end - now + interval.mul_f64(jitter.clamp(0.0, 1.0)))
         })?;
         Ok(Waiting {
             limiter: self.clone(),
             account: account.to_owned(),
+            tenant: tenant.to_owned(),
         })
     }
 
@@ -253,17 +300,39 @@ mod tests {
     #[test]
     fn a_busy_account_holds_at_most_max_waiting_workers() {
         let limiter = Limiter::new(2, 1);
-        let places: Vec<Waiting> = (0..MAX_WAITING).map(|_| limiter.enter("a", 0.0).unwrap()).collect();
-        let Err(later) = limiter.enter("a", 0.0) else {
+        let places: Vec<Waiting> = (0..MAX_WAITING)
+            .map(|_| limiter.enter("a", "ns", 0.0).unwrap())
+            .collect();
+        let Err(later) = limiter.enter("a", "ns", 0.0) else {
             panic!("a ninth request of one account waits too")
         };
         // Eight waiting at 2/s: the ninth is back in 4.5 s, the tenth after it.
         let ms = |d: Duration| (d.as_secs_f64() * 1000.0).round() as u64;
         assert!((4499..=4500).contains(&ms(later)), "{later:?}");
-        let next = limiter.enter("a", 0.0).err().unwrap();
+        let next = limiter.enter("a", "ns", 0.0).err().unwrap();
         assert!((4999..=5000).contains(&ms(next)), "{next:?}");
-        assert!(limiter.enter("b", 0.0).is_ok(), "another account is not held up");
+        assert!(limiter.enter("b", "ns", 0.0).is_ok(), "another account is not held up");
         drop(places);
-        assert!(limiter.enter("a", 0.0).is_ok());
+        assert!(limiter.enter("a", "ns", 0.0).is_ok());
+    }
+
+    /// Defect: within one account, whoever asked first got the places and the rate, so one namespace with thousands
+    /// of objects starved another with one.
+    #[test]
+    fn namespaces_sharing_an_account_take_turns() {
+        let limiter = Limiter::new(5, 1);
+        let mut busy: Vec<Waiting> = (0..MAX_WAITING)
+            .map(|_| limiter.enter("acct", "team-a", 0.0).unwrap())
+            .collect();
+        assert!(limiter.enter("acct", "team-a", 0.0).is_err());
+        // Team B's one request is not queued behind team A's backlog: it comes back after one turn of two tenants.
+        let Err(back) = limiter.enter("acct", "team-b", 0.0) else {
+            panic!("no place was free")
+        };
+        assert!(back <= Duration::from_millis(401), "{back:?}");
+        // Two of A's requests got their tokens: B gets a place, and A, over its half share, does not.
+        busy.truncate(MAX_WAITING as usize - 2);
+        assert!(limiter.enter("acct", "team-b", 0.0).is_ok());
+        assert!(limiter.enter("acct", "team-a", 0.0).is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, ScmClient};
+pub use limit::as_tenant;
 pub use metrics::ScmMetrics;
 pub use outcome::{
     FailureKind, PushFailure, PushOutcome, Pushed, ScmResponse, Transport, blames_endpoint, classify, classify_as,
