@@ -490,3 +490,38 @@ async fn a_long_scm_message_still_gets_its_warning_event() {
         note.len()
     );
 }
+
+/// Defect: redaction ran on the raw answer, so a token SCM echoed JSON-escaped (`\u0037...`) came back whole once
+/// decoded, into status, Events and logs. The echo is redacted after decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_token_echoed_json_escaped_never_shows() {
+    let client = admin().await;
+    let ns = namespace(&client, "echo").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "trace").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let mut chars = GOOD_TOKEN.chars();
+    let first = chars.next().unwrap();
+    let escaped = format!("\\u{:04x}{}", first as u32, chars.as_str());
+    sim.inject(Fault {
+        certificate_id: None,
+        times: 1,
+        action: FaultAction::Respond {
+            status: 503,
+            body: format!(r#"{{"error_code":"APIGW.0613","error_msg":"token {escaped} is unavailable"}}"#),
+            retry_after: None,
+        },
+    });
+    let api = create_push(&client, &ns, "waf", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    let events = wait_event(&client, &ns, "waf", "Warning", "PushFailed").await;
+    assert!(
+        events.iter().any(|(_, _, note)| note.contains("<redacted>")),
+        "{events:?}"
+    );
+    wait_for(&api, "waf", Duration::from_secs(30), "pushed on retry", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
+}
