@@ -22,19 +22,8 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_pushes() 
     let sim = start_sim().await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let lease = format!("lease-{ns}");
-    let args = [
-        "--leader-elect",
-        "--lease-namespace",
-        "certpush-system",
-        "--lease-name",
-        lease.as_str(),
-        "--lease-duration",
-        "3s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "1s",
-    ];
+    let args = fast_election(&lease);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
     let mut a = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &args).await;
@@ -326,19 +315,8 @@ async fn a_retry_dropped_while_the_fence_was_closed_runs_when_it_reopens() {
     let sim = start_sim().await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let lease = format!("lease-{ns}");
-    let args = [
-        "--leader-elect",
-        "--lease-namespace",
-        "certpush-system",
-        "--lease-name",
-        lease.as_str(),
-        "--lease-duration",
-        "3s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "1s",
-    ];
+    let args = fast_election(&lease);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
     let restricted = restricted_kubeconfig();
@@ -657,9 +635,9 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
     )
 }
 
-/// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, and SCM requests at one a
-/// second: reconciles queue for tokens while the fence is tested.
-fn fenced_at_one_per_second(lease: &str) -> Vec<String> {
+/// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, so failover and the
+/// fence play out within seconds.
+fn fast_election(lease: &str) -> Vec<String> {
     let args = [
         "--leader-elect",
         "--lease-namespace",
@@ -672,10 +650,13 @@ fn fenced_at_one_per_second(lease: &str) -> Vec<String> {
         "2s",
         "--retry-period",
         "1s",
-        "--scm-qps",
-        "1",
-        "--scm-burst",
-        "1",
     ];
     args.map(str::to_owned).to_vec()
+}
+
+/// [`fast_election`] with SCM requests at one a second: reconciles queue for tokens while the fence is tested.
+fn fenced_at_one_per_second(lease: &str) -> Vec<String> {
+    let mut args = fast_election(lease);
+    args.extend(["--scm-qps", "1", "--scm-burst", "1"].map(str::to_owned));
+    args
 }
