@@ -56,7 +56,9 @@ pub(super) enum BeforeImport {
 
 /// Decides how an import starts from `current`. Pure.
 pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatus, source: &Source) -> BeforeImport {
-    if importing(current, source, true).certificate_id.is_some() {
+    // The recorded ID is this certificate's (importing() keeps it for the same fingerprint only).
+    let same_certificate = current.source_fingerprint.as_deref() == Some(source.tls.fingerprint.as_str());
+    if same_certificate && current.certificate_id.is_some() {
         return BeforeImport::Nothing;
     }
     let intent = intent(cp, source);

@@ -130,7 +130,7 @@ pub(super) async fn push(
                 let (new, action) = policy::after_attempt(&started, &answered, &outcome, rand::random());
                 log_outcome("import", &outcome, &new);
                 ctx.metrics.reconciled("import_failed");
-                return finish(ctx, obj, &credentials, new, action).await;
+                return finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await;
             }
         },
     };
@@ -141,14 +141,14 @@ pub(super) async fn push(
     };
     // The expiry of a certificate in SCM is read before the push, never between the push and its status write:
     // that write must follow the push as closely as possible (a takeover in between would push again).
-    let read = match &source {
+    let expiry_read = match &source {
         Some(_) => Ok(working.not_after.clone()),
         None => match known_expiry(current, &certificate_id) {
             Some(known) => Ok(Some(known)),
             None => progress.around(expiry(ctx, &credentials, &certificate_id)).await,
         },
     };
-    let (not_after, outcome) = match read {
+    let (not_after, outcome) = match expiry_read {
         // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
         Err(refusal) => (None, PushOutcome::Failed(refusal)),
         Ok(not_after) => {
@@ -187,7 +187,7 @@ pub(super) async fn push(
         PushOutcome::Pushed { .. } => "pushed",
         PushOutcome::Failed(_) => "push_failed",
     });
-    finish(ctx, obj, &credentials, new, action).await
+    finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await
 }
 
 /// Saves the status an attempt left, then sends the deletes it owes (recorded first, so a crash or a failed write
@@ -196,6 +196,7 @@ async fn finish(
     ctx: &Context,
     obj: Reconciling<'_>,
     credentials: &Credentials,
+    digest: Option<&str>,
     new: CertificatePushStatus,
     action: Action,
 ) -> Result<Action, Error> {
@@ -207,8 +208,7 @@ async fn finish(
         .and_then(status::parse_time)
         .map(|at| policy::until(now, at));
     let mut saved = new;
-    let digest = credentials.digest();
-    if !deletions::due(&saved, now).is_empty() && deletions::may_send(&saved, Some(&digest)) {
+    if !deletions::due(&saved, now).is_empty() && deletions::may_send(&saved, digest) {
         match settle_deletions(ctx, cp, api, &saved, credentials, now).await? {
             Some(settled) => saved = settled,
             None => return Ok(standby(ctx)),

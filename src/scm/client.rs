@@ -354,6 +354,8 @@ impl ScmClient {
         let transport = self.dispatch(credentials, call).await;
         let failure = match &transport {
             Transport::Answered(reply) if (200..300).contains(&reply.status) => None,
+            // Not a success, whatever the call expected (0 matches no status): only what it says of the credential
+            // matters here.
             other => match classify_as(other, 0) {
                 PushOutcome::Failed(failure) => Some(failure),
                 PushOutcome::Pushed { .. } => None,

@@ -145,12 +145,12 @@ impl Verdicts {
         let entry = map.entry(digest.to_owned()).or_default();
         match finding {
             Finding::Accepted => entry.state = State::Proven,
-            Finding::Refused(failure) => entry.state = State::Refused(withheld(failure, "refused")),
+            Finding::Refused(failure) => entry.state = State::Refused(withheld(failure)),
             Finding::Locked(failure) => {
                 let until = Instant::now() + failure.retry_after.unwrap_or(AK_LOCK);
                 entry.state = State::Locked {
                     until,
-                    failure: withheld(failure, "locked"),
+                    failure: withheld(failure),
                 };
             }
             Finding::Unknown => {}
@@ -182,9 +182,9 @@ impl Drop for Ticket {
 
 /// The failure a request withheld because of `failure` is answered with: the same kind and code (so the object
 /// stalls or waits the same way), no HTTP status or request id (nothing was sent), and a message that says so.
-fn withheld(failure: &PushFailure, how: &str) -> PushFailure {
-    let message = match how {
-        "locked" => format!(
+fn withheld(failure: &PushFailure) -> PushFailure {
+    let message = match failure.kind {
+        FailureKind::Locked => format!(
             "not sent: SCM locked this access key after repeated signature failures ({}); it is tried again once \
              the lock is over",
             failure.error_message

@@ -92,12 +92,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_sending_within_its_renew_dea
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
-    let restricted = restricted_kubeconfig();
-    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Operator::start_custom(&ns, &sim_a, proxy.kubeconfig(&restricted, dir.path()), &args).await;
-    a.wait_metric(&leads, T).await;
-    let b = Operator::start_custom(&ns, &sim_b, restricted.clone(), &args).await;
+    let (a, proxy, _dir) = leader_behind_proxy(&ns, &sim_a, &args, &leads).await;
+    let b = Operator::start_custom(&ns, &sim_b, restricted_kubeconfig(), &args).await;
     b.wait_metric(&stands_by, T).await;
 
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
@@ -211,11 +207,7 @@ async fn a_leader_on_a_slow_link_acts_only_within_its_renew_deadline_of_a_renewa
     let args = fenced_at_one_per_second(&lease);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
-    let restricted = restricted_kubeconfig();
-    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
-    op.wait_metric(&leads, T).await;
+    let (op, proxy, _dir) = leader_behind_proxy(&ns, &sim, &args, &leads).await;
 
     // Every renewTime the Lease shows, with its holder, as the test's own (fast) watch sees them.
     let renewals: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>> = Default::default();
@@ -319,11 +311,7 @@ async fn a_retry_dropped_while_the_fence_was_closed_runs_when_it_reopens() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
     let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
-    let restricted = restricted_kubeconfig();
-    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start_custom(&ns, &sim, proxy.kubeconfig(&restricted, dir.path()), &args).await;
-    op.wait_metric(&leads, T).await;
+    let (op, proxy, _dir) = leader_behind_proxy(&ns, &sim, &args, &leads).await;
 
     // The first push fails; its retry is due 4-6 s later (5 s backoff, 20% jitter).
     sim.inject(scm_sim::Fault {
@@ -633,6 +621,22 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
         both("deferred"),
         value("certpush_scm_requests_waiting "),
     )
+}
+
+/// A replica started with `args` whose link to the API server runs through a proxy the test can slow down or sever,
+/// once it leads (`leads`, its metric line); with the proxy and the directory of its kubeconfig, which must outlive it.
+async fn leader_behind_proxy(
+    ns: &str,
+    sim: &scm_sim::Sim,
+    args: &[&str],
+    leads: &str,
+) -> (Operator, TcpProxy, tempfile::TempDir) {
+    let restricted = restricted_kubeconfig();
+    let proxy = TcpProxy::start(TcpProxy::api_server_of(&restricted)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start_custom(ns, sim, proxy.kubeconfig(&restricted, dir.path()), args).await;
+    op.wait_metric(leads, T).await;
+    (op, proxy, dir)
 }
 
 /// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, so failover and the
