@@ -118,9 +118,12 @@ impl ScmMetrics {
         {
             self.clock_skew.set(skew.as_secs_f64());
         }
-        self.seconds
-            .get_or_create(&OperationLabel { operation })
-            .observe(seconds);
+        // A request withheld or deferred never left: its "duration" would drag the latency quantiles towards 0.
+        if !matches!(transport, Transport::Withheld(_) | Transport::Deferred(_)) {
+            self.seconds
+                .get_or_create(&OperationLabel { operation })
+                .observe(seconds);
+        }
     }
 }
 
@@ -176,6 +179,29 @@ mod tests {
             "certpush_scm_requests_total{operation=\"push\",code=\"400\",error_code=\"SCM.0028\"} 1",
             "certpush_scm_requests_total{operation=\"list\",code=\"500\",error_code=\"other\"} 1",
             "certpush_scm_request_duration_seconds_count{operation=\"push\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    /// Defect: a request withheld (refused credential) or deferred (rate limit) was observed as a 0 s request,
+    /// dragging the latency quantiles down; it is counted by its code and left out of the durations.
+    #[test]
+    fn requests_that_never_left_are_counted_but_not_timed() {
+        let mut root = Registry::default();
+        let m = ScmMetrics::register(root.sub_registry_with_prefix("certpush"));
+        m.record("push", &reply(204, ""), 0.3);
+        m.record("push", &Transport::Deferred(std::time::Duration::from_secs(2)), 0.0);
+        let refused = crate::scm::outcome::classify_as(&reply(401, r#"{"error_code":"APIGW.0301"}"#), 204);
+        let crate::scm::PushOutcome::Failed(failure) = refused else {
+            panic!("a 401 is a failure")
+        };
+        m.record("push", &Transport::Withheld(Box::new(failure)), 0.0);
+        let text = encode(&root);
+        for line in [
+            "certpush_scm_requests_total{operation=\"push\",code=\"deferred\",error_code=\"\"} 1",
+            "certpush_scm_requests_total{operation=\"push\",code=\"withheld\",error_code=\"APIGW.0301\"} 1",
+            "certpush_scm_request_duration_seconds_count{operation=\"push\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
