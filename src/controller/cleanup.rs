@@ -9,8 +9,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use super::Context;
 use super::persist::publish;
+use super::push::fenced;
+use super::{Context, standby};
 use crate::Error;
 use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
@@ -109,7 +110,7 @@ fn owned_imports(st: &CertificatePushStatus) -> Vec<String> {
 
 /// Deletes `imported` from SCM; `Some(requeue)` while failed attempts stay under the bound, `None` when done or
 /// given up (each announced by an Event).
-async fn delete_imports(
+pub(super) async fn delete_imports(
     ctx: &Context,
     cp: &CertificatePush,
     credentials: &Credentials,
@@ -118,9 +119,15 @@ async fn delete_imports(
     let mut left = Vec::new();
     let mut last_error = String::new();
     for id in imported {
-        if let Err(failure) = ctx.scm.delete(credentials, id).await {
-            left.push(id.clone());
-            last_error = failure.error_message;
+        match ctx.scm.delete(credentials, id).await {
+            Ok(()) => {}
+            // Neither is an attempt that SCM answered: the bound on attempts does not move.
+            Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
+            Err(failure) if let Some(wait) = failure.deferred_for() => return Some(Action::requeue(wait)),
+            Err(failure) => {
+                left.push(id.clone());
+                last_error = failure.error_message;
+            }
         }
     }
     if left.is_empty() {

@@ -148,7 +148,8 @@ pub(super) fn same_certificate(found: &FoundImport, not_after: jiff::Timestamp, 
 
 /// Sends the deletes owed in `current` that are due, and saves what came of them (importPolicy.retainSuperseded
 /// drops them unsent). A delete that fails is announced (Warning Event `SupersededNotDeleted`) and retried with
-/// backoff; it never blocks a push. None when this replica stopped leading meanwhile: nothing is recorded then.
+/// backoff; it never blocks a push. A delete the account's rate limit held back is no failure: it stays due, and the
+/// object comes back when the limit lets it leave.
 pub(super) async fn settle_deletions(
     ctx: &Context,
     cp: &CertificatePush,
@@ -156,26 +157,47 @@ pub(super) async fn settle_deletions(
     current: &CertificatePushStatus,
     credentials: &Credentials,
     now: jiff::Timestamp,
-) -> Result<Option<CertificatePushStatus>, Error> {
+) -> Result<Settled, Error> {
     let mut new = current.clone();
     if cp.spec.retain_superseded() {
         new = deletions::retained(current);
     }
+    let mut deferred = None;
     for id in deletions::due(&new, now) {
         match ctx.scm.delete(credentials, &id).await {
             Ok(()) => {
                 info!(certificate_id = %id, "deleted the superseded certificate from SCM");
                 new = deletions::deleted(&new, &id);
             }
-            Err(failure) if fenced(ctx, &failure) => return Ok(None),
+            Err(failure) if fenced(ctx, &failure) => return Ok(Settled::Fenced),
+            Err(failure) if let Some(wait) = failure.deferred_for() => {
+                // The others would meet the same full queue.
+                deferred = Some(wait);
+                break;
+            }
             Err(failure) => {
                 new = deletions::failed(&new, &id, &failure.error_message, now, rand::random());
                 superseded_not_deleted(ctx, cp, &id, &failure, &new);
             }
         }
     }
-    record(ctx, cp, api, current, new.clone()).await?;
-    Ok(Some(new))
+    if new != *current {
+        record(ctx, cp, api, current, new.clone()).await?;
+    }
+    Ok(match deferred {
+        Some(wait) => Settled::Deferred(wait),
+        None => Settled::Done(Box::new(new)),
+    })
+}
+
+/// What came of [`settle_deletions`].
+pub(super) enum Settled {
+    /// Every due delete was sent; the status as saved.
+    Done(Box<CertificatePushStatus>),
+    /// The account's rate limit held a delete back (the others sent are saved): when to come back.
+    Deferred(std::time::Duration),
+    /// This replica stopped leading meanwhile: nothing was recorded.
+    Fenced,
 }
 
 /// Announces a failed delete of a superseded import and when it is tried again.

@@ -328,8 +328,12 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::Delete(read) => {
                 if let Ok(credentials) = &read.credentials {
                     match import::settle_deletions(ctx, &cp, &api, &current, credentials, now).await? {
-                        Some(settled) => current = settled,
-                        None => return Ok(standby(ctx)),
+                        import::Settled::Done(settled) => current = *settled,
+                        import::Settled::Deferred(wait) => {
+                            ctx.metrics.reconciled("deferred");
+                            return Ok(Action::requeue(wait));
+                        }
+                        import::Settled::Fenced => return Ok(standby(ctx)),
                     }
                 }
                 credential = Credential::Read(read);

@@ -8,7 +8,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::import::{BeforeImport, before_import, imported, importing, settle_deletions};
+use super::import::{BeforeImport, Settled, before_import, imported, importing, settle_deletions};
 use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
@@ -210,8 +210,10 @@ async fn finish(
     let mut saved = new;
     if !deletions::due(&saved, now).is_empty() && deletions::may_send(&saved, digest) {
         match settle_deletions(ctx, cp, api, &saved, credentials, now).await? {
-            Some(settled) => saved = settled,
-            None => return Ok(standby(ctx)),
+            Settled::Done(settled) => saved = *settled,
+            // The push is recorded; the deletes come back when the rate limit lets them leave.
+            Settled::Deferred(wait) => return Ok(Action::requeue(wait)),
+            Settled::Fenced => return Ok(standby(ctx)),
         }
     }
     Ok(deletions::look_again(action, retry, &saved, now))
@@ -248,8 +250,8 @@ fn answered_at<'a>(attempt: &Attempt<'a>) -> Attempt<'a> {
 /// the object comes back then, with no status written (a deferral is not a failure).
 fn deferred(outcome: &PushOutcome) -> Option<Duration> {
     match outcome {
-        PushOutcome::Failed(f) if f.kind == FailureKind::Deferred => f.retry_after,
-        _ => None,
+        PushOutcome::Failed(f) => f.deferred_for(),
+        PushOutcome::Pushed { .. } => None,
     }
 }
 

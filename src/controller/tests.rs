@@ -161,6 +161,13 @@ fn secret(token: &str) -> serde_json::Value {
            "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}})
 }
 
+/// The credential the Secret [`secret`] of a good token holds, as `obj` reads it.
+fn credentials_of(obj: &CertificatePush) -> crate::scm::Credentials {
+    let token = "unit-good-token-0000000000000000000000000000000";
+    let secret = serde_json::from_value(secret(token)).unwrap();
+    crate::scm::Credentials::from_secret(Some(&secret), &obj.spec.credentials_ref).unwrap()
+}
+
 const BAD_TOKEN: &str = "unit-bad-token-00000000000000000000000000000000";
 
 #[tokio::test]
@@ -606,4 +613,44 @@ async fn a_status_from_before_pushed_existed_records_it_once() {
         written,
         json!({"certificateId": "scs1554192131150", "targetService": "WAF", "targetProject": "cn-north-4", "generation": 3})
     );
+}
+
+/// Defect: a delete of a superseded import that the account's rate limit deferred (its waiting places full, as when
+/// many objects renew at once) was recorded as a failed delete: `failedAttempts` counted, a `SupersededNotDeleted`
+/// Warning posted and the retry backed off as after an SCM error. A deferral is no attempt: nothing is written.
+#[tokio::test]
+async fn a_delete_the_rate_limit_deferred_is_no_failed_attempt() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, pushed) = pushed_object();
+    let mut owed = pushed;
+    crate::policy::deletions::owe(&mut owed, "scs1700000000009");
+    let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
+    let echo = with_status(&obj, &owed);
+    let seen = serve(server, move |_, _| (200, echo.clone()));
+    let creds = credentials_of(&obj);
+    let _crowd = ctx.scm.fill_waiting_places(&creds);
+    let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+    let _ = super::import::settle_deletions(&ctx, &obj, &api, &owed, &creds, now)
+        .await
+        .unwrap();
+    // The status write is awaited inside; a failed attempt would have patched `failedAttempts` by now.
+    assert_eq!(paths(&seen), Vec::<String>::new(), "{:#?}", lock(&seen));
+}
+
+/// Defect: on deletion with `deletionPolicy: Delete`, a delete the rate limit deferred counted as one of the 5
+/// cleanup attempts, so a crowd of deletions could give up (CleanupAbandoned) and leave imports in SCM with no
+/// request ever sent. Deferrals wait their turn and count nothing.
+#[tokio::test]
+async fn cleanup_deferred_by_the_rate_limit_never_gives_up() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (obj, _) = pushed_object();
+    let seen = serve(server, |_, _| (200, json!({})));
+    let creds = credentials_of(&obj);
+    let _crowd = ctx.scm.fill_waiting_places(&creds);
+    let imports = ["scs1700000000009".to_owned()];
+    for round in 0..=super::cleanup::MAX_CLEANUP_ATTEMPTS {
+        let next = super::cleanup::delete_imports(&ctx, &obj, &creds, &imports).await;
+        assert!(next.is_some(), "round {round}: cleanup gave up on a deferred delete");
+    }
+    assert_eq!(paths(&seen), Vec::<String>::new(), "no Event: nothing failed");
 }

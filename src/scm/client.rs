@@ -252,6 +252,16 @@ impl ScmClient {
         self.limiter.qps(&credentials.account())
     }
 
+    /// Takes every waiting place of the account of `credentials`, as a crowd of its other requests would: until
+    /// they are dropped, its next request is deferred.
+    #[cfg(test)]
+    pub(crate) fn fill_waiting_places(&self, credentials: &Credentials) -> Vec<super::limit::Waiting> {
+        let account = credentials.account();
+        (0..super::limit::MAX_WAITING)
+            .filter_map(|_| self.limiter.enter(&account, &current_tenant(), 0.0).ok())
+            .collect()
+    }
+
     /// The base URL requests go to.
     pub fn endpoint(&self) -> &Url {
         &self.endpoint

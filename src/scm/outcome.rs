@@ -95,6 +95,15 @@ pub struct PushFailure {
     pub outcome_unknown: bool,
 }
 
+impl PushFailure {
+    /// How long until the account's rate limit lets this request leave, when that is why it was not sent: a
+    /// deferral is no attempt, so nothing counts it as a failure.
+    pub fn deferred_for(&self) -> Option<Duration> {
+        // A deferral always says how long; the floor keeps a missing one from becoming a hot loop.
+        (self.kind == FailureKind::Deferred).then(|| self.retry_after.unwrap_or(Duration::from_secs(1)))
+    }
+}
+
 /// The meaning of one push attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PushOutcome {
