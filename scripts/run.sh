@@ -78,6 +78,7 @@ metrics_port=$(free_port)
 echo "==> running the operator (as system:serviceaccount:certpush-system:certpush-operator); log: $work/operator.log"
 KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run \
   --scm-endpoint "http://127.0.0.1:$sim_port" --allow-insecure-endpoint --metrics-addr "127.0.0.1:$metrics_port" \
+  --digest-key-namespace certpush-system \
   >"$work/operator.log" 2>&1 &
 pids+=($!)
 

@@ -95,6 +95,15 @@ pub struct RunArgs {
     #[arg(long, env = "MIN_REPUSH_INTERVAL", default_value = "30s", value_parser = parse_period)]
     pub min_repush_interval: Duration,
 
+    /// Secret holding this installation's key for `status.credentialsDigest` (an HMAC, so readers of status
+    /// cannot confirm a guessed credential); created with a random key when missing.
+    #[arg(long, env = "DIGEST_KEY_SECRET", default_value = "certpush-operator-digest-key")]
+    pub digest_key_secret: String,
+
+    /// Namespace of --digest-key-secret (default: POD_NAMESPACE, else --namespace, else "default").
+    #[arg(long, env = "DIGEST_KEY_NAMESPACE")]
+    pub digest_key_namespace: Option<String>,
+
     /// Take part in leader election: only the holder of the Lease reconciles, so several replicas can run for
     /// failover.
     #[arg(long, env = "LEADER_ELECT")]
@@ -152,6 +161,19 @@ impl RunArgs {
         crate::runtime::Runtime::build(self).await
     }
 
+    /// The namespace of the operator's own objects when no flag names one: the Pod's, else the watched one.
+    fn own_namespace(&self, flag: &Option<String>) -> String {
+        flag.clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|v| !v.is_empty()))
+            .or_else(|| self.namespace.clone())
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// The namespace of --digest-key-secret.
+    pub fn digest_key_namespace(&self) -> String {
+        self.own_namespace(&self.digest_key_namespace)
+    }
+
     /// The leader election settings, when `--leader-elect` is on.
     pub fn leader_config(&self) -> Option<LeaderConfig> {
         self.leader_elect.then(|| {
@@ -162,12 +184,7 @@ impl RunArgs {
                 .unwrap_or_else(|| "certpush-operator".into());
             LeaderConfig {
                 lease_name: self.lease_name.clone(),
-                lease_namespace: self
-                    .lease_namespace
-                    .clone()
-                    .or_else(|| env("POD_NAMESPACE"))
-                    .or_else(|| self.namespace.clone())
-                    .unwrap_or_else(|| "default".into()),
+                lease_namespace: self.own_namespace(&self.lease_namespace),
                 identity: format!("{host}-{:08x}", rand::random::<u32>()),
                 lease_duration: self.lease_duration,
                 renew_deadline: self.renew_deadline,
@@ -201,11 +218,31 @@ mod tests {
         assert_eq!(args.resync_period, Duration::from_secs(600));
         assert_eq!(args.min_repush_interval, Duration::from_secs(30));
         assert_eq!(args.lease_name, "certpush-operator");
+        assert_eq!(args.digest_key_secret, "certpush-operator-digest-key");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);
         assert_eq!(
             durations,
             (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn digest_key_namespace_is_the_flag_else_the_watched_one() {
+        let parse = |extra: &[&str]| {
+            let Command::Run(args) = Cli::try_parse_from([&["certpush-operator", "run"], extra].concat())
+                .unwrap()
+                .command
+            else {
+                panic!("expected run")
+            };
+            args
+        };
+        assert_eq!(parse(&["--digest-key-namespace", "ops"]).digest_key_namespace(), "ops");
+        // POD_NAMESPACE is not set in unit tests (the Pod sets it, and the chart passes the flag anyway).
+        if std::env::var_os("POD_NAMESPACE").is_none() {
+            assert_eq!(parse(&["--namespace", "team-a"]).digest_key_namespace(), "team-a");
+            assert_eq!(parse(&[]).digest_key_namespace(), "default");
+        }
     }
 
     #[test]

@@ -241,8 +241,9 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_push_request: Option<String>,
 
-    /// SHA-256 fingerprint of the credential used at the last attempt (never the credential itself). A stall
-    /// caused by a rejected credential lifts only when the credential in the Secret changes.
+    /// HMAC-SHA256 fingerprint, under this installation's key, of the credential used at the last attempt (never
+    /// the credential itself, and no help in confirming a guessed one). A stall caused by a rejected credential
+    /// lifts only when the credential in the Secret changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_digest: Option<String>,
 

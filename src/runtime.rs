@@ -23,6 +23,7 @@ use crate::crd::CertificatePush;
 use crate::events::EventQueue;
 use crate::leader::{Election, Leadership};
 use crate::metrics::{self, CacheMetrics, Metrics};
+use crate::scm::auth::DigestKey;
 use crate::scm::{ScmClient, ScmMetrics};
 use crate::server::{self, WatchHealth};
 
@@ -62,6 +63,19 @@ pub enum StartupError {
     /// The leader election flags do not nest (retry period < renew deadline < lease duration).
     #[error("{0}")]
     LeaderConfig(String),
+    /// The credentials digest key Secret could not be read, created or used.
+    #[error(
+        "credentials digest key Secret {namespace}/{name}: {reason} (--digest-key-secret, --digest-key-namespace; the \
+         operator needs get and create on Secrets there, or an existing Secret it may get)"
+    )]
+    DigestKey {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Leader election could not start or failed.
     #[error("leader election: {0}")]
     LeaderElection(#[from] kube_lease_manager::LeaseManagerError),
@@ -121,6 +135,56 @@ pub struct Watches {
     pub secrets: Arc<WatchHealth>,
 }
 
+/// This installation's credentials digest key: read from its Secret, or created there with a random key the first
+/// time. Replicas starting together race to create it; the loser reads the winner's.
+async fn digest_key(client: &Client, namespace: &str, name: &str) -> Result<DigestKey, StartupError> {
+    let failed = |reason: String| StartupError::DigestKey {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        reason,
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let read = |secret: Secret| DigestKey::from_secret(&secret).map_err(failed);
+    match secrets.get_opt(name).await {
+        Ok(Some(secret)) => return read(secret),
+        Ok(None) => {}
+        Err(e) => return Err(failed(format!("cannot read it: {e}"))),
+    }
+    let key = DigestKey::random();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(
+                [("app.kubernetes.io/part-of", "certpush-operator")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        immutable: Some(true),
+        data: Some(key.to_data()),
+        ..Default::default()
+    };
+    let params = kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&params, &secret).await {
+        Ok(_) => {
+            info!(%namespace, %name, "created the credentials digest key Secret");
+            Ok(key)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => match secrets.get(name).await {
+            Ok(secret) => read(secret),
+            Err(e) => Err(failed(format!("cannot read it: {e}"))),
+        },
+        Err(e) => Err(failed(format!("cannot create it: {e}"))),
+    }
+}
+
 /// Refuses an `http://` SCM endpoint unless it was explicitly allowed.
 fn check_scheme(endpoint: &str, allow_insecure: bool) -> Result<(), StartupError> {
     let plain = endpoint
@@ -158,6 +222,8 @@ impl Runtime {
         if let Err(e) = pushes.list(&ListParams::default().limit(1)).await {
             return Err(StartupError::CrdUnavailable { source: e });
         }
+        let scm =
+            scm.with_digest_key(digest_key(&client, &args.digest_key_namespace(), &args.digest_key_secret).await?);
         info!(endpoint = %scm.endpoint(), namespace = args.namespace.as_deref().unwrap_or("<all>"), concurrency = args.concurrency, "starting controller");
 
         let (store, writer) = reflector::store();

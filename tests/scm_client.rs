@@ -399,7 +399,7 @@ async fn a_refused_credential_is_sent_once_for_all_requests_that_share_it() {
     let t = client.call(&right, Call::Push(&request(CERT))).await;
     assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
     // A human asks again (the re-push annotation): the refused one is tried once more.
-    client.retry_refused(&wrong.digest());
+    client.retry_refused(&client.digest(&wrong));
     let t = client.call(&wrong, Call::Push(&request(CERT))).await;
     assert!(matches!(t, Transport::Answered(_)), "{t:?}");
     assert_eq!(sim.calls().len(), 3);

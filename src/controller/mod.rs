@@ -218,9 +218,9 @@ struct ReadCredentials {
 }
 
 impl ReadCredentials {
-    fn from_secret(secret: Option<&Secret>, cp: &CertificatePush) -> Self {
+    fn from_secret(secret: Option<&Secret>, cp: &CertificatePush, ctx: &Context) -> Self {
         let credentials = Credentials::from_secret(secret, &cp.spec.credentials_ref);
-        let digest = credentials.as_ref().ok().map(Credentials::digest);
+        let digest = credentials.as_ref().ok().map(|c| ctx.scm.digest(c));
         Self { credentials, digest }
     }
 }
@@ -323,7 +323,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::ReadSecret => {
                 let _reading = ctx.secret_reads.acquire().await;
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-                credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp));
+                credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp, ctx));
             }
             Verdict::Delete(read) => {
                 if let Ok(credentials) = &read.credentials {

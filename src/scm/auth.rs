@@ -1,10 +1,11 @@
 //! SCM credentials taken from a Kubernetes Secret: an IAM token sent as it is, or an access key pair (AK/SK) that
 //! signs every request with [`super::sign`].
 
+use hmac::{Hmac, Mac};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::sign::{self, SignedParts};
@@ -22,6 +23,52 @@ pub const PROJECT_ID: &str = "projectId";
 pub const DOMAIN_ID: &str = "domainId";
 /// Optional Secret key: the security token that temporary access keys need (`X-Security-Token`).
 pub const SECURITY_TOKEN: &str = "securityToken";
+
+/// The Secret data key holding the [`DigestKey`].
+pub const DIGEST_KEY: &str = "key";
+/// Bytes of a generated [`DigestKey`]; a key read from a Secret must have at least this many.
+pub const DIGEST_KEY_LEN: usize = 32;
+
+/// This installation's key for [`Credentials::digest`], kept in a Secret only the operator reads, so a digest in
+/// status says nothing to someone who can guess a credential but not read that Secret. Wiped on drop.
+pub struct DigestKey(SecretBox<[u8]>);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(<redacted>)")
+    }
+}
+
+impl DigestKey {
+    /// A fresh random key, for a new installation (and for clients that never write status, such as tests').
+    pub fn random() -> Self {
+        let bytes: [u8; DIGEST_KEY_LEN] = rand::random();
+        Self(SecretBox::new(Box::from(bytes.as_slice())))
+    }
+
+    /// The key in the Secret's [`DIGEST_KEY`] entry, or why it cannot be used.
+    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(DIGEST_KEY))
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default();
+        if bytes.len() < DIGEST_KEY_LEN {
+            return Err(format!(
+                "its {DIGEST_KEY:?} entry holds {} bytes; the credentials digest key needs at least {DIGEST_KEY_LEN} \
+                 (delete the Secret and the operator creates a new one)",
+                bytes.len()
+            ));
+        }
+        Ok(Self(SecretBox::new(Box::from(bytes))))
+    }
+
+    /// The Secret data that [`DigestKey::from_secret`] reads back, for creating the Secret.
+    pub fn to_data(&self) -> std::collections::BTreeMap<String, ByteString> {
+        std::collections::BTreeMap::from([(DIGEST_KEY.to_owned(), ByteString(self.0.expose_secret().to_vec()))])
+    }
+}
 
 /// Credentials for one SCM request; never cached beyond one reconcile. `Debug` shows no key material, and every
 /// value is wiped from memory when dropped.
@@ -159,15 +206,15 @@ impl Credentials {
     /// A fingerprint of the exact credential material sent, for status: a stall caused by a rejected credential
     /// lifts only when this changes, not on edits of the Secret's labels or annotations.
     ///
-    /// SHA-256 over every value (never a prefix), each behind its name, after a fixed label, so it cannot be
-    /// turned back into a key and does not match a plain hash of one published elsewhere.
-    pub fn digest(&self) -> String {
-        let mut hash = Sha256::new();
-        hash.update(b"certpush-operator credentials digest v1\0");
+    /// HMAC-SHA256 under this installation's `key` over every value (never a prefix), each behind its name: anyone
+    /// who can read status but not the key cannot confirm a guessed credential by hashing it.
+    pub fn digest(&self, key: &DigestKey) -> String {
+        let mut hash = Hmac::<Sha256>::new_from_slice(key.0.expose_secret()).expect("HMAC takes keys of any length");
+        hash.update(b"certpush-operator credentials digest v2\0");
         let mut field = |name: &str, value: &[u8]| {
             hash.update(name.as_bytes());
             hash.update(b"\0");
-            hash.update(u64::try_from(value.len()).unwrap_or(u64::MAX).to_be_bytes());
+            hash.update(&u64::try_from(value.len()).unwrap_or(u64::MAX).to_be_bytes());
             hash.update(value);
         };
         match self {
@@ -185,7 +232,7 @@ impl Credentials {
                 }
             }
         }
-        format!("sha256:{}", hex::encode(hash.finalize()))
+        format!("hmac-sha256:{}", hex::encode(hash.finalize().into_bytes()))
     }
 
     /// The SCM account this credential acts for, as a digest: the access key id (a wrong secret key is still that
@@ -332,6 +379,9 @@ mod tests {
     use super::*;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
+    use std::sync::LazyLock;
+
+    static KEY: LazyLock<DigestKey> = LazyLock::new(DigestKey::random);
 
     fn secret(key: &str, value: &[u8]) -> Secret {
         Secret {
@@ -487,7 +537,7 @@ mod tests {
         let digest = |entries: &[(&str, &str)]| {
             Credentials::from_secret(Some(&secret_with(entries)), &reference())
                 .unwrap()
-                .digest()
+                .digest(&KEY)
         };
         let base = digest(&[(ACCESS_KEY, AK), (SECRET_KEY, SK)]);
         let variants = [
@@ -574,18 +624,63 @@ mod tests {
         labelled.metadata.labels = Some(BTreeMap::from([("team".to_string(), "edge".to_string())]));
         labelled.metadata.resource_version = Some("99".into());
         let same = Credentials::from_secret(Some(&labelled), &reference()).unwrap();
-        assert_eq!(a.digest(), same.digest(), "metadata is not credential material");
+        assert_eq!(a.digest(&KEY), same.digest(&KEY), "metadata is not credential material");
         assert_eq!(
-            a.digest(),
-            read(&format!(" {GOOD}\n")).digest(),
+            a.digest(&KEY),
+            read(&format!(" {GOOD}\n")).digest(&KEY),
             "the trimmed value is what is sent"
         );
         // The last character differs: the whole value is hashed, not a prefix.
         let other = format!("{}X", &GOOD[..GOOD.len() - 1]);
-        assert_ne!(a.digest(), read(&other).digest());
-        let d = a.digest();
-        assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
+        assert_ne!(a.digest(&KEY), read(&other).digest(&KEY));
+        let d = a.digest(&KEY);
+        assert!(d.starts_with("hmac-sha256:") && d.len() == 12 + 64, "{d}");
         assert!(!d.contains(GOOD) && !d.contains(&hex::encode(GOOD)));
+    }
+
+    #[test]
+    fn digest_cannot_be_confirmed_without_the_installation_key() {
+        let creds = Credentials::from_secret(Some(&secret("token", GOOD.as_bytes())), &reference()).unwrap();
+        let other = DigestKey::from_secret(&digest_key_secret(&[9; DIGEST_KEY_LEN])).unwrap();
+        assert_ne!(
+            creds.digest(&KEY),
+            creds.digest(&other),
+            "the key is part of the digest"
+        );
+        // A guess hashed the obvious ways does not match what status shows.
+        let shown = creds.digest(&KEY);
+        for guess in [
+            Sha256::digest(GOOD.as_bytes()).to_vec(),
+            Sha256::digest(format!("token\0{GOOD}")).to_vec(),
+        ] {
+            assert!(!shown.contains(&hex::encode(guess)));
+        }
+    }
+
+    #[test]
+    fn digest_key_round_trips_and_a_short_one_is_refused() {
+        let fresh = DigestKey::random();
+        let stored = Secret {
+            data: Some(fresh.to_data()),
+            ..Secret::default()
+        };
+        let read = DigestKey::from_secret(&stored).unwrap();
+        let creds = Credentials::from_secret(Some(&secret("token", GOOD.as_bytes())), &reference()).unwrap();
+        assert_eq!(creds.digest(&fresh), creds.digest(&read));
+        assert!(!format!("{fresh:?}").contains(&format!("{:?}", &stored.data)));
+        let short = DigestKey::from_secret(&digest_key_secret(&[1; 8])).unwrap_err();
+        assert!(
+            short.contains("holds 8 bytes") && short.contains("at least 32"),
+            "{short}"
+        );
+        assert!(DigestKey::from_secret(&Secret::default()).is_err());
+    }
+
+    fn digest_key_secret(bytes: &[u8]) -> Secret {
+        Secret {
+            data: Some(BTreeMap::from([(DIGEST_KEY.to_owned(), ByteString(bytes.to_vec()))])),
+            ..Secret::default()
+        }
     }
 
     #[test]

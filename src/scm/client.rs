@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
-use super::auth::Credentials;
+use super::auth::{Credentials, DigestKey};
 use super::limit::{Limiter, Signal, current_tenant};
 use super::metrics::ScmMetrics;
 use super::outcome::{
@@ -170,6 +170,8 @@ pub struct ScmClient {
     gate: Option<Gate>,
     /// What SCM said about each credential: refused ones are not sent again, unproven ones probed one at a time.
     verdicts: Verdicts,
+    /// Keys [`ScmClient::digest`], the name verdicts and status know a credential by.
+    digest_key: std::sync::Arc<DigestKey>,
 }
 
 /// Whether a request may leave now.
@@ -219,6 +221,7 @@ impl ScmClient {
             stopping: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
             gate: None,
             verdicts: Verdicts::default(),
+            digest_key: std::sync::Arc::new(DigestKey::random()),
         })
     }
 
@@ -226,6 +229,18 @@ impl ScmClient {
     pub fn with_rate_limit(mut self, qps: u32, burst: u32) -> Self {
         self.limiter = Limiter::new(qps, burst);
         self
+    }
+
+    /// Names credentials by digests under `key` (this installation's, from its Secret) instead of a key of this
+    /// process only, so digests recorded in status stay the same across restarts and replicas.
+    pub fn with_digest_key(mut self, key: DigestKey) -> Self {
+        self.digest_key = std::sync::Arc::new(key);
+        self
+    }
+
+    /// The digest that verdicts and `status.credentialsDigest` know `credentials` by.
+    pub fn digest(&self, credentials: &Credentials) -> String {
+        credentials.digest(&self.digest_key)
     }
 
     /// Counts every request in `metrics` (registered by the caller) instead of unserved series.
@@ -353,7 +368,7 @@ impl ScmClient {
     pub async fn call(&self, credentials: &Credentials, call: Call<'_>) -> Transport {
         let operation = call.operation();
         let started = Instant::now();
-        let ticket = match self.verdicts.admit(&credentials.digest()).await {
+        let ticket = match self.verdicts.admit(&self.digest(credentials)).await {
             Admission::Send(ticket) => ticket,
             Admission::Withhold(failure) => {
                 let transport = Transport::Withheld(Box::new(failure));

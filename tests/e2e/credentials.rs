@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use certpush_operator::crd::{CertificatePush, TargetService};
+use certpush_operator::scm::Credentials;
+use certpush_operator::scm::auth::DigestKey;
 use certpush_operator::status::{FALSE, TRUE};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -523,5 +525,68 @@ async fn a_token_echoed_json_escaped_never_shows() {
         ready_is(cp, TRUE, "Pushed")
     })
     .await;
+    assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
+}
+
+/// Defect: `status.credentialsDigest` was a plain SHA-256 under a label published in the source, so anyone allowed to
+/// read CertificatePushes could confirm a guessed token offline. It is an HMAC under the installation's key, which
+/// the operator keeps in a Secret it creates once, so a restarted operator names the same credential the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_status_reader_cannot_confirm_a_guessed_credential() {
+    let client = admin().await;
+    let ns = namespace(&client, "digest").await;
+    let sim = start_sim().await;
+    let op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let api = create_push(&client, &ns, "cdn", spec(CERT, TargetService::Cdn, "cn-north-4", "scm")).await;
+    let pushed = wait_for(&api, "cdn", Duration::from_secs(30), "pushed", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    let shown = status(&pushed).credentials_digest.expect("a digest in status");
+
+    // What a reader with the source could compute from a guess: the construction of v1.
+    let guessed = {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"certpush-operator credentials digest v1\0token\0");
+        hash.update(u64::try_from(GOOD_TOKEN.len()).unwrap().to_be_bytes());
+        hash.update(GOOD_TOKEN.as_bytes());
+        format!("sha256:{}", hex::encode(hash.finalize()))
+    };
+    assert_ne!(shown, guessed, "the digest in status confirms a guessed token");
+    assert!(!shown.contains(&sha256(GOOD_TOKEN)));
+
+    // Only someone who can read the key Secret can tie the digest to the token.
+    let keys: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let key = keys
+        .get("certpush-operator-digest-key")
+        .await
+        .expect("the operator created its key Secret");
+    let key = DigestKey::from_secret(&key).unwrap();
+    let token = Secret {
+        data: Some([("token".to_owned(), k8s_openapi::ByteString(GOOD_TOKEN.into()))].into()),
+        ..Secret::default()
+    };
+    let reference = pushed.spec.credentials_ref.clone();
+    let creds = Credentials::from_secret(Some(&token), &reference).unwrap();
+    assert_eq!(shown, creds.digest(&key));
+
+    // A new process keeps the key: a re-push writes the same digest.
+    let op = op.restart(&ns, &sim, "info").await;
+    let annotate = serde_json::json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-12-06T08:00:00Z"}}});
+    api.patch(
+        "cdn",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&annotate),
+    )
+    .await
+    .unwrap();
+    let again = wait_for(&api, "cdn", Duration::from_secs(30), "pushed again", |cp| {
+        status(cp).last_handled_push_request.as_deref() == Some("2026-12-06T08:00:00Z") && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert_eq!(status(&again).credentials_digest.as_deref(), Some(shown.as_str()));
     assert_no_secret_leak(&ns, &op, &[GOOD_TOKEN]).await;
 }

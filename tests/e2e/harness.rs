@@ -37,6 +37,9 @@ fn env_path(var: &str) -> PathBuf {
     }))
 }
 
+/// The namespace of the operator's own objects in deploy/manifests (its Lease, its digest key Secret).
+pub const OPERATOR_NAMESPACE: &str = "certpush-system";
+
 pub fn admin_kubeconfig() -> PathBuf {
     env_path("CERTPUSH_ADMIN_KUBECONFIG")
 }
@@ -350,6 +353,8 @@ impl Operator {
             .env("MIN_REPUSH_INTERVAL", "0s")
             // scm-sim speaks plain http on loopback.
             .env("ALLOW_INSECURE_ENDPOINT", "true")
+            // Where the chart puts it: the shipped RBAC lets the operator create and read it there only.
+            .env("DIGEST_KEY_NAMESPACE", OPERATOR_NAMESPACE)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
             .stdout(Stdio::from(file.try_clone().unwrap()))

@@ -40,6 +40,9 @@ OPERATOR_RULES = [
 
 # The leader election Role in the release namespace (leaderElection.enabled, the default).
 LEASE_RULES = [(["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update", "patch"])]
+# The credentials digest key: its one Secret read by name, and created on first start (create cannot be limited
+# to a name).
+DIGEST_KEY_RULES = [([""], ["secrets"], ["get"]), ([""], ["secrets"], ["create"])]
 
 # 32+ characters, as the operator requires of an IAM token.
 SIM_TOKEN = "helm-test-token-0123456789abcdef0123456789"

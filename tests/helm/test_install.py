@@ -390,9 +390,9 @@ def test_namespace_scope_install_reconciles_only_its_namespace(kube, scm_sim, tm
         release = cfg.install(str(CHART), NS_RELEASE, values, namespace=NS_SCOPE_NS, timeout=120)
     assert release["status"] == "deployed"
     stored = assert_objects_exist(kube, release["manifest"])
-    # The operator's Role and RoleBinding, and the leader election Lease's.
+    # The operator's Role and RoleBinding, the leader election Lease's and the digest key Secret's.
     assert sorted(o["kind"] for o in stored) == [
-        "Deployment", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"
+        "Deployment", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"
     ]
     assert rules_of(kube.get("role.rbac.authorization.k8s.io", NS_RELEASE, NS_SCOPE_NS)) == OPERATOR_RULES
     assert kube.get("clusterrole", NS_RELEASE) is None

@@ -16,6 +16,7 @@ import yaml
 from conftest import (
     CHART,
     CRD_SOURCE,
+    DIGEST_KEY_RULES,
     LEASE_RULES,
     MONITORING_APIS,
     OPERATOR_BIN,
@@ -86,7 +87,9 @@ def test_default_objects(render):
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "Role",  # the digest key Secret
             "Role",  # leader election
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount",
@@ -176,6 +179,8 @@ def test_default_args_and_env(render):
         "--concurrency=64",
         "--resync-period=10m",
         "--min-repush-interval=30s",
+        "--digest-key-secret=certpush-operator-digest-key",
+        "--digest-key-namespace=certpush-system",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
@@ -223,6 +228,8 @@ def test_values_reach_the_args(render):
         "--concurrency=4",
         "--resync-period=1h30m",
         "--min-repush-interval=2m",
+        "--digest-key-secret=certpush-operator-digest-key",
+        "--digest-key-namespace=certpush-system",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
         "--unready-after-seconds=30",
@@ -259,7 +266,7 @@ def test_without_leader_election_one_recreated_replica(render):
     spec = objects.one("Deployment")["spec"]
     assert spec["strategy"] == {"type": "Recreate"}
     assert not any(a.startswith("--lease") or a == "--leader-elect" for a in container(objects)["args"])
-    assert objects.all("Role") == []
+    assert [r["metadata"]["name"] for r in objects.all("Role")] == ["certpush-operator-digest-key"]
     with pytest.raises(helm.HelmRenderError, match="needs leaderElection.enabled"):
         render({"leaderElection": {"enabled": False}, "replicaCount": 2})
 
@@ -336,13 +343,16 @@ def test_rbac_cluster_scope(render):
     binding = objects.one("ClusterRoleBinding", "certpush-operator")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "certpush-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "certpush-operator", "namespace": "certpush-system"}]
-    # The only namespaced RBAC is the leader election Lease's, in the release namespace.
+    # The only namespaced RBAC is the leader election Lease's and the digest key's, in the release namespace.
     lease_role = objects.one("Role", "certpush-operator-leader-election")
     assert lease_role["metadata"]["namespace"] == "certpush-system"
     assert rules_of(lease_role) == LEASE_RULES
     lease_binding = objects.one("RoleBinding", "certpush-operator-leader-election")
     assert lease_binding["subjects"] == binding["subjects"]
-    assert [r["metadata"]["name"] for r in objects.all("Role")] == ["certpush-operator-leader-election"]
+    assert sorted(r["metadata"]["name"] for r in objects.all("Role")) == [
+        "certpush-operator-digest-key",
+        "certpush-operator-leader-election",
+    ]
     assert not any(a.startswith("--namespace") for a in container(objects)["args"])
 
 
@@ -352,11 +362,35 @@ def test_rbac_never_writes_secrets_or_anything_else(render):
         for role in objects.all("ClusterRole") + objects.all("Role"):
             for groups, resources, verbs in rules_of(role):
                 assert "*" not in groups + resources + verbs, role["metadata"]["name"]
-                if "secrets" in resources:
+                if "secrets" in resources and not role["metadata"]["name"].endswith("-digest-key"):
                     assert verbs == ["get", "list", "watch"], role["metadata"]["name"]
         # The operator writes status by server-side apply only: PATCH, never PUT (src/controller/persist.rs).
         operator_role = [r for r in objects.all("ClusterRole") + objects.all("Role") if r["metadata"]["name"] == "certpush-operator"]
         assert [verbs for _, res, verbs in rules_of(operator_role[0]) if "certificatepushes/status" in res] == [["patch"]]
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
+def test_digest_key_secret_is_read_by_name_and_created_only_when_not_brought(render, scope):
+    objects = render({"scope": scope, "watchNamespace": "apps"}, name="cp", namespace="ops")
+    role = objects.one("Role", "cp-certpush-operator-digest-key")
+    assert role["metadata"]["namespace"] == "ops"
+    assert rules_of(role) == DIGEST_KEY_RULES
+    assert role["rules"][0]["resourceNames"] == ["cp-certpush-operator-digest-key"]
+    assert "resourceNames" not in role["rules"][1]
+    binding = objects.one("RoleBinding", "cp-certpush-operator-digest-key")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpush-operator", "namespace": "ops"}]
+    args = container(objects)["args"]
+    assert "--digest-key-secret=cp-certpush-operator-digest-key" in args
+    assert "--digest-key-namespace=ops" in args
+
+    # A Secret the user brings (e.g. sealed in Git): read by its name, and no create permission at all.
+    objects = render({"scope": scope, "digestKey": {"existingSecret": "my-key"}}, name="cp", namespace="ops")
+    role = objects.one("Role", "cp-certpush-operator-digest-key")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["my-key"], "verbs": ["get"]}]
+    assert "--digest-key-secret=my-key" in container(objects)["args"]
+    for other in objects.all("ClusterRole") + objects.all("Role"):
+        for _, resources, verbs in rules_of(other):
+            assert not ("secrets" in resources and "create" in verbs), other["metadata"]["name"]
 
 
 @pytest.mark.parametrize("watch_namespace", ["", "apps"])
@@ -1005,6 +1039,8 @@ def test_plain_manifests_keep_the_contract(render):
             ("ClusterRole", "certpush-operator-edit"),
             ("ClusterRole", "certpush-operator-view"),
             ("ClusterRoleBinding", "certpush-operator"),
+            ("Role", "certpush-operator-digest-key"),
+            ("RoleBinding", "certpush-operator-digest-key"),
             ("Role", "certpush-operator-leader-election"),
             ("RoleBinding", "certpush-operator-leader-election"),
             ("Deployment", "certpush-operator"),
@@ -1034,11 +1070,15 @@ def test_rbac_yaml_is_the_chart_cluster_mode_rbac(render):
         ("ServiceAccount", "certpush-operator"),
         ("ClusterRole", "certpush-operator"),
         ("ClusterRoleBinding", "certpush-operator"),
+        ("Role", "certpush-operator-digest-key"),
         ("Role", "certpush-operator-leader-election"),
+        ("RoleBinding", "certpush-operator-digest-key"),
         ("RoleBinding", "certpush-operator-leader-election"),
     ]
     by_kind = {d["kind"]: d for d in docs}
-    assert rules_of(by_kind["Role"]) == LEASE_RULES
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert rules_of(roles["certpush-operator-leader-election"]) == LEASE_RULES
+    assert rules_of(roles["certpush-operator-digest-key"]) == DIGEST_KEY_RULES
     assert rules_of(by_kind["ClusterRole"]) == OPERATOR_RULES == rules_of(render().one("ClusterRole", "certpush-operator"))
     subject = by_kind["ClusterRoleBinding"]["subjects"][0]
     assert f"system:serviceaccount:{subject['namespace']}:{subject['name']}" == SA_USER

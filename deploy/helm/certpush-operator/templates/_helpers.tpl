@@ -112,6 +112,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 Name of the leader election Lease.
 */}}
+{{- define "certpush-operator.digestKeySecret" -}}
+{{- .Values.digestKey.existingSecret | default (printf "%s-digest-key" (include "certpush-operator.fullname" .)) }}
+{{- end }}
+
 {{- define "certpush-operator.leaseName" -}}
 {{- .Values.leaderElection.leaseName | default (include "certpush-operator.fullname" .) }}
 {{- end }}
