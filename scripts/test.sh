@@ -18,6 +18,7 @@ bash scripts/deny.sh
 
 step "unit and simulator tests"
 cargo test --locked
+bash tests/sdk/run.sh
 
 step "control plane (etcd + kube-apiserver)"
 cp_dir=$(mktemp -d "${TMPDIR:-/tmp}/certpush-cp.XXXXXX")

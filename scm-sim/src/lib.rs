@@ -1,18 +1,28 @@
 //! Fake Huawei Cloud SCM API served over real HTTP, for integration tests and the local demo.
 //!
 //! The simulator answers the certificate endpoints the operator uses (push, list with `content`, show, import,
-//! delete)
+//! delete) and the deploy side of SCM (batch push, deploy, deployed resources)
 //! with the status codes and error bodies of the real service, records every request as a
 //! [`Call`], and lets a test queue [`Fault`]s that change how the next push calls are answered.
 //! The same controls are exposed over HTTP under `/sim/`, without auth, so the `scm-sim` binary can
 //! be driven from scripts: `GET /sim/calls`, `POST /sim/faults` (a [`Fault`] as JSON, e.g.
 //! `{"action":"error","status":500,"error_code":"SCM.0001","error_msg":"boom","times":2}`),
 //! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `PUT /sim/access-keys` (JSON object of AK to SK), `POST /sim/certificates` (`{"id":"..."}`),
-//! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]) and `GET /sim/healthz`.
+//! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]) and `GET /sim/healthz`;
+//! for the deploy side `GET /sim/deployments` ([`Deployment`]s), `GET /sim/copies` ([`Copy`]s),
+//! `POST /sim/deploy-failures` (`{"resource":"...","failure_info":"ELB.8902","times":1}`, see [`Sim::fail_deploy`]),
+//! `POST /sim/failing-regions` (`{"region":"..."}`, see [`Sim::fail_region`]) and `POST /sim/in-use`
+//! (`{"certificate_id":"...","service":"ELB","region":"...","resource_id":"..."}`, see [`Sim::mark_in_use`]).
 //!
 //! The list honours `limit`, `offset`, `status` and `sort_key`/`sort_dir` (`certUpdateTime` is creation order here,
 //! since nothing is ever updated); without `sort_key` and `sort_dir` it answers in creation order, not in SCM's
 //! default (`certUpdateTime`, `DESC`), which older tests rely on.
+//!
+//! Deploy (`POST /v3/scm/certificates/{id}/deploy`) binds target resources (ELB and WAF certificate ids, CDN
+//! domains) to a certificate and bills every successful one ([`Sim::deployments`], [`Sim::deploy_count`]); it
+//! answers 200 with a `failure_list` even when resources failed. Batch push
+//! (`POST /v3/scm/certificates/{id}/batch-push`) answers per region with the id of the copy created in the target
+//! service ([`Sim::copies`]). `POST /v3/scm/deployed-resources` reports the bindings per certificate.
 //!
 //! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
 //! `X-Auth-Token` or of the access key id, imported private keys are redacted from recorded bodies and never retained,
@@ -143,6 +153,34 @@ impl Call {
 
 fn default_times() -> u32 {
     1
+}
+
+/// A resource a deploy bound to a certificate: the target serves that certificate now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// SCM certificate id.
+    pub certificate_id: String,
+    /// `CDN`, `WAF` or `ELB`.
+    pub service: String,
+    /// The deploy's `project_name` (a region id for a main project); empty for CDN, a global service, and for a
+    /// deploy that named no project.
+    pub project: String,
+    /// The target service's certificate id for ELB and WAF, the domain for CDN.
+    pub resource: String,
+}
+
+/// A certificate a batch push created in a target service (single pushes are counted by
+/// [`Sim::successful_pushes`] instead, as their answer names no copy).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Copy {
+    /// SCM certificate id it was copied from.
+    pub certificate_id: String,
+    /// `CDN`, `WAF` or `ELB`.
+    pub service: String,
+    /// Region (project name) it was pushed to.
+    pub project: String,
+    /// Its id in the target service, as the batch push answered it (`cert_id`).
+    pub copy_id: String,
 }
 
 /// A scripted misbehaviour applied to upcoming push calls before any built-in check.
@@ -330,12 +368,91 @@ impl Sim {
         }
     }
 
-    /// Drops every queued fault; recorded calls and earlier pushes stay.
+    /// Queues a fault for upcoming deploy calls (`certificate_id` filters by the certificate deployed). `Respond`,
+    /// `Error`, `Drop` and `GatewayTimeout` answer without deploying; `Delay` and `DropAfterPush` deploy first.
+    pub fn inject_deploy(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().deploy_faults.push_back(fault);
+        }
+    }
+
+    /// Queues a fault for upcoming batch-push calls (`certificate_id` filters by the certificate pushed).
+    /// `Respond`, `Error`, `Drop` and `GatewayTimeout` answer without pushing; `Delay` and `DropAfterPush` push
+    /// first.
+    pub fn inject_batch_push(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().batch_push_faults.push_back(fault);
+        }
+    }
+
+    /// Queues a fault for upcoming deployed-resources queries (`certificate_id` matches a query that asks about
+    /// that certificate among others).
+    pub fn inject_deployed_resources(&self, fault: Fault) {
+        if fault.times > 0 {
+            self.shared.state().deployed_resources_faults.push_back(fault);
+        }
+    }
+
+    /// Makes the next `times` deploys of `resource` (an ELB or WAF certificate id, or a CDN domain) fail inside the
+    /// 200 answer, as `{"resource": resource, "failure_info": failure_info}`; a failed resource is neither bound nor
+    /// billed. Failures queued for the same resource are used in order; `times == 0` is ignored.
+    pub fn fail_deploy(&self, resource: &str, failure_info: &str, times: u32) {
+        if times > 0 {
+            self.shared
+                .state()
+                .deploy_failures
+                .push_back(state::QueuedDeployFailure {
+                    resource: resource.to_owned(),
+                    failure_info: failure_info.to_owned(),
+                    times,
+                });
+        }
+    }
+
+    /// The resources bound to certificates now, by deploys or [`Sim::mark_in_use`], ordered by service, project and
+    /// resource.
+    pub fn deployments(&self) -> Vec<Deployment> {
+        self.shared.state().deployments()
+    }
+
+    /// Successful deploys of `certificate_id` to `resource` so far, each of which SCM bills.
+    pub fn deploy_count(&self, certificate_id: &str, resource: &str) -> u32 {
+        self.shared
+            .state()
+            .deploy_counts
+            .get(&(certificate_id.to_owned(), resource.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Binds a resource to a certificate as if someone had done it outside the operator (the console, another
+    /// tool): deployed-resources reports it and a deploy of another certificate moves it, but nothing is billed.
+    /// `region` is the project for ELB and WAF; CDN is global, so it is ignored there.
+    pub fn mark_in_use(&self, certificate_id: &str, service: &str, region: &str, resource_id: &str) {
+        self.shared.state().bind(certificate_id, service, region, resource_id);
+    }
+
+    /// Makes batch pushes to `region` fail with `"Invalid region id."`, as SCM answers for a region it does not
+    /// know (region names not shaped like `cn-north-4` fail that way without this).
+    pub fn fail_region(&self, region: &str) {
+        self.shared.state().failing_regions.insert(region.to_owned());
+    }
+
+    /// The certificates batch pushes created in target services, in creation order.
+    pub fn copies(&self) -> Vec<Copy> {
+        self.shared.state().copies.clone()
+    }
+
+    /// Drops every queued fault and deploy failure; recorded calls, earlier pushes and bindings stay.
     pub fn clear_faults(&self) {
         let mut state = self.shared.state();
         state.faults.clear();
         state.delete_faults.clear();
         state.import_faults.clear();
+        state.deploy_faults.clear();
+        state.batch_push_faults.clear();
+        state.deployed_resources_faults.clear();
+        state.deploy_failures.clear();
     }
 
     /// Faults not used up yet, in queue order.
@@ -379,8 +496,8 @@ impl Sim {
         self.shared.state().add_certificate(id);
     }
 
-    /// Clears recorded calls, queued faults, access key lockouts and the memory of earlier pushes used for duplicate
-    /// rejection.
+    /// Clears recorded calls, queued faults and deploy failures, access key lockouts, the memory of earlier pushes
+    /// used for duplicate rejection, bindings and their billing counters, failing regions and copies.
     pub fn reset(&self) {
         self.shared.state().reset();
     }

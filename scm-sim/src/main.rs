@@ -7,7 +7,8 @@ use clap::Parser;
 use scm_sim::{DEMO_ACCESS_KEY, DEMO_CERTIFICATES, DEMO_SECRET_KEY, DEMO_TOKEN, Sim, SimConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Fake Huawei Cloud SCM API (certificate push, list, show, import) with a `/sim/` control API.
+/// Fake Huawei Cloud SCM API (certificate push, batch push, deploy, deployed resources, list, show, import, delete)
+/// with a `/sim/` control API.
 #[derive(Parser)]
 #[command(name = "scm-sim", version, about)]
 struct Args {

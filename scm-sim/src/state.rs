@@ -1,14 +1,29 @@
 //! Mutable simulator state: credentials, certificates, recorded calls and queued faults.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Call, Fault, FaultAction, SimConfig};
+use super::{Call, Copy, Deployment, Fault, FaultAction, SimConfig};
 
 /// What a push is remembered by for duplicate rejection: (certificate, service, project).
 pub(super) type PushKey = (String, String, String);
+
+/// Where a deploy binds a certificate: (service, project, resource), the resource being the target service's
+/// certificate id for ELB and WAF and the domain for CDN. CDN is global, so its project is always empty.
+pub(super) type BindingKey = (String, String, String);
+
+/// A per-resource deploy failure queued by [`super::Sim::fail_deploy`].
+#[derive(Clone, Debug)]
+pub(super) struct QueuedDeployFailure {
+    /// Resource id (ELB, WAF) or domain (CDN) it applies to.
+    pub resource: String,
+    /// The target service's error code reported in `failure_info`.
+    pub failure_info: String,
+    /// Deploys of the resource it still fails.
+    pub times: u32,
+}
 
 /// A certificate the simulator knows; only public metadata, never a private key.
 #[derive(Clone, Debug)]
@@ -45,7 +60,7 @@ impl Certificate {
             "name": self.name,
             "domain": self.domain,
             "sans": "",
-            "signature_algrithm": "SHA256WITHRSA",
+            "signature_algorithm": "SHA256WITHRSA",
             "deploy_support": true,
             "type": self.kind(),
             "brand": self.brand(),
@@ -70,7 +85,7 @@ impl Certificate {
             "brand": self.brand(),
             "push_support": "ON",
             "revoke_reason": "",
-            "signature_algrithm": "SHA256WITHRSA",
+            "signature_algorithm": "SHA256WITHRSA",
             "issue_time": self.not_before,
             "not_before": self.not_before,
             "not_after": self.not_after,
@@ -169,6 +184,22 @@ pub(super) struct State {
     pub chaos: Option<super::Chaos>,
     /// Random faults in a row per push target, for [`super::Chaos::max_in_a_row`].
     pub chaos_streaks: HashMap<PushKey, u32>,
+    /// Queued faults for deploy calls (`certificate_id` matches the certificate deployed).
+    pub deploy_faults: VecDeque<Fault>,
+    /// Queued faults for batch-push calls (`certificate_id` matches the certificate pushed).
+    pub batch_push_faults: VecDeque<Fault>,
+    /// Queued faults for deployed-resources calls (`certificate_id` matches any certificate asked about).
+    pub deployed_resources_faults: VecDeque<Fault>,
+    /// Per-resource deploy failures, used in queue order.
+    pub deploy_failures: VecDeque<QueuedDeployFailure>,
+    /// Which certificate each bound resource serves now; ordered so that listings are stable.
+    pub bindings: BTreeMap<BindingKey, String>,
+    /// Successful deploys per (certificate, resource): each one is billed.
+    pub deploy_counts: HashMap<(String, String), u32>,
+    /// Regions a batch push answers with "Invalid region id.".
+    pub failing_regions: HashSet<String>,
+    /// Certificates a batch push created in target services, in creation order.
+    pub copies: Vec<Copy>,
 }
 
 impl State {
@@ -191,6 +222,14 @@ impl State {
             pushed: HashSet::new(),
             chaos: config.chaos,
             chaos_streaks: HashMap::new(),
+            deploy_faults: VecDeque::new(),
+            batch_push_faults: VecDeque::new(),
+            deployed_resources_faults: VecDeque::new(),
+            deploy_failures: VecDeque::new(),
+            bindings: BTreeMap::new(),
+            deploy_counts: HashMap::new(),
+            failing_regions: HashSet::new(),
+            copies: Vec::new(),
         };
         state.set_tokens(config.tokens);
         state.set_access_keys(config.access_keys);
@@ -326,14 +365,89 @@ impl State {
         take_from(&mut self.import_faults, name)
     }
 
-    /// Forgets calls, faults, earlier pushes and lockouts; credentials and certificates stay.
+    /// Uses up one application of the first queued fault matching a deploy of `certificate_id`.
+    pub fn take_deploy_fault(&mut self, certificate_id: &str) -> Option<FaultAction> {
+        take_from(&mut self.deploy_faults, certificate_id)
+    }
+
+    /// Uses up one application of the first queued fault matching a batch push of `certificate_id`.
+    pub fn take_batch_push_fault(&mut self, certificate_id: &str) -> Option<FaultAction> {
+        take_from(&mut self.batch_push_faults, certificate_id)
+    }
+
+    /// Uses up one application of the first queued fault matching a deployed-resources query about any of
+    /// `certificate_ids`.
+    pub fn take_deployed_resources_fault(&mut self, certificate_ids: &[String]) -> Option<FaultAction> {
+        let index = self.deployed_resources_faults.iter().position(|f| {
+            f.certificate_id
+                .as_deref()
+                .is_none_or(|id| certificate_ids.iter().any(|asked| asked == id))
+        })?;
+        use_once(&mut self.deployed_resources_faults, index)
+    }
+
+    /// Uses up one application of the first queued failure for `resource`, returning its `failure_info`.
+    pub fn take_deploy_failure(&mut self, resource: &str) -> Option<String> {
+        let index = self.deploy_failures.iter().position(|f| f.resource == resource)?;
+        let failure = &mut self.deploy_failures[index];
+        let info = failure.failure_info.clone();
+        failure.times = failure.times.saturating_sub(1);
+        if failure.times == 0 {
+            self.deploy_failures.remove(index);
+        }
+        Some(info)
+    }
+
+    /// Binds `resource` of `service` in `project` to `certificate_id`, taking it from any certificate it served.
+    pub fn bind(&mut self, certificate_id: &str, service: &str, project: &str, resource: &str) {
+        // CDN is a global service: a domain is the same resource whatever project a request names.
+        let project = if service == "CDN" { "" } else { project };
+        self.bindings.insert(
+            (service.to_owned(), project.to_owned(), resource.to_owned()),
+            certificate_id.to_owned(),
+        );
+    }
+
+    /// The current bindings as [`Deployment`]s, ordered by service, project and resource.
+    pub fn deployments(&self) -> Vec<Deployment> {
+        self.bindings
+            .iter()
+            .map(|((service, project, resource), certificate_id)| Deployment {
+                certificate_id: certificate_id.clone(),
+                service: service.clone(),
+                project: project.clone(),
+                resource: resource.clone(),
+            })
+            .collect()
+    }
+
+    /// A fresh id for a certificate created in a target service: 32 lower-case hex digits, like ELB's and WAF's.
+    pub fn new_copy_id(&self) -> String {
+        loop {
+            let id = format!("{:032x}", rand::random::<u128>());
+            if self.copies.iter().all(|c| c.copy_id != id) {
+                return id;
+            }
+        }
+    }
+
+    /// Forgets calls, faults, earlier pushes, lockouts, deploys (bindings and their billing), failing regions and
+    /// copies; credentials and certificates stay.
     pub fn reset(&mut self) {
         self.calls.clear();
         self.faults.clear();
         self.delete_faults.clear();
         self.import_faults.clear();
+        self.deploy_faults.clear();
+        self.batch_push_faults.clear();
+        self.deployed_resources_faults.clear();
+        self.deploy_failures.clear();
         self.pushed.clear();
         self.signature_failures.clear();
+        self.bindings.clear();
+        self.deploy_counts.clear();
+        self.failing_regions.clear();
+        self.copies.clear();
     }
 }
 
@@ -342,7 +456,12 @@ fn take_from(faults: &mut VecDeque<Fault>, certificate_id: &str) -> Option<Fault
     let index = faults
         .iter()
         .position(|f| f.certificate_id.as_deref().is_none_or(|id| id == certificate_id))?;
-    let fault = &mut faults[index];
+    use_once(faults, index)
+}
+
+/// Uses up one application of the fault at `index`, removing it when none is left.
+fn use_once(faults: &mut VecDeque<Fault>, index: usize) -> Option<FaultAction> {
+    let fault = faults.get_mut(index)?;
     let action = fault.action.clone();
     fault.times = fault.times.saturating_sub(1);
     if fault.times == 0 {

@@ -1288,3 +1288,16 @@ async fn list_ignoring_content_pages_filters_by_status_and_sorts() {
     let (_, all) = get(&sim, &format!("{search}&limit=10"), Some(DEMO_TOKEN)).await;
     assert_eq!(all["total_count"], 12);
 }
+
+/// The current API spells the field `signature_algorithm`; `signature_algrithm` is an older show answer's, which
+/// Huawei's SDKs (Python 3.1.219) no longer read, so a client on them would silently lose it.
+#[tokio::test]
+async fn list_and_show_spell_signature_algorithm_as_the_current_api() {
+    let sim = start(SimConfig::default()).await;
+    let (_, listing) = get(&sim, "/v3/scm/certificates", Some(DEMO_TOKEN)).await;
+    let (_, detail) = get(&sim, &format!("/v3/scm/certificates/{CERT}"), Some(DEMO_TOKEN)).await;
+    for body in [&listing["certificates"][0], &detail] {
+        assert_eq!(body["signature_algorithm"], "SHA256WITHRSA", "{body}");
+        assert!(body.get("signature_algrithm").is_none(), "{body}");
+    }
+}

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::record::{RequestId, new_request_id, set_request_id};
 use super::reply::{SimReply, not_an_api};
+use crate::state::QueuedDeployFailure;
 use crate::{Fault, FaultAction, Shared};
 
 /// Body of `POST /sim/certificates`.
@@ -24,6 +25,37 @@ struct NewCertificate {
 #[serde(deny_unknown_fields)]
 struct ListMode {
     ignore_content: bool,
+}
+
+/// Body of `POST /sim/deploy-failures`, the arguments of [`crate::Sim::fail_deploy`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDeployFailure {
+    resource: String,
+    failure_info: String,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Body of `POST /sim/failing-regions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailingRegion {
+    region: String,
+}
+
+/// Body of `POST /sim/in-use`, the arguments of [`crate::Sim::mark_in_use`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InUse {
+    certificate_id: String,
+    service: String,
+    region: String,
+    resource_id: String,
 }
 
 /// Admin errors look like SCM's, under a `SIM.` code no real service uses.
@@ -128,6 +160,66 @@ pub(super) async fn list_mode(State(shared): State<Arc<Shared>>, body: Bytes) ->
     match parse_admin::<ListMode>(&body) {
         Ok(mode) => {
             shared.state().list_ignores_content = mode.ignore_content;
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// A JSON answer of any serialisable admin value.
+fn admin_json(value: &impl serde::Serialize) -> SimReply {
+    match serde_json::to_value(value) {
+        Ok(value) => SimReply::json(StatusCode::OK, &value),
+        Err(error) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, error),
+    }
+}
+
+/// `GET /sim/deployments`: the current bindings, as [`crate::Sim::deployments`].
+pub(super) async fn deployments(State(shared): State<Arc<Shared>>) -> SimReply {
+    let deployments = shared.state().deployments();
+    admin_json(&deployments)
+}
+
+/// `GET /sim/copies`: what batch pushes created, as [`crate::Sim::copies`].
+pub(super) async fn copies(State(shared): State<Arc<Shared>>) -> SimReply {
+    let copies = shared.state().copies.clone();
+    admin_json(&copies)
+}
+
+/// `POST /sim/deploy-failures`: `{"resource": "...", "failure_info": "ELB.8902", "times": 1}`.
+pub(super) async fn deploy_failures(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<NewDeployFailure>(&body) {
+        Ok(failure) if failure.times == 0 => admin_error(StatusCode::BAD_REQUEST, "times must be at least 1"),
+        Ok(failure) => {
+            shared.state().deploy_failures.push_back(QueuedDeployFailure {
+                resource: failure.resource,
+                failure_info: failure.failure_info,
+                times: failure.times,
+            });
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /sim/failing-regions`: `{"region": "..."}`.
+pub(super) async fn failing_regions(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<FailingRegion>(&body) {
+        Ok(failing) => {
+            shared.state().failing_regions.insert(failing.region);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /sim/in-use`: `{"certificate_id": "...", "service": "ELB", "region": "...", "resource_id": "..."}`.
+pub(super) async fn in_use(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<InUse>(&body) {
+        Ok(used) => {
+            shared
+                .state()
+                .bind(&used.certificate_id, &used.service, &used.region, &used.resource_id);
             SimReply::empty(StatusCode::NO_CONTENT)
         }
         Err(reply) => reply,

@@ -110,6 +110,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v3/scm/certificates/import", post(scm::import))
         .route("/v3/scm/certificates/{id}", get(scm::show).delete(scm::delete))
         .route("/v3/scm/certificates/{id}/push", post(scm::push))
+        .route("/v3/scm/certificates/{id}/batch-push", post(scm::batch_push))
+        .route("/v3/scm/certificates/{id}/deploy", post(scm::deploy))
+        .route("/v3/scm/deployed-resources", post(scm::deployed_resources))
         // The API gateway answers a wrong path and a wrong method alike.
         .fallback(scm::not_found)
         .method_not_allowed_fallback(scm::not_found)
@@ -124,6 +127,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/access-keys", put(admin::access_keys))
         .route("/certificates", post(admin::certificates))
         .route("/list-mode", put(admin::list_mode))
+        .route("/deployments", get(admin::deployments))
+        .route("/copies", get(admin::copies))
+        .route("/deploy-failures", post(admin::deploy_failures))
+        .route("/failing-regions", post(admin::failing_regions))
+        .route("/in-use", post(admin::in_use))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::not_found)
         .with_state(shared);

@@ -1,6 +1,7 @@
-//! The SCM certificate API: push, list, show, import and delete, with the IAM checks and error answers of the real
-//! service.
+//! The SCM certificate API: push, batch push, deploy, deployed resources, list, show, import and delete, with the
+//! IAM checks and error answers of the real service.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,12 @@ use serde_json::Value;
 use super::record::{Caller, RequestId};
 use super::reply::{SimReply, not_an_api};
 use crate::signature;
-use crate::wire::{ImportRequest, ImportResponse, ListResponse, PushRequest};
-use crate::{FaultAction, Shared};
+use crate::wire::{
+    BatchPushRequest, BatchPushResponse, BatchPushResult, CertificateResources, DeployFailure, DeployRequest,
+    DeployResource, DeployResponse, DeployedResourcesRequest, DeployedResourcesResponse, ImportRequest, ImportResponse,
+    ListResponse, PushRequest, RegionResources, ResourceDetail, ServiceResources, object_and_service,
+};
+use crate::{Copy, FaultAction, Shared};
 
 /// The push targets SCM supports; anything else, case included, is 400 `SCM.0030`.
 const SERVICES: [&str; 3] = ["CDN", "WAF", "ELB"];
@@ -57,6 +62,20 @@ pub(super) async fn not_found(Extension(request_id): Extension<RequestId>) -> Si
 /// SCM's 404 for an id it does not hold (`SCM.0021`).
 fn certificate_not_found() -> SimReply {
     SimReply::scm_error(StatusCode::NOT_FOUND, "SCM.0021", "certificate not exist")
+}
+
+/// SCM's 400 for a body that names no service it can push or deploy to (`SCM.0030`).
+fn unsupported_service() -> SimReply {
+    SimReply::scm_error(
+        StatusCode::BAD_REQUEST,
+        "SCM.0030",
+        "Certificates cannot be pushed to this service.",
+    )
+}
+
+/// SCM's 400 for any other field it refuses (`SCM.0005`).
+fn incorrect_parameter() -> SimReply {
+    SimReply::bad_request("Incorrect request parameter.")
 }
 
 /// `POST /v3/scm/certificates/{id}/push`: queued faults first, then the real checks.
@@ -141,18 +160,11 @@ fn apply_push(
     if state.certificate(id).is_none() {
         return certificate_not_found();
     }
-    let unsupported = || {
-        SimReply::scm_error(
-            StatusCode::BAD_REQUEST,
-            "SCM.0030",
-            "Certificates cannot be pushed to this service.",
-        )
-    };
     let Some(request) = request else {
-        return unsupported();
+        return unsupported_service();
     };
     let Some(service) = request.target_service.as_deref().filter(|s| SERVICES.contains(s)) else {
-        return unsupported();
+        return unsupported_service();
     };
     let project = request.target_project.as_deref().unwrap_or_default();
     // CDN is a global service, so only regional targets need a project.
@@ -374,4 +386,347 @@ fn apply_import(shared: &Shared, caller: &Caller, request_id: &RequestId, body: 
     let id = shared.state().import_certificate(&request.name, &request.certificate);
     let created = ImportResponse { certificate_id: id };
     SimReply::json(StatusCode::OK, &created).about(&created.certificate_id)
+}
+
+/// Whether `text` has between `min` and `max` characters.
+fn chars_within(text: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&text.chars().count())
+}
+
+/// Whether `project` looks like a region id (`cn-north-4`, `ap-southeast-1`, `eu-west-101`): two lower-case letters,
+/// one or more lower-case words, and a number, joined by `-`.
+fn region_shaped(project: &str) -> bool {
+    let parts: Vec<&str> = project.split('-').collect();
+    let lower = |part: &&str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [area, words @ .., number] if !words.is_empty() => {
+            area.len() == 2
+                && lower(area)
+                && words.iter().all(lower)
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+/// `POST /v3/scm/certificates/{id}/batch-push`: queued batch-push faults first, then the real checks.
+pub(super) async fn batch_push(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> SimReply {
+    let fault = shared.state().take_batch_push_fault(&id);
+    let apply = || apply_batch_push(&shared, &id, &caller, &body, &request_id);
+    with_fault(fault, &request_id, apply).await.about(&id)
+}
+
+/// A batch push without faults: the checks of a single push for the whole request, then one result per region,
+/// in request order. A region fails inside the 200 when it is not a region SCM knows (or a test made it fail), and
+/// when the simulator rejects duplicate pushes and that (certificate, service, region) was already pushed, by
+/// either kind of push.
+fn apply_batch_push(shared: &Shared, id: &str, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
+    if let Err(reply) = authorize(shared, caller, request_id) {
+        return reply;
+    }
+    let mut state = shared.state();
+    if state.certificate(id).is_none() {
+        return certificate_not_found();
+    }
+    let Some((value, Some(service))) = object_and_service(body, "target_service") else {
+        return unsupported_service();
+    };
+    if !SERVICES.contains(&service.as_str()) {
+        return unsupported_service();
+    }
+    let Ok(request) = serde_json::from_value::<BatchPushRequest>(value) else {
+        return incorrect_parameter();
+    };
+    // The same value as the one checked above, now that the body parsed.
+    let service = &request.target_service;
+    let projects = &request.target_projects;
+    if !(1..=10).contains(&projects.len()) || !projects.iter().all(|p| chars_within(p, 1, 32)) {
+        return incorrect_parameter();
+    }
+    let failed = |project: &str, message: &str| BatchPushResult {
+        project_name: project.to_owned(),
+        cert_id: String::new(),
+        message: message.to_owned(),
+    };
+    let mut results = Vec::with_capacity(projects.len());
+    for project in projects {
+        if state.failing_regions.contains(project) || !region_shaped(project) {
+            results.push(failed(project, "Invalid region id."));
+            continue;
+        }
+        let key = (id.to_owned(), service.to_owned(), project.clone());
+        if state.reject_duplicate_push && state.pushed.contains(&key) {
+            results.push(failed(project, "Push cert error"));
+            continue;
+        }
+        state.pushed.insert(key);
+        let copy_id = state.new_copy_id();
+        state.copies.push(Copy {
+            certificate_id: id.to_owned(),
+            service: service.to_owned(),
+            project: project.clone(),
+            copy_id: copy_id.clone(),
+        });
+        results.push(BatchPushResult {
+            project_name: project.clone(),
+            cert_id: copy_id,
+            message: "success".to_owned(),
+        });
+    }
+    SimReply::json(StatusCode::OK, &BatchPushResponse { results })
+}
+
+/// `POST /v3/scm/certificates/{id}/deploy`: queued deploy faults first, then the real checks.
+pub(super) async fn deploy(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> SimReply {
+    let fault = shared.state().take_deploy_fault(&id);
+    let apply = || apply_deploy(&shared, &id, &caller, &body, &request_id);
+    with_fault(fault, &request_id, apply).await.about(&id)
+}
+
+/// A field that counts as sent: present and not empty (Terraform and the SDKs leave empty ones out).
+fn sent(field: Option<&String>) -> Option<&str> {
+    field.map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Whether `resource` is fit for a deploy to `service`: the field that names it (`id` for ELB and WAF,
+/// `domain_name` for CDN), WAF's `type`, and no field that belongs to another service; at most 63 characters each.
+fn valid_resource(service: &str, resource: &DeployResource) -> bool {
+    let fields = [
+        &resource.id,
+        &resource.kind,
+        &resource.domain_name,
+        &resource.enterprise_project_id,
+    ];
+    if !fields
+        .iter()
+        .all(|f| f.as_deref().is_none_or(|v| chars_within(v, 0, 63)))
+    {
+        return false;
+    }
+    let id = sent(resource.id.as_ref());
+    let kind = sent(resource.kind.as_ref());
+    let domain = sent(resource.domain_name.as_ref());
+    let enterprise_project = sent(resource.enterprise_project_id.as_ref());
+    match service {
+        "CDN" => domain.is_some() && kind.is_none() && enterprise_project.is_none(),
+        "WAF" => id.is_some() && matches!(kind, Some("premium" | "cloud")) && domain.is_none(),
+        _ => id.is_some() && kind.is_none() && domain.is_none() && enterprise_project.is_none(),
+    }
+}
+
+/// Whether a certificate for `certificate_domain` covers `domain`: the same name, or one label under a wildcard.
+fn covers(certificate_domain: &str, domain: &str) -> bool {
+    let (certificate_domain, domain) = (certificate_domain.to_ascii_lowercase(), domain.to_ascii_lowercase());
+    if certificate_domain.is_empty() {
+        return false;
+    }
+    match certificate_domain.strip_prefix("*.") {
+        Some(parent) => domain
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => certificate_domain == domain,
+    }
+}
+
+/// A deploy without faults: IAM, the certificate and the whole body are checked first (any refusal is a 4xx and
+/// deploys nothing); then each resource succeeds or fails on its own inside the 200. A success binds the resource to
+/// this certificate (moving it from any other) and is billed.
+fn apply_deploy(shared: &Shared, id: &str, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
+    if let Err(reply) = authorize(shared, caller, request_id) {
+        return reply;
+    }
+    let mut state = shared.state();
+    let Some(certificate_domain) = state.certificate(id).map(|c| c.domain.clone()) else {
+        return certificate_not_found();
+    };
+    let Some((value, Some(service))) = object_and_service(body, "service_name") else {
+        return unsupported_service();
+    };
+    if !SERVICES.contains(&service.as_str()) {
+        return unsupported_service();
+    }
+    let Ok(request) = serde_json::from_value::<DeployRequest>(value) else {
+        return incorrect_parameter();
+    };
+    let service = request.service_name.as_str();
+    let project = request.project_name.as_deref();
+    // ELB and WAF are regional: their resources live in a project.
+    let project_ok = match project {
+        Some(project) => chars_within(project, 1, 255),
+        None => service == "CDN",
+    };
+    if !project_ok
+        || !(1..=20).contains(&request.resources.len())
+        || !request.resources.iter().all(|r| valid_resource(service, r))
+    {
+        return incorrect_parameter();
+    }
+    let mut failure_list = Vec::new();
+    for resource in &request.resources {
+        let name = if service == "CDN" {
+            resource.domain_name.clone()
+        } else {
+            resource.id.clone()
+        }
+        .unwrap_or_default();
+        let failure = state.take_deploy_failure(&name).or_else(|| {
+            // CDN refuses a certificate that does not cover the domain. [UNVERIFIED] which code it reports.
+            (service == "CDN" && !covers(&certificate_domain, &name)).then(|| "CDN.0005".to_owned())
+        });
+        if let Some(failure_info) = failure {
+            failure_list.push(DeployFailure {
+                resource: name,
+                failure_info,
+            });
+            continue;
+        }
+        state.bind(id, service, project.unwrap_or_default(), &name);
+        *state.deploy_counts.entry((id.to_owned(), name)).or_insert(0) += 1;
+    }
+    SimReply::json(StatusCode::OK, &DeployResponse { failure_list })
+}
+
+/// `POST /v3/scm/deployed-resources`: queued faults first (matched by any certificate asked about).
+pub(super) async fn deployed_resources(
+    State(shared): State<Arc<Shared>>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> SimReply {
+    let asked = serde_json::from_slice::<DeployedResourcesRequest>(&body)
+        .map(|r| r.certificate_ids)
+        .unwrap_or_default();
+    let fault = shared.state().take_deployed_resources_fault(&asked);
+    with_fault(fault, &request_id, || {
+        apply_deployed_resources(&shared, &caller, &body, &request_id)
+    })
+    .await
+}
+
+/// A deployed-resources query without faults: for each certificate asked about, in request order, its bindings
+/// in the services asked about, grouped by service (CDN, WAF, ELB) and region (`global` for CDN). A certificate
+/// deployed nowhere, or unknown, has `total_num` 0 and no `deployed_resources`.
+fn apply_deployed_resources(shared: &Shared, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
+    if let Err(reply) = authorize(shared, caller, request_id) {
+        return reply;
+    }
+    let Ok(request) = serde_json::from_slice::<DeployedResourcesRequest>(body) else {
+        return incorrect_parameter();
+    };
+    let ids = &request.certificate_ids;
+    let names = &request.service_names;
+    let name_ok = |n: &String| n == "ALL" || SERVICES.contains(&n.as_str());
+    if !(1..=50).contains(&ids.len())
+        || !ids.iter().all(|id| id.chars().count() == 16)
+        || !(1..=50).contains(&names.len())
+        || !names.iter().all(name_ok)
+    {
+        return incorrect_parameter();
+    }
+    let all = names.iter().any(|n| n == "ALL");
+    let services: Vec<&str> = SERVICES
+        .into_iter()
+        .filter(|s| all || names.iter().any(|n| n == s))
+        .collect();
+    let state = shared.state();
+    let results = ids
+        .iter()
+        .map(|id| {
+            let deployed_resources: Vec<ServiceResources> = services
+                .iter()
+                .filter_map(|service| {
+                    let mut regions: BTreeMap<String, Vec<ResourceDetail>> = BTreeMap::new();
+                    for ((bound_service, project, resource), certificate) in &state.bindings {
+                        if certificate == id && bound_service == service {
+                            let region = if *service == "CDN" { "global" } else { project.as_str() };
+                            // The simulator knows no names; a resource is named by its id.
+                            regions.entry(region.to_owned()).or_default().push(ResourceDetail {
+                                resource_id: resource.clone(),
+                                resource_name: resource.clone(),
+                            });
+                        }
+                    }
+                    let resource_num = regions.values().map(Vec::len).sum();
+                    (resource_num > 0).then(|| ServiceResources {
+                        service: (*service).to_owned(),
+                        resource_num,
+                        // [UNVERIFIED] the values; SCM documents only "global service or region-level service".
+                        resource_location: if *service == "CDN" { "global" } else { "region" }.to_owned(),
+                        region_resources: regions
+                            .into_iter()
+                            .map(|(region_id, resources)| RegionResources {
+                                region_id,
+                                is_error: false,
+                                resources,
+                            })
+                            .collect(),
+                    })
+                })
+                .collect();
+            CertificateResources {
+                certificate_id: id.clone(),
+                total_num: deployed_resources.iter().map(|d| d.resource_num).sum(),
+                deployed_resources,
+            }
+        })
+        .collect();
+    SimReply::json(StatusCode::OK, &DeployedResourcesResponse { results })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_ids_are_told_from_other_names() {
+        for region in [
+            "cn-north-4",
+            "ap-southeast-1",
+            "eu-west-101",
+            "my-kualalumpur-1",
+            "la-south-2",
+        ] {
+            assert!(region_shaped(region), "{region}");
+        }
+        for other in [
+            "",
+            "cn",
+            "cn-4",
+            "north-4",
+            "cn-north",
+            "cn-north-",
+            "CN-north-4",
+            "cn-north-4a",
+            "cn-north-4_sub",
+            "c-north-4",
+            "cn--4",
+        ] {
+            assert!(!region_shaped(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_covers_its_domain_and_one_label_under_its_wildcard() {
+        assert!(covers("www.example.com", "www.example.com"));
+        assert!(covers("www.example.com", "WWW.Example.com"));
+        assert!(covers("*.example.com", "api.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "a.b.example.com"));
+        assert!(!covers("*.example.com", ".example.com"));
+        assert!(!covers("www.example.com", "api.example.com"));
+        assert!(!covers("", ""), "an unreadable certificate covers nothing");
+    }
 }
