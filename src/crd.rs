@@ -50,6 +50,12 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
 // Exactly one certificate source. A CEL rule with a friendlier message was tried and dropped: the API server
 // skips CEL rules once the structural oneOf has failed, so its message never showed.
 #[schemars(extend("oneOf" = [{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}]))]
+// Which fields a deploy resource needs depends on targetService, outside the resource: only CEL can say so.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? has(r.type) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
+    "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id and type (enterpriseProjectId optional)",
+    "fieldPath": ".deploy.resources"
+}]))]
 pub struct CertificatePushSpec {
     /// ID of a certificate already in SCM, exactly 16 letters or digits (for example scs1554192131150). Exactly one
     /// of certificateId and sourceSecretRef is set.
@@ -84,6 +90,93 @@ pub struct CertificatePushSpec {
 
     /// Secret in this CertificatePush's namespace that holds the SCM credentials.
     pub credentials_ref: CredentialsRef,
+
+    /// Resources of targetService in targetProject that serve the certificate: after each push (a renewal
+    /// included) SCM's deploy replaces the certificate they hold, so clients see it with no further step. Each
+    /// resource gets each certificate once (Huawei bills every deploy); a resource that fails is retried alone,
+    /// with backoff. Ready is True only when every resource holds the certificate pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeploySpec>,
+}
+
+/// Where SCM deploys the certificate: resources of the target service whose certificate is replaced in place.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploySpec {
+    /// The resources, 1 to 20 (one SCM deploy request).
+    #[schemars(length(min = 1, max = 20))]
+    pub resources: Vec<DeployResource>,
+}
+
+/// One resource the certificate is deployed to. ELB and WAF: id, the ID of the ELB or WAF certificate whose
+/// content is replaced (every listener or host using it, and CCE Ingresses naming it in
+/// kubernetes.io/elb.tls-certificate-ids, then serve the new one). CDN: domainName, an accelerated domain the
+/// certificate covers.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployResource {
+    /// ELB or WAF certificate ID (required for ELB and WAF, not allowed for CDN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[-_.a-zA-Z0-9]+$"))]
+    pub id: Option<String>,
+    /// WAF edition: premium or cloud (required for WAF, not allowed for CDN and ELB).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub waf_type: Option<WafType>,
+    /// CDN accelerated domain name (required for CDN, not allowed for ELB and WAF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub domain_name: Option<String>,
+    /// Enterprise project of the WAF resource (WAF only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[-a-zA-Z0-9]+$"))]
+    pub enterprise_project_id: Option<String>,
+}
+
+/// WAF edition of a deploy resource.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WafType {
+    /// Dedicated (premium) WAF.
+    #[serde(rename = "premium")]
+    Premium,
+    /// Cloud WAF.
+    #[serde(rename = "cloud")]
+    Cloud,
+}
+
+impl DeployResource {
+    /// What SCM and status name this resource by: the certificate ID for ELB and WAF, the domain for CDN.
+    pub fn key(&self) -> &str {
+        self.id.as_deref().or(self.domain_name.as_deref()).unwrap_or_default()
+    }
+
+    /// Why this resource cannot be deployed to on `service`, if it cannot.
+    pub fn problem(&self, service: TargetService) -> Option<String> {
+        let key = self.key();
+        match service {
+            TargetService::Cdn if self.domain_name.is_none() || self.id.is_some() => Some(format!(
+                "deploy resource {key:?}: CDN resources name a domainName and no id"
+            )),
+            TargetService::Elb | TargetService::Waf if self.id.is_none() || self.domain_name.is_some() => {
+                Some(format!(
+                    "deploy resource {key:?}: {service} resources name the id of a {service} certificate and no domainName"
+                ))
+            }
+            TargetService::Cdn | TargetService::Elb
+                if self.waf_type.is_some() || self.enterprise_project_id.is_some() =>
+            {
+                Some(format!(
+                    "deploy resource {key:?}: type and enterpriseProjectId are for WAF resources only"
+                ))
+            }
+            TargetService::Waf if self.waf_type.is_none() => Some(format!(
+                "deploy resource {key:?}: WAF resources name their type, premium or cloud"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Cloud service that receives the certificate.
@@ -294,6 +387,11 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_deletions: Vec<PendingDeletion>,
 
+    /// Each resource of spec.deploy: the certificate it holds, and a failed deploy's reason and retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["resource"]))]
+    pub deployments: Vec<Deployment>,
+
     /// An import this object sends (or sent) whose answer is not recorded yet: written before the import request,
     /// cleared with the certificateId it returns. Only when one is found here (a crash or a lost answer) is SCM
     /// searched for an earlier import under its name; otherwise the certificate is imported without a search.
@@ -327,6 +425,37 @@ pub struct PendingDeletion {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// What SCM deployed on one resource of spec.deploy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// The resource: its ELB or WAF certificate ID, or its CDN domain.
+    pub resource: String,
+    /// ID in SCM of the certificate SCM confirmed deployed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+    /// When that deploy was confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub deploy_time: Option<String>,
+    /// A certificate whose deploy request was (or is about to be) sent without its answer recorded: written before
+    /// the request, so after a crash or a lost answer SCM is asked where that certificate is deployed before it is
+    /// deployed again (each deploy is billed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploying_certificate_id: Option<String>,
+    /// Why the last deploy to this resource failed: the target service's failure_info (for example ELB.8902), or
+    /// the error of the whole request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_info: Option<String>,
+    /// Failed deploys of the current certificate to this resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+    /// When the next deploy to this resource is due after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub next_attempt_time: Option<String>,
 }
 
 /// What a successful push sent where.
@@ -395,6 +524,16 @@ impl CertificatePushSpec {
             return Err(format!(
                 "targetProject {project:?} is not a region name like cn-north-4"
             ));
+        }
+        if let Some(deploy) = &self.deploy {
+            if let Some(problem) = deploy.resources.iter().find_map(|r| r.problem(self.target_service)) {
+                return Err(problem);
+            }
+            let mut keys: Vec<&str> = deploy.resources.iter().map(DeployResource::key).collect();
+            keys.sort_unstable();
+            if let Some(twice) = keys.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("deploy resource {:?} is listed twice", twice[0]));
+            }
         }
         match (&self.certificate_id, &self.source_secret_ref) {
             (Some(id), None) => Ok(CertificateSource::Id(id)),
@@ -471,6 +610,43 @@ mod tests {
     fn spec_schema() -> Value {
         let crd = serde_json::to_value(CertificatePush::crd()).unwrap();
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    /// The CEL rule checks the same on admission; objects stored around it are refused here (`InvalidSpec`).
+    #[test]
+    fn deploy_resources_take_the_fields_of_their_service_once_each() {
+        let spec = |service: &str, resources: Value| -> CertificatePushSpec {
+            serde_json::from_value(json!({
+                "certificateId": "scs1554192131150", "targetService": service, "targetProject": "cn-north-4",
+                "credentialsRef": {"name": "scm"}, "deploy": {"resources": resources},
+            }))
+            .unwrap()
+        };
+        assert!(spec("ELB", json!([{"id": "e1"}, {"id": "e2"}])).source().is_ok());
+        assert!(
+            spec(
+                "WAF",
+                json!([{"id": "w1", "type": "premium", "enterpriseProjectId": "0"}])
+            )
+            .source()
+            .is_ok()
+        );
+        assert!(spec("CDN", json!([{"domainName": "www.example.com"}])).source().is_ok());
+        for (service, resources, says) in [
+            ("ELB", json!([{"domainName": "www.example.com"}]), "no domainName"),
+            ("ELB", json!([{"id": "e1", "type": "cloud"}]), "WAF resources only"),
+            ("WAF", json!([{"id": "w1"}]), "premium or cloud"),
+            ("CDN", json!([{"id": "e1"}]), "domainName and no id"),
+            ("ELB", json!([{"id": "e1"}, {"id": "e1"}]), "listed twice"),
+        ] {
+            let error = spec(service, resources).source().unwrap_err();
+            assert!(error.contains(says), "{service}: {error}");
+        }
+        let rules = spec_schema()["x-kubernetes-validations"].clone();
+        assert!(
+            rules[0]["rule"].as_str().unwrap().contains("has(r.domainName)"),
+            "{rules}"
+        );
     }
 
     #[test]

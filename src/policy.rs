@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::crd::{CertificatePushStatus, TargetService};
+use kube::runtime::controller::Action;
+
+use crate::crd::{CertificatePushSpec, CertificatePushStatus, TargetService};
 use crate::scm;
 use crate::status::{self, Lift};
 
 pub mod deletions;
+pub mod deployments;
 mod retry;
 pub use retry::{
     BACKOFF_BASE, BACKOFF_CAP, after_attempt, backoff, ceil_to_second, error_delay, failed_attempts, until,
@@ -72,6 +75,29 @@ pub struct Observed<'a> {
     pub min_repush_interval: Duration,
     /// Now.
     pub now: Timestamp,
+}
+
+/// `action`, or sooner when a delete or a deploy attempt is scheduled before it. `retry` is the delay of a scheduled
+/// push retry; an `action` without one waits for a change, which owed work must not.
+pub fn look_again(
+    spec: &CertificatePushSpec,
+    action: Action,
+    retry: Option<Duration>,
+    status: &CertificatePushStatus,
+    now: Timestamp,
+) -> Action {
+    let action = deletions::look_again(action, retry, status, now);
+    let Some(deploy) = deployments::next_scheduled(spec, status, now) else {
+        return action;
+    };
+    if action == Action::await_change() {
+        return Action::requeue(deploy);
+    }
+    let known = [retry, deletions::next_scheduled(status, now), Some(deploy)];
+    match (retry, known[1]) {
+        (None, None) => action,
+        _ => Action::requeue(known.into_iter().flatten().min().unwrap_or(deploy)),
+    }
 }
 
 /// Default of `--min-repush-interval`.

@@ -11,7 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::crd::{CertificatePushStatus, Condition, PushedTarget};
 use crate::scm::PushFailure;
 
+mod deploy;
 mod reason;
+pub use deploy::{DEPLOYED, with_deploy};
 pub use reason::{Lift, Reason};
 
 /// metav1.Condition status: the condition holds.
@@ -132,6 +134,7 @@ pub fn pushed(
         // What was pushed where is recorded by the caller, who knows the spec.
         pushed: old.pushed.clone(),
         pending_deletions: old.pending_deletions.clone(),
+        deployments: old.deployments.clone(),
         import_intent: old.import_intent.clone(),
     }
 }
@@ -308,6 +311,26 @@ pub struct Notice {
 pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Option<Notice> {
     let now = ready(new)?;
     let before = ready(old);
+    let same_state = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
+    let pushed_now = new.last_push_time != old.last_push_time;
+    let event = |warning, reason| {
+        Some(Notice {
+            warning,
+            reason,
+            note: now.message.clone(),
+        })
+    };
+    // With spec.deploy, Ready tells the deploy once the push is done: one Event per deploy state, and the push's own.
+    match Reason::parse(&now.reason) {
+        Some(Reason::Deployed) if !same_state => return event(false, "Deployed"),
+        Some(Reason::DeployFailed) if !same_state || deploy::failures_changed(old, new) => {
+            return event(true, "DeployFailed");
+        }
+        Some(Reason::Deployed | Reason::Deploying | Reason::DeployFailed) => {
+            return if pushed_now { event(false, "Pushed") } else { None };
+        }
+        _ => {}
+    }
     if now.status == TRUE {
         return (new.last_push_time != old.last_push_time).then(|| Notice {
             warning: false,
@@ -315,7 +338,6 @@ pub fn notice(old: &CertificatePushStatus, new: &CertificatePushStatus) -> Optio
             note: now.message.clone(),
         });
     }
-    let same_state = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
     (now.status == FALSE && !same_state).then(|| Notice {
         warning: true,
         reason: "PushFailed",

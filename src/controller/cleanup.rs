@@ -9,6 +9,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use super::import::MAX_IN_USE_IDS;
 use super::persist::publish;
 use super::push::fenced;
 use super::{Context, standby};
@@ -118,7 +119,26 @@ pub(super) async fn delete_imports(
 ) -> Option<Action> {
     let mut left = Vec::new();
     let mut last_error = String::new();
-    for id in imported {
+    // Never delete a certificate still deployed somewhere: it is left in SCM, and the Event says where it serves.
+    let ids: Vec<&str> = imported.iter().map(String::as_str).take(MAX_IN_USE_IDS).collect();
+    let in_use = match ctx.scm.deployed_resources(credentials, &ids, None).await {
+        Ok(in_use) => in_use,
+        Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
+        Err(failure) if let Some(wait) = failure.deferred_for() => return Some(Action::requeue(wait)),
+        Err(failure) => {
+            left.extend(imported.iter().cloned());
+            last_error = format!("could not ask SCM where they are deployed: {}", failure.error_message);
+            Default::default()
+        }
+    };
+    let mut kept = Vec::new();
+    let checked = left.is_empty();
+    for id in imported.iter().filter(|_| checked) {
+        if let Some(resources) = in_use.get(id).filter(|r| !r.is_empty()) {
+            let names: Vec<String> = resources.iter().map(ToString::to_string).collect();
+            kept.push(format!("{id} (deployed on {})", names.join(", ")));
+            continue;
+        }
         match ctx.scm.delete(credentials, id).await {
             Ok(()) => {}
             // Neither is an attempt that SCM answered: the bound on attempts does not move.
@@ -131,8 +151,22 @@ pub(super) async fn delete_imports(
         }
     }
     if left.is_empty() {
-        let note = format!("Deleted imported certificate {} from SCM", imported.join(", "));
-        publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete");
+        if !kept.is_empty() {
+            let note = format!(
+                "Left {} in SCM: still in use; delete it there once nothing uses it",
+                kept.join("; ")
+            );
+            publish(ctx, cp, EventType::Warning, "CleanupSkipped", note, "Delete");
+        }
+        if kept.len() < imported.len() {
+            let deleted: Vec<&str> = imported
+                .iter()
+                .map(String::as_str)
+                .filter(|id| !kept.iter().any(|k| k.starts_with(id)))
+                .collect();
+            let note = format!("Deleted imported certificate {} from SCM", deleted.join(", "));
+            publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete");
+        }
         return None;
     }
     let attempts = ctx.memory.count_cleanup(&cp.uid().unwrap_or_default());

@@ -163,11 +163,54 @@ pub(super) async fn settle_deletions(
         new = deletions::retained(current);
     }
     let mut deferred = None;
-    for id in deletions::due(&new, now) {
-        match ctx.scm.delete(credentials, &id).await {
+    let due = deletions::due(&new, now);
+    // SCM is asked where each is deployed first: one still in use anywhere (deployed by hand, by another tool, or on
+    // a resource this object no longer lists) is kept and looked at again later.
+    let ids: Vec<&str> = due.iter().map(String::as_str).take(MAX_IN_USE_IDS).collect();
+    let in_use = if ids.is_empty() {
+        Default::default()
+    } else {
+        match ctx.scm.deployed_resources(credentials, &ids, None).await {
+            Ok(in_use) => in_use,
+            Err(failure) if fenced(ctx, &failure) => return Ok(Settled::Fenced),
+            Err(failure) if let Some(wait) = failure.deferred_for() => return Ok(Settled::Deferred(wait)),
+            Err(failure) => {
+                let failure = PushFailure {
+                    error_message: format!(
+                        "could not ask SCM where it is deployed, so it is not deleted: {}",
+                        failure.error_message
+                    ),
+                    ..failure
+                };
+                for id in &ids {
+                    new = deletions::failed(&new, id, &failure.error_message, now, rand::random());
+                    superseded_not_deleted(ctx, cp, id, &failure, &new);
+                }
+                record(ctx, cp, api, current, new.clone()).await?;
+                return Ok(Settled::Done(Box::new(new)));
+            }
+        }
+    };
+    for id in ids {
+        if let Some(resources) = in_use.get(id).filter(|r| !r.is_empty()) {
+            let names: Vec<String> = resources.iter().map(ToString::to_string).collect();
+            let why = format!("in use: deployed on {}", names.join(", "));
+            let announce = deletions::last_error(&new, id) != Some(why.as_str());
+            new = deletions::in_use(&new, id, &why, now, rand::random());
+            if announce {
+                warn!(certificate_id = %id, resources = %names.join(", "), "superseded certificate still in use; kept");
+                let note = format!(
+                    "Kept superseded certificate {id} in SCM: it is still deployed on {}; checked again later",
+                    names.join(", ")
+                );
+                publish(ctx, cp, EventType::Warning, "SupersededInUse", note, "Delete");
+            }
+            continue;
+        }
+        match ctx.scm.delete(credentials, id).await {
             Ok(()) => {
                 info!(certificate_id = %id, "deleted the superseded certificate from SCM");
-                new = deletions::deleted(&new, &id);
+                new = deletions::deleted(&new, id);
             }
             Err(failure) if fenced(ctx, &failure) => return Ok(Settled::Fenced),
             Err(failure) if let Some(wait) = failure.deferred_for() => {
@@ -176,8 +219,8 @@ pub(super) async fn settle_deletions(
                 break;
             }
             Err(failure) => {
-                new = deletions::failed(&new, &id, &failure.error_message, now, rand::random());
-                superseded_not_deleted(ctx, cp, &id, &failure, &new);
+                new = deletions::failed(&new, id, &failure.error_message, now, rand::random());
+                superseded_not_deleted(ctx, cp, id, &failure, &new);
             }
         }
     }
@@ -189,6 +232,9 @@ pub(super) async fn settle_deletions(
         None => Settled::Done(Box::new(new)),
     })
 }
+
+/// Certificate IDs one deployed-resources request may ask about.
+pub(super) const MAX_IN_USE_IDS: usize = 50;
 
 /// What came of [`settle_deletions`].
 pub(super) enum Settled {

@@ -6,6 +6,7 @@
 //! finalizer; [`memory`] is what is kept between reconciles; [`run`] sets up the watches and the Controller.
 
 mod cleanup;
+mod deploy;
 mod import;
 mod memory;
 mod persist;
@@ -148,16 +149,16 @@ impl Context {
                 now,
             })
         };
-        // Deletes owed and due are sent before anything but a push (which sends them after itself), with the
-        // Secret's credential unless SCM refused that very one.
-        let owed_now = !matches!(step, Step::Push(_)) && !deletions::due(status, now).is_empty();
+        // Deploys and deletes owed and due are sent before anything but a push (which sends them after itself),
+        // with the Secret's credential unless SCM refused that very one.
+        let owed_now = !matches!(step, Step::Push(_)) && deploy::owed_now(cp, status, now);
         let credential = match credential {
             c if !owed_now => c,
             Credential::Recorded => return Verdict::ReadSecret,
             Credential::Read(read)
                 if read.credentials.is_ok() && deletions::may_send(status, read.digest.as_deref()) =>
             {
-                return Verdict::Delete(read);
+                return Verdict::Settle(read);
             }
             unusable => unusable,
         };
@@ -182,7 +183,7 @@ impl Context {
             (Step::Push(cause), Credential::Read(read)) => return Verdict::Push(cause, read),
         };
         self.metrics.reconciled(result);
-        Verdict::Done(deletions::look_again(action, retry, status, now))
+        Verdict::Done(policy::look_again(&cp.spec, action, retry, status, now))
     }
 }
 
@@ -206,8 +207,8 @@ enum Verdict {
     Observe,
     /// Push, for this cause, with the credential read.
     Push(Cause, ReadCredentials),
-    /// Send the deletes owed and due (with this usable credential), then decide again.
-    Delete(ReadCredentials),
+    /// Send the deploys and deletes owed and due (with this usable credential), then decide again.
+    Settle(ReadCredentials),
 }
 
 /// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
@@ -325,9 +326,9 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
                 let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
                 credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp, ctx));
             }
-            Verdict::Delete(read) => {
+            Verdict::Settle(read) => {
                 if let Ok(credentials) = &read.credentials {
-                    match import::settle_deletions(ctx, &cp, &api, &current, credentials, now).await? {
+                    match deploy::settle_owed(ctx, &cp, &api, &current, credentials, now).await? {
                         import::Settled::Done(settled) => current = *settled,
                         import::Settled::Deferred(wait) => {
                             ctx.metrics.reconciled("deferred");

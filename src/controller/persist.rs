@@ -74,6 +74,7 @@ pub(super) async fn record(
     old: &CertificatePushStatus,
     new: CertificatePushStatus,
 ) -> Result<(), Error> {
+    let new = status::with_deploy(&cp.spec, new, jiff::Timestamp::now());
     let written = save_after_request(api, &cp.name_any(), old, &new).await;
     if keep_unless_saved(ctx, cp, &new, written).await? == Written::Saved {
         notify(ctx, cp, old, &new);
@@ -90,6 +91,7 @@ pub(super) async fn record_not_sent(
     current: &CertificatePushStatus,
     new: CertificatePushStatus,
 ) -> Result<(), Error> {
+    let new = status::with_deploy(&cp.spec, new, jiff::Timestamp::now());
     save(api, &cp.name_any(), current, &new).await?;
     notify(ctx, cp, current, &new);
     Ok(())
@@ -199,7 +201,8 @@ fn notify(ctx: &Context, cp: &CertificatePush, old: &CertificatePushStatus, new:
         return;
     };
     let type_ = if warning { EventType::Warning } else { EventType::Normal };
-    publish(ctx, cp, type_, reason, note, "Push");
+    let action = if reason.starts_with("Deploy") { "Deploy" } else { "Push" };
+    publish(ctx, cp, type_, reason, note, action);
 }
 
 /// Queues an Event about `cp`; a failed post is logged, not fatal: the status holds the truth.

@@ -8,7 +8,8 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::import::{BeforeImport, Settled, before_import, imported, importing, settle_deletions};
+use super::deploy;
+use super::import::{BeforeImport, Settled, before_import, imported, importing};
 use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
@@ -208,15 +209,15 @@ async fn finish(
         .and_then(status::parse_time)
         .map(|at| policy::until(now, at));
     let mut saved = new;
-    if !deletions::due(&saved, now).is_empty() && deletions::may_send(&saved, digest) {
-        match settle_deletions(ctx, cp, api, &saved, credentials, now).await? {
+    if deploy::owed_now(cp, &saved, now) && deletions::may_send(&saved, digest) {
+        match deploy::settle_owed(ctx, cp, api, &saved, credentials, now).await? {
             Settled::Done(settled) => saved = *settled,
             // The push is recorded; the deletes come back when the rate limit lets them leave.
             Settled::Deferred(wait) => return Ok(Action::requeue(wait)),
             Settled::Fenced => return Ok(standby(ctx)),
         }
     }
-    Ok(deletions::look_again(action, retry, &saved, now))
+    Ok(policy::look_again(&cp.spec, action, retry, &saved, now))
 }
 
 /// Why nothing can be sent for the spec or its source Secret.
@@ -344,7 +345,13 @@ pub(super) async fn observe(ctx: &Context, obj: Reconciling<'_>) -> Result<Actio
     let new = status::observed(current, generation, pushed_to(obj.cp, &certificate, not_after));
     record_not_sent(ctx, obj.api, obj.cp, current, new).await?;
     ctx.metrics.reconciled("unchanged");
-    Ok(deletions::look_again(Action::await_change(), None, current, obj.now))
+    Ok(policy::look_again(
+        &obj.cp.spec,
+        Action::await_change(),
+        None,
+        current,
+        obj.now,
+    ))
 }
 
 /// The source Secret holds again the certificate already pushed (it was deleted or broken, and is back): the status
@@ -365,7 +372,8 @@ pub(super) async fn already_pushed(
     let new = status::already_pushed(&now, &attempt);
     record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled("unchanged");
-    Ok(deletions::look_again(
+    Ok(policy::look_again(
+        &obj.cp.spec,
         Action::await_change(),
         None,
         obj.current,

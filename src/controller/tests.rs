@@ -45,6 +45,7 @@ pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
                 name: secret.into(),
                 token_key: "token".into(),
             },
+            deploy: None,
         },
     );
     cp.metadata.namespace = Some(ns.into());

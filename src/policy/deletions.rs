@@ -31,20 +31,30 @@ pub fn owe(status: &mut CertificatePushStatus, certificate_id: &str) {
     }
 }
 
-/// The IDs whose delete is due at `now`.
+/// The IDs whose delete is due at `now`. One a resource of spec.deploy still holds (or is being deployed) waits:
+/// a renewal's deploy that failed leaves the old certificate serving there.
 pub fn due(status: &CertificatePushStatus, now: Timestamp) -> Vec<String> {
     status
         .pending_deletions
         .iter()
         .filter(|d| attempt_at(d).is_none_or(|at| at <= now))
+        .filter(|d| !deployed(status, &d.certificate_id))
         .map(|d| d.certificate_id.clone())
         .collect()
+}
+
+/// Whether a resource of spec.deploy holds `certificate_id`, or may (its deploy's answer is not recorded).
+fn deployed(status: &CertificatePushStatus, certificate_id: &str) -> bool {
+    status.deployments.iter().any(|d| {
+        d.certificate_id.as_deref() == Some(certificate_id)
+            || d.deploying_certificate_id.as_deref() == Some(certificate_id)
+    })
 }
 
 /// How long until the next scheduled delete attempt. One due now is not counted: it was either sent by this
 /// reconcile or could not be (no usable credential), and then only a change of the Secret can help, so counting it
 /// would requeue at once, in a loop.
-fn next_scheduled(status: &CertificatePushStatus, now: Timestamp) -> Option<Duration> {
+pub fn next_scheduled(status: &CertificatePushStatus, now: Timestamp) -> Option<Duration> {
     let times = status
         .pending_deletions
         .iter()
@@ -98,6 +108,40 @@ pub fn failed(
     status
 }
 
+/// The status after SCM said `certificate_id` is still deployed somewhere (`why` names where): kept, and asked about
+/// again after the longest backoff; not a failed attempt.
+pub fn in_use(
+    status: &CertificatePushStatus,
+    certificate_id: &str,
+    why: &str,
+    now: Timestamp,
+    jitter: f64,
+) -> CertificatePushStatus {
+    let mut status = status.clone();
+    if let Some(d) = status
+        .pending_deletions
+        .iter_mut()
+        .find(|d| d.certificate_id == certificate_id)
+    {
+        let next = now
+            .checked_add(backoff(i32::MAX, None, jitter))
+            .map(ceil_to_second)
+            .ok();
+        d.next_attempt_time = next.map(status::format_time);
+        d.last_error = Some(why.to_owned());
+    }
+    status
+}
+
+/// Why the last attempt to delete `certificate_id` did not delete it, if one did not.
+pub fn last_error<'a>(status: &'a CertificatePushStatus, certificate_id: &str) -> Option<&'a str> {
+    status
+        .pending_deletions
+        .iter()
+        .find(|d| d.certificate_id == certificate_id)
+        .and_then(|d| d.last_error.as_deref())
+}
+
 /// Drops every owed delete without sending it: importPolicy.retainSuperseded asks to keep such certificates.
 pub fn retained(status: &CertificatePushStatus) -> CertificatePushStatus {
     CertificatePushStatus {
@@ -121,6 +165,36 @@ pub fn look_again(action: Action, retry: Option<Duration>, status: &CertificateP
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_in_use_elsewhere_is_asked_about_again_later_without_counting_a_failure() {
+        let mut s = serving("c2");
+        owe(&mut s, "c1");
+        let s = in_use(&s, "c1", "in use: deployed on ELB e9 in cn-north-4", t(NOW), 0.5);
+        let d = &s.pending_deletions[0];
+        assert_eq!(d.failed_attempts, None);
+        assert_eq!(last_error(&s, "c1"), Some("in use: deployed on ELB e9 in cn-north-4"));
+        assert!(due(&s, t(NOW)).is_empty());
+        assert_eq!(next_scheduled(&s, t(NOW)), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn a_certificate_a_deploy_resource_still_holds_is_not_deleted() {
+        let mut s = serving("c2");
+        owe(&mut s, "c1");
+        s.deployments = vec![crate::crd::Deployment {
+            resource: "e1".into(),
+            certificate_id: Some("c1".into()),
+            ..Default::default()
+        }];
+        assert!(due(&s, t(NOW)).is_empty(), "e1 still serves c1");
+        s.deployments[0].certificate_id = None;
+        s.deployments[0].deploying_certificate_id = Some("c1".into());
+        assert!(due(&s, t(NOW)).is_empty(), "a deploy of c1 may have landed");
+        s.deployments[0].deploying_certificate_id = None;
+        s.deployments[0].certificate_id = Some("c2".into());
+        assert_eq!(due(&s, t(NOW)), ["c1"]);
+    }
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -13,10 +13,13 @@ use super::limit::{Limiter, Signal, current_tenant};
 use super::metrics::ScmMetrics;
 use super::outcome::{
     PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
-    parse_retry_after, rejected,
+    clip_field, parse_retry_after, rejected,
 };
 use super::verdicts::{Admission, Verdicts, finding};
-use super::wire::{CertificateSummary, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time};
+use super::wire::{
+    CertificateSummary, DeployRequest, DeployResponse, DeployedResourcesRequest, DeployedResourcesResponse,
+    ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time,
+};
 use crate::crd::TargetService;
 
 /// Huawei's Chinese-mainland SCM endpoint, the default.
@@ -87,6 +90,15 @@ pub enum Call<'a> {
         /// The certificate to delete.
         certificate_id: &'a str,
     },
+    /// `POST /v3/scm/certificates/{id}/deploy` (200 with the resources that failed).
+    Deploy {
+        /// The certificate to deploy.
+        certificate_id: &'a str,
+        /// Where.
+        request: &'a DeployRequest,
+    },
+    /// `POST /v3/scm/deployed-resources` (200 with where each certificate is deployed).
+    DeployedResources(&'a DeployedResourcesRequest),
 }
 
 impl Call<'_> {
@@ -98,6 +110,8 @@ impl Call<'_> {
             Call::List { .. } => "list",
             Call::Show { .. } => "show",
             Call::Delete { .. } => "delete",
+            Call::Deploy { .. } => "deploy",
+            Call::DeployedResources(_) => "deployed_resources",
         }
     }
 }
@@ -106,6 +120,23 @@ impl Call<'_> {
 pub const LIST_PAGE_SIZE: u64 = 50;
 /// Most list pages [`ScmClient::find_import`] reads (5,000 certificates) before it gives up rather than page on.
 pub const MAX_LIST_PAGES: u64 = 100;
+
+/// A resource SCM says a certificate is deployed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    /// CDN, WAF or ELB.
+    pub service: String,
+    /// Its region (`global` for CDN).
+    pub region: String,
+    /// Its ID (the ELB or WAF certificate, or the CDN domain).
+    pub resource: String,
+}
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} in {}", self.service, self.resource, self.region)
+    }
+}
 
 /// An earlier import found by name, with what the list says about its certificate, so the caller can check it is
 /// the same certificate before reusing it.
@@ -363,6 +394,66 @@ impl ScmClient {
         }
     }
 
+    /// Deploys a certificate onto resources of one service: the resources that failed, with the target service's
+    /// `failure_info` (SCM answers 200 with a per-resource `failure_list`), or why the whole request failed.
+    pub async fn deploy(
+        &self,
+        credentials: &Credentials,
+        certificate_id: &str,
+        request: &DeployRequest,
+    ) -> Result<Vec<(String, String)>, PushFailure> {
+        let call = Call::Deploy {
+            certificate_id,
+            request,
+        };
+        let answered: DeployResponse = answer(self.call(credentials, call).await, 200, "deploy")?;
+        Ok(answered
+            .failure_list
+            .into_iter()
+            .map(|f| {
+                let field = |text: &str| credentials.redact(&clip_field(text));
+                (field(&f.resource), field(&f.failure_info))
+            })
+            .collect())
+    }
+
+    /// Where each of `certificate_ids` (at most 50) is deployed: the resources SCM lists for it in `service`, or in
+    /// every service with `None`.
+    pub async fn deployed_resources(
+        &self,
+        credentials: &Credentials,
+        certificate_ids: &[&str],
+        service: Option<TargetService>,
+    ) -> Result<std::collections::HashMap<String, Vec<InUse>>, PushFailure> {
+        let request = DeployedResourcesRequest {
+            certificate_ids: certificate_ids.iter().map(|id| (*id).to_owned()).collect(),
+            service_names: vec![service.map_or_else(|| "ALL".to_owned(), |s| s.to_string())],
+        };
+        let call = Call::DeployedResources(&request);
+        let answered: DeployedResourcesResponse =
+            answer(self.call(credentials, call).await, 200, "deployed-resources")?;
+        let mut held = std::collections::HashMap::new();
+        for result in answered.results {
+            let mut resources = Vec::new();
+            for deployed in &result.deployed_resources {
+                if service.is_some_and(|s| !deployed.service.eq_ignore_ascii_case(&s.to_string())) {
+                    continue;
+                }
+                for region in &deployed.region_resources {
+                    resources.extend(region.resources.iter().map(|r| InUse {
+                        service: clip_field(&deployed.service),
+                        region: clip_field(&region.region_id),
+                        resource: clip_field(&r.resource_id),
+                    }));
+                }
+            }
+            held.entry(result.certificate_id)
+                .or_insert_with(Vec::new)
+                .extend(resources);
+        }
+        Ok(held)
+    }
+
     /// Sends one request and returns what came back, undecoded: the one place every SCM request passes, so the
     /// metrics and the log line with Huawei's request id are recorded once for each.
     pub async fn call(&self, credentials: &Credentials, call: Call<'_>) -> Transport {
@@ -454,6 +545,24 @@ impl ScmClient {
                     self.send(credentials, Method::DELETE, &path, &[], None).await
                 }
                 Err(message) => Transport::NotSent(message),
+            },
+            Call::Deploy {
+                certificate_id,
+                request,
+            } => match (check_certificate_id(certificate_id), serde_json::to_string(request)) {
+                (Ok(()), Ok(body)) => {
+                    let path = ["certificates", certificate_id, "deploy"];
+                    self.send(credentials, Method::POST, &path, &[], Some(body)).await
+                }
+                (Err(message), _) => Transport::NotSent(message),
+                (_, Err(e)) => Transport::NotSent(format!("could not encode the deploy request: {e}")),
+            },
+            Call::DeployedResources(request) => match serde_json::to_string(request) {
+                Ok(body) => {
+                    self.send(credentials, Method::POST, &["deployed-resources"], &[], Some(body))
+                        .await
+                }
+                Err(e) => Transport::NotSent(format!("could not encode the deployed-resources request: {e}")),
             },
         }
     }

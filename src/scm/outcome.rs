@@ -388,6 +388,13 @@ fn clip(message: &str) -> String {
     clip_to(message, MAX_MESSAGE_CHARS)
 }
 
+/// A short field of an SCM answer body (a resource, a failure_info), made printable and cut to 128 characters
+/// before it can reach status.
+pub fn clip_field(text: &str) -> String {
+    let printable: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    clip_to(printable.trim(), 2 * MAX_ID_CHARS)
+}
+
 /// `text` cut to at most `max` characters, the last one `…` when cut.
 fn clip_to(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

@@ -131,3 +131,111 @@ mod tests {
         }
     }
 }
+
+/// Body of `POST /v3/scm/certificates/{id}/deploy`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployRequest {
+    /// The project (region) of the resources.
+    pub project_name: String,
+    /// CDN, WAF or ELB.
+    pub service_name: String,
+    /// 1 to 20 resources.
+    pub resources: Vec<DeployTarget>,
+}
+
+/// One resource of a [`DeployRequest`], as Huawei names its fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployTarget {
+    /// ELB or WAF certificate ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// WAF edition (`premium` or `cloud`).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub waf_type: Option<String>,
+    /// CDN domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    /// WAF enterprise project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enterprise_project_id: Option<String>,
+}
+
+/// Body of the 200 answer to a deploy: the resources that failed (the others succeeded).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployResponse {
+    /// One entry per failed resource.
+    #[serde(default)]
+    pub failure_list: Vec<DeployFailure>,
+}
+
+/// A resource a deploy failed on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployFailure {
+    /// The resource: ID for ELB and WAF, domain for CDN.
+    #[serde(default)]
+    pub resource: String,
+    /// Why, usually the target service's error code.
+    #[serde(default)]
+    pub failure_info: String,
+}
+
+/// Body of `POST /v3/scm/deployed-resources`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployedResourcesRequest {
+    /// 1 to 50 certificate IDs.
+    pub certificate_ids: Vec<String>,
+    /// Services to look in.
+    pub service_names: Vec<String>,
+}
+
+/// Body of the 200 answer to deployed-resources (only the fields the operator reads).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployedResourcesResponse {
+    /// One per certificate asked about.
+    #[serde(default)]
+    pub results: Vec<DeployedResult>,
+}
+
+/// Where one certificate is deployed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployedResult {
+    /// The certificate.
+    #[serde(default)]
+    pub certificate_id: String,
+    /// Per service.
+    #[serde(default)]
+    pub deployed_resources: Vec<DeployedService>,
+}
+
+/// The resources of one service holding a certificate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployedService {
+    /// CDN, WAF or ELB.
+    #[serde(default)]
+    pub service: String,
+    /// Per region.
+    #[serde(default)]
+    pub region_resources: Vec<RegionResources>,
+}
+
+/// The resources of one region.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegionResources {
+    /// The region ID (`global` for global services).
+    #[serde(default)]
+    pub region_id: String,
+    /// The resources.
+    #[serde(default)]
+    pub resources: Vec<DeployedResource>,
+}
+
+/// One resource holding a certificate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployedResource {
+    /// Its ID (or domain).
+    #[serde(default)]
+    pub resource_id: String,
+    /// Its name.
+    #[serde(default)]
+    pub resource_name: String,
+}

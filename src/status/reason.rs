@@ -13,6 +13,12 @@ pub enum Reason {
     Pending,
     /// SCM accepted the push.
     Pushed,
+    /// The push is done; SCM has not deployed it to every resource of spec.deploy yet.
+    Deploying,
+    /// The push is done; SCM deployed it to every resource of spec.deploy.
+    Deployed,
+    /// The push is done; SCM failed to deploy it to some resource of spec.deploy, which is retried alone.
+    DeployFailed,
     /// A transient failure; a retry is scheduled.
     Retrying,
     /// The Secret or its key is missing.
@@ -55,9 +61,12 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Pending,
         Reason::Pushed,
+        Reason::Deploying,
+        Reason::Deployed,
+        Reason::DeployFailed,
         Reason::Retrying,
         Reason::CredentialsNotFound,
         Reason::InvalidCredentials,
@@ -79,7 +88,10 @@ impl Reason {
     /// What ends this state; the policy and the README's table both read it from here.
     pub fn lift(self) -> Lift {
         match self {
-            Reason::Pending | Reason::Pushed => Lift::None,
+            // Deploy has its own retries (per resource); for the push these are done.
+            Reason::Pending | Reason::Pushed | Reason::Deploying | Reason::Deployed | Reason::DeployFailed => {
+                Lift::None
+            }
             // Time alone lifts it: the retry is due at the certificate's notBefore.
             // The lock ends on its own (5 minutes); the credential may be right.
             Reason::Retrying | Reason::NotYetValid | Reason::CredentialsLocked => Lift::Backoff,
@@ -102,6 +114,9 @@ impl Reason {
         match self {
             Reason::Pending => "seen, not pushed yet",
             Reason::Pushed => "SCM answered HTTP 204",
+            Reason::Deploying => "pushed; the deploy to spec.deploy's resources is due or under way",
+            Reason::Deployed => "pushed and deployed to every resource of spec.deploy",
+            Reason::DeployFailed => "pushed; SCM's deploy failed on some resource, which is retried alone with backoff",
             Reason::Retrying => {
                 "nothing sent (connect error), no answer after sending (timeout, reset: the outcome is unknown, \
                  see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing"

@@ -278,7 +278,11 @@ async fn secret_edits_that_keep_the_credential_do_not_resend_a_rejected_one() {
             .await;
     }
     assert_eq!(sim.calls().len(), 1, "{:#?}", sim.calls());
-    assert!(status(&cp).credentials_digest.is_some_and(|d| d.starts_with("hmac-sha256:")));
+    assert!(
+        status(&cp)
+            .credentials_digest
+            .is_some_and(|d| d.starts_with("hmac-sha256:"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,6 +203,7 @@ pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> 
             name: secret.into(),
             token_key: "token".into(),
         },
+        deploy: None,
     }
 }
 

@@ -14,13 +14,13 @@ use sha2::{Digest, Sha256};
 use crate::harness::*;
 
 /// A CA and a way to issue leaves valid from yesterday for 90 days, as cert-manager would renew them.
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pem: String,
 }
 
 impl TestCa {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -33,7 +33,7 @@ impl TestCa {
     }
 
     /// (tls.crt with the chain, tls.key, SHA-256 of the leaf's DER).
-    fn leaf(&self) -> (String, String, String) {
+    pub(crate) fn leaf(&self) -> (String, String, String) {
         let day = |offset: i64| {
             let d = jiff::Timestamp::now()
                 .checked_add(jiff::SignedDuration::from_hours(24 * offset))
@@ -69,7 +69,7 @@ fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-async fn put_tls_secret(client: &kube::Client, ns: &str, name: &str, crt: &str, key: &str) {
+pub(crate) async fn put_tls_secret(client: &kube::Client, ns: &str, name: &str, crt: &str, key: &str) {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -82,7 +82,7 @@ async fn put_tls_secret(client: &kube::Client, ns: &str, name: &str, crt: &str, 
         .expect("apply TLS Secret");
 }
 
-fn import_spec(secret: &str) -> certpush_operator::crd::CertificatePushSpec {
+pub(crate) fn import_spec(secret: &str) -> certpush_operator::crd::CertificatePushSpec {
     certpush_operator::crd::CertificatePushSpec {
         certificate_id: None,
         source_secret_ref: Some(certpush_operator::crd::SourceSecretRef { name: secret.into() }),
@@ -203,7 +203,7 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
 }
 
 /// The IDs of the certificates this operator imported that SCM holds (the simulator's demo certificates aside).
-fn imports_in(sim: &scm_sim::Sim) -> Vec<String> {
+pub(crate) fn imports_in(sim: &scm_sim::Sim) -> Vec<String> {
     let imports = sim
         .certificates()
         .into_iter()
@@ -491,7 +491,7 @@ async fn deletion_policy_delete_removes_the_import_and_never_blocks_deletion() {
     );
 }
 
-async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
+pub(crate) async fn wait_gone(api: &Api<CertificatePush>, name: &str) {
     let deadline = std::time::Instant::now() + T;
     while api.get_opt(name).await.unwrap().is_some() {
         assert!(

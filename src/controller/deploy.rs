@@ -1,0 +1,173 @@
+//! Deploying the certificate pushed onto the resources of spec.deploy: the I/O around [`deployments`]' decisions.
+//! An unanswered deploy is checked with deployed-resources first; the resources still due are recorded in status,
+//! then sent in one request; what SCM answered per resource is recorded after it.
+
+use kube::Api;
+use kube::api::ResourceExt;
+use kube::runtime::events::EventType;
+use tracing::{info, warn};
+
+use super::Context;
+use super::import::{Settled, settle_deletions};
+use super::persist::{publish, record, save};
+use super::push::fenced;
+use crate::Error;
+use crate::crd::{CertificatePush, CertificatePushStatus, DeployResource};
+use crate::policy::{deletions, deployments};
+use crate::scm::wire::{DeployRequest, DeployTarget};
+use crate::scm::{Credentials, PushFailure};
+
+/// Sends what the object owes besides a push: its deploys first, then the deletes due (a certificate a resource
+/// still holds is not due).
+pub(super) async fn settle_owed(
+    ctx: &Context,
+    cp: &CertificatePush,
+    api: &Api<CertificatePush>,
+    current: &CertificatePushStatus,
+    credentials: &Credentials,
+    now: jiff::Timestamp,
+) -> Result<Settled, Error> {
+    let mut status = current.clone();
+    if deployments::owed_now(&cp.spec, &status, now) {
+        match settle_deploys(ctx, cp, api, &status, credentials, now).await? {
+            Settled::Done(settled) => status = *settled,
+            other => return Ok(other),
+        }
+    }
+    if deletions::due(&status, now).is_empty() {
+        return Ok(Settled::Done(Box::new(status)));
+    }
+    settle_deletions(ctx, cp, api, &status, credentials, now).await
+}
+
+/// Whether the object owes work besides a push now: a deploy or a delete.
+pub(super) fn owed_now(cp: &CertificatePush, status: &CertificatePushStatus, now: jiff::Timestamp) -> bool {
+    deployments::owed_now(&cp.spec, status, now) || !deletions::due(status, now).is_empty()
+}
+
+/// Checks unanswered deploys and sends the deploys due, saving what came of them. Deploys the account's rate limit
+/// held back come back when it lets them leave, with nothing counted against them.
+async fn settle_deploys(
+    ctx: &Context,
+    cp: &CertificatePush,
+    api: &Api<CertificatePush>,
+    current: &CertificatePushStatus,
+    credentials: &Credentials,
+    now: jiff::Timestamp,
+) -> Result<Settled, Error> {
+    let spec = &cp.spec;
+    let Some(wanted) = deployments::wanted(spec, current).map(str::to_owned) else {
+        return Ok(Settled::Done(Box::new(current.clone())));
+    };
+    let mut saved = current.clone();
+    let mut new = deployments::aligned(spec, current);
+
+    // A deploy whose answer was lost may have landed: SCM says where the certificate is before it is sent again.
+    let asked: Vec<&str> = keys(deployments::unconfirmed(spec, &new, now));
+    if !asked.is_empty() {
+        match ctx
+            .scm
+            .deployed_resources(credentials, &[&wanted], Some(spec.target_service))
+            .await
+        {
+            Ok(held) => {
+                let held: Vec<String> = held
+                    .get(&wanted)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.resource.clone())
+                    .collect();
+                info!(certificate_id = %wanted, asked = ?asked, held = ?held, "checked where an unanswered deploy landed");
+                new = deployments::confirmed(&new, &asked, &held, &wanted, now);
+            }
+            Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
+            Err(f) if let Some(wait) = f.deferred_for() => return Ok(Settled::Deferred(wait)),
+            Err(f) => {
+                let why = format!("checking where the deploy landed: {}", f.error_message);
+                new = deployments::request_failed(&new, &asked, &why, true, f.retry_after, now, rand::random());
+            }
+        }
+    }
+
+    let due: Vec<&DeployResource> = deployments::due(spec, &new, now);
+    if !due.is_empty() {
+        let sent = keys(due.clone());
+        // Recorded before it is sent: a crash or a lost answer is checked, not deployed (and billed) twice.
+        let intended = deployments::intend(&new, &sent, &wanted);
+        save(api, &cp.name_any(), &saved, &intended).await?;
+        saved = intended.clone();
+        let request = DeployRequest {
+            project_name: spec.target_project.clone(),
+            service_name: spec.target_service.to_string(),
+            resources: due.iter().map(|r| target(r)).collect(),
+        };
+        match ctx.scm.deploy(credentials, &wanted, &request).await {
+            Ok(failed) => {
+                new = deployments::answered(&intended, &sent, &wanted, &failed, now, rand::random());
+                if failed.is_empty() {
+                    info!(certificate_id = %wanted, resources = ?sent, "deployed");
+                } else {
+                    warn!(certificate_id = %wanted, failed = ?failed, "SCM could not deploy to some resources");
+                }
+            }
+            Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
+            Err(f) if let Some(wait) = f.deferred_for() => {
+                // Never sent: the intent goes, so the next attempt deploys without a check first.
+                record(ctx, cp, api, &saved, new).await?;
+                return Ok(Settled::Deferred(wait));
+            }
+            Err(f) => {
+                new = failed_request(cp, ctx, &intended, &sent, &f, now);
+            }
+        }
+    }
+    if new != saved {
+        record(ctx, cp, api, &saved, new.clone()).await?;
+    }
+    Ok(Settled::Done(Box::new(new)))
+}
+
+/// The status after a deploy request failed as a whole: a refusal of the credential is announced like a push's.
+fn failed_request(
+    cp: &CertificatePush,
+    ctx: &Context,
+    intended: &CertificatePushStatus,
+    sent: &[&str],
+    failure: &PushFailure,
+    now: jiff::Timestamp,
+) -> CertificatePushStatus {
+    let why = match (&failure.http_status, &failure.error_code) {
+        (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", failure.error_message),
+        (Some(s), None) => format!("SCM answered HTTP {s}: {}", failure.error_message),
+        (None, _) => failure.error_message.clone(),
+    };
+    warn!(error = %why, resources = ?sent, "the deploy request failed");
+    if !failure.kind.is_transient() {
+        let note = format!("Deploy to {} failed: {why}", sent.join(", "));
+        publish(ctx, cp, EventType::Warning, "DeployFailed", note, "Deploy");
+    }
+    let may_have_landed = failure.outcome_unknown;
+    deployments::request_failed(
+        intended,
+        sent,
+        &why,
+        may_have_landed,
+        failure.retry_after,
+        now,
+        rand::random(),
+    )
+}
+
+fn keys(resources: Vec<&DeployResource>) -> Vec<&str> {
+    resources.into_iter().map(DeployResource::key).collect()
+}
+
+/// A resource as SCM's deploy request names it.
+fn target(r: &DeployResource) -> DeployTarget {
+    DeployTarget {
+        id: r.id.clone(),
+        waf_type: r.waf_type.map(|t| crate::crd::wire_name(&t)),
+        domain_name: r.domain_name.clone(),
+        enterprise_project_id: r.enterprise_project_id.clone(),
+    }
+}

@@ -1,0 +1,412 @@
+//! Deploying the certificate pushed onto the resources `spec.deploy` names. Each resource gets each certificate
+//! once (Huawei bills every deploy): a deploy is recorded in status before it is sent, so a crash or a lost answer
+//! is checked against SCM's record of where the certificate is deployed before anything is sent again; a resource
+//! SCM reports failed is retried alone, with the push backoff.
+//!
+//! The states of one resource, for the certificate wanted (`W`, the one pushed to the spec's destination):
+//! - holds `W` (`certificateId == W`): done; a renewal changes `W` and makes it due again;
+//! - due: holds something else or nothing, no intent, no retry scheduled later than now;
+//! - sent (`deployingCertificateId == W`): its answer is not recorded; SCM is asked before anything else;
+//! - failed (`nextAttemptTime` later than now): due again then.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::retry::{backoff, ceil_to_second, until};
+use crate::crd::{CertificatePushSpec, CertificatePushStatus, DeployResource, Deployment};
+use crate::status;
+
+/// The certificate the resources should hold: the one pushed to the spec's service and project. None before that
+/// push, so a stalled push to a new destination never deploys the old destination's certificate.
+pub fn wanted<'a>(spec: &CertificatePushSpec, status: &'a CertificatePushStatus) -> Option<&'a str> {
+    let pushed = status.pushed.as_ref()?;
+    let here = pushed.target_service == spec.target_service
+        && pushed.target_project == spec.target_project
+        && spec
+            .certificate_id
+            .as_ref()
+            .is_none_or(|id| *id == pushed.certificate_id);
+    here.then_some(pushed.certificate_id.as_str())
+}
+
+fn resources(spec: &CertificatePushSpec) -> &[DeployResource] {
+    spec.deploy.as_ref().map_or(&[], |d| d.resources.as_slice())
+}
+
+/// The status with one entry per resource of the spec, in its order: a new resource gets an empty entry, a removed
+/// one's entry goes (SCM has no un-deploy; what it holds stays).
+pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> CertificatePushStatus {
+    let deployments = resources(spec)
+        .iter()
+        .map(|r| {
+            status
+                .deployments
+                .iter()
+                .find(|d| d.resource == r.key())
+                .cloned()
+                .unwrap_or_else(|| Deployment {
+                    resource: r.key().to_owned(),
+                    ..Deployment::default()
+                })
+        })
+        .collect();
+    CertificatePushStatus {
+        deployments,
+        ..status.clone()
+    }
+}
+
+fn entry<'a>(status: &'a CertificatePushStatus, key: &str) -> Option<&'a Deployment> {
+    status.deployments.iter().find(|d| d.resource == key)
+}
+
+fn holds(status: &CertificatePushStatus, key: &str, certificate: &str) -> bool {
+    entry(status, key).is_some_and(|d| d.certificate_id.as_deref() == Some(certificate))
+}
+
+/// The resources whose deploy of the wanted certificate was sent with no answer recorded: SCM is asked where that
+/// certificate is deployed before any of them is deployed again (after the backoff of a failed check).
+pub fn unconfirmed<'a>(
+    spec: &'a CertificatePushSpec,
+    status: &CertificatePushStatus,
+    now: Timestamp,
+) -> Vec<&'a DeployResource> {
+    let Some(w) = wanted(spec, status) else {
+        return Vec::new();
+    };
+    resources(spec)
+        .iter()
+        .filter(|r| !holds(status, r.key(), w))
+        .filter(|r| {
+            let d = entry(status, r.key());
+            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
+            sent && d.and_then(attempt_at).is_none_or(|at| at <= now)
+        })
+        .collect()
+}
+
+/// The resources to deploy the wanted certificate to now: not holding it, not awaiting a check, not backing off.
+pub fn due<'a>(
+    spec: &'a CertificatePushSpec,
+    status: &CertificatePushStatus,
+    now: Timestamp,
+) -> Vec<&'a DeployResource> {
+    let Some(w) = wanted(spec, status) else {
+        return Vec::new();
+    };
+    resources(spec)
+        .iter()
+        .filter(|r| !holds(status, r.key(), w))
+        .filter(|r| {
+            let d = entry(status, r.key());
+            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
+            let later = d.and_then(attempt_at).is_some_and(|at| at > now);
+            !sent && !later
+        })
+        .collect()
+}
+
+fn attempt_at(d: &Deployment) -> Option<Timestamp> {
+    d.next_attempt_time.as_deref().and_then(status::parse_time)
+}
+
+/// Whether there is deploy work now: a check of an unanswered deploy, or a deploy due.
+pub fn owed_now(spec: &CertificatePushSpec, status: &CertificatePushStatus, now: Timestamp) -> bool {
+    !unconfirmed(spec, status, now).is_empty() || !due(spec, status, now).is_empty()
+}
+
+/// Whether every resource holds the wanted certificate (true without spec.deploy).
+pub fn complete(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> bool {
+    let Some(w) = wanted(spec, status) else {
+        return resources(spec).is_empty();
+    };
+    resources(spec).iter().all(|r| holds(status, r.key(), w))
+}
+
+/// The resources whose last deploy failed, with why: for the Deployed condition.
+pub fn failures(status: &CertificatePushStatus) -> Vec<(&str, &str)> {
+    status
+        .deployments
+        .iter()
+        .filter_map(|d| d.failure_info.as_deref().map(|f| (d.resource.as_str(), f)))
+        .collect()
+}
+
+fn update(status: &CertificatePushStatus, keys: &[&str], f: impl Fn(&mut Deployment)) -> CertificatePushStatus {
+    let mut status = status.clone();
+    for d in status
+        .deployments
+        .iter_mut()
+        .filter(|d| keys.contains(&d.resource.as_str()))
+    {
+        f(d);
+    }
+    status
+}
+
+/// The status to save before a deploy of `certificate` to `keys` is sent.
+pub fn intend(status: &CertificatePushStatus, keys: &[&str], certificate: &str) -> CertificatePushStatus {
+    update(status, keys, |d| {
+        d.deploying_certificate_id = Some(certificate.to_owned())
+    })
+}
+
+/// The status after SCM said where `certificate` is deployed: each of `asked` it lists holds it; the others are due
+/// again (their deploy did not land).
+pub fn confirmed(
+    status: &CertificatePushStatus,
+    asked: &[&str],
+    held: &[String],
+    certificate: &str,
+    now: Timestamp,
+) -> CertificatePushStatus {
+    let landed: Vec<&str> = asked.iter().copied().filter(|k| held.iter().any(|h| h == k)).collect();
+    let status = succeeded(status, &landed, certificate, now);
+    update(&status, asked, |d| d.deploying_certificate_id = None)
+}
+
+fn succeeded(
+    status: &CertificatePushStatus,
+    keys: &[&str],
+    certificate: &str,
+    now: Timestamp,
+) -> CertificatePushStatus {
+    update(status, keys, |d| {
+        *d = Deployment {
+            resource: d.resource.clone(),
+            certificate_id: Some(certificate.to_owned()),
+            deploy_time: Some(status::format_time(now)),
+            ..Deployment::default()
+        }
+    })
+}
+
+/// The status after SCM answered a deploy of `certificate` to `sent`: each resource in `failed` (with the target
+/// service's failure_info) backs off, the others hold the certificate.
+pub fn answered(
+    status: &CertificatePushStatus,
+    sent: &[&str],
+    certificate: &str,
+    failed: &[(String, String)],
+    now: Timestamp,
+    jitter: f64,
+) -> CertificatePushStatus {
+    let ok: Vec<&str> = sent
+        .iter()
+        .copied()
+        .filter(|k| !failed.iter().any(|(r, _)| r == k))
+        .collect();
+    let mut status = succeeded(status, &ok, certificate, now);
+    for (resource, info) in failed.iter().filter(|(r, _)| sent.contains(&r.as_str())) {
+        status = backed_off(&status, &[resource.as_str()], info, None, now, jitter);
+    }
+    update(&status, sent, |d| d.deploying_certificate_id = None)
+}
+
+/// The status after a deploy request to `sent` failed as a whole (no answer, 5xx, a refused credential): each backs
+/// off, `retry_after` at least. An answer that may have landed keeps its intent, so SCM is asked first next time.
+pub fn request_failed(
+    status: &CertificatePushStatus,
+    sent: &[&str],
+    error: &str,
+    may_have_landed: bool,
+    retry_after: Option<Duration>,
+    now: Timestamp,
+    jitter: f64,
+) -> CertificatePushStatus {
+    let status = backed_off(status, sent, error, retry_after, now, jitter);
+    if may_have_landed {
+        status
+    } else {
+        update(&status, sent, |d| d.deploying_certificate_id = None)
+    }
+}
+
+fn backed_off(
+    status: &CertificatePushStatus,
+    keys: &[&str],
+    why: &str,
+    retry_after: Option<Duration>,
+    now: Timestamp,
+    jitter: f64,
+) -> CertificatePushStatus {
+    update(status, keys, |d| {
+        let attempts = d.failed_attempts.unwrap_or(0).saturating_add(1);
+        let next = now
+            .checked_add(backoff(attempts, retry_after, jitter))
+            .map(ceil_to_second)
+            .ok();
+        d.failed_attempts = Some(attempts);
+        d.next_attempt_time = next.map(status::format_time);
+        d.failure_info = Some(why.to_owned());
+    })
+}
+
+/// How long until the next scheduled deploy retry of a resource that does not hold the wanted certificate.
+pub fn next_scheduled(spec: &CertificatePushSpec, status: &CertificatePushStatus, now: Timestamp) -> Option<Duration> {
+    let w = wanted(spec, status)?;
+    resources(spec)
+        .iter()
+        .filter(|r| !holds(status, r.key(), w))
+        .filter_map(|r| entry(status, r.key()).and_then(attempt_at))
+        .filter(|at| *at > now)
+        .min()
+        .map(|at| until(now, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CredentialsRef, DeploySpec, PushedTarget, TargetService};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    fn elb(ids: &[&str]) -> CertificatePushSpec {
+        CertificatePushSpec {
+            certificate_id: None,
+            source_secret_ref: Some(crate::crd::SourceSecretRef { name: "tls".into() }),
+            import_policy: None,
+            deletion_policy: None,
+            target_service: TargetService::Elb,
+            target_project: "cn-north-4".into(),
+            credentials_ref: CredentialsRef {
+                name: "scm".into(),
+                token_key: "token".into(),
+            },
+            deploy: Some(DeploySpec {
+                resources: ids
+                    .iter()
+                    .map(|id| DeployResource {
+                        id: Some((*id).into()),
+                        waf_type: None,
+                        domain_name: None,
+                        enterprise_project_id: None,
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    fn pushed(spec: &CertificatePushSpec, certificate: &str) -> CertificatePushStatus {
+        aligned(
+            spec,
+            &CertificatePushStatus {
+                pushed: Some(PushedTarget {
+                    certificate_id: certificate.into(),
+                    target_service: spec.target_service,
+                    target_project: spec.target_project.clone(),
+                    generation: 1,
+                    not_after: None,
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn keys(resources: Vec<&DeployResource>) -> Vec<&str> {
+        resources.into_iter().map(DeployResource::key).collect()
+    }
+
+    #[test]
+    fn nothing_is_deployed_before_the_push_to_this_destination() {
+        let spec = elb(&["e1"]);
+        assert!(due(&spec, &CertificatePushStatus::default(), t(NOW)).is_empty());
+        let mut elsewhere = pushed(&spec, "c1");
+        elsewhere.pushed.as_mut().unwrap().target_project = "ap-southeast-1".into();
+        assert!(
+            due(&spec, &elsewhere, t(NOW)).is_empty(),
+            "the old destination's certificate"
+        );
+        assert!(!complete(&spec, &elsewhere));
+        assert!(complete(&elb(&[]), &CertificatePushStatus::default()));
+    }
+
+    #[test]
+    fn each_resource_gets_each_certificate_once() {
+        let spec = elb(&["e1", "e2"]);
+        let s = pushed(&spec, "c1");
+        assert_eq!(keys(due(&spec, &s, t(NOW))), ["e1", "e2"]);
+        let s = intend(&s, &["e1", "e2"], "c1");
+        assert!(due(&spec, &s, t(NOW)).is_empty(), "sent: asked about, not sent again");
+        assert_eq!(keys(unconfirmed(&spec, &s, t(NOW))), ["e1", "e2"]);
+        let s = answered(&s, &["e1", "e2"], "c1", &[], t(NOW), 0.5);
+        assert!(complete(&spec, &s) && !owed_now(&spec, &s, t(NOW)));
+        assert_eq!(s.deployments[0].deploy_time.as_deref(), Some(NOW));
+        // A renewal: every resource is due for the new certificate, once.
+        let mut renewed = s.clone();
+        renewed.pushed.as_mut().unwrap().certificate_id = "c2".into();
+        assert_eq!(keys(due(&spec, &renewed, t(NOW))), ["e1", "e2"]);
+        assert!(!complete(&spec, &renewed));
+    }
+
+    #[test]
+    fn a_failed_resource_is_retried_alone_after_its_backoff() {
+        let spec = elb(&["e1", "e2"]);
+        let s = intend(&pushed(&spec, "c1"), &["e1", "e2"], "c1");
+        let s = answered(
+            &s,
+            &["e1", "e2"],
+            "c1",
+            &[("e2".into(), "ELB.8902".into())],
+            t(NOW),
+            0.5,
+        );
+        assert_eq!(s.deployments[0].certificate_id.as_deref(), Some("c1"));
+        let failed = &s.deployments[1];
+        assert_eq!(
+            (failed.certificate_id.as_deref(), failed.failure_info.as_deref()),
+            (None, Some("ELB.8902"))
+        );
+        assert_eq!(failed.deploying_certificate_id, None);
+        assert!(due(&spec, &s, t(NOW)).is_empty(), "backing off");
+        assert_eq!(next_scheduled(&spec, &s, t(NOW)), Some(Duration::from_secs(5)));
+        assert_eq!(keys(due(&spec, &s, t("2026-01-01T00:00:05Z"))), ["e2"]);
+        assert_eq!(failures(&s), [("e2", "ELB.8902")]);
+        let again = answered(&s, &["e2"], "c1", &[("e2".into(), "ELB.8902".into())], t(NOW), 0.5);
+        assert_eq!(again.deployments[1].failed_attempts, Some(2));
+        let done = answered(&again, &["e2"], "c1", &[], t(NOW), 0.5);
+        assert!(complete(&spec, &done) && failures(&done).is_empty());
+    }
+
+    #[test]
+    fn a_lost_answer_is_checked_and_only_what_did_not_land_is_sent_again() {
+        let spec = elb(&["e1", "e2"]);
+        let sent = intend(&pushed(&spec, "c1"), &["e1", "e2"], "c1");
+        let lost = request_failed(&sent, &["e1", "e2"], "no answer", true, None, t(NOW), 0.5);
+        assert!(unconfirmed(&spec, &lost, t(NOW)).is_empty(), "backing off");
+        let later = t("2026-01-01T00:00:05Z");
+        assert_eq!(
+            keys(unconfirmed(&spec, &lost, later)),
+            ["e1", "e2"],
+            "may have landed: ask first"
+        );
+        assert!(due(&spec, &lost, later).is_empty(), "not sent again before the check");
+        let checked = confirmed(&lost, &["e1", "e2"], &["e1".to_owned()], "c1", t(NOW));
+        assert_eq!(checked.deployments[0].certificate_id.as_deref(), Some("c1"));
+        assert!(unconfirmed(&spec, &checked, later).is_empty());
+        assert_eq!(keys(due(&spec, &checked, t("2026-01-01T01:00:00Z"))), ["e2"]);
+        // Nothing left the machine: no check is needed.
+        let refused = request_failed(&sent, &["e1"], "401", false, None, t(NOW), 0.5);
+        assert_eq!(keys(unconfirmed(&spec, &refused, later)), ["e2"]);
+    }
+
+    #[test]
+    fn entries_follow_the_spec_resources() {
+        let s = pushed(&elb(&["e1", "e2"]), "c1");
+        let s = answered(&intend(&s, &["e1"], "c1"), &["e1"], "c1", &[], t(NOW), 0.5);
+        let grown = aligned(&elb(&["e3", "e1"]), &s);
+        let names: Vec<&str> = grown.deployments.iter().map(|d| d.resource.as_str()).collect();
+        assert_eq!(names, ["e3", "e1"]);
+        assert_eq!(grown.deployments[1].certificate_id.as_deref(), Some("c1"), "kept");
+        assert_eq!(
+            keys(due(&elb(&["e3", "e1"]), &grown, t(NOW))),
+            ["e3"],
+            "only the new one"
+        );
+    }
+}
