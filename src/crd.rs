@@ -44,6 +44,7 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     printcolumn = r#"{"name":"Not After","type":"string","jsonPath":".status.pushed.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Imported","type":"string","priority":1,"jsonPath":".status.certificateId"}"#,
+    printcolumn = r#"{"name":"Target Certificate","type":"string","priority":1,"jsonPath":".status.targets[*].targetCertificateId"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +53,13 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
 #[schemars(extend("oneOf" = [{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}]))]
 // Which fields a deploy resource needs depends on targetService, outside the resource: only CEL can say so.
 #[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.targetProject) != has(self.targetProjects)",
+    "message": "set exactly one of targetProject (one region) and targetProjects (several)"
+}, {
+    "rule": "!has(self.deploy) || has(self.targetProject)",
+    "message": "deploy needs targetProject: the resources are in one region",
+    "fieldPath": ".deploy"
+}, {
     "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? has(r.type) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
     "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id and type (enterpriseProjectId optional)",
     "fieldPath": ".deploy.resources"
@@ -84,9 +92,21 @@ pub struct CertificatePushSpec {
     pub target_service: TargetService,
 
     /// Region (IAM project name) of the target service, for example cn-north-4: lowercase letters, digits and
-    /// '-', at most 63.
+    /// '-', at most 63. Exactly one of targetProject and targetProjects is set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub target_project: String,
+
+    /// Several regions at once, 1 to 10 (each at most 32 characters), pushed with one SCM batch-push request: a
+    /// region that fails is retried alone, a region added later is pushed alone, and Ready needs every region.
+    /// status.targets lists each region's copy ID in the target service. Exactly one of targetProject and
+    /// targetProjects is set; spec.deploy needs targetProject.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(min = 1, max = 10),
+        inner(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub target_projects: Vec<String>,
 
     /// Secret in this CertificatePush's namespace that holds the SCM credentials.
     pub credentials_ref: CredentialsRef,
@@ -233,6 +253,9 @@ pub enum DeletionPolicy {
     /// Delete the certificates this CertificatePush imported.
     Delete,
 }
+
+/// Most regions one batch-push request takes.
+pub const MAX_TARGET_PROJECTS: usize = 10;
 
 /// Finalizer that deletes imported certificates before a CertificatePush with deletionPolicy Delete goes away.
 pub const CLEANUP_FINALIZER: &str = "scm.certpush.dev/delete-imported-certificates";
@@ -387,6 +410,12 @@ pub struct CertificatePushStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_deletions: Vec<PendingDeletion>,
 
+    /// Each region of spec.targetProjects: the certificate pushed there and its copy's ID in the target service,
+    /// or why the last batch push to it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["project"]))]
+    pub targets: Vec<RegionTarget>,
+
     /// Each resource of spec.deploy: the certificate it holds, and a failed deploy's reason and retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["resource"]))]
@@ -425,6 +454,28 @@ pub struct PendingDeletion {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// What a batch push did in one region of spec.targetProjects.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionTarget {
+    /// The region (project name).
+    pub project: String,
+    /// ID in SCM of the certificate pushed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+    /// ID of the copy in the target service (SCM's cert_id): what an ELB listener, a WAF host or a CCE annotation
+    /// names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_certificate_id: Option<String>,
+    /// SCM's message for this region: "success", or why the push failed (for example "Invalid region id.").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the certificate was pushed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub push_time: Option<String>,
 }
 
 /// What SCM deployed on one resource of spec.deploy.
@@ -466,7 +517,7 @@ pub struct PushedTarget {
     pub certificate_id: String,
     /// The service it was pushed to.
     pub target_service: TargetService,
-    /// The project (region) it was pushed to.
+    /// The project (region) it was pushed to; with targetProjects, every region, sorted and comma-separated.
     pub target_project: String,
     /// The metadata.generation of the push.
     pub generation: i64,
@@ -519,11 +570,26 @@ impl CertificatePushSpec {
                 "credentialsRef.tokenKey {key:?} is not a Secret key (letters, digits, '-', '_', '.')"
             ));
         }
-        if !is_region(&self.target_project) {
-            let project = &self.target_project;
+        match (self.target_project.is_empty(), self.target_projects.is_empty()) {
+            (false, false) => return Err("spec sets both targetProject and targetProjects; set exactly one".into()),
+            (true, true) => return Err("spec sets neither targetProject nor targetProjects; set exactly one".into()),
+            (true, false) if self.deploy.is_some() => {
+                return Err("deploy needs targetProject: the resources are in one region".into());
+            }
+            _ => {}
+        }
+        if let Some(project) = self.projects().into_iter().find(|p| !is_region(p)) {
             return Err(format!(
                 "targetProject {project:?} is not a region name like cn-north-4"
             ));
+        }
+        if self.target_projects.len() > MAX_TARGET_PROJECTS {
+            return Err(format!("targetProjects lists more than {MAX_TARGET_PROJECTS} regions"));
+        }
+        let mut regions = self.target_projects.clone();
+        regions.sort_unstable();
+        if let Some(twice) = regions.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("targetProjects lists {:?} twice", twice[0]));
         }
         if let Some(deploy) = &self.deploy {
             if let Some(problem) = deploy.resources.iter().find_map(|r| r.problem(self.target_service)) {
@@ -541,6 +607,27 @@ impl CertificatePushSpec {
             (Some(_), Some(_)) => Err("spec sets both certificateId and sourceSecretRef; set exactly one".into()),
             (None, None) => Err("spec sets neither certificateId nor sourceSecretRef; set exactly one".into()),
         }
+    }
+
+    /// The regions pushed to: targetProject, or each of targetProjects.
+    pub fn projects(&self) -> Vec<&str> {
+        if self.target_project.is_empty() {
+            self.target_projects.iter().map(String::as_str).collect()
+        } else {
+            vec![self.target_project.as_str()]
+        }
+    }
+
+    /// The regions as status.pushed records them: targetProject, or targetProjects sorted and comma-separated.
+    pub fn destination_projects(&self) -> String {
+        let mut projects = self.projects();
+        projects.sort_unstable();
+        projects.join(",")
+    }
+
+    /// Whether the certificate goes to several regions with batch-push.
+    pub fn batch(&self) -> bool {
+        !self.target_projects.is_empty()
     }
 
     /// Whether deleting the object deletes what it imported: deletionPolicy Delete with a sourceSecretRef.
@@ -639,14 +726,48 @@ mod tests {
             ("CDN", json!([{"id": "e1"}]), "domainName and no id"),
             ("ELB", json!([{"id": "e1"}, {"id": "e1"}]), "listed twice"),
         ] {
+            assert!(spec(service, resources.clone()).source().is_err());
             let error = spec(service, resources).source().unwrap_err();
             assert!(error.contains(says), "{service}: {error}");
         }
         let rules = spec_schema()["x-kubernetes-validations"].clone();
         assert!(
-            rules[0]["rule"].as_str().unwrap().contains("has(r.domainName)"),
+            rules[2]["rule"].as_str().unwrap().contains("has(r.domainName)"),
             "{rules}"
         );
+    }
+
+    #[test]
+    fn one_region_or_several_exactly_once_each() {
+        let spec = |extra: Value| -> CertificatePushSpec {
+            let mut base =
+                json!({"certificateId": "scs1554192131150", "targetService": "ELB", "credentialsRef": {"name": "scm"}});
+            base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let several = spec(json!({"targetProjects": ["la-south-2", "cn-north-4"]}));
+        assert!(several.source().is_ok() && several.batch());
+        assert_eq!(several.destination_projects(), "cn-north-4,la-south-2");
+        assert_eq!(
+            spec(json!({"targetProject": "cn-north-4"})).destination_projects(),
+            "cn-north-4"
+        );
+        for (extra, says) in [
+            (json!({}), "neither targetProject nor targetProjects"),
+            (
+                json!({"targetProject": "cn-north-4", "targetProjects": ["cn-north-4"]}),
+                "both",
+            ),
+            (json!({"targetProjects": ["cn-north-4", "cn-north-4"]}), "twice"),
+            (json!({"targetProjects": ["Not A Region"]}), "not a region name"),
+            (
+                json!({"targetProjects": ["cn-north-4"], "deploy": {"resources": [{"id": "e1"}]}}),
+                "deploy needs targetProject",
+            ),
+        ] {
+            let error = spec(extra).source().unwrap_err();
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     #[test]
@@ -718,7 +839,15 @@ mod tests {
         assert_eq!(s["properties"]["targetProject"]["maxLength"], 63);
         let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
         required.sort();
-        assert_eq!(required, ["credentialsRef", "targetProject", "targetService"]);
+        assert_eq!(required, ["credentialsRef", "targetService"]);
+        // One region or several, exactly one of the two (CEL), each in the region form.
+        let rules = s["x-kubernetes-validations"].to_string();
+        assert!(
+            rules.contains("has(self.targetProject) != has(self.targetProjects)"),
+            "{rules}"
+        );
+        assert_eq!(s["properties"]["targetProjects"]["maxItems"], 10);
+        assert_eq!(s["properties"]["targetProjects"]["items"]["maxLength"], 32);
         // Exactly one certificate source, in the structural schema that every API server enforces.
         assert_eq!(
             s["oneOf"],
@@ -788,6 +917,7 @@ mod tests {
                 "Not After",
                 "Age",
                 "Imported",
+                "Target Certificate",
                 "Message"
             ]
         );

@@ -17,6 +17,7 @@ use crate::status::{self, Lift};
 pub mod deletions;
 pub mod deployments;
 mod retry;
+pub mod targets;
 pub use retry::{
     BACKOFF_BASE, BACKOFF_CAP, after_attempt, backoff, ceil_to_second, error_delay, failed_attempts, until,
 };

@@ -135,6 +135,7 @@ pub fn pushed(
         pushed: old.pushed.clone(),
         pending_deletions: old.pending_deletions.clone(),
         deployments: old.deployments.clone(),
+        targets: old.targets.clone(),
         import_intent: old.import_intent.clone(),
     }
 }

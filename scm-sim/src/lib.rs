@@ -438,6 +438,11 @@ impl Sim {
         self.shared.state().failing_regions.insert(region.to_owned());
     }
 
+    /// Lets batch pushes to `region` succeed again after [`Sim::fail_region`].
+    pub fn heal_region(&self, region: &str) {
+        self.shared.state().failing_regions.remove(region);
+    }
+
     /// The certificates batch pushes created in target services, in creation order.
     pub fn copies(&self) -> Vec<Copy> {
         self.shared.state().copies.clone()

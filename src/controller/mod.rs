@@ -128,6 +128,7 @@ impl Context {
         now: Timestamp,
     ) -> Verdict {
         let generation = cp.metadata.generation.unwrap_or(0);
+        let projects = cp.spec.destination_projects();
         let step = {
             let credentials_digest = match &credential {
                 Credential::Recorded => status.credentials_digest.as_deref(),
@@ -143,7 +144,7 @@ impl Context {
                 destination: Some(Destination {
                     certificate_id: cp.spec.certificate_id.as_deref(),
                     target_service: cp.spec.target_service,
-                    target_project: &cp.spec.target_project,
+                    target_project: &projects,
                 }),
                 min_repush_interval: self.min_repush_interval,
                 now,

@@ -13,8 +13,8 @@ use super::import::{BeforeImport, Settled, before_import, imported, importing};
 use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
-use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget};
-use crate::policy::{self, Cause, deletions};
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget, RegionTarget};
+use crate::policy::{self, Cause, deletions, targets};
 use crate::scm::verdicts;
 use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
@@ -61,7 +61,8 @@ impl<'a> Reconciling<'a> {
 fn target(spec: &CertificatePushSpec, certificate: &str) -> String {
     format!(
         "certificate {certificate} to {} in {}",
-        spec.target_service, spec.target_project
+        spec.target_service,
+        spec.projects().join(", ")
     )
 }
 
@@ -149,13 +150,16 @@ pub(super) async fn push(
             None => progress.around(expiry(ctx, &credentials, &certificate_id)).await,
         },
     };
+    // With targetProjects, what the batch push did in each region (recorded whatever the outcome).
+    let mut targets = None;
     let (not_after, outcome) = match expiry_read {
         // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
         Err(refusal) => (None, PushOutcome::Failed(refusal)),
         Ok(not_after) => {
-            let outcome = progress
-                .around(send(cp, ctx, &credentials, &certificate_id, cause))
+            let (outcome, regions) = progress
+                .around(send(cp, ctx, &credentials, &certificate_id, cause, &working))
                 .await;
+            targets = regions;
             (not_after, outcome)
         }
     };
@@ -172,6 +176,9 @@ pub(super) async fn push(
     }
     let attempt = answered_at(&attempt);
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
+    if let Some(targets) = targets {
+        new.targets = targets;
+    }
     if let PushOutcome::Pushed { .. } = outcome {
         new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
         // The certificate this one replaces serves nobody once the renewal is in the target service.
@@ -321,7 +328,7 @@ fn pushed_to(cp: &CertificatePush, certificate_id: &str, not_after: Option<Strin
     PushedTarget {
         certificate_id: certificate_id.to_owned(),
         target_service: cp.spec.target_service,
-        target_project: cp.spec.target_project.clone(),
+        target_project: cp.spec.destination_projects(),
         generation: cp.metadata.generation.unwrap_or(0),
         not_after,
     }
@@ -405,11 +412,15 @@ async fn send(
     credentials: &Credentials,
     certificate_id: &str,
     cause: Cause,
-) -> PushOutcome {
+    working: &CertificatePushStatus,
+) -> (PushOutcome, Option<Vec<RegionTarget>>) {
     let spec = &cp.spec;
+    if spec.batch() {
+        return send_batch(cp, ctx, credentials, certificate_id, cause, working).await;
+    }
     let request = match PushRequest::new(certificate_id, spec.target_service, &spec.target_project) {
         Ok(request) => request,
-        Err(message) => return PushOutcome::Failed(rejected(message)),
+        Err(message) => return (PushOutcome::Failed(rejected(message)), None),
     };
     info!(
         ?cause,
@@ -417,7 +428,58 @@ async fn send(
         certificate_id,
         "pushing certificate"
     );
-    ctx.scm.push(credentials, &request).await.into()
+    (ctx.scm.push(credentials, &request).await.into(), None)
+}
+
+/// Pushes to the regions of spec.targetProjects that do not hold the certificate yet, in one batch push. It counts
+/// as pushed when every region holds it; otherwise as a transient failure naming the regions, whose retry sends
+/// only those.
+async fn send_batch(
+    cp: &CertificatePush,
+    ctx: &Context,
+    credentials: &Credentials,
+    certificate_id: &str,
+    cause: Cause,
+    working: &CertificatePushStatus,
+) -> (PushOutcome, Option<Vec<RegionTarget>>) {
+    let spec = &cp.spec;
+    let due = targets::due(spec, working, certificate_id);
+    if due.is_empty() {
+        // Every region holds it (a region was removed from the spec): nothing to send.
+        let pushed = PushOutcome::Pushed {
+            http_status: 200,
+            request_id: None,
+        };
+        return (pushed, Some(targets::aligned(spec, working)));
+    }
+    info!(?cause, generation = cp.metadata.generation, certificate_id, regions = ?due, "batch-pushing certificate");
+    let (results, request_id) = match ctx
+        .scm
+        .batch_push(credentials, certificate_id, spec.target_service, &due)
+        .await
+    {
+        Ok(answered) => answered,
+        Err(failure) => return (PushOutcome::Failed(failure), None),
+    };
+    let (regions, failed) = targets::answered(spec, working, certificate_id, &due, &results, Timestamp::now());
+    if failed.is_empty() {
+        let pushed = PushOutcome::Pushed {
+            http_status: 200,
+            request_id,
+        };
+        return (pushed, Some(regions));
+    }
+    let list: Vec<String> = failed.iter().map(|(p, why)| format!("{p} ({why})")).collect();
+    let failure = PushFailure {
+        kind: FailureKind::Transient,
+        http_status: Some(200),
+        error_code: None,
+        error_message: format!("the batch push failed in {}; each is retried alone", list.join(", ")),
+        request_id,
+        retry_after: None,
+        outcome_unknown: false,
+    };
+    (PushOutcome::Failed(failure), Some(regions))
 }
 
 fn log_outcome(operation: &str, outcome: &PushOutcome, new: &CertificatePushStatus) {

@@ -41,6 +41,7 @@ pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
             deletion_policy: None,
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
+            target_projects: Vec::new(),
             credentials_ref: CredentialsRef {
                 name: secret.into(),
                 token_key: "token".into(),

@@ -274,6 +274,7 @@ mod tests {
             deletion_policy: None,
             target_service: TargetService::Elb,
             target_project: "cn-north-4".into(),
+            target_projects: Vec::new(),
             credentials_ref: CredentialsRef {
                 name: "scm".into(),
                 token_key: "token".into(),

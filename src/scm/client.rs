@@ -17,8 +17,8 @@ use super::outcome::{
 };
 use super::verdicts::{Admission, Verdicts, finding};
 use super::wire::{
-    CertificateSummary, DeployRequest, DeployResponse, DeployedResourcesRequest, DeployedResourcesResponse,
-    ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time,
+    BatchPushRequest, BatchPushResponse, CertificateSummary, DeployRequest, DeployResponse, DeployedResourcesRequest,
+    DeployedResourcesResponse, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time,
 };
 use crate::crd::TargetService;
 
@@ -99,6 +99,13 @@ pub enum Call<'a> {
     },
     /// `POST /v3/scm/deployed-resources` (200 with where each certificate is deployed).
     DeployedResources(&'a DeployedResourcesRequest),
+    /// `POST /v3/scm/certificates/{id}/batch-push` (200 with a result per region).
+    BatchPush {
+        /// The certificate to push.
+        certificate_id: &'a str,
+        /// Where.
+        request: &'a BatchPushRequest,
+    },
 }
 
 impl Call<'_> {
@@ -112,6 +119,7 @@ impl Call<'_> {
             Call::Delete { .. } => "delete",
             Call::Deploy { .. } => "deploy",
             Call::DeployedResources(_) => "deployed_resources",
+            Call::BatchPush { .. } => "batch_push",
         }
     }
 }
@@ -120,6 +128,17 @@ impl Call<'_> {
 pub const LIST_PAGE_SIZE: u64 = 50;
 /// Most list pages [`ScmClient::find_import`] reads (5,000 certificates) before it gives up rather than page on.
 pub const MAX_LIST_PAGES: u64 = 100;
+
+/// What a batch push did in one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionResult {
+    /// The region.
+    pub project: String,
+    /// The copy's ID in the target service; None when the push there failed.
+    pub copy_id: Option<String>,
+    /// SCM's message ("success", or why not).
+    pub message: String,
+}
 
 /// A resource SCM says a certificate is deployed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +413,47 @@ impl ScmClient {
         }
     }
 
+    /// Pushes a certificate to several regions of one service at once: per region, the copy's ID in the target
+    /// service, or SCM's message when the push there failed (SCM answers 200 with a result per region), and the
+    /// answer's request id; or why the whole request failed.
+    pub async fn batch_push(
+        &self,
+        credentials: &Credentials,
+        certificate_id: &str,
+        service: TargetService,
+        projects: &[&str],
+    ) -> Result<(Vec<RegionResult>, Option<String>), PushFailure> {
+        let request = BatchPushRequest {
+            target_projects: projects.iter().map(|p| (*p).to_owned()).collect(),
+            target_service: service.to_string(),
+        };
+        let transport = self
+            .call(
+                credentials,
+                Call::BatchPush {
+                    certificate_id,
+                    request: &request,
+                },
+            )
+            .await;
+        let request_id = match &transport {
+            Transport::Answered(reply) => reply.request_id.clone(),
+            _ => None,
+        };
+        let answered: BatchPushResponse = answer(transport, 200, "batch-push")?;
+        let field = |text: &str| credentials.redact(&clip_field(text));
+        let results = answered
+            .results
+            .iter()
+            .map(|r| RegionResult {
+                project: field(&r.project_name),
+                copy_id: Some(field(&r.cert_id)).filter(|id| !id.is_empty()),
+                message: field(&r.message),
+            })
+            .collect();
+        Ok((results, request_id))
+    }
+
     /// Deploys a certificate onto resources of one service: the resources that failed, with the target service's
     /// `failure_info` (SCM answers 200 with a per-resource `failure_list`), or why the whole request failed.
     pub async fn deploy(
@@ -556,6 +616,17 @@ impl ScmClient {
                 }
                 (Err(message), _) => Transport::NotSent(message),
                 (_, Err(e)) => Transport::NotSent(format!("could not encode the deploy request: {e}")),
+            },
+            Call::BatchPush {
+                certificate_id,
+                request,
+            } => match (check_certificate_id(certificate_id), serde_json::to_string(request)) {
+                (Ok(()), Ok(body)) => {
+                    let path = ["certificates", certificate_id, "batch-push"];
+                    self.send(credentials, Method::POST, &path, &[], Some(body)).await
+                }
+                (Err(message), _) => Transport::NotSent(message),
+                (_, Err(e)) => Transport::NotSent(format!("could not encode the batch-push request: {e}")),
             },
             Call::DeployedResources(request) => match serde_json::to_string(request) {
                 Ok(body) => {

@@ -10,7 +10,7 @@ pub mod verdicts;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, ScmClient};
+pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
 pub use limit::as_tenant;
 pub use metrics::ScmMetrics;
 pub use outcome::{

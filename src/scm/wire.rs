@@ -239,3 +239,34 @@ pub struct DeployedResource {
     #[serde(default)]
     pub resource_name: String,
 }
+
+/// Body of `POST /v3/scm/certificates/{id}/batch-push`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchPushRequest {
+    /// 1 to 10 regions (project names).
+    pub target_projects: Vec<String>,
+    /// CDN, WAF or ELB.
+    pub target_service: String,
+}
+
+/// Body of the 200 answer to a batch push: one result per region.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BatchPushResponse {
+    /// Per region; a failed one has an empty `cert_id`.
+    #[serde(default)]
+    pub results: Vec<BatchPushResult>,
+}
+
+/// What a batch push did in one region.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BatchPushResult {
+    /// The region.
+    #[serde(default)]
+    pub project_name: String,
+    /// The copy's ID in the target service; empty when the push there failed.
+    #[serde(default)]
+    pub cert_id: String,
+    /// "success", or why it failed.
+    #[serde(default)]
+    pub message: String,
+}

@@ -199,6 +199,7 @@ pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> 
         deletion_policy: None,
         target_service: service,
         target_project: project.into(),
+        target_projects: Vec::new(),
         credentials_ref: CredentialsRef {
             name: secret.into(),
             token_key: "token".into(),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use certpush_operator::crd::{CertificatePush, TargetService};
+use certpush_operator::crd::{CertificatePush, CertificatePushSpec, TargetService};
 use certpush_operator::status::{self, FALSE, TRUE};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -638,4 +638,108 @@ async fn one_teams_backlog_does_not_hold_up_another_teams_account() {
     eprintln!("team B Ready {b_ready:?} after its create, while team A had {a_pushed} of 300 pushed");
     assert!(a_pushed < 300, "team A is still draining");
     assert!(b_ready < Duration::from_secs(5), "team B waited {b_ready:?}");
+}
+
+/// `targetProjects`: one batch push to every region; a region SCM fails is retried alone, a region added later is
+/// pushed alone, and Ready needs every region. Each region's copy ID is in status.targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn several_regions_are_batch_pushed_and_a_failed_one_is_retried_alone() {
+    let client = admin().await;
+    let ns = namespace(&client, "regions").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    sim.fail_region("la-south-2");
+    let regions = |list: &[&str]| CertificatePushSpec {
+        target_project: String::new(),
+        target_projects: list.iter().map(|r| (*r).to_owned()).collect(),
+        ..spec(CERT, TargetService::Elb, "unused", "scm")
+    };
+    let api = create_push(
+        &client,
+        &ns,
+        "multi",
+        regions(&["cn-north-4", "la-south-2", "ap-southeast-1"]),
+    )
+    .await;
+    let cp = wait_for(&api, "multi", T, "Retrying on la-south-2", |cp| {
+        ready_is(cp, FALSE, "Retrying")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(message.contains("la-south-2 (Invalid region id.)"), "{message}");
+    let held: Vec<String> = status(&cp)
+        .targets
+        .iter()
+        .filter(|t| t.certificate_id.as_deref() == Some(CERT))
+        .map(|t| t.project.clone())
+        .collect();
+    assert_eq!(held, ["cn-north-4", "ap-southeast-1"]);
+    assert!(
+        status(&cp)
+            .targets
+            .iter()
+            .all(|t| t.certificate_id.is_none() || t.target_certificate_id.is_some())
+    );
+
+    sim.heal_region("la-south-2");
+    let cp = wait_for(&api, "multi", Duration::from_secs(60), "Ready=True", |cp| {
+        ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert_eq!(status(&cp).targets.len(), 3);
+    let batches: Vec<Vec<String>> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/batch-push"))
+        .map(|c| {
+            c.body["target_projects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(batches.first().map(Vec::len), Some(3), "{batches:?}");
+    assert!(
+        batches[1..].iter().all(|b| b == &["la-south-2"]),
+        "only the failed region again: {batches:?}"
+    );
+    let copies = sim.copies();
+    for region in ["cn-north-4", "la-south-2", "ap-southeast-1"] {
+        assert_eq!(
+            copies.iter().filter(|c| c.project == region).count(),
+            1,
+            "{region} pushed once: {copies:#?}"
+        );
+    }
+
+    // A region added later is pushed alone.
+    api.patch(
+        "multi",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"targetProjects": ["cn-north-4", "la-south-2", "ap-southeast-1", "cn-east-3"]}})),
+    )
+    .await
+    .unwrap();
+    let cp = wait_for(&api, "multi", T, "the new region pushed", |cp| {
+        ready_is(cp, TRUE, "Pushed") && status(cp).targets.len() == 4
+    })
+    .await;
+    assert!(
+        status(&cp)
+            .targets
+            .iter()
+            .all(|t| t.certificate_id.as_deref() == Some(CERT))
+    );
+    let last = sim
+        .calls()
+        .into_iter()
+        .rfind(|c| c.path.ends_with("/batch-push"))
+        .unwrap();
+    assert_eq!(last.body["target_projects"], json!(["cn-east-3"]));
+    assert_eq!(sim.copies().len(), 4);
+    assert!(sim.pushes().is_empty(), "no single push");
 }

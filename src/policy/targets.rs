@@ -1,0 +1,178 @@
+//! Pushing to several regions with one batch push (`spec.targetProjects`): which regions a push still owes, and the
+//! status after SCM's per-region answer. A region that failed is sent again alone (the push backoff decides when), a
+//! region added later is sent alone, and a region that holds the certificate is never sent it again.
+
+use jiff::Timestamp;
+
+use crate::crd::{CertificatePushSpec, CertificatePushStatus, RegionTarget};
+use crate::scm::RegionResult;
+use crate::status;
+
+/// One entry per region of the spec, in its order (a removed region's entry goes: SCM has no un-push).
+pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> Vec<RegionTarget> {
+    spec.target_projects
+        .iter()
+        .map(|p| {
+            status
+                .targets
+                .iter()
+                .find(|t| t.project == *p)
+                .cloned()
+                .unwrap_or_else(|| RegionTarget {
+                    project: p.clone(),
+                    ..RegionTarget::default()
+                })
+        })
+        .collect()
+}
+
+/// The regions that do not hold `certificate` yet.
+pub fn due<'a>(spec: &'a CertificatePushSpec, status: &CertificatePushStatus, certificate: &str) -> Vec<&'a str> {
+    spec.target_projects
+        .iter()
+        .filter(|p| {
+            !status
+                .targets
+                .iter()
+                .any(|t| t.project == **p && t.certificate_id.as_deref() == Some(certificate))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// The targets after SCM answered a batch push of `certificate` to `sent`, and the regions that failed with why.
+pub fn answered(
+    spec: &CertificatePushSpec,
+    status: &CertificatePushStatus,
+    certificate: &str,
+    sent: &[&str],
+    results: &[RegionResult],
+    now: Timestamp,
+) -> (Vec<RegionTarget>, Vec<(String, String)>) {
+    let mut targets = aligned(spec, status);
+    let mut failed = Vec::new();
+    for target in targets.iter_mut().filter(|t| sent.contains(&t.project.as_str())) {
+        match results.iter().find(|r| r.project == target.project) {
+            Some(RegionResult {
+                copy_id: Some(copy_id),
+                message,
+                ..
+            }) => {
+                *target = RegionTarget {
+                    project: target.project.clone(),
+                    certificate_id: Some(certificate.to_owned()),
+                    target_certificate_id: Some(copy_id.clone()),
+                    message: Some(message.clone()),
+                    push_time: Some(status::format_time(now)),
+                };
+            }
+            Some(RegionResult { message, .. }) => {
+                target.message = Some(message.clone());
+                failed.push((target.project.clone(), message.clone()));
+            }
+            None => {
+                let message = "SCM's answer has no result for this region".to_owned();
+                target.message = Some(message.clone());
+                failed.push((target.project.clone(), message));
+            }
+        }
+    }
+    (targets, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CredentialsRef, TargetService};
+
+    fn spec(projects: &[&str]) -> CertificatePushSpec {
+        CertificatePushSpec {
+            certificate_id: Some("scs1554192131150".into()),
+            source_secret_ref: None,
+            import_policy: None,
+            deletion_policy: None,
+            target_service: TargetService::Elb,
+            target_project: String::new(),
+            target_projects: projects.iter().map(|p| (*p).to_owned()).collect(),
+            credentials_ref: CredentialsRef {
+                name: "scm".into(),
+                token_key: "token".into(),
+            },
+            deploy: None,
+        }
+    }
+
+    fn result(project: &str, copy: Option<&str>, message: &str) -> RegionResult {
+        RegionResult {
+            project: project.into(),
+            copy_id: copy.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    const C: &str = "scs1554192131150";
+
+    #[test]
+    fn a_failed_region_is_sent_again_alone_and_a_new_one_alone() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let spec3 = spec(&["a-north-1", "b-north-1", "c-north-1"]);
+        let empty = CertificatePushStatus::default();
+        assert_eq!(due(&spec3, &empty, C), ["a-north-1", "b-north-1", "c-north-1"]);
+        let results = [
+            result("a-north-1", Some("copy-a"), "success"),
+            result("b-north-1", None, "Invalid region id."),
+            result("c-north-1", Some("copy-c"), "success"),
+        ];
+        let (targets, failed) = answered(&spec3, &empty, C, &due(&spec3, &empty, C), &results, now);
+        assert_eq!(failed, [("b-north-1".to_owned(), "Invalid region id.".to_owned())]);
+        assert_eq!(targets[0].target_certificate_id.as_deref(), Some("copy-a"));
+        assert_eq!(targets[1].certificate_id, None);
+        let s = CertificatePushStatus {
+            targets,
+            ..Default::default()
+        };
+        assert_eq!(due(&spec3, &s, C), ["b-north-1"], "only the failed region");
+        let (targets, failed) = answered(
+            &spec3,
+            &s,
+            C,
+            &["b-north-1"],
+            &[result("b-north-1", Some("copy-b"), "success")],
+            now,
+        );
+        assert!(failed.is_empty());
+        let s = CertificatePushStatus {
+            targets,
+            ..Default::default()
+        };
+        assert!(due(&spec3, &s, C).is_empty());
+        let spec4 = spec(&["a-north-1", "b-north-1", "c-north-1", "d-north-1"]);
+        assert_eq!(due(&spec4, &s, C), ["d-north-1"], "an added region alone");
+        assert_eq!(
+            due(&spec4, &s, "scs0000000000002").len(),
+            4,
+            "a renewal goes everywhere"
+        );
+        assert_eq!(
+            aligned(&spec(&["c-north-1"]), &s).len(),
+            1,
+            "a removed region's entry goes"
+        );
+    }
+
+    #[test]
+    fn a_region_missing_from_the_answer_is_a_failure() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let spec2 = spec(&["a-north-1", "b-north-1"]);
+        let (_, failed) = answered(
+            &spec2,
+            &Default::default(),
+            C,
+            &["a-north-1", "b-north-1"],
+            &[result("a-north-1", Some("copy-a"), "success")],
+            now,
+        );
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "b-north-1");
+    }
+}
