@@ -56,6 +56,10 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     "rule": "has(self.targetProject) != has(self.targetProjects)",
     "message": "set exactly one of targetProject (one region) and targetProjects (several)"
 }, {
+    "rule": "!has(self.pushPolicy) || self.pushPolicy == 'Always' || has(self.deploy)",
+    "message": "pushPolicy Never deploys only: it needs deploy",
+    "fieldPath": ".pushPolicy"
+}, {
     "rule": "!has(self.deploy) || has(self.targetProject)",
     "message": "deploy needs targetProject: the resources are in one region",
     "fieldPath": ".deploy"
@@ -111,12 +115,27 @@ pub struct CertificatePushSpec {
     /// Secret in this CertificatePush's namespace that holds the SCM credentials.
     pub credentials_ref: CredentialsRef,
 
+    /// Always (the default): push the certificate to targetService (a copy in its certificate list), then deploy it
+    /// if spec.deploy is set. Never: deploy only, adding no copy to the service's list (needs spec.deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_policy: Option<PushPolicy>,
+
     /// Resources of targetService in targetProject that serve the certificate: after each push (a renewal
     /// included) SCM's deploy replaces the certificate they hold, so clients see it with no further step. Each
     /// resource gets each certificate once (Huawei bills every deploy); a resource that fails is retried alone,
     /// with backoff. Ready is True only when every resource holds the certificate pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
+}
+
+/// Whether the certificate is pushed to the target service, or only deployed onto spec.deploy's resources.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PushPolicy {
+    /// Push (a copy in the service's certificate list), then deploy if spec.deploy is set.
+    #[default]
+    Always,
+    /// Deploy only: no copy is added to the service's certificate list.
+    Never,
 }
 
 /// Where SCM deploys the certificate: resources of the target service whose certificate is replaced in place.
@@ -521,6 +540,9 @@ pub struct PushedTarget {
     pub target_project: String,
     /// The metadata.generation of the push.
     pub generation: i64,
+    /// True when nothing was pushed (pushPolicy Never): the certificate is only deployed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deploy_only: bool,
     /// End of the validity of the certificate pushed: the one serving, which the expiry gauge reports (a renewal
     /// that failed to import or push does not move it). From the source Secret, or from SCM for certificateId.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -578,6 +600,9 @@ impl CertificatePushSpec {
             }
             _ => {}
         }
+        if !self.pushes() && self.deploy.is_none() {
+            return Err("pushPolicy Never deploys only: it needs deploy".into());
+        }
         if let Some(project) = self.projects().into_iter().find(|p| !is_region(p)) {
             return Err(format!(
                 "targetProject {project:?} is not a region name like cn-north-4"
@@ -623,6 +648,11 @@ impl CertificatePushSpec {
         let mut projects = self.projects();
         projects.sort_unstable();
         projects.join(",")
+    }
+
+    /// Whether the certificate is pushed (pushPolicy Always), not only deployed.
+    pub fn pushes(&self) -> bool {
+        self.push_policy != Some(PushPolicy::Never)
     }
 
     /// Whether the certificate goes to several regions with batch-push.
@@ -730,9 +760,16 @@ mod tests {
             let error = spec(service, resources).source().unwrap_err();
             assert!(error.contains(says), "{service}: {error}");
         }
-        let rules = spec_schema()["x-kubernetes-validations"].clone();
+        let rules = spec_schema()["x-kubernetes-validations"].to_string();
+        assert!(rules.contains("has(r.domainName)"), "{rules}");
+        // Deploying only needs something to deploy to.
+        let mut never = spec("ELB", json!([{"id": "e1"}]));
+        never.push_policy = Some(PushPolicy::Never);
+        assert!(never.source().is_ok() && !never.pushes());
+        never.deploy = None;
+        assert!(never.source().unwrap_err().contains("needs deploy"));
         assert!(
-            rules[2]["rule"].as_str().unwrap().contains("has(r.domainName)"),
+            rules.contains("self.pushPolicy == 'Always' || has(self.deploy)"),
             "{rules}"
         );
     }

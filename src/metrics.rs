@@ -372,6 +372,7 @@ mod tests {
         let mut www = object("www", "True", "Pushed");
         www.metadata.namespace = Some("web".into());
         www.status.as_mut().unwrap().pushed = Some(crate::crd::PushedTarget {
+            deploy_only: false,
             certificate_id: "scsA".into(),
             target_service: crate::crd::TargetService::Waf,
             target_project: "cn-north-4".into(),

@@ -113,6 +113,8 @@ pub struct Destination<'a> {
     pub target_service: TargetService,
     /// spec.targetProject.
     pub target_project: &'a str,
+    /// Whether the spec pushes (pushPolicy Always) rather than only deploys.
+    pub pushes: bool,
 }
 
 /// Decides what to do. Pure: the same inputs always give the same step.
@@ -196,6 +198,7 @@ fn pushed_to_destination(o: &Observed) -> bool {
     };
     p.target_service == d.target_service
         && p.target_project == d.target_project
+        && p.deploy_only != d.pushes
         && d.certificate_id.is_none_or(|id| p.certificate_id == id)
 }
 
@@ -363,6 +366,7 @@ mod tests {
         let pending = status::pending(&Default::default(), 1, t(NOW));
         let mut pushed = status::pushed(&pending, &attempt(1, "d1"), 204, None);
         pushed.pushed = Some(crate::crd::PushedTarget {
+            deploy_only: false,
             certificate_id: "scs1554192131150".into(),
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
@@ -373,6 +377,7 @@ mod tests {
             certificate_id: Some(certificate_id),
             target_service,
             target_project,
+            pushes: true,
         };
         let at = |status, generation, destination| Observed {
             destination: Some(destination),
@@ -384,6 +389,8 @@ mod tests {
             to("scs0000000000002", TargetService::Waf, "cn-north-4"),
             to("scs1554192131150", TargetService::Cdn, "cn-north-4"),
             to("scs1554192131150", TargetService::Waf, "cn-east-3"),
+            // pushPolicy Never after a push (or Always after deploying only) is work of its own.
+            Destination { pushes: false, ..same },
         ] {
             assert_eq!(
                 next_step(&at(&pushed, 2, other)),
@@ -450,6 +457,7 @@ mod tests {
         let pending = status::pending(&Default::default(), 1, t(NOW));
         let mut pushed = status::pushed(&imported(&pending, "fp1", "id1"), &attempt(1, "d1"), 204, None);
         pushed.pushed = Some(crate::crd::PushedTarget {
+            deploy_only: false,
             certificate_id: "id1".into(),
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
@@ -460,6 +468,7 @@ mod tests {
             certificate_id: None,
             target_service: TargetService::Waf,
             target_project: "cn-north-4",
+            pushes: true,
         };
         let edited = status::observed(&pushed, 2, pushed.pushed.clone().unwrap());
         let missing = status::not_sent(&edited, &attempt(2, "d1"), Reason::InvalidSource, "source Secret gone");

@@ -145,6 +145,7 @@ impl Context {
                     certificate_id: cp.spec.certificate_id.as_deref(),
                     target_service: cp.spec.target_service,
                     target_project: &projects,
+                    pushes: cp.spec.pushes(),
                 }),
                 min_repush_interval: self.min_repush_interval,
                 now,

@@ -155,6 +155,14 @@ pub(super) async fn push(
     let (not_after, outcome) = match expiry_read {
         // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
         Err(refusal) => (None, PushOutcome::Failed(refusal)),
+        // pushPolicy Never: nothing is pushed; the certificate becomes the one to deploy, as after a push.
+        Ok(not_after) if !spec.pushes() => (
+            not_after,
+            PushOutcome::Pushed {
+                http_status: 0,
+                request_id: None,
+            },
+        ),
         Ok(not_after) => {
             let (outcome, regions) = progress
                 .around(send(cp, ctx, &credentials, &certificate_id, cause, &working))
@@ -179,6 +187,12 @@ pub(super) async fn push(
     if let Some(targets) = targets {
         new.targets = targets;
     }
+    if !spec.pushes() {
+        // No request was sent: no push time, HTTP status or request id to record.
+        new.last_push_time = current.last_push_time.clone();
+        new.http_status = None;
+        new.request_id = None;
+    }
     if let PushOutcome::Pushed { .. } = outcome {
         new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
         // The certificate this one replaces serves nobody once the renewal is in the target service.
@@ -192,6 +206,7 @@ pub(super) async fn push(
     }
     log_outcome("push", &outcome, &new);
     ctx.metrics.reconciled(match outcome {
+        _ if !spec.pushes() => "unchanged",
         PushOutcome::Pushed { .. } => "pushed",
         PushOutcome::Failed(_) => "push_failed",
     });
@@ -326,6 +341,7 @@ fn ends_the_attempt(ctx: &Context, failure: &PushFailure) -> bool {
 /// What a push of `certificate_id` (valid until `not_after`) for `cp` sends where, as status records it.
 fn pushed_to(cp: &CertificatePush, certificate_id: &str, not_after: Option<String>) -> PushedTarget {
     PushedTarget {
+        deploy_only: !cp.spec.pushes(),
         certificate_id: certificate_id.to_owned(),
         target_service: cp.spec.target_service,
         target_project: cp.spec.destination_projects(),

@@ -35,6 +35,7 @@ pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
     let mut cp = CertificatePush::new(
         name,
         CertificatePushSpec {
+            push_policy: None,
             certificate_id: Some("scs1554192131150".into()),
             source_secret_ref: None,
             import_policy: None,
@@ -142,6 +143,7 @@ fn pushed_object() -> (CertificatePush, CertificatePushStatus) {
     let mut pushed = status::pushed(&pending, &a, 204, Some("r".into()));
     // As the operator records a push: what went where.
     pushed.pushed = Some(crate::crd::PushedTarget {
+        deploy_only: false,
         certificate_id: "scs1554192131150".into(),
         target_service: TargetService::Waf,
         target_project: "cn-north-4".into(),

@@ -268,6 +268,7 @@ mod tests {
 
     fn elb(ids: &[&str]) -> CertificatePushSpec {
         CertificatePushSpec {
+            push_policy: None,
             certificate_id: None,
             source_secret_ref: Some(crate::crd::SourceSecretRef { name: "tls".into() }),
             import_policy: None,
@@ -298,6 +299,7 @@ mod tests {
             spec,
             &CertificatePushStatus {
                 pushed: Some(PushedTarget {
+                    deploy_only: false,
                     certificate_id: certificate.into(),
                     target_service: spec.target_service,
                     target_project: spec.target_project.clone(),

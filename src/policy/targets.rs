@@ -87,6 +87,7 @@ mod tests {
 
     fn spec(projects: &[&str]) -> CertificatePushSpec {
         CertificatePushSpec {
+            push_policy: None,
             certificate_id: Some("scs1554192131150".into()),
             source_secret_ref: None,
             import_policy: None,

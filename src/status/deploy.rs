@@ -112,6 +112,7 @@ mod tests {
 
     fn spec(deploy: bool) -> CertificatePushSpec {
         CertificatePushSpec {
+            push_policy: None,
             certificate_id: Some("scs1554192131150".into()),
             source_secret_ref: None,
             import_policy: None,
@@ -147,6 +148,7 @@ mod tests {
         };
         let mut s = status::pushed(&Default::default(), &attempt, 204, None);
         s.pushed = Some(PushedTarget {
+            deploy_only: false,
             certificate_id: "scs1554192131150".into(),
             target_service: TargetService::Elb,
             target_project: "cn-north-4".into(),

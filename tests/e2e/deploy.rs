@@ -244,3 +244,49 @@ async fn a_certificate_still_deployed_somewhere_is_never_deleted() {
         "{events:?}"
     );
 }
+
+/// `pushPolicy: Never` deploys without adding a copy to the service's certificate list; switching to `Always`
+/// pushes once and deploys nothing again (the resource already holds the certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn deploy_only_adds_no_copy_and_switching_to_always_pushes_once() {
+    let client = admin().await;
+    let ns = namespace(&client, "deploy-only").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let spec = CertificatePushSpec {
+        push_policy: Some(certpush_operator::crd::PushPolicy::Never),
+        deploy: Some(DeploySpec {
+            resources: vec![DeployResource {
+                id: Some("elb-cert-1".into()),
+                waf_type: None,
+                domain_name: None,
+                enterprise_project_id: None,
+            }],
+        }),
+        ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
+    };
+    let api = create_push(&client, &ns, "only", spec).await;
+    let cp = wait_for(&api, "only", T, "Ready=True Deployed", |cp| ready_is(cp, TRUE, "Deployed")).await;
+    assert!(sim.pushes().is_empty(), "nothing pushed: {:#?}", sim.calls());
+    assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1);
+    let st = status(&cp);
+    assert_eq!((st.last_push_time, st.http_status), (None, None), "no push to report");
+    assert!(st.pushed.is_some_and(|p| p.deploy_only));
+
+    api.patch(
+        "only",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"pushPolicy": "Always"}})),
+    )
+    .await
+    .unwrap();
+    let cp = wait_for(&api, "only", T, "pushed as well", |cp| {
+        ready_is(cp, TRUE, "Deployed") && status(cp).last_push_time.is_some()
+    })
+    .await;
+    assert_eq!(sim.successful_pushes().len(), 1);
+    assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1, "not deployed again");
+    assert!(status(&cp).pushed.is_some_and(|p| !p.deploy_only));
+}
