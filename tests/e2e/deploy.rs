@@ -268,7 +268,10 @@ async fn deploy_only_adds_no_copy_and_switching_to_always_pushes_once() {
         ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
     };
     let api = create_push(&client, &ns, "only", spec).await;
-    let cp = wait_for(&api, "only", T, "Ready=True Deployed", |cp| ready_is(cp, TRUE, "Deployed")).await;
+    let cp = wait_for(&api, "only", T, "Ready=True Deployed", |cp| {
+        ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
     assert!(sim.pushes().is_empty(), "nothing pushed: {:#?}", sim.calls());
     assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1);
     let st = status(&cp);
