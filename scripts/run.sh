@@ -69,10 +69,11 @@ kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 -subj /CN=www.example.com \
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 kubectl -n demo create secret tls www-example-tls --cert="$work/tls.crt" --key="$work/tls.key"
-examples=5
+examples=6
+# push-elb-deploy.yaml also deploys the imported certificate onto an ELB certificate (the simulator accepts any ID).
 kubectl -n demo apply --server-side -f deploy/examples/push-cdn.yaml -f deploy/examples/push-waf.yaml \
   -f deploy/examples/push-elb.yaml -f deploy/examples/push-unknown-certificate.yaml \
-  -f deploy/examples/push-imported.yaml
+  -f deploy/examples/push-imported.yaml -f deploy/examples/push-elb-deploy.yaml
 
 metrics_port=$(free_port)
 echo "==> running the operator (as system:serviceaccount:certpush-system:certpush-operator); log: $work/operator.log"

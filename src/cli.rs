@@ -95,6 +95,11 @@ pub struct RunArgs {
     #[arg(long, env = "MIN_REPUSH_INTERVAL", default_value = "30s", value_parser = parse_period)]
     pub min_repush_interval: Duration,
 
+    /// Ask SCM where each pushed certificate is deployed (status.inUse) at most this often, and after each push;
+    /// questions of one credential are batched, 50 certificates per request; `0` turns it off.
+    #[arg(long, env = "IN_USE_REFRESH", default_value = "1h", value_parser = parse_period)]
+    pub in_use_refresh: Duration,
+
     /// Secret holding this installation's key for `status.credentialsDigest` (an HMAC, so readers of status
     /// cannot confirm a guessed credential); created with a random key when missing.
     #[arg(long, env = "DIGEST_KEY_SECRET", default_value = "certpush-operator-digest-key")]
@@ -217,6 +222,7 @@ mod tests {
         assert_eq!(args.scm_timeout, crate::scm::REQUEST_TIMEOUT);
         assert_eq!(args.resync_period, Duration::from_secs(600));
         assert_eq!(args.min_repush_interval, Duration::from_secs(30));
+        assert_eq!(args.in_use_refresh, Duration::from_secs(3600));
         assert_eq!(args.lease_name, "certpush-operator");
         assert_eq!(args.digest_key_secret, "certpush-operator-digest-key");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);

@@ -435,6 +435,11 @@ pub struct CertificatePushStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["project"]))]
     pub targets: Vec<RegionTarget>,
 
+    /// Where SCM says the certificate pushed is deployed, in every service (deployed by this object, in the console
+    /// or by another tool), refreshed every --in-use-refresh and after each push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<InUseStatus>,
+
     /// Each resource of spec.deploy: the certificate it holds, and a failed deploy's reason and retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["resource"]))]
@@ -495,6 +500,35 @@ pub struct RegionTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub push_time: Option<String>,
+}
+
+/// Where a certificate is deployed, as SCM's deployed-resources answered.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InUseStatus {
+    /// The certificate asked about (the one pushed).
+    pub certificate_id: String,
+    /// When SCM was asked.
+    #[schemars(extend("format" = "date-time"))]
+    pub check_time: String,
+    /// The resources SCM listed (at most 50 are kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<InUseResource>,
+    /// Why SCM could not be asked, when it could not (the resources are then those of the last answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One resource a certificate is deployed on.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InUseResource {
+    /// CDN, WAF or ELB.
+    pub service: String,
+    /// Its region (global for CDN).
+    pub region: String,
+    /// Its ID (an ELB or WAF certificate, or a CDN domain).
+    pub resource: String,
 }
 
 /// What SCM deployed on one resource of spec.deploy.

@@ -16,6 +16,7 @@ use crate::status::{self, Lift};
 
 pub mod deletions;
 pub mod deployments;
+pub mod in_use;
 mod retry;
 pub mod targets;
 pub use retry::{

@@ -107,6 +107,8 @@ pub struct Runtime {
     pub concurrency: u16,
     /// `--min-repush-interval`.
     pub min_repush_interval: std::time::Duration,
+    /// `--in-use-refresh`.
+    pub in_use_refresh: std::time::Duration,
     /// The controller's metrics.
     pub metrics: Arc<Metrics>,
     /// Posts Events beside the reconciles.
@@ -267,6 +269,7 @@ impl Runtime {
             namespace: args.namespace,
             concurrency: args.concurrency,
             min_repush_interval: args.min_repush_interval,
+            in_use_refresh: args.in_use_refresh,
             metrics,
             events,
             leadership,

@@ -136,6 +136,7 @@ pub fn pushed(
         pending_deletions: old.pending_deletions.clone(),
         deployments: old.deployments.clone(),
         targets: old.targets.clone(),
+        in_use: old.in_use.clone(),
         import_intent: old.import_intent.clone(),
     }
 }

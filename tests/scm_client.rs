@@ -685,3 +685,46 @@ async fn expiry_reads_not_after_from_show_certificate() {
     // The metrics and the log see it as its own operation.
     assert_eq!(Call::Show { certificate_id: CERT }.operation(), "show");
 }
+
+/// deployed-resources questions of one credential that arrive together go out as one request, answered per
+/// certificate; another credential's go out on their own (another account), never mixed.
+#[tokio::test]
+async fn in_use_questions_of_one_credential_share_one_request() {
+    use certpush_operator::scm::batch::InUseBatcher;
+    let (sim, client) = setup().await;
+    let other = "client-test-token-ffffffffffffffffffffffffffffffff";
+    sim.set_tokens(vec![TOKEN.into(), other.into()]);
+    sim.mark_in_use("scs0000000000001", "ELB", "cn-north-4", "elb-cert-1");
+    sim.mark_in_use("scs0000000000003", "CDN", "", "www.example.com");
+    let batcher = InUseBatcher::default();
+    let (mine, theirs) = (credentials(TOKEN), credentials(other));
+    let ask = |creds, id| batcher.lookup(&client, creds, id);
+    let (a, b, c, d) = tokio::join!(
+        ask(&mine, "scs0000000000001"),
+        ask(&mine, "scs0000000000002"),
+        ask(&mine, "scs0000000000003"),
+        ask(&theirs, "scs0000000000001"),
+    );
+    let a = a.unwrap();
+    assert_eq!(
+        (a.len(), a[0].service.as_str(), a[0].resource.as_str()),
+        (1, "ELB", "elb-cert-1")
+    );
+    assert!(b.unwrap().is_empty());
+    assert_eq!(c.unwrap()[0].to_string(), "CDN www.example.com in global");
+    assert_eq!(d.unwrap().len(), 1);
+    let asked: Vec<(Option<String>, usize)> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/deployed-resources"))
+        .map(|c| (c.token_sha256, c.body["certificate_ids"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(asked.len(), 2, "one request per credential: {asked:?}");
+    let of = |token: &str| {
+        asked
+            .iter()
+            .find(|(t, _)| t.as_deref() == Some(hex::encode(Sha256::digest(token)).as_str()))
+    };
+    assert_eq!(of(TOKEN).map(|(_, n)| *n), Some(3));
+    assert_eq!(of(other).map(|(_, n)| *n), Some(1));
+}

@@ -13,7 +13,7 @@ use super::persist::{publish, record, save};
 use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, DeployResource};
-use crate::policy::{deletions, deployments};
+use crate::policy::{deletions, deployments, in_use};
 use crate::scm::wire::{DeployRequest, DeployTarget};
 use crate::scm::{Credentials, PushFailure};
 
@@ -34,15 +34,54 @@ pub(super) async fn settle_owed(
             other => return Ok(other),
         }
     }
+    if in_use::due(&status, ctx.in_use_refresh, now) {
+        match refresh_in_use(ctx, cp, api, &status, credentials, now).await? {
+            Settled::Done(settled) => status = *settled,
+            other => return Ok(other),
+        }
+    }
     if deletions::due(&status, now).is_empty() {
         return Ok(Settled::Done(Box::new(status)));
     }
     settle_deletions(ctx, cp, api, &status, credentials, now).await
 }
 
-/// Whether the object owes work besides a push now: a deploy or a delete.
-pub(super) fn owed_now(cp: &CertificatePush, status: &CertificatePushStatus, now: jiff::Timestamp) -> bool {
-    deployments::owed_now(&cp.spec, status, now) || !deletions::due(status, now).is_empty()
+/// Whether the object owes work besides a push now: a deploy, a look at where its certificate is in use, a delete.
+pub(super) fn owed_now(
+    ctx: &Context,
+    cp: &CertificatePush,
+    status: &CertificatePushStatus,
+    now: jiff::Timestamp,
+) -> bool {
+    deployments::owed_now(&cp.spec, status, now)
+        || in_use::due(status, ctx.in_use_refresh, now)
+        || !deletions::due(status, now).is_empty()
+}
+
+/// Asks SCM where the certificate pushed is deployed (in a batch with other objects of the same credential) and
+/// records it in status.inUse.
+async fn refresh_in_use(
+    ctx: &Context,
+    cp: &CertificatePush,
+    api: &Api<CertificatePush>,
+    current: &CertificatePushStatus,
+    credentials: &Credentials,
+    now: jiff::Timestamp,
+) -> Result<Settled, Error> {
+    let Some(certificate) = current.pushed.as_ref().map(|p| p.certificate_id.clone()) else {
+        return Ok(Settled::Done(Box::new(current.clone())));
+    };
+    let new = match ctx.in_use.lookup(&ctx.scm, credentials, &certificate).await {
+        Ok(resources) => in_use::checked(current, &certificate, Ok(&resources), now),
+        Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
+        Err(f) if let Some(wait) = f.deferred_for() => return Ok(Settled::Deferred(wait)),
+        Err(f) => {
+            warn!(error = %f.error_message, "could not ask SCM where the certificate is deployed");
+            in_use::checked(current, &certificate, Err(&f.error_message), now)
+        }
+    };
+    record(ctx, cp, api, current, new.clone()).await?;
+    Ok(Settled::Done(Box::new(new)))
 }
 
 /// Checks unanswered deploys and sends the deploys due, saving what came of them. Deploys the account's rate limit

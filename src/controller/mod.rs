@@ -64,6 +64,10 @@ pub struct Context {
     secret_reads: tokio::sync::Semaphore,
     /// `--min-repush-interval`.
     min_repush_interval: std::time::Duration,
+    /// `--in-use-refresh` (zero: status.inUse is not kept).
+    in_use_refresh: std::time::Duration,
+    /// Gathers the deployed-resources questions of many objects into few requests.
+    in_use: crate::scm::batch::InUseBatcher,
 }
 
 /// Secret reads at once, over all reconciles.
@@ -87,12 +91,20 @@ impl Context {
             memory: Memory::default(),
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS),
             min_repush_interval: policy::MIN_REPUSH_INTERVAL,
+            in_use_refresh: std::time::Duration::ZERO,
+            in_use: Default::default(),
         }
     }
 
     /// Honours a re-push annotation at most once per `interval` for each object (`--min-repush-interval`).
     pub fn with_min_repush_interval(mut self, interval: std::time::Duration) -> Self {
         self.min_repush_interval = interval;
+        self
+    }
+
+    /// Keeps status.inUse, asking SCM again at most this often (and after each push); zero turns it off.
+    pub fn with_in_use_refresh(mut self, refresh: std::time::Duration) -> Self {
+        self.in_use_refresh = refresh;
         self
     }
 
@@ -153,7 +165,7 @@ impl Context {
         };
         // Deploys and deletes owed and due are sent before anything but a push (which sends them after itself),
         // with the Secret's credential unless SCM refused that very one.
-        let owed_now = !matches!(step, Step::Push(_)) && deploy::owed_now(cp, status, now);
+        let owed_now = !matches!(step, Step::Push(_)) && deploy::owed_now(self, cp, status, now);
         let credential = match credential {
             c if !owed_now => c,
             Credential::Recorded => return Verdict::ReadSecret,

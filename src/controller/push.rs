@@ -14,7 +14,7 @@ use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget, RegionTarget};
-use crate::policy::{self, Cause, deletions, targets};
+use crate::policy::{self, Cause, deletions, in_use, targets};
 use crate::scm::verdicts;
 use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
@@ -195,6 +195,7 @@ pub(super) async fn push(
     }
     if let PushOutcome::Pushed { .. } = outcome {
         new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
+        in_use::after_push(&mut new);
         // The certificate this one replaces serves nobody once the renewal is in the target service.
         let superseded = current
             .pushed_certificate_id
@@ -231,7 +232,7 @@ async fn finish(
         .and_then(status::parse_time)
         .map(|at| policy::until(now, at));
     let mut saved = new;
-    if deploy::owed_now(cp, &saved, now) && deletions::may_send(&saved, digest) {
+    if deploy::owed_now(ctx, cp, &saved, now) && deletions::may_send(&saved, digest) {
         match deploy::settle_owed(ctx, cp, api, &saved, credentials, now).await? {
             Settled::Done(settled) => saved = *settled,
             // The push is recorded; the deletes come back when the rate limit lets them leave.

@@ -24,6 +24,7 @@ pub async fn run(rt: Runtime) {
         scm,
         concurrency,
         min_repush_interval,
+        in_use_refresh,
         metrics,
         events,
         leadership,
@@ -35,8 +36,11 @@ pub async fn run(rt: Runtime) {
         drain,
         ..
     } = rt;
-    let ctx =
-        Arc::new(Context::new(client, scm, events, metrics, leadership).with_min_repush_interval(min_repush_interval));
+    let ctx = Arc::new(
+        Context::new(client, scm, events, metrics, leadership)
+            .with_min_repush_interval(min_repush_interval)
+            .with_in_use_refresh(in_use_refresh),
+    );
     let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.

@@ -1,6 +1,7 @@
 //! Huawei Cloud SCM: credentials, the push request, and what its answers mean.
 
 pub mod auth;
+pub mod batch;
 pub mod client;
 pub mod limit;
 pub mod metrics;
@@ -10,7 +11,7 @@ pub mod verdicts;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
+pub use client::{Call, FoundImport, InUse, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
 pub use limit::as_tenant;
 pub use metrics::ScmMetrics;
 pub use outcome::{

@@ -293,3 +293,65 @@ async fn deploy_only_adds_no_copy_and_switching_to_always_pushes_once() {
     assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1, "not deployed again");
     assert!(status(&cp).pushed.is_some_and(|p| !p.deploy_only));
 }
+
+/// status.inUse says where SCM has the certificate pushed deployed, in every service: the resources this object
+/// deployed to and one bound by hand; it is asked again after each push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn in_use_lists_every_resource_holding_the_certificate() {
+    let client = admin().await;
+    let ns = namespace(&client, "in-use-status").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    sim.mark_in_use(CERT, "WAF", "cn-north-4", "waf-by-hand");
+    let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--in-use-refresh", "1h"]).await;
+    let spec = CertificatePushSpec {
+        deploy: Some(DeploySpec {
+            resources: vec![DeployResource {
+                id: Some("elb-cert-1".into()),
+                waf_type: None,
+                domain_name: None,
+                enterprise_project_id: None,
+            }],
+        }),
+        ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
+    };
+    let api = create_push(&client, &ns, "seen", spec).await;
+    let cp = wait_for(&api, "seen", T, "inUse recorded", |cp| {
+        ready_is(cp, TRUE, "Deployed") && status(cp).in_use.is_some()
+    })
+    .await;
+    let in_use = status(&cp).in_use.unwrap();
+    assert_eq!(in_use.certificate_id, CERT);
+    let mut seen: Vec<String> = in_use
+        .resources
+        .iter()
+        .map(|r| format!("{} {} {}", r.service, r.region, r.resource))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["ELB cn-north-4 elb-cert-1", "WAF cn-north-4 waf-by-hand"]);
+    let asked = || {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with("/deployed-resources"))
+            .count()
+    };
+    assert_eq!(asked(), 1);
+
+    // A re-push asks again; a resync within the hour does not.
+    let annotate = serde_json::json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-12-06T09:00:00Z"}}});
+    api.patch(
+        "seen",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&annotate),
+    )
+    .await
+    .unwrap();
+    let cp = wait_for(&api, "seen", T, "pushed again", |cp| {
+        status(cp).last_handled_push_request.is_some() && status(cp).in_use.is_some()
+    })
+    .await;
+    assert_eq!(asked(), 2, "asked again after the push");
+    assert_eq!(status(&cp).in_use.unwrap().resources.len(), 2);
+    drop(op);
+}

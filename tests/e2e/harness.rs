@@ -354,6 +354,8 @@ impl Operator {
             .args(extra)
             // Tests set re-push annotations back to back; a test of the interval passes the flag, which wins.
             .env("MIN_REPUSH_INTERVAL", "0s")
+            // Tests count SCM requests; the status.inUse test passes --in-use-refresh, which wins.
+            .env("IN_USE_REFRESH", "0s")
             // scm-sim speaks plain http on loopback.
             .env("ALLOW_INSECURE_ENDPOINT", "true")
             // Where the chart puts it: the shipped RBAC lets the operator create and read it there only.

@@ -1,0 +1,128 @@
+//! When to ask SCM again where the certificate pushed is deployed (`status.inUse`): after each push, when the
+//! certificate changed, and every `--in-use-refresh`; never with a refresh of 0.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::crd::{CertificatePushStatus, InUseResource, InUseStatus};
+use crate::scm::InUse;
+use crate::status;
+
+/// Most resources kept in status.
+pub const MAX_RESOURCES: usize = 50;
+
+/// Whether status.inUse is due a refresh at `now`.
+pub fn due(status: &CertificatePushStatus, refresh: Duration, now: Timestamp) -> bool {
+    let Some(pushed) = &status.pushed else {
+        return false;
+    };
+    if refresh.is_zero() {
+        return false;
+    }
+    let Some(known) = &status.in_use else {
+        return true;
+    };
+    let Some(checked) = status::parse_time(&known.check_time) else {
+        return true;
+    };
+    known.certificate_id != pushed.certificate_id || checked.checked_add(refresh).is_ok_and(|next| next <= now)
+}
+
+/// The status after a push: what was known is dropped, so SCM is asked again right after it.
+pub fn after_push(status: &mut CertificatePushStatus) {
+    status.in_use = None;
+}
+
+/// The status after SCM answered where `certificate_id` is deployed (or, with `error`, could not be asked: what was
+/// known stays, and the next try waits a whole refresh).
+pub fn checked(
+    status: &CertificatePushStatus,
+    certificate_id: &str,
+    answer: Result<&[InUse], &str>,
+    now: Timestamp,
+) -> CertificatePushStatus {
+    let known = status.in_use.as_ref().filter(|u| u.certificate_id == certificate_id);
+    let (resources, error) = match answer {
+        Ok(resources) => (
+            resources
+                .iter()
+                .take(MAX_RESOURCES)
+                .map(|r| InUseResource {
+                    service: r.service.clone(),
+                    region: r.region.clone(),
+                    resource: r.resource.clone(),
+                })
+                .collect(),
+            None,
+        ),
+        Err(why) => (
+            known.map(|u| u.resources.clone()).unwrap_or_default(),
+            Some(why.to_owned()),
+        ),
+    };
+    CertificatePushStatus {
+        in_use: Some(InUseStatus {
+            certificate_id: certificate_id.to_owned(),
+            check_time: status::format_time(now),
+            resources,
+            error,
+        }),
+        ..status.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{PushedTarget, TargetService};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn pushed(certificate: &str, at: &str) -> CertificatePushStatus {
+        CertificatePushStatus {
+            last_push_time: Some(at.into()),
+            pushed: Some(PushedTarget {
+                certificate_id: certificate.into(),
+                target_service: TargetService::Elb,
+                target_project: "cn-north-4".into(),
+                generation: 1,
+                deploy_only: false,
+                not_after: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn asked_after_a_push_then_once_per_refresh() {
+        let s = pushed("c1", "2026-01-01T00:00:00Z");
+        let now = t("2026-01-01T00:00:01Z");
+        assert!(due(&s, HOUR, now));
+        assert!(!due(&s, Duration::ZERO, now), "0 turns it off");
+        assert!(!due(&CertificatePushStatus::default(), HOUR, now), "nothing pushed");
+        let elb = InUse {
+            service: "ELB".into(),
+            region: "cn-north-4".into(),
+            resource: "e1".into(),
+        };
+        let s = checked(&s, "c1", Ok(std::slice::from_ref(&elb)), now);
+        assert!(!due(&s, HOUR, t("2026-01-01T00:59:00Z")));
+        assert!(due(&s, HOUR, t("2026-01-01T01:00:01Z")));
+        let mut repushed = s.clone();
+        after_push(&mut repushed);
+        assert!(due(&repushed, HOUR, now), "after a push, even within the same second");
+        let mut renewed = s.clone();
+        renewed.pushed.as_mut().unwrap().certificate_id = "c2".into();
+        assert!(due(&renewed, HOUR, now), "another certificate");
+        // A failed ask keeps what was known and waits a whole refresh.
+        let failed = checked(&s, "c1", Err("403"), t("2026-01-01T01:00:02Z"));
+        let known = failed.in_use.as_ref().unwrap();
+        assert_eq!((known.resources.len(), known.error.as_deref()), (1, Some("403")));
+        assert!(!due(&failed, HOUR, t("2026-01-01T01:30:00Z")));
+    }
+}
