@@ -197,8 +197,10 @@ fn pushed_to_destination(o: &Observed) -> bool {
     let (Some(d), Some(p)) = (o.destination, o.status.pushed.as_ref()) else {
         return false;
     };
+    // Every region asked for holds it: a region dropped from targetProjects is no reason to push.
+    let pushed_projects: Vec<&str> = p.target_project.split(',').collect();
     p.target_service == d.target_service
-        && p.target_project == d.target_project
+        && d.target_project.split(',').all(|r| pushed_projects.contains(&r))
         && p.deploy_only != d.pushes
         && d.certificate_id.is_none_or(|id| p.certificate_id == id)
 }
@@ -390,6 +392,7 @@ mod tests {
             to("scs0000000000002", TargetService::Waf, "cn-north-4"),
             to("scs1554192131150", TargetService::Cdn, "cn-north-4"),
             to("scs1554192131150", TargetService::Waf, "cn-east-3"),
+            to("scs1554192131150", TargetService::Waf, "cn-east-3,cn-north-4"),
             // pushPolicy Never after a push (or Always after deploying only) is work of its own.
             Destination { pushes: false, ..same },
         ] {
@@ -399,6 +402,10 @@ mod tests {
                 "{other:?}"
             );
         }
+        // Regions dropped from targetProjects: the others hold it already.
+        let mut several = pushed.clone();
+        several.pushed.as_mut().unwrap().target_project = "cn-east-3,cn-north-4".into();
+        assert_eq!(next_step(&at(&several, 2, same)), Step::UpToDate);
         let requested = Observed {
             push_request: Some("again"),
             ..at(&pushed, 2, same)

@@ -366,7 +366,11 @@ pub(super) async fn observe(ctx: &Context, obj: Reconciling<'_>) -> Result<Actio
         .not_after
         .clone()
         .filter(|_| current.pushed_certificate_id.is_some());
-    let new = status::observed(current, generation, pushed_to(obj.cp, &certificate, not_after));
+    let mut new = status::observed(current, generation, pushed_to(obj.cp, &certificate, not_after));
+    if obj.cp.spec.batch() {
+        // A region dropped from targetProjects leaves the list (SCM has no un-push; its copy stays).
+        new.targets = targets::aligned(&obj.cp.spec, &new);
+    }
     record_not_sent(ctx, obj.api, obj.cp, current, new).await?;
     ctx.metrics.reconciled("unchanged");
     Ok(policy::look_again(

@@ -742,4 +742,22 @@ async fn several_regions_are_batch_pushed_and_a_failed_one_is_retried_alone() {
     assert_eq!(last.body["target_projects"], json!(["cn-east-3"]));
     assert_eq!(sim.copies().len(), 4);
     assert!(sim.pushes().is_empty(), "no single push");
+
+    // A region dropped from the list: nothing to send, and it leaves status.targets.
+    let pushed_at = status(&cp).last_push_time;
+    let calls = sim.calls().len();
+    api.patch(
+        "multi",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"targetProjects": ["cn-north-4", "ap-southeast-1", "cn-east-3"]}})),
+    )
+    .await
+    .unwrap();
+    let cp = wait_for(&api, "multi", T, "the dropped region gone from status", |cp| {
+        status(cp).targets.len() == 3 && status(cp).observed_generation == cp.metadata.generation
+    })
+    .await;
+    assert!(ready_is(&cp, TRUE, "Pushed"));
+    assert_eq!(status(&cp).last_push_time, pushed_at, "nothing pushed");
+    assert_eq!(sim.calls().len(), calls, "{:#?}", sim.calls());
 }
