@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # The operator's main job.
-# - With a cluster configured (KUBECONFIG, or ~/.kube/config): run the operator against it, as the kubeconfig's
-#   identity, with SCM_ENDPOINT if set and Huawei's default endpoint otherwise (extra args are passed to
-#   `certpush-operator run`). The CRD must be installed, and no certpush-operator Deployment may run there
-#   (CERTPUSH_FORCE=1 overrides). CERTPUSH_DEMO=1 forces the demo instead.
-# - Otherwise: a local demo. Start a real etcd + kube-apiserver on loopback and scm-sim, install the CRD and
-#   RBAC, apply the examples (one fails on purpose), run the operator as its ServiceAccount user and show
-#   `kubectl get cpush` converging. Everything started here is stopped on exit.
+# - By default: a local demo. Start a real etcd + kube-apiserver on loopback and scm-sim, install the CRD and
+#   RBAC, apply the examples (one fails on purpose; one deploys), run the operator as its ServiceAccount user and
+#   show `kubectl get cpush` converging. Everything started here is stopped on exit. It never touches a cluster
+#   your kubeconfig points at.
+# - With CLUSTER=1 (`make run CLUSTER=1`): run the operator against the kubeconfig's current context, as its
+#   identity (both are printed), with the SCM site named by SCM_REGION or SCM_ENDPOINT (one must be set: there is no
+#   guessing which site an account is on); extra args are passed to `certpush-operator run`. The CRD must be
+#   installed, and no certpush-operator Deployment may run there (CERTPUSH_FORCE=1 overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${CERTPUSH_DEMO:-}" != 1 && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ) ]]; then
+if [[ "${CLUSTER:-}" == 1 ]]; then
+  if [[ -z "${SCM_REGION:-}" && -z "${SCM_ENDPOINT:-}" ]]; then
+    echo "error: say which Huawei Cloud site your SCM account is on: SCM_REGION=cn-north-4 (Chinese mainland)," >&2
+    echo "ap-southeast-1 (international), eu-west-101 (Europe) or my-kualalumpur-1; or SCM_ENDPOINT=<base URL>." >&2
+    exit 1
+  fi
   context=$(kubectl config current-context)
   if ! kubectl get crd certificatepushes.scm.certpush.dev >/dev/null; then
     echo "error: the CertificatePush CRD is not installed in context $context (or this identity cannot read CRDs)." >&2
     echo "Install it: cargo run --quiet -- crd | kubectl apply --server-side -f -" >&2
-    echo "Or run the local demo instead: CERTPUSH_DEMO=1 make run" >&2
+    echo "Or run the local demo instead: make run" >&2
     exit 1
   fi
   # A second operator without leader election would push every certificate a second time.
@@ -28,11 +34,11 @@ if [[ "${CERTPUSH_DEMO:-}" != 1 && ( -n "${KUBECONFIG:-}" || -f "$HOME/.kube/con
     exit 1
   fi
   who=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}' 2>/dev/null || echo "the kubeconfig's user")
-  echo "==> running certpush-operator against context $context as $who; SCM endpoint: ${SCM_ENDPOINT:-the default (https://scm.cn-north-4.myhuaweicloud.com)}"
+  echo "==> running certpush-operator against context $context as $who; SCM: ${SCM_ENDPOINT:-the site of region $SCM_REGION}"
   exec cargo run --release --locked --bin certpush-operator -- run "$@"
 fi
 
-echo "==> no cluster configured (KUBECONFIG, ~/.kube/config): starting the local demo"
+echo "==> starting the local demo (a control plane of its own and scm-sim; \`make run CLUSTER=1\` runs against your cluster)"
 cargo build --locked --bins
 work=$(mktemp -d "${TMPDIR:-/tmp}/certpush-demo.XXXXXX")
 pids=()

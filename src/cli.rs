@@ -33,9 +33,14 @@ pub enum Command {
 /// Flags of `run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Base URL of the SCM API (http:// only for simulators).
-    #[arg(long, env = "SCM_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub scm_endpoint: String,
+    /// Base URL of the SCM API (http:// only for simulators); overrides --scm-region.
+    #[arg(long, env = "SCM_ENDPOINT")]
+    pub scm_endpoint: Option<String>,
+
+    /// The Huawei Cloud site of the SCM account, by its SCM region: cn-north-4 (Chinese mainland, the default),
+    /// ap-southeast-1 (international), eu-west-101 (Europe), my-kualalumpur-1 (Kuala Lumpur).
+    #[arg(long, env = "SCM_REGION", value_enum)]
+    pub scm_region: Option<ScmRegion>,
 
     /// PEM file with extra CA certificates to trust for the SCM endpoint.
     #[arg(long, env = "SCM_CA_FILE")]
@@ -135,6 +140,35 @@ pub struct RunArgs {
     pub retry_period: Duration,
 }
 
+/// An SCM site, named by the region of its endpoint: SCM is one endpoint per site, not per region.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScmRegion {
+    /// Chinese-mainland site.
+    #[value(name = "cn-north-4")]
+    CnNorth4,
+    /// International site (Hong Kong and the other regions outside the Chinese mainland and Europe).
+    #[value(name = "ap-southeast-1")]
+    ApSoutheast1,
+    /// Europe site (myhuaweicloud.eu).
+    #[value(name = "eu-west-101")]
+    EuWest101,
+    /// Kuala Lumpur region site.
+    #[value(name = "my-kualalumpur-1")]
+    MyKualalumpur1,
+}
+
+impl ScmRegion {
+    /// The documented SCM endpoint of this site.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ScmRegion::CnNorth4 => DEFAULT_ENDPOINT,
+            ScmRegion::ApSoutheast1 => "https://scm.ap-southeast-1.myhuaweicloud.com",
+            ScmRegion::EuWest101 => "https://scm.eu-west-101.myhuaweicloud.eu",
+            ScmRegion::MyKualalumpur1 => "https://scm.my-kualalumpur-1.myhuaweicloud.com",
+        }
+    }
+}
+
 /// Durations such as `15s`, `1m` or `1m30s`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let signed: jiff::SignedDuration = text.parse().map_err(|e| format!("{e}"))?;
@@ -164,6 +198,13 @@ impl RunArgs {
     /// Builds the process wiring these flags describe: clients, metrics, admin server, leader election, shutdown.
     pub async fn runtime(self) -> Result<crate::runtime::Runtime, crate::runtime::StartupError> {
         crate::runtime::Runtime::build(self).await
+    }
+
+    /// The SCM endpoint: --scm-endpoint, else --scm-region's, else the Chinese-mainland site's.
+    pub fn endpoint(&self) -> String {
+        self.scm_endpoint
+            .clone()
+            .unwrap_or_else(|| self.scm_region.map_or(DEFAULT_ENDPOINT, ScmRegion::endpoint).to_owned())
     }
 
     /// The namespace of the operator's own objects when no flag names one: the Pod's, else the watched one.
@@ -211,7 +252,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("expected run")
         };
-        assert_eq!(args.scm_endpoint, "https://scm.cn-north-4.myhuaweicloud.com");
+        assert_eq!(args.endpoint(), "https://scm.cn-north-4.myhuaweicloud.com");
         assert_eq!(args.concurrency, 64);
         assert_eq!(args.namespace, None);
         assert_eq!(args.log_format, LogFormat::Text);
@@ -249,6 +290,26 @@ mod tests {
             assert_eq!(parse(&["--namespace", "team-a"]).digest_key_namespace(), "team-a");
             assert_eq!(parse(&[]).digest_key_namespace(), "default");
         }
+    }
+
+    #[test]
+    fn scm_region_picks_its_sites_endpoint_and_scm_endpoint_wins() {
+        let parse = |extra: &[&str]| {
+            let Command::Run(args) = Cli::try_parse_from([&["certpush-operator", "run"], extra].concat())
+                .unwrap()
+                .command
+            else {
+                panic!("expected run")
+            };
+            args.endpoint()
+        };
+        assert_eq!(parse(&["--scm-region", "ap-southeast-1"]), "https://scm.ap-southeast-1.myhuaweicloud.com");
+        assert_eq!(parse(&["--scm-region", "eu-west-101"]), "https://scm.eu-west-101.myhuaweicloud.eu");
+        assert_eq!(parse(&["--scm-region", "my-kualalumpur-1"]), "https://scm.my-kualalumpur-1.myhuaweicloud.com");
+        let both = ["--scm-region", "eu-west-101", "--scm-endpoint", "http://127.0.0.1:9"];
+        assert_eq!(parse(&both), "http://127.0.0.1:9");
+        let error = Cli::try_parse_from(["certpush-operator", "run", "--scm-region", "cn-east-3"]).unwrap_err();
+        assert!(error.to_string().contains("ap-southeast-1"), "{error}");
     }
 
     #[test]

@@ -212,8 +212,9 @@ impl Runtime {
         };
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
-        check_scheme(&args.scm_endpoint, args.allow_insecure_endpoint)?;
-        let scm = ScmClient::with_timeout(&args.scm_endpoint, ca.as_deref(), args.scm_timeout)?
+        let endpoint = args.endpoint();
+        check_scheme(&endpoint, args.allow_insecure_endpoint)?;
+        let scm = ScmClient::with_timeout(&endpoint, ca.as_deref(), args.scm_timeout)?
             .with_rate_limit(args.scm_qps, args.scm_burst)
             .with_metrics(ScmMetrics::register(registry.sub_registry_with_prefix(metrics::PREFIX)));
         // Fail fast with a hint instead of a controller that silently watches nothing.

@@ -173,10 +173,19 @@ pub fn failed(
             attempt.target
         ));
     }
-    let message = match next_retry {
+    let mut message = match next_retry {
         Some(at) => format!("{detail}; retry {failed_attempts} at {}", format_time(at)),
         None => format!("{detail}; {}", stall_hint(reason)),
     };
+    // An account of another Huawei Cloud site is unknown at this site's endpoint: it looks like a bad key or a
+    // missing certificate.
+    if matches!(reason, Reason::Unauthorized | Reason::CertificateNotFound) {
+        message.push_str(&format!(
+            ". The operator talks to {}: an account of another Huawei Cloud site needs --scm-region (cn-north-4 \
+             Chinese mainland, ap-southeast-1 international, eu-west-101 Europe, my-kualalumpur-1)",
+            attempt.endpoint
+        ));
+    }
     let mut status = with_problem(old, attempt, reason, message);
     status.http_status = failure.http_status.map(i32::from);
     status.error_code = failure.error_code.clone();
@@ -437,6 +446,11 @@ mod tests {
             [(READY, FALSE, "Unauthorized"), (STALLED, TRUE, "Unauthorized")]
         );
         assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
+        let message = &ready(&f).unwrap().message;
+        assert!(
+            message.contains("talks to https://scm.example.com/") && message.contains("--scm-region"),
+            "a 401 hints at a site mismatch: {message}"
+        );
         let a2 = attempt(2, "2026-01-01T00:05:00Z");
         let s = pushed(&f, &a2, 204, Some("r2".into()));
         assert_eq!(types(&s), [(READY, TRUE, "Pushed")]);

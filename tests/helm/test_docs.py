@@ -281,10 +281,14 @@ def test_image_builds_and_runs_where_an_engine_answers(tmp_path):
 
 
 def test_running_outside_the_cluster_with_make_run(cluster):
-    """`make run` with a kubeconfig runs against that cluster: it refuses clearly without the CRD, and after the
-    README's install block starts with Huawei's default endpoint (no SCM_ENDPOINT needed) and gets ready."""
-    env = {k: v for k, v in cluster.env.items() if k not in ("SCM_ENDPOINT", "CERTPUSH_DEMO")}
+    """`make run CLUSTER=1` runs against the kubeconfig's cluster: it asks which SCM site, refuses clearly without the
+    CRD, and after the README's install block starts with the site's endpoint and gets ready."""
+    env = {k: v for k, v in cluster.env.items() if k not in ("SCM_ENDPOINT", "SCM_REGION", "CERTPUSH_DEMO")}
+    env["CLUSTER"] = "1"
     args = ["bash", str(ROOT / "scripts" / "run.sh"), "--metrics-addr", "127.0.0.1:0"]
+    unsaid = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert unsaid.returncode == 1 and "SCM_REGION=cn-north-4" in unsaid.stderr, unsaid.stdout + unsaid.stderr
+    env["SCM_REGION"] = "cn-north-4"
     refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "CRD is not installed" in refused.stderr and "crd | kubectl apply --server-side" in refused.stderr
@@ -297,7 +301,8 @@ def test_running_outside_the_cluster_with_make_run(cluster):
     try:
         wait_until("the operator to serve", lambda: "serving /healthz" in log.read_text(), timeout=180)
         text = log.read_text()
-        assert "SCM endpoint: the default (https://scm.cn-north-4.myhuaweicloud.com)" in text, text
+        assert "SCM: the site of region cn-north-4" in text, text
+        assert "https://scm.cn-north-4.myhuaweicloud.com" in text, text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

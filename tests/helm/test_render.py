@@ -151,7 +151,17 @@ def flags_in(args: list[str]) -> set[str]:
 def test_args_cover_every_run_flag(render):
     flags = run_flags()
     assert {"--scm-endpoint", "--scm-ca-file", "--namespace", "--concurrency", "--log-format", "--metrics-addr"} <= flags
-    objects = render({"scope": "namespace", "scm": {"caBundle": {"secretName": "scm-ca"}, "allowInsecureEndpoint": True}})
+    objects = render(
+        {
+            "scope": "namespace",
+            "scm": {
+                "caBundle": {"secretName": "scm-ca"},
+                "allowInsecureEndpoint": True,
+                "region": "ap-southeast-1",
+                "endpoint": "http://scm-sim:8080",
+            },
+        }
+    )
     args = container(objects)["args"]
     assert args[0] == "run"
     assert flags_in(args) == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
@@ -172,7 +182,6 @@ def test_default_args_and_env(render):
     c = container(render())
     assert c["args"] == [
         "run",
-        "--scm-endpoint=https://scm.cn-north-4.myhuaweicloud.com",
         "--scm-qps=10",
         "--scm-burst=20",
         "--scm-timeout=30s",
@@ -191,6 +200,13 @@ def test_default_args_and_env(render):
     env = {e["name"]: e for e in c["env"]}
     assert env["RUST_LOG"]["value"] == "info"
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_scm_region_picks_the_site_and_endpoint_overrides_it(render):
+    args = container(render({"scm": {"region": "eu-west-101"}}))["args"]
+    assert "--scm-region=eu-west-101" in args and not any(a.startswith("--scm-endpoint") for a in args)
+    with pytest.raises(helm.HelmValuesError):
+        render({"scm": {"region": "cn-east-3"}})
 
 
 def test_an_http_endpoint_needs_allow_insecure_endpoint(render):
