@@ -303,9 +303,18 @@ mod tests {
             };
             args.endpoint()
         };
-        assert_eq!(parse(&["--scm-region", "ap-southeast-1"]), "https://scm.ap-southeast-1.myhuaweicloud.com");
-        assert_eq!(parse(&["--scm-region", "eu-west-101"]), "https://scm.eu-west-101.myhuaweicloud.eu");
-        assert_eq!(parse(&["--scm-region", "my-kualalumpur-1"]), "https://scm.my-kualalumpur-1.myhuaweicloud.com");
+        assert_eq!(
+            parse(&["--scm-region", "ap-southeast-1"]),
+            "https://scm.ap-southeast-1.myhuaweicloud.com"
+        );
+        assert_eq!(
+            parse(&["--scm-region", "eu-west-101"]),
+            "https://scm.eu-west-101.myhuaweicloud.eu"
+        );
+        assert_eq!(
+            parse(&["--scm-region", "my-kualalumpur-1"]),
+            "https://scm.my-kualalumpur-1.myhuaweicloud.com"
+        );
         let both = ["--scm-region", "eu-west-101", "--scm-endpoint", "http://127.0.0.1:9"];
         assert_eq!(parse(&both), "http://127.0.0.1:9");
         let error = Cli::try_parse_from(["certpush-operator", "run", "--scm-region", "cn-east-3"]).unwrap_err();
