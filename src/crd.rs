@@ -1,9 +1,9 @@
 //! The `CertificatePush` custom resource: spec, status and conditions.
 //!
 //! Doc comments on these types become the CRD's OpenAPI descriptions, and so `kubectl explain` text.
-//! Every constraint lives in the OpenAPI schema (pattern, enum, lengths, `oneOf`) rather than in CEL rules, so the
-//! API server rejects bad objects at `kubectl apply` time even on servers without CEL support; reconcile checks
-//! the `oneOf` again (`InvalidSpec`) for objects stored before it existed.
+//! Field constraints live in the OpenAPI schema (pattern, enum, lengths); rules across fields are CEL rules with a
+//! message that says what to fix (validation rules are GA since Kubernetes 1.29; the chart needs 1.33). Reconcile
+//! checks them again (`InvalidSpec`) for objects stored before a rule existed.
 
 /// Conditions are Kubernetes' own metav1.Condition, with the schema k8s-openapi generates for it. That schema
 /// lacks the enum and length rules kubebuilder adds to the Go type; only the operator writes status, and its
@@ -31,7 +31,7 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     singular = "certificatepush",
     namespaced,
     shortname = "cpush",
-    category = "scm",
+    category = "certpush",
     status = "CertificatePushStatus",
     doc = "CertificatePush pushes an SSL certificate to CDN, WAF or ELB in a region: one held in Huawei Cloud SCM, or one imported into SCM from a kubernetes.io/tls Secret and imported and pushed again on every renewal. Deleting it does not remove the pushed copy (SCM has no un-push API).",
     printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.targetService"}"#,
@@ -48,11 +48,13 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
-// Exactly one certificate source. A CEL rule with a friendlier message was tried and dropped: the API server
-// skips CEL rules once the structural oneOf has failed, so its message never showed.
-#[schemars(extend("oneOf" = [{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}]))]
-// Which fields a deploy resource needs depends on targetService, outside the resource: only CEL can say so.
+// Rules across fields: exactly one certificate source, one region or several, and which fields a deploy resource
+// needs (that depends on targetService, outside the resource). No structural oneOf: the API server skips CEL rules
+// once it fails, so its bare "oneOf" message would hide these.
 #[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.certificateId) != has(self.sourceSecretRef)",
+    "message": "set exactly one of certificateId (a certificate already in SCM) and sourceSecretRef (a kubernetes.io/tls Secret to import)"
+}, {
     "rule": "has(self.targetProject) != has(self.targetProjects)",
     "message": "set exactly one of targetProject (one region) and targetProjects (several)"
 }, {
@@ -85,11 +87,14 @@ pub struct CertificatePushSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_policy: Option<ImportPolicy>,
 
-    /// What deleting this CertificatePush does in SCM. Retain (the default) leaves SCM alone. Delete also deletes
-    /// the certificates it imported from sourceSecretRef, through a finalizer that never blocks deletion for
-    /// long: after 5 failed attempts (about a minute), or without usable credentials, it publishes a Warning
-    /// Event naming what is left in SCM and lets the object go. Copies already pushed to CDN, WAF or ELB stay.
+    /// What deleting this CertificatePush does in SCM; it applies only to certificates imported from
+    /// sourceSecretRef (a certificateId is never deleted). Retain (the default) leaves SCM alone. Delete also
+    /// deletes the certificates it imported, through a finalizer that never blocks deletion for long: after 5
+    /// failed attempts (about a minute), or without usable credentials, it publishes a Warning Event naming what is
+    /// left in SCM and lets the object go; one still deployed somewhere is left too. Copies already pushed to CDN,
+    /// WAF or ELB stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Retain"))]
     pub deletion_policy: Option<DeletionPolicy>,
 
     /// Cloud service to push the certificate to: CDN, WAF or ELB.
@@ -919,11 +924,11 @@ mod tests {
         );
         assert_eq!(s["properties"]["targetProjects"]["maxItems"], 10);
         assert_eq!(s["properties"]["targetProjects"]["items"]["maxLength"], 32);
-        // Exactly one certificate source, in the structural schema that every API server enforces.
-        assert_eq!(
-            s["oneOf"],
-            json!([{"required": ["certificateId"]}, {"required": ["sourceSecretRef"]}])
-        );
+        // Exactly one certificate source, as a CEL rule whose message says what to set (no bare structural oneOf).
+        assert!(s.get("oneOf").is_none());
+        assert!(rules.contains("has(self.certificateId) != has(self.sourceSecretRef)"), "{rules}");
+        assert!(rules.contains("set exactly one of certificateId"), "{rules}");
+        assert_eq!(s["properties"]["deletionPolicy"]["default"], "Retain");
     }
 
     #[test]
@@ -968,7 +973,7 @@ mod tests {
         let crd = CertificatePush::crd();
         assert_eq!(crd.metadata.name.as_deref(), Some("certificatepushes.scm.certpush.dev"));
         assert_eq!(crd.spec.names.short_names, Some(vec!["cpush".to_string()]));
-        assert_eq!(crd.spec.names.categories, Some(vec!["scm".to_string()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["certpush".to_string()]));
         assert_eq!(crd.spec.scope, "Namespaced");
         let cols: Vec<String> = crd.spec.versions[0]
             .additional_printer_columns

@@ -75,7 +75,7 @@ async fn admission_rejects_invalid_specs() {
                 assert_eq!(s.code, 422, "{what}: {s:?}");
                 if what.contains("certificateId and") || what.contains("nor") {
                     assert!(
-                        s.message.contains("one and only one schema (oneOf)"),
+                        s.message.contains("set exactly one of certificateId"),
                         "{what}: {}",
                         s.message
                     );
