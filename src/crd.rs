@@ -926,7 +926,10 @@ mod tests {
         assert_eq!(s["properties"]["targetProjects"]["items"]["maxLength"], 32);
         // Exactly one certificate source, as a CEL rule whose message says what to set (no bare structural oneOf).
         assert!(s.get("oneOf").is_none());
-        assert!(rules.contains("has(self.certificateId) != has(self.sourceSecretRef)"), "{rules}");
+        assert!(
+            rules.contains("has(self.certificateId) != has(self.sourceSecretRef)"),
+            "{rules}"
+        );
         assert!(rules.contains("set exactly one of certificateId"), "{rules}");
         assert_eq!(s["properties"]["deletionPolicy"]["default"], "Retain");
     }
