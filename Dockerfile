@@ -27,10 +27,13 @@ RUN mkdir -p src \
     && touch src/lib.rs \
     && cargo build --release --locked --bin certpush-operator \
     && rm -rf src
+# The commit certpush_build_info reports (the build context has no .git): `--build-arg CERTPUSH_COMMIT=...`.
+ARG CERTPUSH_COMMIT=unknown
+COPY build.rs ./
 COPY src ./src
 # Touch so cargo sees the real sources as newer than the stub build.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin certpush-operator \
+    && CERTPUSH_COMMIT="${CERTPUSH_COMMIT}" cargo build --release --locked --bin certpush-operator \
     && install -D -m 0755 target/release/certpush-operator /out/certpush-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f

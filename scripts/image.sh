@@ -7,11 +7,12 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 image=${1:-${IMAGE:-certpush-operator:$version}}
 for engine in docker podman buildah; do
   if command -v "$engine" >/dev/null && "$engine" info >/dev/null 2>&1; then
-    echo "==> $engine build -t $image ." >&2
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    echo "==> $engine build --build-arg CERTPUSH_COMMIT=$commit -t $image ." >&2
     if [[ $engine == buildah ]]; then
-      exec buildah bud -t "$image" .
+      exec buildah bud --build-arg "CERTPUSH_COMMIT=$commit" -t "$image" .
     fi
-    exec "$engine" build -t "$image" .
+    exec "$engine" build --build-arg "CERTPUSH_COMMIT=$commit" -t "$image" .
   fi
 done
 echo "error: no container engine answers (tried docker, podman and buildah: \`<engine> info\` failed)." >&2

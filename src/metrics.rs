@@ -20,6 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::crd::CertificatePush;
 use crate::status;
 
+mod process;
+pub use process::{ProcessMetrics, ProcessSample};
+
 /// The name controller-runtime metrics carry for this operator's one controller.
 pub const CONTROLLER: &str = "certificatepush";
 
@@ -105,6 +108,13 @@ const RECONCILE_BUCKETS: [f64; 40] = [
     1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
 ];
 
+/// Labels of `certpush_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
 impl Metrics {
     /// Registers the controller's metrics in `root`: controller-runtime's names unprefixed, the operator's own under
     /// `certpush_`.
@@ -149,7 +159,20 @@ impl Metrics {
             "Number of currently used workers per controller",
             m.active_workers.clone(),
         );
+        root.register_collector(Box::new(ProcessMetrics));
         let own = root.sub_registry_with_prefix(PREFIX);
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: env!("CERTPUSH_COMMIT"),
+            })
+            .set(1);
+        own.register(
+            "build_info",
+            "The operator's version and the commit it was built from; always 1",
+            build,
+        );
         own.register(
             "reconciles",
             "Reconciles of CertificatePushes by result",
@@ -301,6 +324,14 @@ mod tests {
         m.reconciled("pushed");
         m.status_write_failed("invalid");
         let text = encode(&registry);
+        assert!(text.contains(&format!(
+            "certpush_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )));
+        if cfg!(target_os = "linux") {
+            assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+            assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        }
         for line in [
             "certpush_reconciles_total{result=\"pushed\"} 2",
             "certpush_status_write_failures_total{reason=\"invalid\"} 1",

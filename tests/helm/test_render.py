@@ -827,6 +827,10 @@ def test_prometheus_rule_alerts(render):
         assert job in alert["expr"], name
         assert alert["labels"]["severity"] in ("warning", "critical"), name
         assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        # Each alert's runbook is a section of docs/runbooks.md, found by the alert's name.
+        base, anchor = alert["annotations"]["runbook_url"].split("#")
+        assert base.endswith("/docs/runbooks.md") and anchor == name.lower(), alert["annotations"]["runbook_url"]
+        assert f"\n## {name}\n" in (ROOT / "docs" / "runbooks.md").read_text(), f"no runbook section for {name}"
         # The operator's real metric names (README, /metrics).
         for metric in metric_names_in(alert["expr"]):
             assert f"`{metric}" in readme_metrics_section(), f"{name}: {metric} is not a metric the operator exports"
