@@ -273,17 +273,20 @@ mod tests {
         );
     }
 
+    /// The `run` flags parsed from `extra`.
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let Command::Run(args) = Cli::try_parse_from([&["certpush-operator", "run"], extra].concat())
+            .unwrap()
+            .command
+        else {
+            panic!("expected run")
+        };
+        args
+    }
+
     #[test]
     fn digest_key_namespace_is_the_flag_else_the_watched_one() {
-        let parse = |extra: &[&str]| {
-            let Command::Run(args) = Cli::try_parse_from([&["certpush-operator", "run"], extra].concat())
-                .unwrap()
-                .command
-            else {
-                panic!("expected run")
-            };
-            args
-        };
+        let parse = run_args;
         assert_eq!(parse(&["--digest-key-namespace", "ops"]).digest_key_namespace(), "ops");
         // POD_NAMESPACE is not set in unit tests (the Pod sets it, and the chart passes the flag anyway).
         if std::env::var_os("POD_NAMESPACE").is_none() {
@@ -294,15 +297,7 @@ mod tests {
 
     #[test]
     fn scm_region_picks_its_sites_endpoint_and_scm_endpoint_wins() {
-        let parse = |extra: &[&str]| {
-            let Command::Run(args) = Cli::try_parse_from([&["certpush-operator", "run"], extra].concat())
-                .unwrap()
-                .command
-            else {
-                panic!("expected run")
-            };
-            args.endpoint()
-        };
+        let parse = |extra: &[&str]| run_args(extra).endpoint();
         assert_eq!(
             parse(&["--scm-region", "ap-southeast-1"]),
             "https://scm.ap-southeast-1.myhuaweicloud.com"

@@ -710,6 +710,45 @@ impl CertificatePushSpec {
     }
 }
 
+#[cfg(test)]
+impl CertificatePushSpec {
+    /// Certificate scs1554192131150 to WAF in cn-north-4 with credentials in Secret "scm", for unit tests.
+    pub(crate) fn example() -> Self {
+        Self {
+            push_policy: None,
+            certificate_id: Some("scs1554192131150".into()),
+            source_secret_ref: None,
+            import_policy: None,
+            deletion_policy: None,
+            target_service: TargetService::Waf,
+            target_project: "cn-north-4".into(),
+            target_projects: Vec::new(),
+            credentials_ref: CredentialsRef {
+                name: "scm".into(),
+                token_key: DEFAULT_TOKEN_KEY.into(),
+            },
+            deploy: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl DeploySpec {
+    /// Deploys onto the ELB (or WAF) certificates `ids`, for unit tests.
+    pub(crate) fn ids(ids: &[&str]) -> Self {
+        let resources = ids
+            .iter()
+            .map(|id| DeployResource {
+                id: Some((*id).into()),
+                waf_type: None,
+                domain_name: None,
+                enterprise_project_id: None,
+            })
+            .collect();
+        Self { resources }
+    }
+}
+
 /// A DNS-1123 subdomain, the form of every Secret name.
 fn is_secret_name(name: &str) -> bool {
     let label = |l: &str| {

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::persist::{record, save_after_request};
 use super::{Context, FIELD_MANAGER, reconcile};
-use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, CredentialsRef, TargetService};
+use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, TargetService};
 use crate::events::EventQueue;
 use crate::leader::Leadership;
 use crate::metrics::{self, Metrics};
@@ -32,24 +32,9 @@ const PATH: &str = "/apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepus
 
 /// A CertificatePush of `certificateId` to WAF in cn-north-4 with credentials in Secret `secret`.
 pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
-    let mut cp = CertificatePush::new(
-        name,
-        CertificatePushSpec {
-            push_policy: None,
-            certificate_id: Some("scs1554192131150".into()),
-            source_secret_ref: None,
-            import_policy: None,
-            deletion_policy: None,
-            target_service: TargetService::Waf,
-            target_project: "cn-north-4".into(),
-            target_projects: Vec::new(),
-            credentials_ref: CredentialsRef {
-                name: secret.into(),
-                token_key: "token".into(),
-            },
-            deploy: None,
-        },
-    );
+    let mut spec = CertificatePushSpec::example();
+    spec.credentials_ref.name = secret.into();
+    let mut cp = CertificatePush::new(name, spec);
     cp.metadata.namespace = Some(ns.into());
     cp
 }

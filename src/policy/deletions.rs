@@ -91,11 +91,7 @@ pub fn failed(
     jitter: f64,
 ) -> CertificatePushStatus {
     let mut status = status.clone();
-    if let Some(d) = status
-        .pending_deletions
-        .iter_mut()
-        .find(|d| d.certificate_id == certificate_id)
-    {
+    if let Some(d) = owed_mut(&mut status, certificate_id) {
         let attempts = d.failed_attempts.unwrap_or(0).saturating_add(1);
         let next = now
             .checked_add(backoff(attempts, None, jitter))
@@ -118,11 +114,7 @@ pub fn in_use(
     jitter: f64,
 ) -> CertificatePushStatus {
     let mut status = status.clone();
-    if let Some(d) = status
-        .pending_deletions
-        .iter_mut()
-        .find(|d| d.certificate_id == certificate_id)
-    {
+    if let Some(d) = owed_mut(&mut status, certificate_id) {
         let next = now
             .checked_add(backoff(i32::MAX, None, jitter))
             .map(ceil_to_second)
@@ -131,6 +123,13 @@ pub fn in_use(
         d.last_error = Some(why.to_owned());
     }
     status
+}
+
+fn owed_mut<'a>(status: &'a mut CertificatePushStatus, certificate_id: &str) -> Option<&'a mut PendingDeletion> {
+    status
+        .pending_deletions
+        .iter_mut()
+        .find(|d| d.certificate_id == certificate_id)
 }
 
 /// Why the last attempt to delete `certificate_id` did not delete it, if one did not.

@@ -65,6 +65,28 @@ fn holds(status: &CertificatePushStatus, key: &str, certificate: &str) -> bool {
     entry(status, key).is_some_and(|d| d.certificate_id.as_deref() == Some(certificate))
 }
 
+/// The resources not holding the wanted certificate and not waiting for a scheduled retry, each with whether its
+/// deploy of it was sent with no answer recorded.
+fn ready_now<'a>(
+    spec: &'a CertificatePushSpec,
+    status: &CertificatePushStatus,
+    now: Timestamp,
+) -> Vec<(&'a DeployResource, bool)> {
+    let Some(w) = wanted(spec, status) else {
+        return Vec::new();
+    };
+    resources(spec)
+        .iter()
+        .filter(|r| !holds(status, r.key(), w))
+        .filter_map(|r| {
+            let d = entry(status, r.key());
+            let later = d.and_then(attempt_at).is_some_and(|at| at > now);
+            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
+            (!later).then_some((r, sent))
+        })
+        .collect()
+}
+
 /// The resources whose deploy of the wanted certificate was sent with no answer recorded: SCM is asked where that
 /// certificate is deployed before any of them is deployed again (after the backoff of a failed check).
 pub fn unconfirmed<'a>(
@@ -72,17 +94,10 @@ pub fn unconfirmed<'a>(
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    let Some(w) = wanted(spec, status) else {
-        return Vec::new();
-    };
-    resources(spec)
-        .iter()
-        .filter(|r| !holds(status, r.key(), w))
-        .filter(|r| {
-            let d = entry(status, r.key());
-            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
-            sent && d.and_then(attempt_at).is_none_or(|at| at <= now)
-        })
+    ready_now(spec, status, now)
+        .into_iter()
+        .filter(|(_, sent)| *sent)
+        .map(|(r, _)| r)
         .collect()
 }
 
@@ -92,18 +107,10 @@ pub fn due<'a>(
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    let Some(w) = wanted(spec, status) else {
-        return Vec::new();
-    };
-    resources(spec)
-        .iter()
-        .filter(|r| !holds(status, r.key(), w))
-        .filter(|r| {
-            let d = entry(status, r.key());
-            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
-            let later = d.and_then(attempt_at).is_some_and(|at| at > now);
-            !sent && !later
-        })
+    ready_now(spec, status, now)
+        .into_iter()
+        .filter(|(_, sent)| !*sent)
+        .map(|(r, _)| r)
         .collect()
 }
 
@@ -258,7 +265,7 @@ pub fn next_scheduled(spec: &CertificatePushSpec, status: &CertificatePushStatus
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CredentialsRef, DeploySpec, PushedTarget, TargetService};
+    use crate::crd::{DeploySpec, PushedTarget, TargetService};
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -268,29 +275,11 @@ mod tests {
 
     fn elb(ids: &[&str]) -> CertificatePushSpec {
         CertificatePushSpec {
-            push_policy: None,
             certificate_id: None,
             source_secret_ref: Some(crate::crd::SourceSecretRef { name: "tls".into() }),
-            import_policy: None,
-            deletion_policy: None,
             target_service: TargetService::Elb,
-            target_project: "cn-north-4".into(),
-            target_projects: Vec::new(),
-            credentials_ref: CredentialsRef {
-                name: "scm".into(),
-                token_key: "token".into(),
-            },
-            deploy: Some(DeploySpec {
-                resources: ids
-                    .iter()
-                    .map(|id| DeployResource {
-                        id: Some((*id).into()),
-                        waf_type: None,
-                        domain_name: None,
-                        enterprise_project_id: None,
-                    })
-                    .collect(),
-            }),
+            deploy: Some(DeploySpec::ids(ids)),
+            ..CertificatePushSpec::example()
         }
     }
 

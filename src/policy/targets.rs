@@ -83,23 +83,14 @@ pub fn answered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CredentialsRef, TargetService};
+    use crate::crd::TargetService;
 
     fn spec(projects: &[&str]) -> CertificatePushSpec {
         CertificatePushSpec {
-            push_policy: None,
-            certificate_id: Some("scs1554192131150".into()),
-            source_secret_ref: None,
-            import_policy: None,
-            deletion_policy: None,
             target_service: TargetService::Elb,
             target_project: String::new(),
             target_projects: projects.iter().map(|p| (*p).to_owned()).collect(),
-            credentials_ref: CredentialsRef {
-                name: "scm".into(),
-                token_key: "token".into(),
-            },
-            deploy: None,
+            ..CertificatePushSpec::example()
         }
     }
 

@@ -103,7 +103,7 @@ fn condition_rank(type_: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CredentialsRef, DeployResource, DeploySpec, PushedTarget, TargetService};
+    use crate::crd::{DeploySpec, PushedTarget, TargetService};
     use crate::status::{self, Attempt};
 
     fn t(s: &str) -> Timestamp {
@@ -112,28 +112,9 @@ mod tests {
 
     fn spec(deploy: bool) -> CertificatePushSpec {
         CertificatePushSpec {
-            push_policy: None,
-            certificate_id: Some("scs1554192131150".into()),
-            source_secret_ref: None,
-            import_policy: None,
-            deletion_policy: None,
             target_service: TargetService::Elb,
-            target_project: "cn-north-4".into(),
-            target_projects: Vec::new(),
-            credentials_ref: CredentialsRef {
-                name: "scm".into(),
-                token_key: "token".into(),
-            },
-            deploy: deploy.then(|| DeploySpec {
-                resources: ["e1", "e2"]
-                    .map(|id| DeployResource {
-                        id: Some(id.into()),
-                        waf_type: None,
-                        domain_name: None,
-                        enterprise_project_id: None,
-                    })
-                    .to_vec(),
-            }),
+            deploy: deploy.then(|| DeploySpec::ids(&["e1", "e2"])),
+            ..CertificatePushSpec::example()
         }
     }
 

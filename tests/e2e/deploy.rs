@@ -14,18 +14,24 @@ use crate::import::{TestCa, import_spec, imports_in, put_tls_secret};
 
 const RESOURCES: [&str; 3] = ["elb-cert-1", "elb-cert-2", "elb-cert-3"];
 
-/// An import of Secret `web-tls` to ELB, deployed onto the three ELB certificates of [`RESOURCES`].
-fn deploying_spec() -> CertificatePushSpec {
-    let resources = RESOURCES
+/// A deploy onto the ELB certificates `ids`.
+fn elb_certificates(ids: &[&str]) -> DeploySpec {
+    let resources = ids
+        .iter()
         .map(|id| DeployResource {
-            id: Some(id.into()),
+            id: Some((*id).into()),
             waf_type: None,
             domain_name: None,
             enterprise_project_id: None,
         })
-        .to_vec();
+        .collect();
+    DeploySpec { resources }
+}
+
+/// An import of Secret `web-tls` to ELB, deployed onto the three ELB certificates of [`RESOURCES`].
+fn deploying_spec() -> CertificatePushSpec {
     CertificatePushSpec {
-        deploy: Some(DeploySpec { resources }),
+        deploy: Some(elb_certificates(&RESOURCES)),
         ..import_spec("web-tls")
     }
 }
@@ -257,14 +263,7 @@ async fn deploy_only_adds_no_copy_and_switching_to_always_pushes_once() {
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let spec = CertificatePushSpec {
         push_policy: Some(certpush_operator::crd::PushPolicy::Never),
-        deploy: Some(DeploySpec {
-            resources: vec![DeployResource {
-                id: Some("elb-cert-1".into()),
-                waf_type: None,
-                domain_name: None,
-                enterprise_project_id: None,
-            }],
-        }),
+        deploy: Some(elb_certificates(&["elb-cert-1"])),
         ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
     };
     let api = create_push(&client, &ns, "only", spec).await;
@@ -306,14 +305,7 @@ async fn in_use_lists_every_resource_holding_the_certificate() {
     sim.mark_in_use(CERT, "WAF", "cn-north-4", "waf-by-hand");
     let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--in-use-refresh", "1h"]).await;
     let spec = CertificatePushSpec {
-        deploy: Some(DeploySpec {
-            resources: vec![DeployResource {
-                id: Some("elb-cert-1".into()),
-                waf_type: None,
-                domain_name: None,
-                enterprise_project_id: None,
-            }],
-        }),
+        deploy: Some(elb_certificates(&["elb-cert-1"])),
         ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
     };
     let api = create_push(&client, &ns, "seen", spec).await;
