@@ -52,6 +52,8 @@ pub struct ControllerResultLabels {
 /// Labels of `certpush_resources`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabels {
+    /// The object's namespace, so a team sees its own objects (bounded by the namespaces with CertificatePushes).
+    pub namespace: String,
     /// The Ready condition's status (True, False, Unknown; empty before the first status).
     pub ready: String,
     /// The Ready condition's reason (one of the operator's reasons; empty before the first status).
@@ -257,18 +259,23 @@ pub struct CacheMetrics(pub Store<CertificatePush>);
 impl CacheMetrics {
     /// Objects by the Ready condition's (status, reason); both empty before the first status.
     fn resources(&self) -> Family<ResourceLabels, Gauge> {
-        let mut counts: HashMap<(String, String), i64> = HashMap::new();
+        let mut counts: HashMap<ResourceLabels, i64> = HashMap::new();
         for cp in self.0.state() {
-            let key = cp
+            let (ready, reason) = cp
                 .status
                 .as_ref()
                 .and_then(status::ready)
                 .map_or_else(Default::default, |c| (c.status.clone(), c.reason.clone()));
+            let key = ResourceLabels {
+                namespace: cp.namespace().unwrap_or_default(),
+                ready,
+                reason,
+            };
             *counts.entry(key).or_default() += 1;
         }
         let family = Family::<ResourceLabels, Gauge>::default();
-        for ((ready, reason), n) in counts {
-            family.get_or_create(&ResourceLabels { ready, reason }).set(n);
+        for (labels, n) in counts {
+            family.get_or_create(&labels).set(n);
         }
         family
     }
@@ -383,8 +390,8 @@ mod tests {
             "controller_runtime_reconcile_time_seconds_count{controller=\"certificatepush\"} 2",
             "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 16",
             "controller_runtime_active_workers{controller=\"certificatepush\"} 1",
-            "certpush_resources{ready=\"True\",reason=\"Pushed\"} 3",
-            "certpush_resources{ready=\"False\",reason=\"Unauthorized\"} 1",
+            "certpush_resources{namespace=\"ns\",ready=\"True\",reason=\"Pushed\"} 3",
+            "certpush_resources{namespace=\"ns\",ready=\"False\",reason=\"Unauthorized\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

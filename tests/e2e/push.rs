@@ -173,12 +173,15 @@ async fn happy_path_pushes_once_and_reports_ready() {
         "{out}"
     );
     let metrics = op.metrics().await;
+    let resources = format!("certpush_resources{{namespace=\"{ns}\",ready=\"True\",reason=\"Pushed\"}} 1");
     for line in [
         "certpush_scm_requests_total{operation=\"push\",code=\"204\",error_code=\"\"} 1",
         "controller_runtime_reconcile_total{controller=\"certificatepush\",result=\"success\"}",
         "controller_runtime_max_concurrent_reconciles{controller=\"certificatepush\"} 64",
-        "certpush_resources{ready=\"True\",reason=\"Pushed\"} 1",
+        resources.as_str(),
         "leader_election_master_status{name=\"certpush-operator\"} 1",
+        "certpush_build_info{version=",
+        "process_resident_memory_bytes ",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
