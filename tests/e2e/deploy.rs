@@ -106,6 +106,7 @@ async fn every_resource_gets_each_certificate_once_and_a_failed_one_is_retried_a
 
     // A renewal whose deploy fails on one resource: the replaced certificate still serves there, so it is not
     // deleted until that resource holds the new one.
+    let before_renewal = sim.calls().len();
     sim.fail_deploy("elb-cert-3", "ELB.8902", 1);
     let (crt2, key2, _) = ca.leaf();
     put_tls_secret(&client, &ns, "web-tls", &crt2, &key2).await;
@@ -140,6 +141,14 @@ async fn every_resource_gets_each_certificate_once_and_a_failed_one_is_retried_a
         .map(|d| d.resource)
         .collect();
     assert_eq!(bound.len(), 3, "{:#?}", sim.deployments());
+    // The requests of the renewal: import, push, deploy (3 resources, one failed), the failed one alone, the in-use
+    // check before the delete, the delete.
+    let renewal: Vec<String> = sim.calls()[before_renewal..]
+        .iter()
+        .map(|c| format!("{} {}", c.method, c.path.rsplit('/').next().unwrap_or_default()))
+        .collect();
+    eprintln!("requests of the renewal: {renewal:?}");
+    assert_eq!(renewal.len(), 6, "{renewal:?}");
     assert_no_secret_leak(&ns, &op, &[key.trim(), key2.trim()]).await;
 }
 
