@@ -100,6 +100,11 @@ pub struct RunArgs {
     #[arg(long, env = "MIN_REPUSH_INTERVAL", default_value = "30s", value_parser = parse_period)]
     pub min_repush_interval: Duration,
 
+    /// Handle only the CertificatePushes whose spec.controllerName is this name (those naming none belong to the
+    /// default name), so two installations never push the same objects.
+    #[arg(long, env = "CONTROLLER_NAME", default_value = crate::crd::DEFAULT_CONTROLLER_NAME, value_parser = parse_controller_name)]
+    pub controller_name: String,
+
     /// Ask SCM where each pushed certificate is deployed (status.inUse) at most this often, and after each push;
     /// questions of one credential are batched, 50 certificates per request; `0` turns it off.
     #[arg(long, env = "IN_USE_REFRESH", default_value = "1h", value_parser = parse_period)]
@@ -167,6 +172,19 @@ impl ScmRegion {
             ScmRegion::MyKualalumpur1 => "https://scm.my-kualalumpur-1.myhuaweicloud.com",
         }
     }
+}
+
+/// A DNS label, the form of spec.controllerName.
+fn parse_controller_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    ok.then(|| text.to_owned())
+        .ok_or_else(|| "must be lowercase letters, digits and '-' (at most 63), as spec.controllerName".to_owned())
 }
 
 /// Durations such as `15s`, `1m` or `1m30s`.
@@ -264,6 +282,8 @@ mod tests {
         assert_eq!(args.resync_period, Duration::from_secs(600));
         assert_eq!(args.min_repush_interval, Duration::from_secs(30));
         assert_eq!(args.in_use_refresh, Duration::from_secs(3600));
+        assert_eq!(args.controller_name, "certpush-operator");
+        assert!(Cli::try_parse_from(["certpush-operator", "run", "--controller-name", "Team_B"]).is_err());
         assert_eq!(args.lease_name, "certpush-operator");
         assert_eq!(args.digest_key_secret, "certpush-operator-digest-key");
         let durations = (args.lease_duration, args.renew_deadline, args.retry_period);

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "scm.certpush.dev";
 /// Annotation whose new value asks for one more push, bypassing any backoff.
 pub const PUSH_REQUESTED_ANNOTATION: &str = "scm.certpush.dev/push-requested-at";
+/// The operator name objects without spec.controllerName belong to (`--controller-name`'s default).
+pub const DEFAULT_CONTROLLER_NAME: &str = "certpush-operator";
 /// Key looked up in the credentials Secret when `credentialsRef.tokenKey` is not set.
 pub const DEFAULT_TOKEN_KEY: &str = "token";
 
@@ -119,6 +121,13 @@ pub struct CertificatePushSpec {
 
     /// Secret in this CertificatePush's namespace that holds the SCM credentials.
     pub credentials_ref: CredentialsRef,
+
+    /// The operator that handles this object: one started with --controller-name set to this. Empty: the
+    /// operator named certpush-operator (the default), so a second installation with its own name never acts on
+    /// objects meant for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub controller_name: Option<String>,
 
     /// Always (the default): push the certificate to targetService (a copy in its certificate list), then deploy it
     /// if spec.deploy is set. Never: deploy only, adding no copy to the service's list (needs spec.deploy).
@@ -689,6 +698,11 @@ impl CertificatePushSpec {
         projects.join(",")
     }
 
+    /// The name of the operator that handles this object (spec.controllerName, else the default).
+    pub fn controller(&self) -> &str {
+        self.controller_name.as_deref().unwrap_or(DEFAULT_CONTROLLER_NAME)
+    }
+
     /// Whether the certificate is pushed (pushPolicy Always), not only deployed.
     pub fn pushes(&self) -> bool {
         self.push_policy != Some(PushPolicy::Never)
@@ -715,6 +729,7 @@ impl CertificatePushSpec {
     /// Certificate scs1554192131150 to WAF in cn-north-4 with credentials in Secret "scm", for unit tests.
     pub(crate) fn example() -> Self {
         Self {
+            controller_name: None,
             push_policy: None,
             certificate_id: Some("scs1554192131150".into()),
             source_secret_ref: None,

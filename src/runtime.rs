@@ -109,6 +109,8 @@ pub struct Runtime {
     pub min_repush_interval: std::time::Duration,
     /// `--in-use-refresh`.
     pub in_use_refresh: std::time::Duration,
+    /// `--controller-name`.
+    pub controller_name: String,
     /// The controller's metrics.
     pub metrics: Arc<Metrics>,
     /// Posts Events beside the reconciles.
@@ -271,6 +273,7 @@ impl Runtime {
             concurrency: args.concurrency,
             min_repush_interval: args.min_repush_interval,
             in_use_refresh: args.in_use_refresh,
+            controller_name: args.controller_name,
             metrics,
             events,
             leadership,

@@ -68,6 +68,8 @@ pub struct Context {
     in_use_refresh: std::time::Duration,
     /// Gathers the deployed-resources questions of many objects into few requests.
     in_use: crate::scm::batch::InUseBatcher,
+    /// `--controller-name`: only objects whose spec.controllerName is this (or, for the default, absent) are handled.
+    controller_name: String,
 }
 
 /// Secret reads at once, over all reconciles.
@@ -93,12 +95,19 @@ impl Context {
             min_repush_interval: policy::MIN_REPUSH_INTERVAL,
             in_use_refresh: std::time::Duration::ZERO,
             in_use: Default::default(),
+            controller_name: crate::crd::DEFAULT_CONTROLLER_NAME.to_owned(),
         }
     }
 
     /// Honours a re-push annotation at most once per `interval` for each object (`--min-repush-interval`).
     pub fn with_min_repush_interval(mut self, interval: std::time::Duration) -> Self {
         self.min_repush_interval = interval;
+        self
+    }
+
+    /// Handles only the objects that name `name` in spec.controllerName (or name none, for the default name).
+    pub fn with_controller_name(mut self, name: &str) -> Self {
+        self.controller_name = name.to_owned();
         self
     }
 
@@ -283,6 +292,11 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     // A standby keeps its cache warm and does nothing else; it reconciles everything once it leads.
     if !ctx.leadership.leads() {
         return Ok(standby(ctx));
+    }
+    // Another installation's object: not a status write, not a request, not a finalizer of ours.
+    if cached.spec.controller() != ctx.controller_name {
+        ctx.metrics.reconciled("ignored");
+        return Ok(Action::await_change());
     }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let uid = cached.uid().unwrap_or_default();

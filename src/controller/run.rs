@@ -25,6 +25,7 @@ pub async fn run(rt: Runtime) {
         concurrency,
         min_repush_interval,
         in_use_refresh,
+        controller_name,
         metrics,
         events,
         leadership,
@@ -39,7 +40,8 @@ pub async fn run(rt: Runtime) {
     let ctx = Arc::new(
         Context::new(client, scm, events, metrics, leadership)
             .with_min_repush_interval(min_repush_interval)
-            .with_in_use_refresh(in_use_refresh),
+            .with_in_use_refresh(in_use_refresh)
+            .with_controller_name(&controller_name),
     );
     let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's

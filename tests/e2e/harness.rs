@@ -193,6 +193,7 @@ pub async fn put_secret_data(client: &Client, ns: &str, name: &str, entries: &[(
 
 pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> CertificatePushSpec {
     CertificatePushSpec {
+        controller_name: None,
         push_policy: None,
         certificate_id: Some(cert.into()),
         source_secret_ref: None,

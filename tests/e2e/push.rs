@@ -764,3 +764,42 @@ async fn several_regions_are_batch_pushed_and_a_failed_one_is_retried_alone() {
     assert_eq!(status(&cp).last_push_time, pushed_at, "nothing pushed");
     assert_eq!(sim.calls().len(), calls, "{:#?}", sim.calls());
 }
+
+/// Defect: two installations (cluster and namespace scope, or two teams) both pushed every object they saw. Each
+/// handles only the objects that name it in spec.controllerName (those naming none belong to the default name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn two_installations_never_push_the_same_object() {
+    let client = admin().await;
+    let ns = namespace(&client, "two-installs").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let default = Operator::start(&ns, &sim, "info").await;
+    let team_b = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--controller-name", "team-b"]).await;
+    let api = create_push(
+        &client,
+        &ns,
+        "unnamed",
+        spec(CERT, TargetService::Waf, "cn-north-4", "scm"),
+    )
+    .await;
+    let named = CertificatePushSpec {
+        controller_name: Some("team-b".into()),
+        ..spec(CERT, TargetService::Waf, "cn-east-3", "scm")
+    };
+    create_push(&client, &ns, "named", named).await;
+    for name in ["unnamed", "named"] {
+        wait_for(&api, name, T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    }
+    assert_eq!(
+        sim.successful_pushes().len(),
+        2,
+        "each object pushed once: {:#?}",
+        sim.calls()
+    );
+    assert_eq!(
+        (default.reconciles("pushed").await, team_b.reconciles("pushed").await),
+        (1, 1)
+    );
+    assert!(default.reconciles("ignored").await >= 1 && team_b.reconciles("ignored").await >= 1);
+}

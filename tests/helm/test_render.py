@@ -189,6 +189,7 @@ def test_default_args_and_env(render):
         "--resync-period=10m",
         "--min-repush-interval=30s",
         "--in-use-refresh=1h",
+        "--controller-name=certpush-operator",
         "--digest-key-secret=certpush-operator-digest-key",
         "--digest-key-namespace=certpush-system",
         "--log-format=text",
@@ -246,6 +247,7 @@ def test_values_reach_the_args(render):
         "--resync-period=1h30m",
         "--min-repush-interval=2m",
         "--in-use-refresh=1h",
+        "--controller-name=certpush-operator",
         "--digest-key-secret=certpush-operator-digest-key",
         "--digest-key-namespace=certpush-system",
         "--log-format=json",
@@ -424,12 +426,13 @@ def test_rbac_namespace_scope(render, watch_namespace):
     # The ServiceAccount stays in the release namespace.
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpush-operator", "namespace": "ops"}]
     assert f"--namespace={watched}" in container(objects)["args"]
-    # Only the aggregated user roles stay cluster-wide; the operator gets nothing cluster-wide.
-    assert sorted(r["metadata"]["name"] for r in objects.all("ClusterRole")) == [
+    # Nothing cluster-wide: not the operator's rights, and by default not the aggregated user roles either.
+    assert objects.all("ClusterRole") == [] and objects.all("ClusterRoleBinding") == []
+    asked = render({"scope": "namespace", "rbac": {"aggregateClusterRoles": True}}, name="cp", namespace="ops")
+    assert sorted(r["metadata"]["name"] for r in asked.all("ClusterRole")) == [
         "cp-certpush-operator-edit",
         "cp-certpush-operator-view",
     ]
-    assert objects.all("ClusterRoleBinding") == []
 
 
 def test_aggregated_user_roles(render):
@@ -944,6 +947,7 @@ def test_common_labels_on_every_object(render):
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         "podDisruptionBudget": {"enabled": True},
         "networkPolicy": {"enabled": True},
+        "rbac": {"aggregateClusterRoles": True},
     }
     for scope in ("cluster", "namespace"):
         objects = render({**values, "scope": scope}, api_versions=MONITORING_APIS)
