@@ -857,6 +857,27 @@ def test_prometheus_rule_alerts(render):
     assert "{{ $labels.name }}" in soon["annotations"]["description"]
 
 
+def test_grafana_dashboard_configmap(render):
+    assert "ConfigMap" not in render().kinds(), "off by default"
+    objects = render({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}})
+    cm = objects.one("ConfigMap", "certpush-operator-dashboard")
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["certpush-operator.json"])
+    assert dashboard["uid"] == "certpush-operator"
+    assert dashboard == json.loads((CHART / "dashboards" / "certpush-operator.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    titles = " ".join(p["title"] for p in dashboard["panels"])
+    for wanted in ("Reconciles", "SCM requests", "Ready reason", "days to expiry"):
+        assert wanted in titles, titles
+    # Every metric a panel plots is one the operator exports (README, /metrics).
+    names = {m for e in exprs for m in re.findall(r"\b((?:certpush|controller_runtime|process|leader_election)_[a-z_]+)\{", e)}
+    assert names, exprs
+    for name in names:
+        documented = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert f"`{documented}" in readme_metrics_section(), f"{name} is not a metric the operator exports"
+
+
 def test_prometheus_rule_values(render):
     extra = {"record": "certpush:pushes:rate5m", "expr": "sum(rate(certpush_scm_requests_total[5m]))"}
     objects = render(
