@@ -158,11 +158,7 @@ pub fn failed(
     let outcome_unknown_time = earlier_unknown
         .clone()
         .or_else(|| failure.outcome_unknown.then(|| format_time(attempt.now)));
-    let mut detail = match (&failure.http_status, &failure.error_code) {
-        (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", failure.error_message),
-        (Some(s), None) => format!("SCM answered HTTP {s}: {}", failure.error_message),
-        (None, _) => failure.error_message.clone(),
-    };
+    let mut detail = failure.describe();
     if failure.outcome_unknown {
         detail.push_str(" (the request was sent and no answer came back, so the push may have landed)");
     }

@@ -9,7 +9,6 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use super::import::MAX_IN_USE_IDS;
 use super::persist::publish;
 use super::push::fenced;
 use super::{Context, standby};
@@ -17,6 +16,7 @@ use crate::Error;
 use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
 use crate::scm::Credentials;
+use crate::scm::client::MAX_DEPLOYED_RESOURCES_IDS;
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
 /// minute in all).
@@ -120,7 +120,11 @@ pub(super) async fn delete_imports(
     let mut left = Vec::new();
     let mut last_error = String::new();
     // Never delete a certificate still deployed somewhere: it is left in SCM, and the Event says where it serves.
-    let ids: Vec<&str> = imported.iter().map(String::as_str).take(MAX_IN_USE_IDS).collect();
+    let ids: Vec<&str> = imported
+        .iter()
+        .map(String::as_str)
+        .take(MAX_DEPLOYED_RESOURCES_IDS)
+        .collect();
     let in_use = match ctx.scm.deployed_resources(credentials, &ids, None).await {
         Ok(in_use) => in_use,
         Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
@@ -132,6 +136,7 @@ pub(super) async fn delete_imports(
         }
     };
     let mut kept = Vec::new();
+    let mut deleted = Vec::new();
     let checked = left.is_empty();
     for id in imported.iter().filter(|_| checked) {
         if let Some(resources) = in_use.get(id).filter(|r| !r.is_empty()) {
@@ -140,7 +145,7 @@ pub(super) async fn delete_imports(
             continue;
         }
         match ctx.scm.delete(credentials, id).await {
-            Ok(()) => {}
+            Ok(()) => deleted.push(id.as_str()),
             // Neither is an attempt that SCM answered: the bound on attempts does not move.
             Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
             Err(failure) if let Some(wait) = failure.deferred_for() => return Some(Action::requeue(wait)),
@@ -158,12 +163,7 @@ pub(super) async fn delete_imports(
             );
             publish(ctx, cp, EventType::Warning, "CleanupSkipped", note, "Delete");
         }
-        if kept.len() < imported.len() {
-            let deleted: Vec<&str> = imported
-                .iter()
-                .map(String::as_str)
-                .filter(|id| !kept.iter().any(|k| k.starts_with(id)))
-                .collect();
+        if !deleted.is_empty() {
             let note = format!("Deleted imported certificate {} from SCM", deleted.join(", "));
             publish(ctx, cp, EventType::Normal, "ImportsDeleted", note, "Delete");
         }

@@ -175,11 +175,7 @@ fn failed_request(
     failure: &PushFailure,
     now: jiff::Timestamp,
 ) -> CertificatePushStatus {
-    let why = match (&failure.http_status, &failure.error_code) {
-        (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", failure.error_message),
-        (Some(s), None) => format!("SCM answered HTTP {s}: {}", failure.error_message),
-        (None, _) => failure.error_message.clone(),
-    };
+    let why = failure.describe();
     warn!(error = %why, resources = ?sent, "the deploy request failed");
     if !failure.kind.is_transient() {
         let note = format!("Deploy to {} failed: {why}", sent.join(", "));

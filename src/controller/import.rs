@@ -11,6 +11,7 @@ use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
+use crate::scm::client::MAX_DEPLOYED_RESOURCES_IDS;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{Credentials, FoundImport, PushFailure};
 use crate::source::{self, Source};
@@ -166,7 +167,11 @@ pub(super) async fn settle_deletions(
     let due = deletions::due(&new, now);
     // SCM is asked where each is deployed first: one still in use anywhere (deployed by hand, by another tool, or on
     // a resource this object no longer lists) is kept and looked at again later.
-    let ids: Vec<&str> = due.iter().map(String::as_str).take(MAX_IN_USE_IDS).collect();
+    let ids: Vec<&str> = due
+        .iter()
+        .map(String::as_str)
+        .take(MAX_DEPLOYED_RESOURCES_IDS)
+        .collect();
     let in_use = if ids.is_empty() {
         Default::default()
     } else {
@@ -232,9 +237,6 @@ pub(super) async fn settle_deletions(
         None => Settled::Done(Box::new(new)),
     })
 }
-
-/// Certificate IDs one deployed-resources request may ask about.
-pub(super) const MAX_IN_USE_IDS: usize = 50;
 
 /// What came of [`settle_deletions`].
 pub(super) enum Settled {

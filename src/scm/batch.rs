@@ -9,11 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::auth::Credentials;
-use super::client::{InUse, ScmClient};
+use super::client::{InUse, MAX_DEPLOYED_RESOURCES_IDS, ScmClient};
 use super::outcome::{PushFailure, rejected};
 
-/// Most certificate IDs in one deployed-resources request.
-pub const MAX_IDS: usize = 50;
 /// How long a batch stays open for others to join.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
@@ -52,7 +50,7 @@ impl InUseBatcher {
                 if ids.iter().any(|id| id == certificate_id) {
                     return Some(batch.answer.clone());
                 }
-                (ids.len() < MAX_IDS).then(|| {
+                (ids.len() < MAX_DEPLOYED_RESOURCES_IDS).then(|| {
                     ids.push(certificate_id.to_owned());
                     batch.answer.clone()
                 })

@@ -124,6 +124,9 @@ impl Call<'_> {
     }
 }
 
+/// Most certificate IDs one deployed-resources request may ask about (SCM's limit).
+pub const MAX_DEPLOYED_RESOURCES_IDS: usize = 50;
+
 /// Certificates per list page: the largest `limit` SCM accepts (10, 20 or 50).
 pub const LIST_PAGE_SIZE: u64 = 50;
 /// Most list pages [`ScmClient::find_import`] reads (5,000 certificates) before it gives up rather than page on.
@@ -477,7 +480,7 @@ impl ScmClient {
             .collect())
     }
 
-    /// Where each of `certificate_ids` (at most 50) is deployed: the resources SCM lists for it in `service`, or in
+    /// Where each of `certificate_ids` (at most [`MAX_DEPLOYED_RESOURCES_IDS`]) is deployed: the resources SCM lists for it in `service`, or in
     /// every service with `None`.
     pub async fn deployed_resources(
         &self,

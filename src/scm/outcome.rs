@@ -96,6 +96,16 @@ pub struct PushFailure {
 }
 
 impl PushFailure {
+    /// What SCM answered, for a status message: "SCM answered HTTP 400 SCM.0028: <message>", or the description of
+    /// a failure without an answer.
+    pub fn describe(&self) -> String {
+        match (&self.http_status, &self.error_code) {
+            (Some(s), Some(c)) => format!("SCM answered HTTP {s} {c}: {}", self.error_message),
+            (Some(s), None) => format!("SCM answered HTTP {s}: {}", self.error_message),
+            (None, _) => self.error_message.clone(),
+        }
+    }
+
     /// How long until the account's rate limit lets this request leave, when that is why it was not sent: a
     /// deferral is no attempt, so nothing counts it as a failure.
     pub fn deferred_for(&self) -> Option<Duration> {
@@ -376,7 +386,11 @@ pub fn answer<T: serde::de::DeserializeOwned>(
 }
 
 fn printable_prefix(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    printable(&String::from_utf8_lossy(&body[..body.len().min(200)]))
+}
+
+/// `text` with control characters as spaces, trimmed: safe for one line of status or log.
+fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -391,8 +405,7 @@ fn clip(message: &str) -> String {
 /// A short field of an SCM answer body (a resource, a failure_info), made printable and cut to 128 characters
 /// before it can reach status.
 pub fn clip_field(text: &str) -> String {
-    let printable: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    clip_to(printable.trim(), 2 * MAX_ID_CHARS)
+    clip_to(&printable(text), 2 * MAX_ID_CHARS)
 }
 
 /// `text` cut to at most `max` characters, the last one `…` when cut.
