@@ -65,7 +65,7 @@ pids+=($!)
 echo "==> installing the CRD and RBAC"
 kubectl apply --server-side -f crds/certificatepush.yaml
 kubectl wait --for=condition=Established crd/certificatepushes.scm.certpush.dev --timeout=60s
-kubectl apply --server-side -f deploy/manifests/rbac.yaml
+kubectl apply --server-side -f deploy/manifests/namespace/namespace.yaml -f deploy/manifests/rbac.yaml
 
 echo "==> applying the examples in namespace demo"
 kubectl create namespace demo

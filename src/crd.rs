@@ -38,7 +38,8 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     doc = "CertificatePush pushes an SSL certificate to CDN, WAF or ELB in a region: one held in Huawei Cloud SCM, or one imported into SCM from a kubernetes.io/tls Secret and imported and pushed again on every renewal. Deleting it does not remove the pushed copy (SCM has no un-push API).",
     printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.targetService"}"#,
     printcolumn = r#"{"name":"Project","type":"string","jsonPath":".spec.targetProject"}"#,
-    printcolumn = r#"{"name":"Certificate","type":"string","jsonPath":".spec.certificateId"}"#,
+    // A JSONPath union: exactly one of the two is set, so the column shows the certificate ID or the Secret.
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec['certificateId','sourceSecretRef.name']"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,

@@ -7,7 +7,9 @@
 2. The Helm chart, rendered with the real Helm engine (helm-python-sdk) as release "certpush-operator"
    in namespace "certpush-system" with default values, becomes the plain kustomize manifests in
    deploy/manifests/ (minus Helm's own labels and annotations, plus the Namespace, which Helm charts do
-   not create).
+   not create). The CRD and the Namespace are kustomizations of their own (deploy/manifests/crd and
+   deploy/manifests/namespace), so `kubectl delete -k deploy/manifests` removes the operator and nothing else:
+   deleting the CRD deletes every CertificatePush, deleting the Namespace everything in it.
 
     python3 deploy/manifests/generate.py          # rewrite the generated files
     python3 deploy/manifests/generate.py --check  # exit 1 and show a diff if any of them is stale
@@ -69,11 +71,20 @@ GENERATED_HEAD = (
 )
 
 FILE_COMMENTS = {
-    "crd.yaml": "# The CertificatePush CRD, identical in content to crds/certificatepush.yaml.\n",
+    "crd/crd.yaml": "# The CertificatePush CRD, identical in content to crds/certificatepush.yaml.\n",
+    "crd/kustomization.yaml": (
+        "# kubectl apply --server-side -k deploy/manifests/crd\n"
+        "# Apart from the operator: deleting the CRD deletes every CertificatePush in the cluster.\n"
+    ),
+    "namespace/namespace.yaml": "# The operator's namespace, Pod Security \"restricted\".\n",
+    "namespace/kustomization.yaml": (
+        "# kubectl apply --server-side -k deploy/manifests/namespace\n"
+        "# Apart from the operator: deleting the Namespace deletes everything in it.\n"
+    ),
     "rbac.yaml": (
         "# The operator's identity and least-privilege RBAC (cluster scope): CertificatePushes read-only (plus\n"
         "# patch for the finalizer), their status patch, Secrets read-only, events create/patch, and the leader\n"
-        "# election Lease in certpush-system. The e2e suite and\n"
+        "# election Lease and digest key Secret in certpush-system (deploy/manifests/namespace). The e2e suite and\n"
         "# scripts/run.sh apply this file and run the operator as this ServiceAccount's user.\n"
     ),
     "user-roles.yaml": (
@@ -82,7 +93,10 @@ FILE_COMMENTS = {
     ),
     "deployment.yaml": "# The operator, Pod Security \"restricted\", read-only root filesystem.\n",
     "service.yaml": "# /metrics for Prometheus.\n",
-    "kustomization.yaml": "# kubectl apply --server-side -k deploy/manifests\n",
+    "kustomization.yaml": (
+        "# kubectl apply --server-side -k deploy/manifests, after deploy/manifests/crd and deploy/manifests/namespace.\n"
+        "# Neither of those is in here, so `kubectl delete -k deploy/manifests` removes the operator only.\n"
+    ),
 }
 
 
@@ -181,11 +195,12 @@ def manifests() -> dict[str, str]:
     sa = take("ServiceAccount")
     ns_labels = {k: v for k, v in sa[0]["metadata"]["labels"].items() if k.startswith("app.kubernetes.io/")}
     order = {"ServiceAccount": 0, "ClusterRole": 1, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 4}
-    rbac = [namespace_object(ns_labels)] + sorted(
+    rbac = sorted(
         sa + take("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"), key=lambda o: order[o["kind"]]
     )
     files = {
-        "crd.yaml": crds,
+        "crd/crd.yaml": crds,
+        "namespace/namespace.yaml": [namespace_object(ns_labels)],
         "rbac.yaml": rbac,
         "user-roles.yaml": user_roles,
         "deployment.yaml": take("Deployment"),
@@ -198,13 +213,14 @@ def manifests() -> dict[str, str]:
         sys.exit(f"the chart rendered nothing for {[f for f, o in files.items() if not o]}")
 
     out = {name: GENERATED_HEAD + FILE_COMMENTS[name] + dump(objs) for name, objs in files.items()}
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        # CRD and Namespace first, so one apply creates everything.
-        "resources": ["crd.yaml", "rbac.yaml", "user-roles.yaml", "deployment.yaml", "service.yaml"],
-    }
-    out["kustomization.yaml"] = GENERATED_HEAD + FILE_COMMENTS["kustomization.yaml"] + dump([kustomization])
+    for directory in ("crd/", "namespace/", ""):
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [n.removeprefix(directory) for n in files if n.startswith(directory) and "/" not in n.removeprefix(directory)],
+        }
+        name = f"{directory}kustomization.yaml"
+        out[name] = GENERATED_HEAD + FILE_COMMENTS[name] + dump([kustomization])
     return out
 
 
@@ -221,6 +237,7 @@ def sync(path: Path, text: str, check: bool) -> bool:
             )
         )
     else:
+        path.parent.mkdir(exist_ok=True)
         path.write_text(text)
         print(f"wrote {rel}")
     return True

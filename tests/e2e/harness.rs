@@ -94,8 +94,9 @@ pub async fn install_once() {
             .to_string();
         std::fs::write(&crd, out.stdout).unwrap();
     }
+    let namespace = format!("{ROOT}/deploy/manifests/namespace/namespace.yaml");
     let rbac = format!("{ROOT}/deploy/manifests/rbac.yaml");
-    for file in [&crd, &rbac] {
+    for file in [&crd, &namespace, &rbac] {
         let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]).await;
         assert!(ok, "applying {file}: {out}");
     }

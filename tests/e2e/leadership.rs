@@ -554,13 +554,15 @@ async fn the_operator_recovers_from_an_api_server_restart() {
         &format!("{ROOT}/crds/certificatepush.yaml"),
     ])
     .await;
-    cp.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &format!("{ROOT}/deploy/manifests/rbac.yaml"),
-    ])
-    .await;
+    for file in ["namespace/namespace.yaml", "rbac.yaml"] {
+        cp.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &format!("{ROOT}/deploy/manifests/{file}"),
+        ])
+        .await;
+    }
     cp.kubectl(&[
         "wait",
         "--for=condition=Established",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OPERATOR_BIN, ROOT, Kube, tool, wait_until
+from conftest import OPERATOR_BIN, ROOT, SIM_BIN, SIM_TOKEN, Kube, Process, free_port, tool, wait_until
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "deploy" / "helm" / "certpush-operator" / "README.md"]
 MARKER = re.compile(r"^\s*<!-- doc-test: ([a-z0-9-]+) -->$")
@@ -159,6 +159,16 @@ def test_helm_install_and_a_first_certificatepush(cluster):
     secret = kube.get("secret", "scm-credentials", "web")
     assert set(secret["data"]) == {"accessKey", "secretKey"}
 
+    # docs/deploy.md "Uninstall" with Helm (no operator runs here, and this object has no finalizer).
+    cluster.run("uninstall-pushes")
+    assert kube.get("certificatepush", "www-example-cdn", "web") is None
+    cluster.run("uninstall-helm")
+    assert kube.get("deployment", "certpush-operator", "certpush-system") is None
+    assert kube.get("crd", CRD_NAME) is not None, "helm uninstall must keep the CRD (crds.keep)"
+    cluster.run("uninstall-crd")
+    assert kube.get("crd", CRD_NAME) is None
+    assert "deletionTimestamp" in kube.get("namespace", "certpush-system")["metadata"]
+
 
 def test_plain_manifests_then_the_move_to_helm_keeps_everything(cluster):
     kube = cluster.kube
@@ -193,7 +203,12 @@ def test_plain_manifests_then_the_move_to_helm_keeps_everything(cluster):
         "crd": kube.get("crd", CRD_NAME)["metadata"]["uid"],
         "push": kube.get("certificatepush", "www-example-cdn", "web"),
     }
-    plain = [o for o in yaml.safe_load_all(kube.run("kustomize", str(ROOT / "deploy" / "manifests")).stdout) if o]
+    plain = [
+        o
+        for directory in ("deploy/manifests", "deploy/manifests/crd")
+        for o in yaml.safe_load_all(kube.run("kustomize", str(ROOT / directory)).stdout)
+        if o
+    ]
     key = lambda o: (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))  # noqa: E731
     uids = {key(o): kube.get(*key(o))["metadata"]["uid"] for o in plain}
 
@@ -312,7 +327,7 @@ def test_running_outside_the_cluster_with_make_run(cluster):
             proc.wait()
 
     # With the operator deployed in the cluster, a second one would push everything again: it refuses.
-    # (deploy/manifests/rbac.yaml, applied by the block above, created the namespace.)
+    # (deploy/manifests/namespace/namespace.yaml, applied by the block above, created the namespace.)
     cluster.kube.run("-n", "certpush-system", "create", "deployment", "certpush-operator", "--image=example.invalid/x")
     cluster.kube.run("-n", "certpush-system", "label", "deployment", "certpush-operator",
                      "app.kubernetes.io/name=certpush-operator")  # fmt: skip
@@ -331,3 +346,79 @@ def test_namespace_scope_install_reads_only_its_namespace(cluster):
     assert kube.can_i(user, "patch", "certificatepushes/status", "team-a")
     assert not kube.can_i(user, "list", "secrets", "team-b")
     assert not kube.can_i(user, "list", "certificatepushes", "team-b")
+
+
+def test_uninstall_in_the_safe_order_leaves_nothing_behind(cluster, tmp_path):
+    """docs/deploy.md "Uninstall" on a plain install: the CertificatePushes go first while the operator runs (the
+    import of one with deletionPolicy: Delete is deleted from SCM), then the operator without the CRD or the
+    Namespace, and the CRD last; a finalizer an operator that is gone left behind is cleared, naming what it leaves."""
+    kube = cluster.kube
+    overlay = cluster.work / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(block("kustomize-overlay"))
+    cluster.run("manifests-install")
+    kube.run("create", "namespace", "web")
+    kube.run("-n", "web", "create", "secret", "generic", "scm-credentials", f"--from-literal=token={SIM_TOKEN}")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "90",
+         "-subj", "/CN=www.example.com", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    kube.run("-n", "web", "create", "secret", "tls", "www-example-tls",
+             f"--cert={tmp_path / 'tls.crt'}", f"--key={tmp_path / 'tls.key'}")  # fmt: skip
+    examples = ROOT / "deploy" / "examples"
+    kube.run("-n", "web", "apply", "-f", str(examples / "push-cdn.yaml"), "-f", str(examples / "push-imported.yaml"))
+
+    port = free_port()
+    sim = Process([str(SIM_BIN), "--port", str(port), "--token", SIM_TOKEN], tmp_path / "scm-sim.log")
+    sim_url = f"http://127.0.0.1:{port}"
+    operator = None
+    try:
+        wait_until("scm-sim to listen", lambda: f"listening on {sim_url}" in sim.output(), timeout=15)
+        operator = Process(
+            [str(OPERATOR_BIN), "run", f"--scm-endpoint={sim_url}", "--allow-insecure-endpoint",
+             "--metrics-addr=127.0.0.1:0", "--digest-key-namespace=certpush-system"],
+            tmp_path / "operator.log", {**cluster.env, "RUST_LOG": "info"},
+        )  # fmt: skip
+        imported = wait_until(
+            "the import to be pushed",
+            lambda: (s := kube.get("certificatepush", "www-example-imported", "web").get("status", {})).get("lastPushTime")
+            and s["certificateId"],
+            timeout=60,
+        )
+        cluster.run("uninstall-pushes")
+        assert kube.run("get", "certificatepushes", "-A", "-o", "name").stdout == ""
+        calls = json.loads(subprocess.run(["curl", "-sf", f"{sim_url}/sim/calls"], capture_output=True, check=True).stdout)
+        deletes = [(c["path"], c["status"]) for c in calls if c["method"] == "DELETE"]
+        assert deletes == [(f"/v3/scm/certificates/{imported}", 204)], f"{deletes}\n{operator.output()}"
+    finally:
+        for process in (operator, sim):
+            if process:
+                process.stop()
+
+    # The operator is gone: an object with the finalizer (one it would have cleaned up) stays Terminating.
+    kube.apply({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "metadata": {"name": "stuck", "namespace": "web",
+                     "finalizers": ["scm.certpush.dev/delete-imported-certificates"]},
+        "spec": {"sourceSecretRef": {"name": "www-example-tls"}, "targetService": "ELB",
+                 "targetProject": "ap-southeast-1", "credentialsRef": {"name": "scm-credentials"},
+                 "deletionPolicy": "Delete"},
+    })  # fmt: skip
+    kube.run("-n", "web", "patch", "certificatepush", "stuck", "--subresource=status", "--type=merge",
+             "-p", json.dumps({"status": {"certificateId": "scs1700000000001"}}))  # fmt: skip
+    kube.run("-n", "web", "delete", "certificatepush", "stuck", "--wait=false")
+
+    cluster.run("uninstall-manifests")
+    assert kube.get("deployment", "certpush-operator", "certpush-system") is None
+    assert kube.get("clusterrole", "certpush-operator") is None
+    assert kube.get("crd", CRD_NAME) is not None, "deleting the operator's kustomization deleted the CRD"
+    assert "deletionTimestamp" not in kube.get("namespace", "certpush-system")["metadata"]
+    assert "deletionTimestamp" in kube.get("certificatepush", "stuck", "web")["metadata"]
+
+    out = cluster.run("clear-finalizers")
+    assert "web/stuck leaves in SCM: scs1700000000001" in out, out
+    assert kube.get("certificatepush", "stuck", "web") is None
+
+    cluster.run("uninstall-crd")
+    assert kube.get("crd", CRD_NAME) is None

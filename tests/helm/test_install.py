@@ -22,6 +22,7 @@ import yaml
 
 from conftest import (
     CHART,
+    CRD_SOURCE,
     MANIFESTS,
     OPERATOR_BIN,
     OPERATOR_RULES,
@@ -207,7 +208,8 @@ def assert_reconciles_to_ready(kube: Kube, namespace: str, name: str, operator: 
 def test_plain_manifests_apply_server_side(kube):
     # Server-side apply validates every object against the API server's schemas. --force-conflicts:
     # the e2e suite and earlier runs of these tests may own fields of the shared CRD.
-    kube.run("apply", "-k", str(MANIFESTS), "--server-side", "--force-conflicts")
+    for directory in (MANIFESTS / "crd", MANIFESTS / "namespace", MANIFESTS):
+        kube.run("apply", "-k", str(directory), "--server-side", "--force-conflicts")
     kube.run("wait", "--for=condition=Established", CRD, "--timeout=60s")
     deployment = kube.get("deployment", "certpush-operator", "certpush-system")
     pod = deployment["spec"]["template"]["spec"]
@@ -237,6 +239,42 @@ def test_examples_validate_against_the_installed_crd(kube):
     # Server-side dry run: the API server validates them against the CRD's schema, nothing is stored.
     out = kube.run("apply", "--dry-run=server", "-n", APPS_NS, *args).stdout
     assert out.count("(server dry run)") == len(examples)
+
+
+def test_examples_fit_together():
+    """A user copies one credentials example and any push example: they must name the same Secret, and every value
+    to change is marked REPLACE-ME (push-unknown-certificate.yaml's ID is wrong on purpose)."""
+    examples = {p.name: p for p in (ROOT / "deploy" / "examples").rglob("*.yaml")}
+    docs = {name: yaml.safe_load(p.read_text()) for name, p in examples.items()}
+    credentials = {docs[n]["metadata"]["name"] for n in docs if n.startswith("credentials-")}
+    assert len(credentials) == 1, f"the credentials examples name different Secrets: {credentials}"
+    pushes = {n: d for n, d in docs.items() if d["kind"] == "CertificatePush"}
+    assert {d["spec"]["credentialsRef"]["name"] for d in pushes.values()} == credentials
+    tls_secrets = {d["spec"]["secretName"] for d in docs.values() if d["kind"] == "Certificate"}
+    assert {d["spec"]["sourceSecretRef"]["name"] for d in pushes.values() if "sourceSecretRef" in d["spec"]} == tls_secrets
+    for name, d in pushes.items():
+        lines = examples[name].read_text().splitlines()
+        placeholders = [f"certificateId: {d['spec']['certificateId']}"] if "certificateId" in d["spec"] else []
+        placeholders += [f"id: {r['id']}" for r in d["spec"].get("deploy", {}).get("resources", []) if "id" in r]
+        for value in placeholders:
+            [line] = [line for line in lines if line.strip().startswith(("- " + value, value))]
+            assert "REPLACE-ME" in line or name == "push-unknown-certificate.yaml", f"{name}: {line!r} is not marked"
+
+
+def test_source_column_shows_the_certificate_or_the_secret(kube):
+    """`kubectl get certificatepush` names each object's source, whichever of the two it has."""
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD_SOURCE))
+    kube.run("wait", "--for=condition=Established", CRD, "--timeout=60s")
+    kube.ensure_namespace(APPS_NS)
+    examples = ROOT / "deploy" / "examples"
+    kube.run("apply", "-n", APPS_NS, "-f", str(examples / "push-cdn.yaml"), "-f", str(examples / "push-imported.yaml"))
+    table = kube.run("get", "certificatepush", "-n", APPS_NS, "www-example-cdn", "www-example-imported").stdout
+    header, *rows = table.splitlines()
+    column = header.split().index("SOURCE")
+    assert {row.split()[0]: row.split()[column] for row in rows} == {
+        "www-example-cdn": "scs1554192131150",
+        "www-example-imported": "www-example-tls",
+    }, table
 
 
 # --- Helm: install the previous version, upgrade, run the operator -------------------------------------

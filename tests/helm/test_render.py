@@ -1067,15 +1067,26 @@ def test_plain_manifests_are_generated_from_the_chart():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def load_kustomized() -> list[dict]:
+def load_kustomized(directory: str = "") -> list[dict]:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "deploy" / "manifests")], capture_output=True, text=True, check=True
+        ["kubectl", "kustomize", str(ROOT / "deploy" / "manifests" / directory)], capture_output=True, text=True, check=True
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+def test_deleting_the_operators_kustomization_keeps_the_crd_and_the_namespace():
+    """`kubectl delete -k deploy/manifests` must not delete every CertificatePush (the CRD) or whatever else lives
+    in the operator's namespace: each has a kustomization of its own."""
+    def names(directory: str) -> list[tuple[str, str]]:
+        return [(o["kind"], o["metadata"]["name"]) for o in load_kustomized(directory)]
+
+    assert not {kind for kind, _ in names("")} & {"CustomResourceDefinition", "Namespace"}, names("")
+    assert names("crd") == [("CustomResourceDefinition", "certificatepushes.scm.certpush.dev")]
+    assert names("namespace") == [("Namespace", "certpush-system")]
+
+
 def test_plain_manifests_keep_the_contract(render):
-    objects = load_kustomized()
+    objects = load_kustomized("crd") + load_kustomized("namespace") + load_kustomized()
     names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
     assert names == sorted(
         [
@@ -1113,7 +1124,6 @@ def test_rbac_yaml_is_the_chart_cluster_mode_rbac(render):
     """The e2e suite and scripts/run.sh apply deploy/manifests/rbac.yaml and run as its ServiceAccount."""
     docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "manifests" / "rbac.yaml").read_text()) if d]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
-        ("Namespace", "certpush-system"),
         ("ServiceAccount", "certpush-operator"),
         ("ClusterRole", "certpush-operator"),
         ("ClusterRoleBinding", "certpush-operator"),
