@@ -46,9 +46,10 @@ pub struct RunArgs {
     #[arg(long, env = "SCM_CA_FILE")]
     pub scm_ca_file: Option<PathBuf>,
 
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only this namespace; repeat it (or list them comma-separated in WATCH_NAMESPACE) to watch several, each
+    /// with its own watches, so a Role in each is all the RBAC needed (default: all namespaces).
+    #[arg(long = "namespace", env = "WATCH_NAMESPACE", value_delimiter = ',', value_parser = namespace_name)]
+    pub namespaces: Vec<String>,
 
     /// How many CertificatePushes are reconciled at once (a reconcile waiting for an SCM rate-limit token holds
     /// one; most of a reconcile is waiting on the API server and SCM, so many fit).
@@ -212,6 +213,25 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// A namespace name as the API server accepts it (an RFC 1123 label), so a typo fails at start, not as a 404 later.
+fn namespace_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a namespace name (lowercase letters, digits and '-', at most 63, starting and ending \
+             with a letter or digit)"
+        ))
+    }
+}
+
 impl RunArgs {
     /// Builds the process wiring these flags describe: clients, metrics, admin server, leader election, shutdown.
     pub async fn runtime(self) -> Result<crate::runtime::Runtime, crate::runtime::StartupError> {
@@ -225,11 +245,17 @@ impl RunArgs {
             .unwrap_or_else(|| self.scm_region.map_or(DEFAULT_ENDPOINT, ScmRegion::endpoint).to_owned())
     }
 
-    /// The namespace of the operator's own objects when no flag names one: the Pod's, else the watched one.
+    /// The namespaces to watch, each once, in the order given; empty for all namespaces.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.namespaces.iter().filter(|ns| seen.insert(*ns)).cloned().collect()
+    }
+
+    /// The namespace of the operator's own objects when no flag names one: the Pod's, else the (first) watched one.
     fn own_namespace(&self, flag: &Option<String>) -> String {
         flag.clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|v| !v.is_empty()))
-            .or_else(|| self.namespace.clone())
+            .or_else(|| self.namespaces.first().cloned())
             .unwrap_or_else(|| "default".into())
     }
 
@@ -272,7 +298,7 @@ mod tests {
         };
         assert_eq!(args.endpoint(), "https://scm.cn-north-4.myhuaweicloud.com");
         assert_eq!(args.concurrency, 64);
-        assert_eq!(args.namespace, None);
+        assert!(args.namespaces.is_empty());
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!((args.unready_after_seconds, args.unhealthy_after_seconds), (60, 600));
@@ -311,7 +337,31 @@ mod tests {
         // POD_NAMESPACE is not set in unit tests (the Pod sets it, and the chart passes the flag anyway).
         if std::env::var_os("POD_NAMESPACE").is_none() {
             assert_eq!(parse(&["--namespace", "team-a"]).digest_key_namespace(), "team-a");
+            let several = parse(&["--namespace", "team-b", "--namespace", "team-a"]);
+            assert_eq!(several.digest_key_namespace(), "team-b");
             assert_eq!(parse(&[]).digest_key_namespace(), "default");
+        }
+    }
+
+    #[test]
+    fn namespace_repeats_and_each_is_watched_once() {
+        let watched = |extra: &[&str]| run_args(extra).watched_namespaces();
+        assert!(watched(&[]).is_empty());
+        assert_eq!(
+            watched(&[
+                "--namespace",
+                "team-a",
+                "--namespace",
+                "team-b",
+                "--namespace",
+                "team-a"
+            ]),
+            ["team-a", "team-b"]
+        );
+        assert_eq!(watched(&["--namespace", "team-a,team-b"]), ["team-a", "team-b"]);
+        for bad in ["Team-A", "team_a", "-a", ""] {
+            let parsed = Cli::try_parse_from(["certpush-operator", "run", "--namespace", bad]);
+            assert!(parsed.is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -1044,7 +1044,7 @@ mod tests {
             [
                 "Service",
                 "Project",
-                "Certificate",
+                "Source",
                 "Ready",
                 "Reason",
                 "Last Push",

@@ -101,8 +101,6 @@ pub struct Runtime {
     pub client: Client,
     /// SCM client for the configured endpoint, counting its requests in the registry.
     pub scm: ScmClient,
-    /// The namespace watched (`--namespace`), or all.
-    pub namespace: Option<String>,
     /// Reconciles at once (`--concurrency`).
     pub concurrency: u16,
     /// `--min-repush-interval`.
@@ -121,8 +119,8 @@ pub struct Runtime {
     pub became_leader: BoxStream<'static, ()>,
     /// Yields every `--resync-period` while this replica leads (never with `0s`).
     pub resync: BoxStream<'static, ()>,
-    /// The health of the two watches, which `/readyz` and `/healthz` report.
-    pub watches: Watches,
+    /// What is watched: all namespaces, or each `--namespace` with watches of its own.
+    pub scopes: Vec<Scope>,
     /// The cache of CertificatePushes (read by [`CacheMetrics`] at each scrape) and its writer.
     pub store: (Store<CertificatePush>, Writer<CertificatePush>),
     /// SIGTERM or SIGINT.
@@ -131,12 +129,44 @@ pub struct Runtime {
     pub drain: Drain,
 }
 
-/// The health of each watch the controller runs.
-pub struct Watches {
-    /// The CertificatePush watch.
-    pub pushes: Arc<WatchHealth>,
-    /// The Secret (metadata) watch.
-    pub secrets: Arc<WatchHealth>,
+/// One watched scope, all namespaces or one: its two APIs and the health of their watches, which `/readyz` and
+/// `/healthz` report. Several namespaces are several scopes, since an `Api::all` watch needs a ClusterRole.
+pub struct Scope {
+    /// The namespace, or None for all.
+    pub namespace: Option<String>,
+    /// CertificatePushes in the scope.
+    pub pushes: Api<CertificatePush>,
+    /// Secrets (metadata only) in the scope.
+    pub secrets: Api<PartialObjectMeta<Secret>>,
+    /// Health of the CertificatePush watch.
+    pub push_health: Arc<WatchHealth>,
+    /// Health of the Secret watch.
+    pub secret_health: Arc<WatchHealth>,
+}
+
+impl Scope {
+    /// `namespace`'s scope, or all namespaces'.
+    fn new(client: &Client, namespace: Option<String>) -> Self {
+        let (pushes, secrets) = match &namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        Self {
+            namespace,
+            pushes,
+            secrets,
+            push_health: Arc::default(),
+            secret_health: Arc::default(),
+        }
+    }
+
+    /// How the health endpoints name this scope's watch of `resource`.
+    fn watch_name(&self, resource: &str) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{resource} in {ns}"),
+            None => resource.to_owned(),
+        }
+    }
 }
 
 /// This installation's credentials digest key: read from its Secret, or created there with a random key the first
@@ -219,28 +249,36 @@ impl Runtime {
         let scm = ScmClient::with_timeout(&endpoint, ca.as_deref(), args.scm_timeout)?
             .with_rate_limit(args.scm_qps, args.scm_burst)
             .with_metrics(ScmMetrics::register(registry.sub_registry_with_prefix(metrics::PREFIX)));
-        // Fail fast with a hint instead of a controller that silently watches nothing.
-        let pushes: Api<CertificatePush> = match &args.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
+        let namespaces = args.watched_namespaces();
+        let scopes: Vec<Scope> = if namespaces.is_empty() {
+            vec![Scope::new(&client, None)]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Scope::new(&client, Some(ns.clone())))
+                .collect()
         };
-        if let Err(e) = pushes.list(&ListParams::default().limit(1)).await {
-            return Err(StartupError::CrdUnavailable { source: e });
+        // Fail fast with a hint instead of a controller that silently watches nothing (or misses one namespace).
+        for scope in &scopes {
+            if let Err(e) = scope.pushes.list(&ListParams::default().limit(1)).await {
+                return Err(StartupError::CrdUnavailable { source: e });
+            }
         }
         let scm =
             scm.with_digest_key(digest_key(&client, &args.digest_key_namespace(), &args.digest_key_secret).await?);
-        info!(endpoint = %scm.endpoint(), namespace = args.namespace.as_deref().unwrap_or("<all>"), concurrency = args.concurrency, "starting controller");
+        let watched = if namespaces.is_empty() {
+            "<all>".to_owned()
+        } else {
+            namespaces.join(",")
+        };
+        info!(endpoint = %scm.endpoint(), namespace = %watched, concurrency = args.concurrency, "starting controller");
 
         let (store, writer) = reflector::store();
         registry
             .sub_registry_with_prefix(metrics::PREFIX)
             .register_collector(Box::new(CacheMetrics(store.clone())));
         metrics.max_concurrent_reconciles(args.concurrency);
-        let watches = Watches {
-            pushes: Arc::default(),
-            secrets: Arc::default(),
-        };
-        serve_admin(&args, &watches, registry).await?;
+        serve_admin(&args, &scopes, registry).await?;
 
         let election = match args.leader_config() {
             Some(config) => {
@@ -269,7 +307,6 @@ impl Runtime {
                 shutdown: shutdown.clone(),
             },
             scm,
-            namespace: args.namespace,
             concurrency: args.concurrency,
             min_repush_interval: args.min_repush_interval,
             in_use_refresh: args.in_use_refresh,
@@ -279,31 +316,25 @@ impl Runtime {
             leadership,
             became_leader,
             resync,
-            watches,
+            scopes,
             store: (store, writer),
             shutdown,
         })
     }
-
-    /// The CertificatePush and Secret (metadata only) APIs of the watched namespace, or of all.
-    pub fn watched_apis(&self) -> (Api<CertificatePush>, Api<PartialObjectMeta<Secret>>) {
-        match &self.namespace {
-            Some(ns) => (
-                Api::namespaced(self.client.clone(), ns),
-                Api::namespaced(self.client.clone(), ns),
-            ),
-            None => (Api::all(self.client.clone()), Api::all(self.client.clone())),
-        }
-    }
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `--metrics-addr` in the background.
-async fn serve_admin(args: &RunArgs, watches: &Watches, registry: Registry) -> Result<(), StartupError> {
+async fn serve_admin(args: &RunArgs, scopes: &[Scope], registry: Registry) -> Result<(), StartupError> {
     let health = server::Health {
-        watches: vec![
-            ("certificatepushes", watches.pushes.clone()),
-            ("secrets", watches.secrets.clone()),
-        ],
+        watches: scopes
+            .iter()
+            .flat_map(|s| {
+                [
+                    (s.watch_name("certificatepushes"), s.push_health.clone()),
+                    (s.watch_name("secrets"), s.secret_health.clone()),
+                ]
+            })
+            .collect(),
         registry: Arc::new(registry),
         unready_after: Duration::from_secs(args.unready_after_seconds),
         unhealthy_after: Duration::from_secs(args.unhealthy_after_seconds),

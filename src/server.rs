@@ -67,7 +67,7 @@ impl WatchHealth {
 #[derive(Clone)]
 pub struct Health {
     /// The watches readiness and liveness follow, by name.
-    pub watches: Vec<(&'static str, Arc<WatchHealth>)>,
+    pub watches: Vec<(String, Arc<WatchHealth>)>,
     /// The metrics to serve, registered by their owners before the server starts.
     pub registry: Arc<Registry>,
     /// A watch failing continuously for this long makes `/readyz` fail.
@@ -143,7 +143,10 @@ mod tests {
         let mut registry = Registry::default();
         metrics::Metrics::register(&mut registry).reconciled("pushed");
         let health = Health {
-            watches: vec![("certificatepushes", pushes.clone()), ("secrets", secrets.clone())],
+            watches: vec![
+                ("certificatepushes".into(), pushes.clone()),
+                ("secrets".into(), secrets.clone()),
+            ],
             registry: Arc::new(registry),
             unready_after: UNREADY_AFTER,
             unhealthy_after: UNHEALTHY_AFTER,

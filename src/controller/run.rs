@@ -1,14 +1,16 @@
 //! The watches and the Controller: CertificatePushes (cached, without managedFields) and Secrets (metadata only,
-//! mapped to the objects that reference them), driven until shutdown.
+//! mapped to the objects that reference them), in all namespaces or in each watched one, driven until shutdown.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tracing::warn;
 
@@ -18,7 +20,6 @@ use crate::runtime::Runtime;
 
 /// Runs the controller on `rt` until shutdown, then lets `rt` drain.
 pub async fn run(rt: Runtime) {
-    let (pushes, secrets) = rt.watched_apis();
     let Runtime {
         client,
         scm,
@@ -31,7 +32,7 @@ pub async fn run(rt: Runtime) {
         leadership,
         became_leader,
         resync,
-        watches,
+        scopes,
         store: (store, writer),
         shutdown,
         drain,
@@ -43,27 +44,43 @@ pub async fn run(rt: Runtime) {
             .with_in_use_refresh(in_use_refresh)
             .with_controller_name(&controller_name),
     );
-    let (forgetting, leading) = ((ctx.clone(), store.clone()), ctx.clone());
+    let (forgetting, leading) = (ctx.clone(), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
-    let watched = watcher::watcher(pushes, watcher::Config::default()).modify(slim);
-    let push_watch = watches.pushes;
-    let trigger = reflector::reflector(writer, watched)
+    let mut push_watches = Vec::new();
+    let mut secret_watches = Vec::new();
+    for scope in scopes {
+        let (health, ctx, cache) = (scope.push_health, ctx.clone(), store.clone());
+        let listed = watcher::watcher(scope.pushes, watcher::Config::default())
+            .modify(slim)
+            .inspect(move |event| {
+                health.observe(event);
+                // An object re-created under its name while the watch was down is replaced in the cache by now.
+                if let Ok(Event::InitDone) = event {
+                    ctx.forget_all_but(&cache);
+                }
+            });
+        push_watches.push(as_deltas(listed, scope.namespace, store.clone()).boxed());
+        let health = scope.secret_health;
+        let secrets = watcher::watcher(scope.secrets, watcher::Config::default())
+            .inspect(move |event| health.observe(event))
+            .touched_objects();
+        secret_watches.push(secrets.boxed());
+    }
+    // The controller holds reconciles until the cache's writer has seen a complete list, and no complete list reaches
+    // it (as_deltas turns each into Apply and Delete events): an empty one says the cache is usable from the start.
+    // Every object is then reconciled when its own list event applies it, so none is decided from a partial cache.
+    let mut writer = writer;
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitDone);
+    let trigger = reflector::reflector(writer, futures::stream::select_all(push_watches))
         .inspect(move |event| {
-            push_watch.observe(event);
-            let (ctx, store) = &forgetting;
-            match event {
-                Ok(watcher::Event::Delete(cp)) => ctx.forget(cp),
-                // After a re-list, objects deleted while the watch was down are simply absent.
-                Ok(watcher::Event::InitDone) => ctx.forget_all_but(store),
-                _ => {}
+            if let Ok(Event::Delete(cp)) = event {
+                forgetting.forget(cp);
             }
         })
         .applied_objects();
-    let secret_watch = watches.secrets;
-    let secret_trigger = watcher::watcher(secrets, watcher::Config::default())
-        .inspect(move |event| secret_watch.observe(event))
-        .touched_objects();
+    let secret_trigger = futures::stream::select_all(secret_watches);
     // Readiness follows the watch streams themselves. Store::wait_until_ready cannot be used here: its
     // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let controller = Controller::for_stream(trigger, store.clone())
@@ -93,6 +110,49 @@ pub async fn run(rt: Runtime) {
             }
         });
     drain.run(controller).await;
+}
+
+/// One scope's CertificatePush watch as Apply and Delete events only, so the watches of several namespaces can feed
+/// one cache: the reflector replaces its whole store at the end of each re-list, which would drop every other
+/// namespace's objects. Objects of `namespace` (or of all, for None) in `cache` that a re-list no longer holds were
+/// deleted while the watch was down; they become Delete events at its end, after the listed ones were applied.
+fn as_deltas<S, E>(
+    watch: S,
+    namespace: Option<String>,
+    cache: Store<CertificatePush>,
+) -> impl Stream<Item = Result<Event<CertificatePush>, E>>
+where
+    S: Stream<Item = Result<Event<CertificatePush>, E>>,
+{
+    let mut listed: HashSet<ObjectRef<CertificatePush>> = HashSet::new();
+    watch.flat_map(move |event| {
+        let events = match event {
+            Ok(Event::Init) => {
+                listed.clear();
+                Vec::new()
+            }
+            Ok(Event::InitApply(cp)) => {
+                listed.insert(ObjectRef::from(&cp));
+                vec![Ok(Event::Apply(cp))]
+            }
+            Ok(Event::InitDone) => {
+                let mut gone: Vec<_> = cache
+                    .state()
+                    .into_iter()
+                    .filter(|cp| namespace.is_none() || cp.namespace() == namespace)
+                    .filter(|cp| !listed.contains(&ObjectRef::from(cp.as_ref())))
+                    .collect();
+                // In a stable order (the cache's is a hash's), for the log and the tests.
+                gone.sort_by_key(|cp| (cp.namespace(), cp.name_any()));
+                listed = HashSet::new();
+                gone.into_iter()
+                    .map(|cp| Ok(Event::Delete(cp.as_ref().clone())))
+                    .collect()
+            }
+            other => vec![other],
+        };
+        futures::stream::iter(events)
+    })
 }
 
 /// Keeps in the cache only what the operator reads: managedFields are most of an object's size (about half the
@@ -145,6 +205,57 @@ mod tests {
             [PUSH_REQUESTED_ANNOTATION]
         );
         assert_eq!(one.push_request(), Some("2026-12-06"));
+    }
+
+    /// What `as_deltas` makes of `events` from the watch of `namespace` over a cache holding `cached`.
+    fn deltas(cached: &[CertificatePush], namespace: Option<&str>, events: Vec<Event<CertificatePush>>) -> Vec<String> {
+        let (cache, mut writer) = reflector::store();
+        for cp in cached {
+            writer.apply_watcher_event(&Event::Apply(cp.clone()));
+        }
+        let watch = futures::stream::iter(events.into_iter().map(Ok::<_, ()>));
+        let out =
+            futures::executor::block_on(as_deltas(watch, namespace.map(str::to_owned), cache).collect::<Vec<_>>());
+        out.into_iter()
+            .map(|event| match event.unwrap() {
+                Event::Apply(cp) => format!("apply {}/{}", cp.namespace().unwrap(), cp.name_any()),
+                Event::Delete(cp) => format!("delete {}/{}", cp.namespace().unwrap(), cp.name_any()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_relist_of_one_namespace_deletes_only_its_own_missing_objects() {
+        let cached = [cp("a", "kept", "s"), cp("a", "gone", "s"), cp("b", "other", "s")];
+        let relist = vec![
+            Event::Init,
+            Event::InitApply(cp("a", "kept", "s")),
+            Event::InitApply(cp("a", "new", "s")),
+            Event::InitDone,
+        ];
+        // Without the conversion, the reflector would keep namespace a's two listed objects and drop b/other.
+        assert_eq!(
+            deltas(&cached, Some("a"), relist.clone()),
+            ["apply a/kept", "apply a/new", "delete a/gone"]
+        );
+        // Watching all namespaces, a relist holds every object there is.
+        assert_eq!(
+            deltas(&cached, None, relist),
+            ["apply a/kept", "apply a/new", "delete a/gone", "delete b/other"]
+        );
+        // Watch events pass as they are; a later relist starts from nothing seen. (Nothing applies the deltas to the
+        // cache here, so a/gone is still in it.)
+        let events = vec![
+            Event::Apply(cp("a", "x", "s")),
+            Event::Delete(cp("a", "gone", "s")),
+            Event::Init,
+            Event::InitDone,
+        ];
+        assert_eq!(
+            deltas(&cached[..2], Some("a"), events),
+            ["apply a/x", "delete a/gone", "delete a/gone", "delete a/kept"]
+        );
     }
 
     #[test]

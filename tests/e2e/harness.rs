@@ -48,6 +48,19 @@ pub fn restricted_kubeconfig() -> PathBuf {
     env_path("CERTPUSH_RESTRICTED_KUBECONFIG")
 }
 
+/// A copy of the admin kubeconfig, written into `dir`, whose requests impersonate `user`: the API server authorizes
+/// them against exactly that user's RBAC.
+pub fn impersonating_kubeconfig(user: &str, dir: &Path) -> PathBuf {
+    let mut kc = Kubeconfig::read_from(admin_kubeconfig()).expect("readable kubeconfig");
+    for entry in &mut kc.auth_infos {
+        entry.auth_info.as_mut().expect("a user").impersonate = Some(user.to_owned());
+    }
+    let path = dir.join("impersonating.kubeconfig");
+    // JSON is YAML: every kubeconfig reader takes it.
+    std::fs::write(&path, serde_json::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
 pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())

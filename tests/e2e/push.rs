@@ -803,3 +803,79 @@ async fn two_installations_never_push_the_same_object() {
     );
     assert!(default.reconciles("ignored").await >= 1 && team_b.reconciles("ignored").await >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn several_namespaces_are_watched_with_a_role_in_each_and_nothing_else() {
+    let client = admin().await;
+    let (team_a, team_b, other) = (
+        namespace(&client, "multi-a").await,
+        namespace(&client, "multi-b").await,
+        namespace(&client, "multi-other").await,
+    );
+    let sim = start_sim().await;
+    // An identity with the operator's rights in team-a and team-b only (the chart's scope: namespaces binds a Role
+    // in each): an `Api::all` watch would be forbidden, so the operator must watch each namespace on its own.
+    let user = format!("e2e-multi-ns-{team_a}");
+    for ns in [&team_a, &team_b] {
+        bind(ns, "ClusterRole", "certpush-operator", &user).await;
+    }
+    bind(OPERATOR_NAMESPACE, "Role", "certpush-operator-digest-key", &user).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = impersonating_kubeconfig(&user, dir.path());
+    for ns in [&team_a, &team_b, &other] {
+        put_secret(&client, ns, "scm", GOOD_TOKEN).await;
+        create_push(&client, ns, "www", spec(CERT, TargetService::Waf, "cn-north-4", "scm")).await;
+    }
+    let op = Operator::start_custom(&team_a, &sim, kubeconfig, &["--namespace", &team_b]).await;
+    for ns in [&team_a, &team_b] {
+        let api: Api<CertificatePush> = Api::namespaced(client.clone(), ns);
+        wait_for(&api, "www", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    }
+    // Both namespaces are in the one cache the controller and the metrics read.
+    for ns in [&team_a, &team_b] {
+        op.wait_metric(
+            &format!("certpush_resources{{namespace=\"{ns}\",ready=\"True\",reason=\"Pushed\"}} 1"),
+            T,
+        )
+        .await;
+    }
+    // A later change in either namespace is still seen (the other's watch did not drop it from the cache).
+    let api_b: Api<CertificatePush> = Api::namespaced(client.clone(), &team_b);
+    api_b
+        .patch(
+            "www",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"targetProject": "cn-east-3"}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&api_b, "www", T, "pushed to cn-east-3", |cp| {
+        ready_is(cp, TRUE, "Pushed") && status(cp).observed_generation == Some(2)
+    })
+    .await;
+    assert_eq!(sim.successful_pushes().len(), 3, "{:#?}", sim.calls());
+    let untouched: Api<CertificatePush> = Api::namespaced(client.clone(), &other);
+    assert!(
+        untouched.get("www").await.unwrap().status.is_none(),
+        "a namespace not watched was reconciled"
+    );
+    assert!(!op.logs().contains(&format!("{other}/www")), "{}", op.logs());
+}
+
+/// Binds `kind` `role` to `user` in `ns`.
+async fn bind(ns: &str, kind: &str, role: &str, user: &str) {
+    let binding = format!("--{}={role}", kind.to_lowercase());
+    let (ok, out) = kubectl(&[
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        &format!("{user}-{role}"),
+        &binding,
+        "--user",
+        user,
+    ])
+    .await;
+    assert!(ok, "{out}");
+}

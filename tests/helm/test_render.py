@@ -435,6 +435,31 @@ def test_rbac_namespace_scope(render, watch_namespace):
     ]
 
 
+def test_rbac_namespaces_scope_has_a_role_in_each_watched_namespace(render):
+    objects = render(
+        {"scope": "namespaces", "watchNamespaces": ["team-a", "team-b"]}, name="cp", namespace="ops"
+    )
+    for kind in ("Role", "RoleBinding"):
+        placed = sorted(o["metadata"]["namespace"] for o in objects.all(kind) if o["metadata"]["name"] == "cp-certpush-operator")
+        assert placed == ["team-a", "team-b"], kind
+    for role in (o for o in objects.all("Role") if o["metadata"]["name"] == "cp-certpush-operator"):
+        assert rules_of(role) == OPERATOR_RULES
+    for binding in (o for o in objects.all("RoleBinding") if o["metadata"]["name"] == "cp-certpush-operator"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpush-operator", "namespace": "ops"}]
+    args = container(objects)["args"]
+    assert [a for a in args if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
+    assert objects.all("ClusterRole") == [] and objects.all("ClusterRoleBinding") == []
+
+
+def test_namespaces_scope_without_namespaces_fails_clearly(chart):
+    with pytest.raises(helm.HelmRenderError, match="scope: namespaces needs watchNamespaces"):
+        chart.render({"scope": "namespaces"}, name="cp", namespace="ops", is_install=True)
+    with pytest.raises(helm.HelmValuesError):
+        chart.render({"scope": "namespaces", "watchNamespaces": ["Team_A"]}, name="cp", namespace="ops", is_install=True)
+    with pytest.raises(helm.HelmValuesError, match="equal"):
+        chart.render({"scope": "namespaces", "watchNamespaces": ["a", "a"]}, name="cp", namespace="ops", is_install=True)
+
+
 def test_aggregated_user_roles(render):
     objects = render()
     edit = objects.one("ClusterRole", "certpush-operator-edit")

@@ -87,6 +87,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default .Release.Namespace .Values.watchNamespace }}
 {{- end }}
 
+{{/* The namespaces the operator watches, as JSON (`include ... | fromJsonArray`): none (all) in cluster scope,
+watchNamespace in namespace scope, watchNamespaces (the schema refuses repeats) in namespaces scope. */}}
+{{- define "certpush-operator.watchedNamespaces" -}}
+{{- if eq .Values.scope "namespace" }}
+{{- list (include "certpush-operator.watchNamespace" .) | toJson }}
+{{- else if eq .Values.scope "namespaces" }}
+{{- if not .Values.watchNamespaces }}
+{{- fail "scope: namespaces needs watchNamespaces: the namespaces to watch (for example [team-a, team-b])" }}
+{{- end }}
+{{- .Values.watchNamespaces | toJson }}
+{{- else }}
+{{- list | toJson }}
+{{- end }}
+{{- end }}
+
 {{/* repository@digest pins the image; otherwise repository:tag, the tag defaulting to appVersion. */}}
 {{- define "certpush-operator.image" -}}
 {{- if .Values.image.digest }}
