@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OPERATOR_BIN, ROOT, SIM_BIN, SIM_TOKEN, Kube, Process, free_port, tool, wait_until
+from conftest import CHART, OPERATOR_BIN, ROOT, SIM_BIN, SIM_TOKEN, Kube, Process, free_port, tool, wait_until
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "deploy" / "helm" / "certpush-operator" / "README.md"]
 MARKER = re.compile(r"^\s*<!-- doc-test: ([a-z0-9-]+) -->$")
@@ -422,3 +422,79 @@ def test_uninstall_in_the_safe_order_leaves_nothing_behind(cluster, tmp_path):
 
     cluster.run("uninstall-crd")
     assert kube.get("crd", CRD_NAME) is None
+
+
+def test_release_quickstart_installs_the_published_chart(cluster, tmp_path):
+    """The README's quickstart from a release, run as written against an OCI registry serving the chart packaged and
+    pushed as .github/workflows/release.yml does. ghcr.io is out of reach here, so a local Distribution registry
+    (tests/tools/build.sh) serves it over TLS, with only the registry host of the block rewritten; the control
+    plane's serving certificate (for 127.0.0.1) is the registry's, trusted through SSL_CERT_FILE. No Pod runs on
+    the control plane: what is checked is what the API server holds."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    app_version = re.search(r'^version = "(.+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    port = free_port()
+    registry_host = f"127.0.0.1:{port}"
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "log": {"level": "info"},
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "registry")}},
+                "http": {
+                    "addr": registry_host,
+                    "secret": "doc-test",
+                    "tls": {"certificate": str(cluster.dir / "serving.crt"), "key": str(cluster.dir / "serving.key")},
+                },
+            }
+        )
+    )
+    registry = Process([str(tool("CERTPUSH_REGISTRY_BIN")), "serve", str(config)], tmp_path / "registry.log")
+    env = {**cluster.env, "SSL_CERT_FILE": str(cluster.dir / "ca.crt")}
+
+    def helm(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["helm", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}{proc.stderr}\n{registry.output()}"
+        return proc
+
+    try:
+        listening = f"listening on {registry_host}, tls"
+        wait_until("the registry to listen", lambda: listening in registry.output(), timeout=15)
+        # As the release workflow's chart job: package with the tag's version, push to <registry>/<owner>/charts.
+        dist = tmp_path / "dist"
+        helm("package", str(CHART), "--app-version", app_version, "--destination", str(dist))
+        helm("push", str(dist / f"certpush-operator-{chart['version']}.tgz"), f"oci://{registry_host}/certpush/charts")
+
+        text = block("release-quickstart")
+        published = f"oci://ghcr.io/certpush/charts/certpush-operator --version {chart['version']}"
+        assert published in text.replace("\\\n", " "), text
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", text.replace("oci://ghcr.io/", f"oci://{registry_host}/")],
+            cwd=cluster.work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"doc-test release-quickstart failed:\n{proc.stdout}{proc.stderr}"
+        assert f"Pulled: {registry_host}/certpush/charts/certpush-operator:{chart['version']}" in proc.stderr
+    finally:
+        registry.stop()
+
+    assert cluster.helm_release("certpush-operator", "certpush-system")["info"]["status"] == "deployed"
+    listed = subprocess.run(
+        ["helm", "list", "-n", "certpush-system", "-o", "json"], env=env, capture_output=True, text=True, check=True
+    )
+    [release] = json.loads(listed.stdout)
+    assert (release["chart"], release["app_version"]) == (f"certpush-operator-{chart['version']}", app_version)
+    kube = cluster.kube
+    assert kube.get("crd", CRD_NAME) is not None
+    deployment = kube.get("deployment", "certpush-operator", "certpush-system")
+    # The image the release workflow publishes for this version.
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"ghcr.io/certpush/certpush-operator:{app_version}", image
+    secret = kube.get("secret", "scm-credentials", "default")
+    assert set(secret["data"]) == {"accessKey", "secretKey"}
+    push = kube.get("certificatepush", "www-example-cdn", "default")
+    assert push is not None, "the CertificatePush was not created"
+    assert push["spec"]["targetService"] == "CDN" and push["spec"]["credentialsRef"]["name"] == "scm-credentials"

@@ -33,6 +33,18 @@ def test_helm3_is_helm3():
     assert "Kubernetes v1.20" not in helm3("template", "x", str(CHART), "--debug")
 
 
+def test_install_below_the_oldest_supported_kubernetes_is_refused():
+    floor = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    minor = int(floor.removeprefix(">=1.").split(".")[0])
+    helm3("template", "x", str(CHART), "--kube-version", f"1.{minor}.0")
+    proc = subprocess.run(
+        [str(tool("CERTPUSH_HELM3_BIN")), "template", "x", str(CHART), "--kube-version", f"1.{minor - 1}.9"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and f"requires kubeVersion: {floor}" in proc.stderr, proc.stderr
+
+
 def test_lint_is_clean():
     out = helm3("lint", "--strict", str(CHART))
     assert "0 chart(s) failed" in out, out

@@ -55,13 +55,22 @@ SA_USER = "system:serviceaccount:certpush-system:certpush-operator"
     ],
     ids=["defaults", "everything-on"],
 )
-# The oldest Kubernetes the chart supports (kube 5's minimum) and the current default.
-@pytest.mark.parametrize("kube_version", [None, "v1.33.0"])
+# The oldest Kubernetes the chart supports (what `make test-versions` runs the e2e suite on) and the current default.
+@pytest.mark.parametrize("kube_version", [None, "v1.28.0"])
 def test_lint_is_clean(values, kube_version):
     report = helm.lint(str(CHART), values, strict=True, kube_version=kube_version)
     assert report["errors"] == []
     # Severity 1 is "info" (only "icon is recommended"); warnings and errors fail.
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_kube_version_floor_is_the_oldest_version_tested():
+    """The chart's kubeVersion, the README and `make test-versions` name the same oldest Kubernetes."""
+    floor = re.fullmatch(r">=(\d+\.\d+)\.0-0", yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"])
+    assert floor, "kubeVersion is a plain >=X.Y.0-0 floor"
+    oldest = re.search(r"versions=\$\{KUBE_VERSIONS:-(\d+\.\d+)\.\d+ ", (ROOT / "scripts" / "test-versions.sh").read_text())
+    assert oldest and oldest.group(1) == floor.group(1)
+    assert f"supported from {floor.group(1)}" in (ROOT / "README.md").read_text()
 
 
 def test_chart_metadata_matches_the_operator(chart):
@@ -1066,7 +1075,7 @@ def test_crd_annotations_for_gitops(render):
 
 
 def test_notes_warn_about_the_unpublished_default_image(chart):
-    warning = "image.repository is still the chart's placeholder"
+    warning = "image.repository is the chart's default, ghcr.io/certpush/certpush-operator, which each release"
     text = notes(chart)
     assert warning in text and "make image IMAGE=<registry>/certpush-operator:" in text
     assert warning not in notes(chart, {"image": {"repository": "registry.example.com/certpush-operator"}})
