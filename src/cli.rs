@@ -175,16 +175,21 @@ impl ScmRegion {
     }
 }
 
-/// A DNS label, the form of spec.controllerName.
-fn parse_controller_name(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
+/// Whether `text` is a DNS label (RFC 1123): what the API server accepts as a namespace, and spec.controllerName.
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
         && text.len() <= 63
         && text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !text.starts_with('-')
-        && !text.ends_with('-');
-    ok.then(|| text.to_owned())
+        && !text.ends_with('-')
+}
+
+/// A DNS label, the form of spec.controllerName.
+fn parse_controller_name(text: &str) -> Result<String, String> {
+    is_dns_label(text)
+        .then(|| text.to_owned())
         .ok_or_else(|| "must be lowercase letters, digits and '-' (at most 63), as spec.controllerName".to_owned())
 }
 
@@ -213,23 +218,14 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// A namespace name as the API server accepts it (an RFC 1123 label), so a typo fails at start, not as a 404 later.
+/// A namespace name as the API server accepts it, so a typo fails at start, not as a 404 later.
 fn namespace_name(value: &str) -> Result<String, String> {
-    let valid = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if valid {
-        Ok(value.to_owned())
-    } else {
-        Err(format!(
+    is_dns_label(value).then(|| value.to_owned()).ok_or_else(|| {
+        format!(
             "{value:?} is not a namespace name (lowercase letters, digits and '-', at most 63, starting and ending \
              with a letter or digit)"
-        ))
-    }
+        )
+    })
 }
 
 impl RunArgs {
