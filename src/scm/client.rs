@@ -612,25 +612,14 @@ impl ScmClient {
             Call::Deploy {
                 certificate_id,
                 request,
-            } => match (check_certificate_id(certificate_id), serde_json::to_string(request)) {
-                (Ok(()), Ok(body)) => {
-                    let path = ["certificates", certificate_id, "deploy"];
-                    self.send(credentials, Method::POST, &path, &[], Some(body)).await
-                }
-                (Err(message), _) => Transport::NotSent(message),
-                (_, Err(e)) => Transport::NotSent(format!("could not encode the deploy request: {e}")),
-            },
+            } => self.post_action(credentials, certificate_id, "deploy", request).await,
             Call::BatchPush {
                 certificate_id,
                 request,
-            } => match (check_certificate_id(certificate_id), serde_json::to_string(request)) {
-                (Ok(()), Ok(body)) => {
-                    let path = ["certificates", certificate_id, "batch-push"];
-                    self.send(credentials, Method::POST, &path, &[], Some(body)).await
-                }
-                (Err(message), _) => Transport::NotSent(message),
-                (_, Err(e)) => Transport::NotSent(format!("could not encode the batch-push request: {e}")),
-            },
+            } => {
+                self.post_action(credentials, certificate_id, "batch-push", request)
+                    .await
+            }
             Call::DeployedResources(request) => match serde_json::to_string(request) {
                 Ok(body) => {
                     self.send(credentials, Method::POST, &["deployed-resources"], &[], Some(body))
@@ -638,6 +627,25 @@ impl ScmClient {
                 }
                 Err(e) => Transport::NotSent(format!("could not encode the deployed-resources request: {e}")),
             },
+        }
+    }
+
+    /// POSTs `request` as JSON to `certificates/{certificate_id}/{action}`, unless the ID or the body cannot make a
+    /// valid request.
+    async fn post_action<T: serde::Serialize>(
+        &self,
+        credentials: &Credentials,
+        certificate_id: &str,
+        action: &str,
+        request: &T,
+    ) -> Transport {
+        match (check_certificate_id(certificate_id), serde_json::to_string(request)) {
+            (Ok(()), Ok(body)) => {
+                let path = ["certificates", certificate_id, action];
+                self.send(credentials, Method::POST, &path, &[], Some(body)).await
+            }
+            (Err(message), _) => Transport::NotSent(message),
+            (_, Err(e)) => Transport::NotSent(format!("could not encode the {action} request: {e}")),
         }
     }
 
