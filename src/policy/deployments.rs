@@ -65,24 +65,25 @@ fn holds(status: &CertificatePushStatus, key: &str, certificate: &str) -> bool {
     entry(status, key).is_some_and(|d| d.certificate_id.as_deref() == Some(certificate))
 }
 
-/// The resources not holding the wanted certificate and not waiting for a scheduled retry, each with whether its
-/// deploy of it was sent with no answer recorded.
+/// The resources not holding the wanted certificate and not waiting for a scheduled retry whose deploy of it was
+/// sent with no answer recorded (`sent`), or was not.
 fn ready_now<'a>(
     spec: &'a CertificatePushSpec,
     status: &CertificatePushStatus,
     now: Timestamp,
-) -> Vec<(&'a DeployResource, bool)> {
+    sent: bool,
+) -> Vec<&'a DeployResource> {
     let Some(w) = wanted(spec, status) else {
         return Vec::new();
     };
     resources(spec)
         .iter()
         .filter(|r| !holds(status, r.key(), w))
-        .filter_map(|r| {
+        .filter(|r| {
             let d = entry(status, r.key());
             let later = d.and_then(attempt_at).is_some_and(|at| at > now);
-            let sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
-            (!later).then_some((r, sent))
+            let was_sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
+            !later && was_sent == sent
         })
         .collect()
 }
@@ -94,11 +95,7 @@ pub fn unconfirmed<'a>(
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    ready_now(spec, status, now)
-        .into_iter()
-        .filter(|(_, sent)| *sent)
-        .map(|(r, _)| r)
-        .collect()
+    ready_now(spec, status, now, true)
 }
 
 /// The resources to deploy the wanted certificate to now: not holding it, not awaiting a check, not backing off.
@@ -107,11 +104,7 @@ pub fn due<'a>(
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    ready_now(spec, status, now)
-        .into_iter()
-        .filter(|(_, sent)| !*sent)
-        .map(|(r, _)| r)
-        .collect()
+    ready_now(spec, status, now, false)
 }
 
 fn attempt_at(d: &Deployment) -> Option<Timestamp> {
