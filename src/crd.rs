@@ -748,10 +748,9 @@ impl CertificatePushSpec {
     }
 }
 
-#[cfg(test)]
 impl DeploySpec {
-    /// Deploys onto the ELB (or WAF) certificates `ids`, for unit tests.
-    pub(crate) fn ids(ids: &[&str]) -> Self {
+    /// Deploys onto the ELB (or WAF) certificates `ids`, with no other field (tests build specs with it).
+    pub fn ids(ids: &[&str]) -> Self {
         let resources = ids
             .iter()
             .map(|id| DeployResource {

@@ -5,33 +5,19 @@
 
 use std::time::Duration;
 
-use certpush_operator::crd::{CertificatePush, CertificatePushSpec, DeployResource, DeploySpec};
+use certpush_operator::crd::{CertificatePush, CertificatePushSpec, DeploySpec};
 use certpush_operator::status::{FALSE, TRUE};
 use kube::ResourceExt;
 
 use crate::harness::*;
-use crate::import::{TestCa, import_spec, imports_in, put_tls_secret};
+use crate::import::{TestCa, import_spec, imports_in, put_tls_secret, token_and_first_leaf};
 
 const RESOURCES: [&str; 3] = ["elb-cert-1", "elb-cert-2", "elb-cert-3"];
-
-/// A deploy onto the ELB certificates `ids`.
-fn elb_certificates(ids: &[&str]) -> DeploySpec {
-    let resources = ids
-        .iter()
-        .map(|id| DeployResource {
-            id: Some((*id).into()),
-            waf_type: None,
-            domain_name: None,
-            enterprise_project_id: None,
-        })
-        .collect();
-    DeploySpec { resources }
-}
 
 /// An import of Secret `web-tls` to ELB, deployed onto the three ELB certificates of [`RESOURCES`].
 fn deploying_spec() -> CertificatePushSpec {
     CertificatePushSpec {
-        deploy: Some(elb_certificates(&RESOURCES)),
+        deploy: Some(DeploySpec::ids(&RESOURCES)),
         ..import_spec("web-tls")
     }
 }
@@ -161,10 +147,7 @@ async fn a_deploy_whose_answer_was_lost_is_checked_not_sent_again() {
     let ns = namespace(&client, "deploy-lost").await;
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
-    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let ca = TestCa::new();
-    let (crt, key, _) = ca.leaf();
-    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    token_and_first_leaf(&client, &ns).await;
     sim.inject_deploy(scm_sim::Fault {
         certificate_id: None,
         times: 1,
@@ -198,10 +181,7 @@ async fn a_certificate_still_deployed_somewhere_is_never_deleted() {
     let ns = namespace(&client, "in-use").await;
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
-    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let ca = TestCa::new();
-    let (crt, key, _) = ca.leaf();
-    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let (ca, _) = token_and_first_leaf(&client, &ns).await;
     let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
     let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     let first = status(&cp).pushed_certificate_id.expect("pushed");
@@ -272,7 +252,7 @@ async fn deploy_only_adds_no_copy_and_switching_to_always_pushes_once() {
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let spec = CertificatePushSpec {
         push_policy: Some(certpush_operator::crd::PushPolicy::Never),
-        deploy: Some(elb_certificates(&["elb-cert-1"])),
+        deploy: Some(DeploySpec::ids(&["elb-cert-1"])),
         ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
     };
     let api = create_push(&client, &ns, "only", spec).await;
@@ -314,7 +294,7 @@ async fn in_use_lists_every_resource_holding_the_certificate() {
     sim.mark_in_use(CERT, "WAF", "cn-north-4", "waf-by-hand");
     let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--in-use-refresh", "1h"]).await;
     let spec = CertificatePushSpec {
-        deploy: Some(elb_certificates(&["elb-cert-1"])),
+        deploy: Some(DeploySpec::ids(&["elb-cert-1"])),
         ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
     };
     let api = create_push(&client, &ns, "seen", spec).await;

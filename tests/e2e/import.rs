@@ -82,6 +82,16 @@ pub(crate) async fn put_tls_secret(client: &kube::Client, ns: &str, name: &str, 
         .expect("apply TLS Secret");
 }
 
+/// The token Secret `scm` and the TLS Secret `web-tls` holding a first leaf of a new CA, in `ns`: how most import
+/// tests start. Returns the CA (for renewals) and that leaf's fingerprint.
+pub(crate) async fn token_and_first_leaf(client: &kube::Client, ns: &str) -> (TestCa, String) {
+    put_secret(client, ns, "scm", GOOD_TOKEN).await;
+    let ca = TestCa::new();
+    let (crt, key, fingerprint) = ca.leaf();
+    put_tls_secret(client, ns, "web-tls", &crt, &key).await;
+    (ca, fingerprint)
+}
+
 pub(crate) fn import_spec(secret: &str) -> certpush_operator::crd::CertificatePushSpec {
     certpush_operator::crd::CertificatePushSpec {
         certificate_id: None,
@@ -237,10 +247,7 @@ async fn a_superseded_import_is_deleted_despite_failed_deletes_and_a_crash() {
     let ns = namespace(&client, "import-owed").await;
     let sim = start_sim().await;
     let op = Operator::start(&ns, &sim, "info").await;
-    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let ca = TestCa::new();
-    let (crt, key, _) = ca.leaf();
-    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    let (ca, _) = token_and_first_leaf(&client, &ns).await;
     let api = create_push(&client, &ns, "web", import_spec("web-tls")).await;
     let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     let first = status(&cp).pushed_certificate_id.expect("pushedCertificateId");
@@ -441,10 +448,7 @@ async fn deletion_policy_delete_removes_the_import_and_never_blocks_deletion() {
     let ns = namespace(&client, "import-delete").await;
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
-    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let ca = TestCa::new();
-    let (crt, key, _) = ca.leaf();
-    put_tls_secret(&client, &ns, "web-tls", &crt, &key).await;
+    token_and_first_leaf(&client, &ns).await;
     let deleting = || certpush_operator::crd::CertificatePushSpec {
         deletion_policy: Some(certpush_operator::crd::DeletionPolicy::Delete),
         ..import_spec("web-tls")
