@@ -33,7 +33,7 @@ pub async fn run(rt: Runtime) {
         became_leader,
         resync,
         scopes,
-        store: (store, writer),
+        store: (store, mut writer),
         shutdown,
         drain,
         ..
@@ -70,7 +70,6 @@ pub async fn run(rt: Runtime) {
     // The controller holds reconciles until the cache's writer has seen a complete list, and no complete list reaches
     // it (as_deltas turns each into Apply and Delete events): an empty one says the cache is usable from the start.
     // Every object is then reconciled when its own list event applies it, so none is decided from a partial cache.
-    let mut writer = writer;
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
     let trigger = reflector::reflector(writer, futures::stream::select_all(push_watches))
