@@ -11,8 +11,11 @@
 //! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]) and `GET /sim/healthz`;
 //! for the deploy side `GET /sim/deployments` ([`Deployment`]s), `GET /sim/copies` ([`Copy`]s),
 //! `POST /sim/deploy-failures` (`{"resource":"...","failure_info":"ELB.8902","times":1}`, see [`Sim::fail_deploy`]),
-//! `POST /sim/failing-regions` (`{"region":"..."}`, see [`Sim::fail_region`]) and `POST /sim/in-use`
-//! (`{"certificate_id":"...","service":"ELB","region":"...","resource_id":"..."}`, see [`Sim::mark_in_use`]).
+//! `POST /sim/failing-regions` (`{"region":"..."}`, see [`Sim::fail_region`]), `POST /sim/in-use`
+//! (`{"certificate_id":"...","service":"ELB","region":"...","resource_id":"..."}`, see [`Sim::mark_in_use`]),
+//! `POST /sim/unreadable-regions` and `DELETE /sim/unreadable-regions` (`{"region":"..."}`, see
+//! [`Sim::fail_region_read`] and [`Sim::heal_region_read`]) and `PUT /sim/resource-id-mode` (`{"with_name":true}`, see
+//! [`Sim::set_resource_id_with_name`]).
 //!
 //! The list honours `limit`, `offset`, `status` and `sort_key`/`sort_dir` (`certUpdateTime` is creation order here,
 //! since nothing is ever updated); without `sort_key` and `sort_dir` it answers in creation order, not in SCM's
@@ -22,7 +25,8 @@
 //! domains) to a certificate and bills every successful one ([`Sim::deployments`], [`Sim::deploy_count`]); it
 //! answers 200 with a `failure_list` even when resources failed. Batch push
 //! (`POST /v3/scm/certificates/{id}/batch-push`) answers per region with the id of the copy created in the target
-//! service ([`Sim::copies`]). `POST /v3/scm/deployed-resources` reports the bindings per certificate.
+//! service ([`Sim::copies`]). `POST /v3/scm/deployed-resources` reports the bindings per certificate; a region SCM
+//! cannot read ([`Sim::fail_region_read`]) is reported with `is_error` and without its bindings.
 //!
 //! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
 //! `X-Auth-Token` or of the access key id, imported private keys are redacted from recorded bodies and never retained,
@@ -237,6 +241,14 @@ pub enum FaultAction {
         /// Hold time in milliseconds.
         ms: u64,
     },
+    /// Handle the call normally (it lands, and a deploy is billed), then hold the answer `ms` (0 when left out of
+    /// the JSON) and answer 504 `APIGW.0201` (backend timeout): the client is told the call failed although it
+    /// landed.
+    LandThenGatewayTimeout {
+        /// Hold time in milliseconds after the call landed.
+        #[serde(default)]
+        ms: u64,
+    },
 }
 
 /// Handle to a running simulator; clones share the same server.
@@ -353,7 +365,8 @@ impl Sim {
     }
 
     /// Queues a fault for upcoming delete calls (`certificate_id` filters by the certificate deleted). `Respond`,
-    /// `Error`, `Drop` and `GatewayTimeout` answer without deleting; `Delay` and `DropAfterPush` delete first.
+    /// `Error`, `Drop` and `GatewayTimeout` answer without deleting; `Delay`, `DropAfterPush` and
+    /// `LandThenGatewayTimeout` delete first.
     pub fn inject_delete(&self, fault: Fault) {
         if fault.times > 0 {
             self.shared.state().delete_faults.push_back(fault);
@@ -361,7 +374,8 @@ impl Sim {
     }
 
     /// Queues a fault for upcoming import calls (`certificate_id` filters by the certificate's name). `Respond`,
-    /// `Error`, `Drop` and `GatewayTimeout` answer without importing; `Delay` and `DropAfterPush` import first.
+    /// `Error`, `Drop` and `GatewayTimeout` answer without importing; `Delay`, `DropAfterPush` and
+    /// `LandThenGatewayTimeout` import first.
     pub fn inject_import(&self, fault: Fault) {
         if fault.times > 0 {
             self.shared.state().import_faults.push_back(fault);
@@ -369,7 +383,8 @@ impl Sim {
     }
 
     /// Queues a fault for upcoming deploy calls (`certificate_id` filters by the certificate deployed). `Respond`,
-    /// `Error`, `Drop` and `GatewayTimeout` answer without deploying; `Delay` and `DropAfterPush` deploy first.
+    /// `Error`, `Drop` and `GatewayTimeout` answer without deploying; `Delay`, `DropAfterPush` and
+    /// `LandThenGatewayTimeout` deploy first.
     pub fn inject_deploy(&self, fault: Fault) {
         if fault.times > 0 {
             self.shared.state().deploy_faults.push_back(fault);
@@ -377,8 +392,8 @@ impl Sim {
     }
 
     /// Queues a fault for upcoming batch-push calls (`certificate_id` filters by the certificate pushed).
-    /// `Respond`, `Error`, `Drop` and `GatewayTimeout` answer without pushing; `Delay` and `DropAfterPush` push
-    /// first.
+    /// `Respond`, `Error`, `Drop` and `GatewayTimeout` answer without pushing; `Delay`, `DropAfterPush` and
+    /// `LandThenGatewayTimeout` push first.
     pub fn inject_batch_push(&self, fault: Fault) {
         if fault.times > 0 {
             self.shared.state().batch_push_faults.push_back(fault);
@@ -443,6 +458,25 @@ impl Sim {
         self.shared.state().failing_regions.remove(region);
     }
 
+    /// Makes deployed-resources unable to read `region`: every answer lists, for each certificate asked about and
+    /// each regional service asked about (ELB, WAF), the region as `{"region_id": region, "is_error": true,
+    /// "resources": []}`, hides the bindings there from the lists and counts, and lists the service even when none
+    /// of its resources is readable. CDN (global) is not affected.
+    pub fn fail_region_read(&self, region: &str) {
+        self.shared.state().unreadable_regions.insert(region.to_owned());
+    }
+
+    /// Lets deployed-resources read `region` again after [`Sim::fail_region_read`].
+    pub fn heal_region_read(&self, region: &str) {
+        self.shared.state().unreadable_regions.remove(region);
+    }
+
+    /// Makes deployed-resources report each `resource_id` as `"{id}:{name}"` (on) or as the bare id (off, the
+    /// default); the simulator knows no names, so the name is the id, as in `resource_name`.
+    pub fn set_resource_id_with_name(&self, on: bool) {
+        self.shared.state().resource_id_with_name = on;
+    }
+
     /// The certificates batch pushes created in target services, in creation order.
     pub fn copies(&self) -> Vec<Copy> {
         self.shared.state().copies.clone()
@@ -502,7 +536,8 @@ impl Sim {
     }
 
     /// Clears recorded calls, queued faults and deploy failures, access key lockouts, the memory of earlier pushes
-    /// used for duplicate rejection, bindings and their billing counters, failing regions and copies.
+    /// used for duplicate rejection, bindings and their billing counters, failing and unreadable regions and copies,
+    /// and reports bare resource ids again.
     pub fn reset(&self) {
         self.shared.state().reset();
     }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use ring::digest;
 use serde_json::{Value, json};
 
 use super::{Call, Copy, Deployment, Fault, FaultAction, SimConfig};
@@ -35,6 +36,9 @@ pub(super) struct Certificate {
     pub status: &'static str,
     pub not_before: String,
     pub not_after: String,
+    /// SHA-1 of the certificate (DER), lower-case hex, as SCM reports it; made up from the id when there is no
+    /// readable certificate.
+    pub fingerprint: String,
 }
 
 impl Certificate {
@@ -50,6 +54,7 @@ impl Certificate {
             status,
             not_before: scm_time(now),
             not_after: scm_time(not_after),
+            fingerprint: hex::encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, id.as_bytes())),
         }
     }
 
@@ -71,6 +76,8 @@ impl Certificate {
             "domain_count": 1,
             "wildcard_count": 0,
             "description": "",
+            "domain_id": ACCOUNT_ID,
+            "enterprise_project_id": DEFAULT_ENTERPRISE_PROJECT,
         })
     }
 
@@ -92,10 +99,16 @@ impl Certificate {
             "validity_period": 12,
             "validation_method": "DNS",
             "domain_type": "SINGLE_DOMAIN",
+            // Only multi-domain certificates have one; Huawei's example answer for a single-domain one has null.
+            "multi_domain_type": null,
             "domain": self.domain,
             "sans": "",
             "domain_count": 1,
             "wildcard_count": 0,
+            "fingerprint": self.fingerprint,
+            "shared": false,
+            "description": "",
+            "enterprise_project_id": DEFAULT_ENTERPRISE_PROJECT,
             "authentification": [],
         })
     }
@@ -113,12 +126,20 @@ impl Certificate {
     }
 }
 
+/// The account (domain) id the simulator reports as the owner of every certificate (`domain_id`).
+const ACCOUNT_ID: &str = "5e0d7a16c2b94f0e8d3a1b2c4d5e6f70";
+
+/// The enterprise project every certificate is in: the default one.
+const DEFAULT_ENTERPRISE_PROJECT: &str = "0";
+
 /// What SCM reads from an uploaded leaf certificate.
 struct Leaf {
     not_before: jiff::Timestamp,
     not_after: jiff::Timestamp,
     /// The subject's common name, else the first DNS name.
     domain: String,
+    /// SHA-1 of the DER encoding, lower-case hex.
+    fingerprint: String,
 }
 
 impl Leaf {
@@ -143,6 +164,7 @@ impl Leaf {
             not_before: time(cert.validity().not_before)?,
             not_after: time(cert.validity().not_after)?,
             domain: common_name.or_else(first_dns).unwrap_or_default(),
+            fingerprint: hex::encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents)),
         })
     }
 }
@@ -198,6 +220,10 @@ pub(super) struct State {
     pub deploy_counts: HashMap<(String, String), u32>,
     /// Regions a batch push answers with "Invalid region id.".
     pub failing_regions: HashSet<String>,
+    /// Regions deployed-resources cannot read: reported with `is_error`, their bindings hidden.
+    pub unreadable_regions: HashSet<String>,
+    /// Whether deployed-resources reports a `resource_id` as `{id}:{name}` instead of the bare id.
+    pub resource_id_with_name: bool,
     /// Certificates a batch push created in target services, in creation order.
     pub copies: Vec<Copy>,
 }
@@ -229,6 +255,8 @@ impl State {
             bindings: BTreeMap::new(),
             deploy_counts: HashMap::new(),
             failing_regions: HashSet::new(),
+            unreadable_regions: HashSet::new(),
+            resource_id_with_name: false,
             copies: Vec::new(),
         };
         state.set_tokens(config.tokens);
@@ -309,6 +337,7 @@ impl State {
             certificate.not_before = scm_time(leaf.not_before);
             certificate.not_after = scm_time(leaf.not_after);
             certificate.domain = leaf.domain;
+            certificate.fingerprint = leaf.fingerprint;
         }
         self.certificates.push(certificate);
         id
@@ -431,8 +460,8 @@ impl State {
         }
     }
 
-    /// Forgets calls, faults, earlier pushes, lockouts, deploys (bindings and their billing), failing regions and
-    /// copies; credentials and certificates stay.
+    /// Forgets calls, faults, earlier pushes, lockouts, deploys (bindings and their billing), failing and unreadable
+    /// regions and copies, and reports bare resource ids again; credentials and certificates stay.
     pub fn reset(&mut self) {
         self.calls.clear();
         self.faults.clear();
@@ -447,6 +476,8 @@ impl State {
         self.bindings.clear();
         self.deploy_counts.clear();
         self.failing_regions.clear();
+        self.unreadable_regions.clear();
+        self.resource_id_with_name = false;
         self.copies.clear();
     }
 }

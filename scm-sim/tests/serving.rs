@@ -142,10 +142,10 @@ async fn a_deploy_answers_an_empty_failure_list_binds_and_bills_each_resource() 
     assert_eq!(sim.deploy_count(CERT, "elb-b"), 1);
     assert_eq!(sim.deploy_count(OTHER_CERT, "elb-a"), 0);
 
-    // WAF needs its type; the enterprise project is optional.
+    // WAF needs its type and enterprise project.
     let waf = json!({"project_name": "cn-north-4", "service_name": "WAF", "resources": [
         {"id": "waf-1", "type": "premium", "enterprise_project_id": "0"},
-        {"id": "waf-2", "type": "cloud"},
+        {"id": "waf-2", "type": "cloud", "enterprise_project_id": "0"},
     ]});
     assert_eq!(deploy(&sim, CERT, &waf).await.body, json!({"failure_list": []}));
     // CDN is global: no project needed, and none is kept.
@@ -390,7 +390,10 @@ async fn invalid_deploy_bodies_are_400_and_deploy_nothing() {
         ),
         (elb(json!([{"id": ""}])).to_string(), &bad_parameter),
         (elb(json!([{"domain_name": CERT_DOMAIN}])).to_string(), &bad_parameter),
-        (waf(json!({"type": "cloud"})).to_string(), &bad_parameter),
+        (
+            waf(json!({"type": "cloud", "enterprise_project_id": "0"})).to_string(),
+            &bad_parameter,
+        ),
         // Fields that belong to another service.
         (elb(json!([{"id": "a", "type": "cloud"}])).to_string(), &bad_parameter),
         (
@@ -398,7 +401,8 @@ async fn invalid_deploy_bodies_are_400_and_deploy_nothing() {
             &bad_parameter,
         ),
         (
-            waf(json!({"id": "w", "type": "cloud", "domain_name": CERT_DOMAIN})).to_string(),
+            waf(json!({"id": "w", "type": "cloud", "enterprise_project_id": "0", "domain_name": CERT_DOMAIN}))
+                .to_string(),
             &bad_parameter,
         ),
         (
@@ -406,8 +410,14 @@ async fn invalid_deploy_bodies_are_400_and_deploy_nothing() {
             &bad_parameter,
         ),
         // WAF's type is premium or cloud, and needed.
-        (waf(json!({"id": "w"})).to_string(), &bad_parameter),
-        (waf(json!({"id": "w", "type": "shared"})).to_string(), &bad_parameter),
+        (
+            waf(json!({"id": "w", "enterprise_project_id": "0"})).to_string(),
+            &bad_parameter,
+        ),
+        (
+            waf(json!({"id": "w", "type": "shared", "enterprise_project_id": "0"})).to_string(),
+            &bad_parameter,
+        ),
         (cdn(json!({})).to_string(), &bad_parameter),
     ];
     for (body, expected) in &cases {
@@ -566,7 +576,7 @@ async fn deployed_resources_reflect_deploys_and_bindings_made_by_hand() {
 
     // The by-hand binding moves like a deployed one.
     assert_eq!(
-        deploy(&sim, OTHER_CERT, &json!({"project_name": "cn-north-4", "service_name": "WAF", "resources": [{"id": "waf-by-hand", "type": "cloud"}]}))
+        deploy(&sim, OTHER_CERT, &json!({"project_name": "cn-north-4", "service_name": "WAF", "resources": [{"id": "waf-by-hand", "type": "cloud", "enterprise_project_id": "0"}]}))
             .await
             .body,
         json!({"failure_list": []})
@@ -1062,4 +1072,271 @@ async fn the_admin_api_drives_and_shows_the_deploy_side() {
         json!([])
     );
     assert_eq!(admin(&sim, reqwest::Method::GET, "/sim/copies", "").await.1, json!([]));
+}
+
+#[tokio::test]
+async fn a_waf_deploy_needs_an_enterprise_project() {
+    let sim = start(SimConfig::default()).await;
+    let bad_parameter = json!({"error_code": "SCM.0005", "error_msg": "Incorrect request parameter."});
+    let waf = |resources: Value| json!({"project_name": "cn-north-4", "service_name": "WAF", "resources": resources});
+    let with = json!({"id": "waf-1", "type": "cloud", "enterprise_project_id": "0"});
+    for resources in [
+        json!([{"id": "waf-1", "type": "cloud"}]),
+        json!([{"id": "waf-1", "type": "premium", "enterprise_project_id": ""}]),
+        // One resource without it refuses the whole deploy.
+        json!([with, {"id": "waf-2", "type": "premium"}]),
+    ] {
+        let answer = deploy(&sim, CERT, &waf(resources.clone())).await;
+        assert_eq!((answer.status, &answer.body), (400, &bad_parameter), "{resources}");
+    }
+    assert!(sim.deployments().is_empty());
+    assert_eq!(sim.deploy_count(CERT, "waf-1"), 0, "a refused deploy bills nothing");
+
+    let answer = deploy(&sim, CERT, &waf(json!([with]))).await;
+    assert_eq!((answer.status, answer.body), (200, json!({"failure_list": []})));
+    assert_eq!(sim.deployments(), vec![deployment(CERT, "WAF", "cn-north-4", "waf-1")]);
+    assert_eq!(sim.calls()[3].body["resources"][0]["enterprise_project_id"], "0");
+}
+
+#[tokio::test]
+async fn a_land_then_gateway_timeout_fault_lands_the_call_and_answers_504() {
+    let sim = start(SimConfig {
+        reject_duplicate_push: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let timeout = |ms: u64| Fault {
+        certificate_id: Some(CERT.to_owned()),
+        times: 1,
+        action: FaultAction::LandThenGatewayTimeout { ms },
+    };
+    let backend_timeout = |answer: &Answer| json!({"error_code": "APIGW.0201", "error_msg": "Backend timeout.", "request_id": answer.request_id});
+
+    sim.inject_deploy(timeout(0));
+    let answer = deploy(&sim, CERT, &elb_deploy("cn-north-4", &["elb-a"])).await;
+    assert_eq!((answer.status, &answer.body), (504, &backend_timeout(&answer)));
+    assert_eq!(sim.deploy_count(CERT, "elb-a"), 1, "deployed and billed");
+    assert_eq!(sim.deployments(), vec![deployment(CERT, "ELB", "cn-north-4", "elb-a")]);
+    let call = sim.calls().pop().expect("recorded");
+    assert_eq!(
+        (call.status, call.error_code.as_deref(), call.certificate_id.as_deref()),
+        (504, Some("APIGW.0201"), Some(CERT))
+    );
+    // The client's retry is deployed, and billed, again.
+    assert_eq!(
+        deploy(&sim, CERT, &elb_deploy("cn-north-4", &["elb-a"])).await.status,
+        200
+    );
+    assert_eq!(sim.deploy_count(CERT, "elb-a"), 2);
+
+    // Any queued fault: the answer is held `ms` after the call landed.
+    sim.inject_batch_push(timeout(300));
+    let started = std::time::Instant::now();
+    let answer = batch_push(
+        &sim,
+        CERT,
+        &json!({"target_projects": ["cn-north-4"], "target_service": "ELB"}),
+    )
+    .await;
+    assert_eq!((answer.status, &answer.body), (504, &backend_timeout(&answer)));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(sim.copies().len(), 1, "the copy was made");
+
+    // Over the admin API (push faults), `ms` may be left out.
+    let fault: Fault = serde_json::from_str(r#"{"action":"land_then_gateway_timeout"}"#).unwrap();
+    assert_eq!(fault.action, FaultAction::LandThenGatewayTimeout { ms: 0 });
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/sim/faults",
+        r#"{"action":"land_then_gateway_timeout","certificate_id":"scs1554192131150"}"#,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let push_path = format!("/v3/scm/certificates/{CERT}/push");
+    let push_body = r#"{"target_project":"ap-southeast-1","target_service":"ELB"}"#;
+    let answer = post(&sim, &push_path, Some(DEMO_TOKEN), push_body).await;
+    assert_eq!((answer.status, &answer.body), (504, &backend_timeout(&answer)));
+    // It landed: the same push again is a duplicate.
+    let again = post(&sim, &push_path, Some(DEMO_TOKEN), push_body).await;
+    assert_eq!((again.status, &again.body["error_code"]), (400, &json!("SCM.0028")));
+}
+
+#[tokio::test]
+async fn an_unreadable_region_is_reported_with_is_error_and_hides_its_bindings() {
+    let sim = start(SimConfig::default()).await;
+    assert_eq!(
+        deploy(&sim, CERT, &elb_deploy("ap-southeast-1", &["elb-a"]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        deploy(&sim, CERT, &elb_deploy("cn-east-3", &["elb-b", "elb-c"]))
+            .await
+            .status,
+        200
+    );
+    let cdn = json!({"service_name": "CDN", "resources": [{"domain_name": CERT_DOMAIN}]});
+    assert_eq!(deploy(&sim, CERT, &cdn).await.status, 200);
+    sim.fail_region_read("la-south-2");
+    sim.fail_region_read("cn-east-3");
+
+    let query = json!({"certificate_ids": [CERT, OTHER_CERT], "service_names": ["ALL"]});
+    let answer = deployed(&sim, &query).await;
+    assert_eq!(answer.status, 200);
+    let unreadable = |region: &str| json!({"region_id": region, "is_error": true, "resources": []});
+    let resource = |id: &str| json!({"resource_id": id, "resource_name": id});
+    let nothing_readable = |service: &str| {
+        json!({
+            "service": service,
+            "resource_num": 0,
+            "resource_location": "region",
+            "region_resources": [unreadable("cn-east-3"), unreadable("la-south-2")],
+        })
+    };
+    assert_eq!(
+        answer.body,
+        json!({"results": [
+            {
+                "certificate_id": CERT,
+                "total_num": 2,
+                "deployed_resources": [
+                    {
+                        "service": "CDN",
+                        "resource_num": 1,
+                        "resource_location": "global",
+                        "region_resources": [
+                            {"region_id": "global", "is_error": false, "resources": [resource(CERT_DOMAIN)]},
+                        ],
+                    },
+                    nothing_readable("WAF"),
+                    {
+                        "service": "ELB",
+                        "resource_num": 1,
+                        "resource_location": "region",
+                        "region_resources": [
+                            {"region_id": "ap-southeast-1", "is_error": false, "resources": [resource("elb-a")]},
+                            unreadable("cn-east-3"),
+                            unreadable("la-south-2"),
+                        ],
+                    },
+                ],
+            },
+            {
+                "certificate_id": OTHER_CERT,
+                "total_num": 0,
+                "deployed_resources": [nothing_readable("WAF"), nothing_readable("ELB")],
+            },
+        ]})
+    );
+    // Only the services asked about; CDN is global and unaffected.
+    let only_cdn = deployed(
+        &sim,
+        &json!({"certificate_ids": [OTHER_CERT], "service_names": ["CDN"]}),
+    )
+    .await;
+    assert_eq!(
+        only_cdn.body["results"][0],
+        json!({"certificate_id": OTHER_CERT, "total_num": 0, "deployed_resources": []})
+    );
+    // The bindings are still there, only unreadable.
+    assert_eq!(sim.deployments().len(), 4);
+
+    sim.heal_region_read("la-south-2");
+    let elb = json!({"certificate_ids": [CERT], "service_names": ["ELB"]});
+    let answer = deployed(&sim, &elb).await;
+    assert_eq!(answer.body["results"][0]["total_num"], 1);
+    assert_eq!(
+        answer.body["results"][0]["deployed_resources"][0]["region_resources"][1],
+        unreadable("cn-east-3")
+    );
+    sim.heal_region_read("cn-east-3");
+    let answer = deployed(&sim, &elb).await;
+    assert_eq!(answer.body["results"][0]["total_num"], 3);
+    assert_eq!(
+        answer.body["results"][0]["deployed_resources"][0]["region_resources"][1],
+        json!({"region_id": "cn-east-3", "is_error": false, "resources": [resource("elb-b"), resource("elb-c")]})
+    );
+
+    // The same over the admin API.
+    let region = r#"{"region":"cn-east-3"}"#;
+    let (status, _) = admin(&sim, reqwest::Method::POST, "/sim/unreadable-regions", region).await;
+    assert_eq!(status, 204);
+    assert_eq!(deployed(&sim, &elb).await.body["results"][0]["total_num"], 1);
+    let (status, _) = admin(&sim, reqwest::Method::DELETE, "/sim/unreadable-regions", region).await;
+    assert_eq!(status, 204);
+    assert_eq!(deployed(&sim, &elb).await.body["results"][0]["total_num"], 3);
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let (status, answer) = admin(&sim, method, "/sim/unreadable-regions", r#"{"regions":["x"]}"#).await;
+        assert_eq!((status, &answer["error_code"]), (400, &json!("SIM.0001")));
+    }
+
+    // Reset heals.
+    sim.fail_region_read("cn-east-3");
+    sim.reset();
+    let answer = deployed(&sim, &query).await;
+    assert_eq!(answer.body["results"][1]["deployed_resources"], json!([]));
+}
+
+#[tokio::test]
+async fn deployed_resources_can_report_resource_ids_with_their_names() {
+    let sim = start(SimConfig::default()).await;
+    let deploy_both = || async {
+        assert_eq!(
+            deploy(&sim, CERT, &elb_deploy("cn-north-4", &["elb-a"])).await.status,
+            200
+        );
+        let cdn = json!({"service_name": "CDN", "resources": [{"domain_name": CERT_DOMAIN}]});
+        assert_eq!(deploy(&sim, CERT, &cdn).await.status, 200);
+    };
+    deploy_both().await;
+    let listed = || async {
+        let answer = deployed(&sim, &json!({"certificate_ids": [CERT], "service_names": ["ALL"]})).await;
+        let mut pairs = Vec::new();
+        for service in answer.body["results"][0]["deployed_resources"].as_array().unwrap() {
+            for region in service["region_resources"].as_array().unwrap() {
+                for resource in region["resources"].as_array().unwrap() {
+                    pairs.push((
+                        resource["resource_id"].as_str().unwrap().to_owned(),
+                        resource["resource_name"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+        pairs
+    };
+    let pair = |id: &str, name: &str| (id.to_owned(), name.to_owned());
+    let bare = vec![pair(CERT_DOMAIN, CERT_DOMAIN), pair("elb-a", "elb-a")];
+    let with_name = vec![
+        pair(&format!("{CERT_DOMAIN}:{CERT_DOMAIN}"), CERT_DOMAIN),
+        pair("elb-a:elb-a", "elb-a"),
+    ];
+    assert_eq!(listed().await, bare, "bare ids by default");
+    sim.set_resource_id_with_name(true);
+    assert_eq!(listed().await, with_name);
+    sim.set_resource_id_with_name(false);
+    assert_eq!(listed().await, bare);
+
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/sim/resource-id-mode",
+        r#"{"with_name":true}"#,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(listed().await, with_name);
+    let (status, answer) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/sim/resource-id-mode",
+        r#"{"with_name":"yes"}"#,
+    )
+    .await;
+    assert_eq!((status, &answer["error_code"]), (400, &json!("SIM.0001")));
+
+    sim.reset();
+    deploy_both().await;
+    assert_eq!(listed().await, bare, "reset reports bare ids again");
 }

@@ -3,6 +3,8 @@
 Every call goes through the SDK's ScmClient with AK/SK credentials, so the simulator must verify the SDK's own
 SDK-HMAC-SHA256 signature, and every answer must parse into the SDK's models with nothing left over: a key the model
 does not know would be dropped silently by the SDK, which is how a misspelt field in the simulator would go unnoticed.
+Nothing may be missing either: every attribute of the model (and of its nested models) must be in the answer, except
+the few real SCM leaves out (MAY_BE_ABSENT), or a client could rely on a field the simulator never sends.
 A failure here means the simulator is unfaithful; fix the simulator, not this test. run.sh starts the simulator and
 sets SCM_SIM_URL.
 """
@@ -116,11 +118,67 @@ def unknown_keys(data, model, path="$"):
     return unknown
 
 
+# (model, key) pairs an answer may leave out because real SCM does: everything else the SDK's models have must be sent.
+MAY_BE_ABSENT = {
+    # Applicant details exist only for certificates applied for through SCM (OV/EV); Huawei's example answer of
+    # ShowCertificate (support.huaweicloud.com/api-ccm/ShowCertificate_0.html) has no application_info.
+    ("ShowCertificateResponse", "application_info"),
+}
+
+
+def nested_model(kind):
+    """The SDK model class name inside an openapi type (`Foo` or `list[Foo]`), or None for plain types."""
+    inner = re.fullmatch(r"list\[(\w+)\]", kind)
+    name = inner.group(1) if inner else kind
+    return name if hasattr(scm, name) else None
+
+
+def missing_keys(data, model, path="$"):
+    """Attributes of the SDK model `model` (and of nested models) that `data` leaves out, outside MAY_BE_ABSENT."""
+    cls = getattr(scm, model)
+    missing = []
+    for attr, kind in cls.openapi_types.items():
+        key = cls.attribute_map[attr]
+        if key not in data:
+            if (model, key) not in MAY_BE_ABSENT:
+                missing.append(f"{path}.{key}")
+            continue
+        value, inner = data[key], nested_model(kind)
+        if inner is None:
+            continue
+        if kind.startswith("list[") and isinstance(value, list):
+            for n, item in enumerate(value):
+                missing += missing_keys(item, inner, f"{path}.{key}[{n}]")
+        elif isinstance(value, dict):
+            missing += missing_keys(value, inner, f"{path}.{key}")
+    return missing
+
+
 def raw_answer(response):
-    """The answer's JSON as the simulator sent it, checked to have no key the SDK's response model drops."""
+    """The answer's JSON as the simulator sent it, checked to have exactly the keys of the SDK's response model: none
+    it would drop, none it has left out."""
     data = json.loads(response.raw_content)
-    assert unknown_keys(data, type(response).__name__) == []
+    model = type(response).__name__
+    assert unknown_keys(data, model) == []
+    assert missing_keys(data, model) == []
     return data
+
+
+def test_the_model_check_finds_missing_keys():
+    # The check itself: a left-out field is found at any depth, an allowed one is not.
+    answer = {"results": [{"certificate_id": CERT, "total_num": 0, "deployed_resources": [
+        {"service": "ELB", "resource_num": 1, "resource_location": "region",
+         "region_resources": [{"region_id": "cn-north-4", "resources": [{"resource_id": "elb-a"}]}]},
+    ]}]}
+    assert missing_keys(answer, "ListDeployedResourcesResponse") == [
+        "$.results[0].deployed_resources[0].region_resources[0].is_error",
+        "$.results[0].deployed_resources[0].region_resources[0].resources[0].resource_name",
+    ]
+    shown = dict.fromkeys(scm.ShowCertificateResponse.attribute_map.values())
+    del shown["application_info"]
+    assert missing_keys(shown, "ShowCertificateResponse") == []
+    del shown["fingerprint"]
+    assert missing_keys(shown, "ShowCertificateResponse") == ["$.fingerprint"]
 
 
 def test_the_scm_client_takes_global_credentials_only():
@@ -321,7 +379,10 @@ def test_refusals_reach_the_sdk_as_its_exceptions(client):
             scm.DeployCertificateRequest(
                 certificate_id=CERT,
                 body=scm.DeployCertificateRequestBody(
-                    project_name="cn-north-4", service_name="WAF", resources=[scm.DeployedResource(id="waf-1")]
+                    project_name="cn-north-4",
+                    service_name="WAF",
+                    # No type.
+                    resources=[scm.DeployedResource(id="waf-1", enterprise_project_id="0")],
                 ),
             )
         )
@@ -344,3 +405,79 @@ def test_refusals_reach_the_sdk_as_its_exceptions(client):
     assert (too_many.value.status_code, too_many.value.error_code) == (400, "SCM.0005")
     _, deployments = admin("GET", "/sim/deployments")
     assert deployments == []
+
+
+def test_a_waf_deploy_sends_its_enterprise_project(client):
+    def deploy(resource):
+        return client.deploy_certificate(
+            scm.DeployCertificateRequest(
+                certificate_id=CERT,
+                body=scm.DeployCertificateRequestBody(
+                    project_name="cn-north-4", service_name="WAF", resources=[resource]
+                ),
+            )
+        )
+
+    # Huawei's API reference makes enterprise_project_id mandatory for WAF resources.
+    with pytest.raises(ClientRequestException) as refused:
+        deploy(scm.DeployedResource(id="waf-1", type="cloud"))
+    assert (refused.value.status_code, refused.value.error_code) == (400, "SCM.0005")
+    deployed = deploy(scm.DeployedResource(id="waf-1", type="cloud", enterprise_project_id="0"))
+    assert deployed.status_code == 200
+    raw_answer(deployed)
+    assert deployed.failure_list == []
+    assert calls()[-1]["body"] == {
+        "project_name": "cn-north-4",
+        "service_name": "WAF",
+        "resources": [{"id": "waf-1", "type": "cloud", "enterprise_project_id": "0"}],
+    }
+    _, deployments = admin("GET", "/sim/deployments")
+    assert [(d["service"], d["project"], d["resource"]) for d in deployments] == [("WAF", "cn-north-4", "waf-1")]
+
+
+def list_deployed(client, service_names):
+    answer = client.list_deployed_resources(
+        scm.ListDeployedResourcesRequest(
+            body=scm.ListDeployedResourcesRequestBody(certificate_ids=[CERT], service_names=service_names)
+        )
+    )
+    assert answer.status_code == 200
+    raw_answer(answer)
+    return answer.results[0]
+
+
+def test_an_unreadable_region_parses_with_is_error(client):
+    for region, resource_id in [("ap-southeast-1", "elb-a"), ("cn-east-3", "elb-b")]:
+        in_use = {"certificate_id": CERT, "service": "ELB", "region": region, "resource_id": resource_id}
+        assert admin("POST", "/sim/in-use", in_use)[0] == 204
+    assert admin("POST", "/sim/unreadable-regions", {"region": "cn-east-3"})[0] == 204
+
+    result = list_deployed(client, ["ELB", "WAF"])
+    # Only what could be read is counted.
+    assert result.total_num == 1
+    waf, elb = result.deployed_resources
+    assert (waf.service, waf.resource_num, elb.service, elb.resource_num) == ("WAF", 0, "ELB", 1)
+    (unreadable,) = waf.region_resources
+    assert isinstance(unreadable, scm.RegionResourceDetail)
+    assert (unreadable.region_id, unreadable.is_error, unreadable.resources) == ("cn-east-3", True, [])
+    assert [(r.region_id, r.is_error, [x.resource_id for x in r.resources]) for r in elb.region_resources] == [
+        ("ap-southeast-1", False, ["elb-a"]),
+        ("cn-east-3", True, []),
+    ]
+
+    assert admin("DELETE", "/sim/unreadable-regions", {"region": "cn-east-3"})[0] == 204
+    result = list_deployed(client, ["ALL"])
+    assert result.total_num == 2
+    (elb,) = result.deployed_resources
+    assert [(r.region_id, r.is_error) for r in elb.region_resources] == [("ap-southeast-1", False), ("cn-east-3", False)]
+
+
+def test_resource_ids_with_names_parse(client):
+    in_use = {"certificate_id": CERT, "service": "ELB", "region": "cn-north-4", "resource_id": "elb-a"}
+    assert admin("POST", "/sim/in-use", in_use)[0] == 204
+    assert admin("PUT", "/sim/resource-id-mode", {"with_name": True})[0] == 204
+    (elb,) = list_deployed(client, ["ELB"]).deployed_resources
+    (resource,) = elb.region_resources[0].resources
+    assert isinstance(resource, scm.ResourceDetail)
+    # The SDK model's text: "resource ID : resource name".
+    assert (resource.resource_id, resource.resource_name) == ("elb-a:elb-a", "elb-a")

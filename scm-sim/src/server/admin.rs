@@ -48,6 +48,20 @@ struct FailingRegion {
     region: String,
 }
 
+/// Body of `POST /sim/unreadable-regions` and `DELETE /sim/unreadable-regions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnreadableRegion {
+    region: String,
+}
+
+/// Body of `PUT /sim/resource-id-mode`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceIdMode {
+    with_name: bool,
+}
+
 /// Body of `POST /sim/in-use`, the arguments of [`crate::Sim::mark_in_use`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +115,8 @@ pub(super) async fn faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Si
         FaultAction::Drop
         | FaultAction::DropAfterPush
         | FaultAction::Delay { .. }
-        | FaultAction::GatewayTimeout { .. } => None,
+        | FaultAction::GatewayTimeout { .. }
+        | FaultAction::LandThenGatewayTimeout { .. } => None,
     };
     if status.is_some_and(|s| StatusCode::from_u16(s).is_err()) {
         return admin_error(StatusCode::BAD_REQUEST, "invalid status");
@@ -220,6 +235,39 @@ pub(super) async fn in_use(State(shared): State<Arc<Shared>>, body: Bytes) -> Si
             shared
                 .state()
                 .bind(&used.certificate_id, &used.service, &used.region, &used.resource_id);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /sim/unreadable-regions`: `{"region": "..."}`, as [`crate::Sim::fail_region_read`].
+pub(super) async fn fail_region_read(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<UnreadableRegion>(&body) {
+        Ok(unreadable) => {
+            shared.state().unreadable_regions.insert(unreadable.region);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `DELETE /sim/unreadable-regions`: `{"region": "..."}`, as [`crate::Sim::heal_region_read`].
+pub(super) async fn heal_region_read(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<UnreadableRegion>(&body) {
+        Ok(readable) => {
+            shared.state().unreadable_regions.remove(&readable.region);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/resource-id-mode`: `{"with_name": true}`, as [`crate::Sim::set_resource_id_with_name`].
+pub(super) async fn resource_id_mode(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<ResourceIdMode>(&body) {
+        Ok(mode) => {
+            shared.state().resource_id_with_name = mode.with_name;
             SimReply::empty(StatusCode::NO_CONTENT)
         }
         Err(reply) => reply,

@@ -132,6 +132,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/deploy-failures", post(admin::deploy_failures))
         .route("/failing-regions", post(admin::failing_regions))
         .route("/in-use", post(admin::in_use))
+        .route(
+            "/unreadable-regions",
+            post(admin::fail_region_read).delete(admin::heal_region_read),
+        )
+        .route("/resource-id-mode", put(admin::resource_id_mode))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::not_found)
         .with_state(shared);

@@ -102,7 +102,7 @@ pub(super) async fn push(
 }
 
 /// Answers as the queued `fault` says, calling `apply` (the call handled for real) where the fault lets it land:
-/// after a `Delay`, or before a `DropAfterPush` loses the answer.
+/// after a `Delay`, or before a `DropAfterPush` loses the answer or a `LandThenGatewayTimeout` answers 504.
 async fn with_fault(fault: Option<FaultAction>, request_id: &RequestId, apply: impl FnOnce() -> SimReply) -> SimReply {
     match fault {
         Some(FaultAction::Respond {
@@ -129,12 +129,13 @@ async fn with_fault(fault: Option<FaultAction>, request_id: &RequestId, apply: i
         }
         Some(FaultAction::GatewayTimeout { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            SimReply::gateway_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "APIGW.0201",
-                "Backend timeout.",
-                request_id,
-            )
+            gateway_timeout(request_id)
+        }
+        Some(FaultAction::LandThenGatewayTimeout { ms }) => {
+            // The call lands (and is billed); the gateway gives up on the backend's answer.
+            let _ = apply();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            gateway_timeout(request_id)
         }
         Some(FaultAction::DropAfterPush) => {
             // The call lands; only the answer is lost.
@@ -143,6 +144,16 @@ async fn with_fault(fault: Option<FaultAction>, request_id: &RequestId, apply: i
         }
         None => apply(),
     }
+}
+
+/// The gateway's 504 when the backend did not answer in time (`APIGW.0201`, "Backend timeout.").
+fn gateway_timeout(request_id: &RequestId) -> SimReply {
+    SimReply::gateway_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "APIGW.0201",
+        "Backend timeout.",
+        request_id,
+    )
 }
 
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
@@ -502,7 +513,9 @@ fn sent(field: Option<&String>) -> Option<&str> {
 }
 
 /// Whether `resource` is fit for a deploy to `service`: the field that names it (`id` for ELB and WAF,
-/// `domain_name` for CDN), WAF's `type`, and no field that belongs to another service; at most 63 characters each.
+/// `domain_name` for CDN), WAF's `type` and `enterprise_project_id` (mandatory for WAF in Huawei's API reference;
+/// `"0"` is the default enterprise project), and no field that belongs to another service; at most 63 characters
+/// each.
 fn valid_resource(service: &str, resource: &DeployResource) -> bool {
     let fields = [
         &resource.id,
@@ -522,7 +535,12 @@ fn valid_resource(service: &str, resource: &DeployResource) -> bool {
     let enterprise_project = sent(resource.enterprise_project_id.as_ref());
     match service {
         "CDN" => domain.is_some() && kind.is_none() && enterprise_project.is_none(),
-        "WAF" => id.is_some() && matches!(kind, Some("premium" | "cloud")) && domain.is_none(),
+        "WAF" => {
+            id.is_some()
+                && matches!(kind, Some("premium" | "cloud"))
+                && enterprise_project.is_some()
+                && domain.is_none()
+        }
         _ => id.is_some() && kind.is_none() && domain.is_none() && enterprise_project.is_none(),
     }
 }
@@ -618,7 +636,8 @@ pub(super) async fn deployed_resources(
 
 /// A deployed-resources query without faults: for each certificate asked about, in request order, its bindings
 /// in the services asked about, grouped by service (CDN, WAF, ELB) and region (`global` for CDN). A certificate
-/// deployed nowhere, or unknown, has `total_num` 0 and no `deployed_resources`.
+/// deployed nowhere, or unknown, has `total_num` 0 and no `deployed_resources`. A region SCM cannot read is listed
+/// for every regional service asked about, with `is_error` and no resources, and its bindings are not counted.
 fn apply_deployed_resources(shared: &Shared, caller: &Caller, body: &[u8], request_id: &RequestId) -> SimReply {
     if let Err(reply) = authorize(shared, caller, request_id) {
         return reply;
@@ -647,34 +666,7 @@ fn apply_deployed_resources(shared: &Shared, caller: &Caller, body: &[u8], reque
         .map(|id| {
             let deployed_resources: Vec<ServiceResources> = services
                 .iter()
-                .filter_map(|service| {
-                    let mut regions: BTreeMap<String, Vec<ResourceDetail>> = BTreeMap::new();
-                    for ((bound_service, project, resource), certificate) in &state.bindings {
-                        if certificate == id && bound_service == service {
-                            let region = if *service == "CDN" { "global" } else { project.as_str() };
-                            // The simulator knows no names; a resource is named by its id.
-                            regions.entry(region.to_owned()).or_default().push(ResourceDetail {
-                                resource_id: resource.clone(),
-                                resource_name: resource.clone(),
-                            });
-                        }
-                    }
-                    let resource_num = regions.values().map(Vec::len).sum();
-                    (resource_num > 0).then(|| ServiceResources {
-                        service: (*service).to_owned(),
-                        resource_num,
-                        // [UNVERIFIED] the values; SCM documents only "global service or region-level service".
-                        resource_location: if *service == "CDN" { "global" } else { "region" }.to_owned(),
-                        region_resources: regions
-                            .into_iter()
-                            .map(|(region_id, resources)| RegionResources {
-                                region_id,
-                                is_error: false,
-                                resources,
-                            })
-                            .collect(),
-                    })
-                })
+                .filter_map(|service| service_resources(&state, id, service))
                 .collect();
             CertificateResources {
                 certificate_id: id.clone(),
@@ -684,6 +676,52 @@ fn apply_deployed_resources(shared: &Shared, caller: &Caller, body: &[u8], reque
         })
         .collect();
     SimReply::json(StatusCode::OK, &DeployedResourcesResponse { results })
+}
+
+/// What deployed-resources reports about certificate `id` in `service`, by region: `None` when nothing is bound
+/// there and no region of a regional service is unreadable.
+fn service_resources(state: &crate::state::State, id: &str, service: &str) -> Option<ServiceResources> {
+    let global = service == "CDN";
+    let region_entry = |region: &str, is_error: bool| RegionResources {
+        region_id: region.to_owned(),
+        is_error,
+        resources: Vec::new(),
+    };
+    let mut regions: BTreeMap<&str, RegionResources> = BTreeMap::new();
+    if !global {
+        for region in &state.unreadable_regions {
+            regions.insert(region, region_entry(region, true));
+        }
+    }
+    for ((bound_service, project, resource), certificate) in &state.bindings {
+        if certificate != id || bound_service != service {
+            continue;
+        }
+        let region = if global { "global" } else { project.as_str() };
+        let entry = regions.entry(region).or_insert_with(|| region_entry(region, false));
+        // An unreadable region hides what it holds.
+        if entry.is_error {
+            continue;
+        }
+        // The simulator knows no names; a resource is named by its id.
+        let resource_id = if state.resource_id_with_name {
+            format!("{resource}:{resource}")
+        } else {
+            resource.clone()
+        };
+        entry.resources.push(ResourceDetail {
+            resource_id,
+            resource_name: resource.clone(),
+        });
+    }
+    let resource_num = regions.values().map(|r| r.resources.len()).sum();
+    (!regions.is_empty()).then(|| ServiceResources {
+        service: service.to_owned(),
+        resource_num,
+        // [UNVERIFIED] the values; SCM documents only "global service or region-level service".
+        resource_location: if global { "global" } else { "region" }.to_owned(),
+        region_resources: regions.into_values().collect(),
+    })
 }
 
 #[cfg(test)]
