@@ -728,3 +728,55 @@ async fn in_use_questions_of_one_credential_share_one_request() {
     assert_eq!(of(TOKEN).map(|(_, n)| *n), Some(3));
     assert_eq!(of(other).map(|(_, n)| *n), Some(1));
 }
+
+/// Defect: the finalizer and the superseded-import deletes asked about at most 50 certificates (SCM's limit per
+/// request) and deleted the rest unchecked. The client now asks any number, in chunks of 50.
+#[tokio::test]
+async fn deployed_resources_asks_any_number_of_certificates_in_chunks_of_fifty() {
+    let (sim, client) = setup().await;
+    let ids: Vec<String> = (0..120).map(|i| format!("scs17{i:011}")).collect();
+    for id in &ids {
+        sim.add_certificate(id);
+    }
+    let last = ids.last().unwrap().clone();
+    sim.mark_in_use(&last, "ELB", "cn-north-4", "elb-cert-9");
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let held = client
+        .deployed_resources(&credentials(TOKEN), &refs, None)
+        .await
+        .expect("answered");
+    assert_eq!(held.len(), 120);
+    assert_eq!(held[&last].len(), 1, "the 120th is checked too: {:?}", held[&last]);
+    let sizes: Vec<usize> = sim
+        .calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/deployed-resources"))
+        .map(|c| c.body["certificate_ids"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(sizes, [50, 50, 20]);
+}
+
+/// A region SCM could not read (`is_error`) makes the whole answer unknown, naming the region; an `ID:name`
+/// resource_id reads as the ID.
+#[tokio::test]
+async fn an_unreadable_region_is_unknown_and_a_named_resource_id_is_its_id() {
+    let (sim, client) = setup().await;
+    sim.mark_in_use(CERT, "ELB", "cn-north-4", "elb-cert-1");
+    sim.set_resource_id_with_name(true);
+    let held = client
+        .deployed_resources(&credentials(TOKEN), &[CERT], Some(TargetService::Elb))
+        .await
+        .expect("answered");
+    assert_eq!(held[CERT][0].resource, "elb-cert-1");
+    sim.fail_region_read("ap-southeast-1");
+    let unknown = client
+        .deployed_resources(&credentials(TOKEN), &[CERT], Some(TargetService::Elb))
+        .await
+        .expect_err("unknown, not 'deployed only in cn-north-4'");
+    assert!(unknown.in_use_unknown(), "{unknown:?}");
+    assert!(
+        unknown.error_message.contains("ELB in ap-southeast-1"),
+        "{}",
+        unknown.error_message
+    );
+}

@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::auth::Credentials;
-use super::client::{InUse, MAX_DEPLOYED_RESOURCES_IDS, ScmClient};
+use super::client::ScmClient;
+use super::deploy::{Deployed, InUse, MAX_DEPLOYED_RESOURCES_IDS};
 use super::outcome::{PushFailure, rejected};
 
 /// How long a batch stays open for others to join.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
-type Answer = Option<Result<Arc<HashMap<String, Vec<InUse>>>, PushFailure>>;
+type Answer = Option<Result<Arc<Deployed>, PushFailure>>;
 
 struct Batch {
     /// Shared with its leader, which reads it when the window closes even if a newer batch took its place.
@@ -76,7 +77,7 @@ impl InUseBatcher {
         credentials: &Credentials,
         digest: &str,
         certificate_id: &str,
-    ) -> Result<Arc<HashMap<String, Vec<InUse>>>, PushFailure> {
+    ) -> Result<Arc<Deployed>, PushFailure> {
         let (tell, answer) = watch::channel(None);
         let ids = Arc::new(Mutex::new(vec![certificate_id.to_owned()]));
         // A full batch of this credential is replaced here; its leader still holds its IDs.

@@ -1,5 +1,5 @@
-//! The HTTP client for the SCM certificate API: push, show, and the import, list and delete that importing a TLS
-//! Secret needs. Each typed call sends one request through [`ScmClient::call`], which takes a rate-limit token,
+//! The HTTP client for the SCM certificate API: push, batch push, show, and the import, list and delete that
+//! importing a TLS Secret needs (deploy and deployed-resources are in [`super::deploy`]). Each typed call sends one request through [`ScmClient::call`], which takes a rate-limit token,
 //! signs, records the metrics and logs Huawei's request id, and then decodes what the answer means.
 
 use std::error::Error as _;
@@ -17,8 +17,8 @@ use super::outcome::{
 };
 use super::verdicts::{Admission, Verdicts, finding};
 use super::wire::{
-    BatchPushRequest, BatchPushResponse, CertificateSummary, DeployRequest, DeployResponse, DeployedResourcesRequest,
-    DeployedResourcesResponse, ImportRequest, ImportResponse, ListResponse, ShowResponse, scm_time,
+    BatchPushRequest, BatchPushResponse, CertificateSummary, DeployRequest, DeployedResourcesRequest, ImportRequest,
+    ImportResponse, ListResponse, ShowResponse, scm_time,
 };
 use crate::crd::TargetService;
 
@@ -124,9 +124,6 @@ impl Call<'_> {
     }
 }
 
-/// Most certificate IDs one deployed-resources request may ask about (SCM's limit).
-pub const MAX_DEPLOYED_RESOURCES_IDS: usize = 50;
-
 /// Certificates per list page: the largest `limit` SCM accepts (10, 20 or 50).
 pub const LIST_PAGE_SIZE: u64 = 50;
 /// Most list pages [`ScmClient::find_import`] reads (5,000 certificates) before it gives up rather than page on.
@@ -141,23 +138,6 @@ pub struct RegionResult {
     pub copy_id: Option<String>,
     /// SCM's message ("success", or why not).
     pub message: String,
-}
-
-/// A resource SCM says a certificate is deployed on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InUse {
-    /// CDN, WAF or ELB.
-    pub service: String,
-    /// Its region (`global` for CDN).
-    pub region: String,
-    /// Its ID (the ELB or WAF certificate, or the CDN domain).
-    pub resource: String,
-}
-
-impl std::fmt::Display for InUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} in {}", self.service, self.resource, self.region)
-    }
 }
 
 /// An earlier import found by name, with what the list says about its certificate, so the caller can check it is
@@ -455,66 +435,6 @@ impl ScmClient {
             })
             .collect();
         Ok((results, request_id))
-    }
-
-    /// Deploys a certificate onto resources of one service: the resources that failed, with the target service's
-    /// `failure_info` (SCM answers 200 with a per-resource `failure_list`), or why the whole request failed.
-    pub async fn deploy(
-        &self,
-        credentials: &Credentials,
-        certificate_id: &str,
-        request: &DeployRequest,
-    ) -> Result<Vec<(String, String)>, PushFailure> {
-        let call = Call::Deploy {
-            certificate_id,
-            request,
-        };
-        let answered: DeployResponse = answer(self.call(credentials, call).await, 200, "deploy")?;
-        Ok(answered
-            .failure_list
-            .into_iter()
-            .map(|f| {
-                let field = |text: &str| credentials.redact(&clip_field(text));
-                (field(&f.resource), field(&f.failure_info))
-            })
-            .collect())
-    }
-
-    /// Where each of `certificate_ids` (at most [`MAX_DEPLOYED_RESOURCES_IDS`]) is deployed: the resources SCM lists for it in `service`, or in
-    /// every service with `None`.
-    pub async fn deployed_resources(
-        &self,
-        credentials: &Credentials,
-        certificate_ids: &[&str],
-        service: Option<TargetService>,
-    ) -> Result<std::collections::HashMap<String, Vec<InUse>>, PushFailure> {
-        let request = DeployedResourcesRequest {
-            certificate_ids: certificate_ids.iter().map(|id| (*id).to_owned()).collect(),
-            service_names: vec![service.map_or_else(|| "ALL".to_owned(), |s| s.to_string())],
-        };
-        let call = Call::DeployedResources(&request);
-        let answered: DeployedResourcesResponse =
-            answer(self.call(credentials, call).await, 200, "deployed-resources")?;
-        let mut held = std::collections::HashMap::new();
-        for result in answered.results {
-            let mut resources = Vec::new();
-            for deployed in &result.deployed_resources {
-                if service.is_some_and(|s| !deployed.service.eq_ignore_ascii_case(&s.to_string())) {
-                    continue;
-                }
-                for region in &deployed.region_resources {
-                    resources.extend(region.resources.iter().map(|r| InUse {
-                        service: clip_field(&deployed.service),
-                        region: clip_field(&region.region_id),
-                        resource: clip_field(&r.resource_id),
-                    }));
-                }
-            }
-            held.entry(result.certificate_id)
-                .or_insert_with(Vec::new)
-                .extend(resources);
-        }
-        Ok(held)
     }
 
     /// Sends one request and returns what came back, undecoded: the one place every SCM request passes, so the

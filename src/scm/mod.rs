@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod batch;
 pub mod client;
+pub mod deploy;
 pub mod limit;
 pub mod metrics;
 pub mod outcome;
@@ -11,7 +12,8 @@ pub mod verdicts;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{Call, FoundImport, InUse, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
+pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
+pub use deploy::{Deployed, InUse, MAX_DEPLOYED_RESOURCES_IDS};
 pub use limit::as_tenant;
 pub use metrics::ScmMetrics;
 pub use outcome::{

@@ -106,6 +106,13 @@ impl PushFailure {
         }
     }
 
+    /// Whether the request may have done its work though it failed: no answer came (the connection broke after
+    /// sending, a timeout), or a gateway answered 502 or 504 (`APIGW.0201`: the backend may have done it). Such an
+    /// outcome is unknown: it is checked before the request is sent again.
+    pub fn may_have_landed(&self) -> bool {
+        self.outcome_unknown || matches!(self.http_status, Some(502 | 504))
+    }
+
     /// How long until the account's rate limit lets this request leave, when that is why it was not sent: a
     /// deferral is no attempt, so nothing counts it as a failure.
     pub fn deferred_for(&self) -> Option<Duration> {

@@ -202,6 +202,10 @@ pub struct DeployedResult {
     /// The certificate.
     #[serde(default)]
     pub certificate_id: String,
+    /// How many resources hold it, over every service asked about: an answer listing a different number is
+    /// incomplete.
+    #[serde(default)]
+    pub total_num: Option<u64>,
     /// Per service.
     #[serde(default)]
     pub deployed_resources: Vec<DeployedService>,
@@ -224,6 +228,9 @@ pub struct RegionResources {
     /// The region ID (`global` for global services).
     #[serde(default)]
     pub region_id: String,
+    /// SCM could not read this region: what it holds there is unknown, not nothing.
+    #[serde(default)]
+    pub is_error: bool,
     /// The resources.
     #[serde(default)]
     pub resources: Vec<DeployedResource>,
@@ -232,7 +239,8 @@ pub struct RegionResources {
 /// One resource holding a certificate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeployedResource {
-    /// Its ID (or domain).
+    /// Its ID (or domain); Huawei's SDK describes it as "resource ID : resource name", so `ID:name` is read too
+    /// (see [`super::deploy::resource_key`]).
     #[serde(default)]
     pub resource_id: String,
     /// Its name.
