@@ -69,8 +69,8 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     "message": "deploy needs targetProject: the resources are in one region",
     "fieldPath": ".deploy"
 }, {
-    "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? has(r.type) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
-    "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id and type (enterpriseProjectId optional)",
+    "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? (has(r.type) && has(r.enterpriseProjectId)) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
+    "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id, type and enterpriseProjectId (\"0\" is the default enterprise project)",
     "fieldPath": ".deploy.resources"
 }]))]
 pub struct CertificatePushSpec {
@@ -183,7 +183,8 @@ pub struct DeployResource {
         pattern(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub domain_name: Option<String>,
-    /// Enterprise project of the WAF resource (WAF only).
+    /// Enterprise project of the WAF resource: required for WAF (SCM's deploy refuses a WAF resource without it;
+    /// "0" is the default enterprise project), not allowed for CDN and ELB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), pattern(r"^[-a-zA-Z0-9]+$"))]
     pub enterprise_project_id: Option<String>,
@@ -227,6 +228,10 @@ impl DeployResource {
             }
             TargetService::Waf if self.waf_type.is_none() => Some(format!(
                 "deploy resource {key:?}: WAF resources name their type, premium or cloud"
+            )),
+            TargetService::Waf if self.enterprise_project_id.is_none() => Some(format!(
+                "deploy resource {key:?}: WAF resources name their enterpriseProjectId (\"0\" is the default \
+                 enterprise project)"
             )),
             _ => None,
         }
@@ -564,6 +569,12 @@ pub struct Deployment {
     /// deployed again (each deploy is billed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploying_certificate_id: Option<String>,
+    /// The certificate this resource's attempts are about: SCM said the resource does not hold it (asked before the
+    /// first deploy of each certificate, so one already there, after a re-created object or a resource listed
+    /// again, is not deployed and billed twice), or a deploy of it was sent. failureInfo, failedAttempts and
+    /// nextAttemptTime count for this certificate only; a renewal starts afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_certificate_id: Option<String>,
     /// Why the last deploy to this resource failed: the target service's failure_info (for example ELB.8902), or
     /// the error of the whole request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -846,6 +857,7 @@ mod tests {
             ("ELB", json!([{"domainName": "www.example.com"}]), "no domainName"),
             ("ELB", json!([{"id": "e1", "type": "cloud"}]), "WAF resources only"),
             ("WAF", json!([{"id": "w1"}]), "premium or cloud"),
+            ("WAF", json!([{"id": "w1", "type": "cloud"}]), "enterpriseProjectId"),
             ("CDN", json!([{"id": "e1"}]), "domainName and no id"),
             ("ELB", json!([{"id": "e1"}, {"id": "e1"}]), "listed twice"),
         ] {
@@ -855,6 +867,7 @@ mod tests {
         }
         let rules = spec_schema()["x-kubernetes-validations"].to_string();
         assert!(rules.contains("has(r.domainName)"), "{rules}");
+        assert!(rules.contains("(has(r.type) && has(r.enterpriseProjectId))"), "{rules}");
         // Deploying only needs something to deploy to.
         let mut never = spec("ELB", json!([{"id": "e1"}]));
         never.push_policy = Some(PushPolicy::Never);

@@ -13,7 +13,7 @@ use crate::scm::PushFailure;
 
 mod deploy;
 mod reason;
-pub use deploy::{DEPLOYED, with_deploy};
+pub use deploy::{DEPLOYED, settled};
 pub use reason::{Lift, Reason};
 
 /// metav1.Condition status: the condition holds.

@@ -9,14 +9,13 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
-use super::persist::publish;
+use super::persist::{in_use_unknown, publish};
 use super::push::fenced;
 use super::{Context, standby};
 use crate::Error;
 use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
 use crate::scm::Credentials;
-use crate::scm::client::MAX_DEPLOYED_RESOURCES_IDS;
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
 /// minute in all).
@@ -120,16 +119,15 @@ pub(super) async fn delete_imports(
     let mut left = Vec::new();
     let mut last_error = String::new();
     // Never delete a certificate still deployed somewhere: it is left in SCM, and the Event says where it serves.
-    let ids: Vec<&str> = imported
-        .iter()
-        .map(String::as_str)
-        .take(MAX_DEPLOYED_RESOURCES_IDS)
-        .collect();
+    let ids: Vec<&str> = imported.iter().map(String::as_str).collect();
     let in_use = match ctx.scm.deployed_resources(credentials, &ids, None).await {
         Ok(in_use) => in_use,
         Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
         Err(failure) if let Some(wait) = failure.deferred_for() => return Some(Action::requeue(wait)),
         Err(failure) => {
+            if failure.in_use_unknown() {
+                in_use_unknown(ctx, cp, &failure);
+            }
             left.extend(imported.iter().cloned());
             last_error = format!("could not ask SCM where they are deployed: {}", failure.error_message);
             Default::default()

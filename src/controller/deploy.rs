@@ -3,13 +3,12 @@
 //! then sent in one request; what SCM answered per resource is recorded after it.
 
 use kube::Api;
-use kube::api::ResourceExt;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::Context;
 use super::import::{Settled, settle_deletions};
-use super::persist::{publish, record, save};
+use super::persist::{in_use_unknown, publish, record, save};
 use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, DeployResource};
@@ -34,7 +33,7 @@ pub(super) async fn settle_owed(
             other => return Ok(other),
         }
     }
-    if in_use::due(&status, ctx.in_use_refresh, now) {
+    if in_use::due(&cp.spec, &status, ctx.in_use_refresh, now) {
         match refresh_in_use(ctx, cp, api, &status, credentials, now).await? {
             Settled::Done(settled) => status = *settled,
             other => return Ok(other),
@@ -54,7 +53,7 @@ pub(super) fn owed_now(
     now: jiff::Timestamp,
 ) -> bool {
     deployments::owed_now(&cp.spec, status, now)
-        || in_use::due(status, ctx.in_use_refresh, now)
+        || in_use::due(&cp.spec, status, ctx.in_use_refresh, now)
         || !deletions::due(status, now).is_empty()
 }
 
@@ -76,7 +75,11 @@ async fn refresh_in_use(
         Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
         Err(f) if let Some(wait) = f.deferred_for() => return Ok(Settled::Deferred(wait)),
         Err(f) => {
-            warn!(error = %f.error_message, "could not ask SCM where the certificate is deployed");
+            if f.in_use_unknown() {
+                in_use_unknown(ctx, cp, &f);
+            } else {
+                warn!(error = %f.error_message, "could not ask SCM where the certificate is deployed");
+            }
             in_use::checked(current, &certificate, Err(&f.error_message), now)
         }
     };
@@ -101,7 +104,9 @@ async fn settle_deploys(
     let mut saved = current.clone();
     let mut new = deployments::aligned(spec, current);
 
-    // A deploy whose answer was lost may have landed: SCM says where the certificate is before it is sent again.
+    // SCM says where the certificate is before it is deployed anywhere it may already be (free; a deploy is
+    // billed): a deploy whose answer was lost, a first deploy of this certificate (a re-created object, a resource
+    // listed again, another object deploying it there).
     let asked: Vec<&str> = keys(deployments::unconfirmed(spec, &new, now));
     if !asked.is_empty() {
         match ctx
@@ -116,14 +121,19 @@ async fn settle_deploys(
                     .flatten()
                     .map(|r| r.resource.clone())
                     .collect();
-                info!(certificate_id = %wanted, asked = ?asked, held = ?held, "checked where an unanswered deploy landed");
+                info!(certificate_id = %wanted, asked = ?asked, held = ?held, "checked where the certificate is deployed");
                 new = deployments::confirmed(&new, &asked, &held, &wanted, now);
             }
             Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
             Err(f) if let Some(wait) = f.deferred_for() => return Ok(Settled::Deferred(wait)),
             Err(f) => {
-                let why = format!("checking where the deploy landed: {}", f.error_message);
-                new = deployments::request_failed(&new, &asked, &why, true, f.retry_after, now, rand::random());
+                if f.in_use_unknown() {
+                    in_use_unknown(ctx, cp, &f);
+                }
+                // Whether they hold it is unknown: each is asked again after its backoff, never deployed blind.
+                let why = format!("checking where the certificate is deployed: {}", f.error_message);
+                let unknown = deployments::intend(&new, &asked, &wanted);
+                new = deployments::request_failed(&unknown, &asked, &why, true, f.retry_after, now, rand::random());
             }
         }
     }
@@ -132,8 +142,7 @@ async fn settle_deploys(
     if !due.is_empty() {
         let sent = keys(due.clone());
         // Recorded before it is sent: a crash or a lost answer is checked, not deployed (and billed) twice.
-        let intended = deployments::intend(&new, &sent, &wanted);
-        save(api, &cp.name_any(), &saved, &intended).await?;
+        let intended = save(api, cp, &saved, &deployments::intend(&new, &sent, &wanted)).await?;
         saved = intended.clone();
         let request = DeployRequest {
             project_name: spec.target_project.clone(),
@@ -181,12 +190,11 @@ fn failed_request(
         let note = format!("Deploy to {} failed: {why}", sent.join(", "));
         publish(ctx, cp, EventType::Warning, "DeployFailed", note, "Deploy");
     }
-    let may_have_landed = failure.outcome_unknown;
     deployments::request_failed(
         intended,
         sent,
         &why,
-        may_have_landed,
+        failure.may_have_landed(),
         failure.retry_after,
         now,
         rand::random(),

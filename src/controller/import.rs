@@ -6,12 +6,11 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
-use super::persist::{publish, record};
+use super::persist::{in_use_unknown, publish, record};
 use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
-use crate::scm::client::MAX_DEPLOYED_RESOURCES_IDS;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{Credentials, FoundImport, PushFailure};
 use crate::source::{self, Source};
@@ -167,11 +166,7 @@ pub(super) async fn settle_deletions(
     let due = deletions::due(&new, now);
     // SCM is asked where each is deployed first: one still in use anywhere (deployed by hand, by another tool, or on
     // a resource this object no longer lists) is kept and looked at again later.
-    let ids: Vec<&str> = due
-        .iter()
-        .map(String::as_str)
-        .take(MAX_DEPLOYED_RESOURCES_IDS)
-        .collect();
+    let ids: Vec<&str> = due.iter().map(String::as_str).collect();
     let in_use = if ids.is_empty() {
         Default::default()
     } else {
@@ -187,9 +182,15 @@ pub(super) async fn settle_deletions(
                     ),
                     ..failure
                 };
+                let unknown = failure.in_use_unknown();
+                if unknown {
+                    in_use_unknown(ctx, cp, &failure);
+                }
                 for id in &ids {
                     new = deletions::failed(&new, id, &failure.error_message, now, rand::random());
-                    superseded_not_deleted(ctx, cp, id, &failure, &new);
+                    if !unknown {
+                        superseded_not_deleted(ctx, cp, id, &failure, &new);
+                    }
                 }
                 record(ctx, cp, api, current, new.clone()).await?;
                 return Ok(Settled::Done(Box::new(new)));

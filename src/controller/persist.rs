@@ -26,7 +26,7 @@ const PENDING_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Progress {
     write: Option<(
         Api<CertificatePush>,
-        String,
+        CertificatePush,
         CertificatePushStatus,
         CertificatePushStatus,
     )>,
@@ -36,18 +36,18 @@ impl Progress {
     /// Writes `pending` over `saved` if a request run through [`Progress::around`] turns out slow.
     pub(super) fn new(
         api: &Api<CertificatePush>,
-        name: &str,
+        cp: &CertificatePush,
         saved: &CertificatePushStatus,
         pending: &CertificatePushStatus,
     ) -> Self {
         Self {
-            write: Some((api.clone(), name.to_owned(), saved.clone(), pending.clone())),
+            write: Some((api.clone(), cp.clone(), saved.clone(), pending.clone())),
         }
     }
 
     /// Runs `request`, writing the Pending status once if it takes longer than [`PENDING_AFTER`].
     pub(super) async fn around<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
-        let Some((api, name, saved, pending)) = &self.write else {
+        let Some((api, cp, saved, pending)) = &self.write else {
             return request.await;
         };
         futures::pin_mut!(request);
@@ -56,7 +56,7 @@ impl Progress {
             () = tokio::time::sleep(PENDING_AFTER) => {}
         }
         // Best effort: the outcome write that follows carries the whole status anyway.
-        if let Err(e) = save(api, name, saved, pending).await {
+        if let Err(e) = save(api, cp, saved, pending).await {
             warn!(error = %e, "writing the Pending status failed");
         }
         self.write = None;
@@ -66,20 +66,21 @@ impl Progress {
 
 /// Saves the status that follows an SCM request. Losing it could mean pushing twice or re-sending a refused
 /// credential, so the write is retried here rather than the whole reconcile, and a status that still cannot be
-/// saved is kept in memory and saved before anything else happens to the object.
+/// saved is kept in memory and saved before anything else happens to the object. Returns the status as written
+/// (its conditions settled by [`status::settled`]).
 pub(super) async fn record(
     ctx: &Context,
     cp: &CertificatePush,
     api: &Api<CertificatePush>,
     old: &CertificatePushStatus,
     new: CertificatePushStatus,
-) -> Result<(), Error> {
-    let new = status::with_deploy(&cp.spec, new, jiff::Timestamp::now());
-    let written = save_after_request(api, &cp.name_any(), old, &new).await;
+) -> Result<CertificatePushStatus, Error> {
+    let new = status::settled(&cp.spec, new, jiff::Timestamp::now());
+    let written = save_after_request(api, cp, old, &new).await;
     if keep_unless_saved(ctx, cp, &new, written).await? == Written::Saved {
         notify(ctx, cp, old, &new);
     }
-    Ok(())
+    Ok(new)
 }
 
 /// Saves `new`, the status of an attempt stopped before any request, with its Event. Not kept in memory when the
@@ -91,8 +92,7 @@ pub(super) async fn record_not_sent(
     current: &CertificatePushStatus,
     new: CertificatePushStatus,
 ) -> Result<(), Error> {
-    let new = status::with_deploy(&cp.spec, new, jiff::Timestamp::now());
-    save(api, &cp.name_any(), current, &new).await?;
+    let new = save(api, cp, current, &new).await?;
     notify(ctx, cp, current, &new);
     Ok(())
 }
@@ -153,31 +153,38 @@ fn status_write_rejected(ctx: &Context, cp: &CertificatePush, e: &Error) {
     publish(ctx, cp, EventType::Warning, "StatusWriteFailed", note, "UpdateStatus");
 }
 
-/// Writes the status when it changed; an unchanged status is not written, so steady state costs no writes.
+/// Writes `new` when it changed, its conditions settled from the whole status first ([`status::settled`]: no write
+/// can say Ready while a deploy is owed); an unchanged status is not written, so steady state costs no writes.
+/// Returns the status as written.
 pub(super) async fn save(
     api: &Api<CertificatePush>,
-    name: &str,
+    cp: &CertificatePush,
     old: &CertificatePushStatus,
     new: &CertificatePushStatus,
-) -> Result<(), Error> {
-    if old == new {
-        return Ok(());
+) -> Result<CertificatePushStatus, Error> {
+    let new = status::settled(&cp.spec, new.clone(), jiff::Timestamp::now());
+    if *old == new {
+        return Ok(new);
     }
     let patch = json!({
         "apiVersion": CertificatePush::api_version(&()),
         "kind": CertificatePush::kind(&()),
         "status": new,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+    api.patch_status(
+        &cp.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(new)
 }
 
 /// Retries a status write for about 6 s (200 ms doubling, five retries), unless the answer says a retry cannot
 /// help (the object is gone, the status is invalid, or the operator may not write it).
 pub(super) async fn save_after_request(
     api: &Api<CertificatePush>,
-    name: &str,
+    cp: &CertificatePush,
     old: &CertificatePushStatus,
     new: &CertificatePushStatus,
 ) -> Result<(), Error> {
@@ -185,7 +192,7 @@ pub(super) async fn save_after_request(
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
         .with_max_times(5);
-    (|| save(api, name, old, new))
+    (|| async { save(api, cp, old, new).await.map(drop) })
         .retry(retries)
         .sleep(tokio::time::sleep)
         .when(|e| !matches!(api_code(e), Some(400..=408 | 410..=428)))
@@ -203,6 +210,20 @@ fn notify(ctx: &Context, cp: &CertificatePush, old: &CertificatePushStatus, new:
     let type_ = if warning { EventType::Warning } else { EventType::Normal };
     let action = if reason.starts_with("Deploy") { "Deploy" } else { "Push" };
     publish(ctx, cp, type_, reason, note, action);
+}
+
+/// Announces a deployed-resources answer SCM could not complete (Warning `InUseUnknown`, naming the region): nothing
+/// is deleted or deployed on it, and it is asked again with backoff.
+pub(super) fn in_use_unknown(ctx: &Context, cp: &CertificatePush, failure: &crate::scm::PushFailure) {
+    warn!(error = %failure.error_message, "SCM could not say where the certificate is deployed");
+    publish(
+        ctx,
+        cp,
+        EventType::Warning,
+        "InUseUnknown",
+        failure.error_message.clone(),
+        "Deploy",
+    );
 }
 
 /// Queues an Event about `cp`; a failed post is logged, not fatal: the status holds the truth.

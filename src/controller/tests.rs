@@ -174,7 +174,7 @@ async fn status_write_after_push_is_retried_not_the_push() {
             _ => (200, echo.clone()),
         }
     });
-    save_after_request(&api, "one", &old, &pushed)
+    save_after_request(&api, &obj, &old, &pushed)
         .await
         .expect("second write succeeds");
     assert_eq!(paths(&seen), vec![format!("PATCH {PATH}/status"); 2]);

@@ -4,10 +4,17 @@
 //! SCM reports failed is retried alone, with the push backoff.
 //!
 //! The states of one resource, for the certificate wanted (`W`, the one pushed to the spec's destination):
-//! - holds `W` (`certificateId == W`): done; a renewal changes `W` and makes it due again;
-//! - due: holds something else or nothing, no intent, no retry scheduled later than now;
-//! - sent (`deployingCertificateId == W`): its answer is not recorded; SCM is asked before anything else;
-//! - failed (`nextAttemptTime` later than now): due again then.
+//! - holds `W` (`certificateId == W`): done; a renewal changes `W` and makes it fresh again;
+//! - fresh (`checkedCertificateId != W`, no intent): nothing is known about `W` there (a first deploy, a renewal, a
+//!   re-created object, a resource listed again, another object deploying `W` there): SCM's deployed-resources
+//!   (free) is asked before anything is sent; failures counted for an earlier certificate are dropped;
+//! - due (`checkedCertificateId == W`, no intent, no retry scheduled later than now): SCM said it does not hold `W`;
+//! - sent (`deployingCertificateId == W`): its answer is not recorded (lost, 502/504, a crash): SCM is asked before
+//!   anything else;
+//! - failed (`nextAttemptTime` later than now): due again then (a failed check: asked again then).
+//!
+//! A deployed-resources answer that is unknown (a region SCM could not read) settles nothing: every resource asked
+//! about keeps or gains its intent and backs off, so it is never read as "not deployed".
 
 use std::time::Duration;
 
@@ -35,12 +42,14 @@ fn resources(spec: &CertificatePushSpec) -> &[DeployResource] {
 }
 
 /// The status with one entry per resource of the spec, in its order: a new resource gets an empty entry, a removed
-/// one's entry goes (SCM has no un-deploy; what it holds stays).
+/// one's entry goes (SCM has no un-deploy; what it holds stays). A fresh entry drops the failures counted for an
+/// earlier certificate: a renewal's deploys start with no backoff, message or attempt count.
 pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> CertificatePushStatus {
+    let w = wanted(spec, status);
     let deployments = resources(spec)
         .iter()
         .map(|r| {
-            status
+            let mut d = status
                 .deployments
                 .iter()
                 .find(|d| d.resource == r.key())
@@ -48,7 +57,16 @@ pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> Ce
                 .unwrap_or_else(|| Deployment {
                     resource: r.key().to_owned(),
                     ..Deployment::default()
-                })
+                });
+            if let Some(w) = w
+                && is_fresh(&d, w)
+            {
+                d.checked_certificate_id = None;
+                d.failure_info = None;
+                d.failed_attempts = None;
+                d.next_attempt_time = None;
+            }
+            d
         })
         .collect();
     CertificatePushStatus {
@@ -65,13 +83,31 @@ fn holds(status: &CertificatePushStatus, key: &str, certificate: &str) -> bool {
     entry(status, key).is_some_and(|d| d.certificate_id.as_deref() == Some(certificate))
 }
 
-/// The resources not holding the wanted certificate and not waiting for a scheduled retry whose deploy of it was
-/// sent with no answer recorded (`sent`), or was not.
+/// Whether nothing is known about `w` on the resource of `d`: it does not hold `w`, no deploy of `w` awaits its
+/// answer, and SCM was not asked about `w` there.
+fn is_fresh(d: &Deployment, w: &str) -> bool {
+    d.certificate_id.as_deref() != Some(w)
+        && d.deploying_certificate_id.as_deref() != Some(w)
+        && d.checked_certificate_id.as_deref() != Some(w)
+}
+
+/// What is known about the wanted certificate on one resource that does not hold it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Nothing: SCM is asked first.
+    Fresh,
+    /// A deploy of it was sent with no answer recorded: SCM is asked first.
+    Sent,
+    /// SCM said it does not hold it: deployed when not backing off.
+    NotHeld,
+}
+
+/// The resources not holding the wanted certificate, not waiting for a scheduled retry, in state `known`.
 fn ready_now<'a>(
     spec: &'a CertificatePushSpec,
     status: &CertificatePushStatus,
     now: Timestamp,
-    sent: bool,
+    known: &[Known],
 ) -> Vec<&'a DeployResource> {
     let Some(w) = wanted(spec, status) else {
         return Vec::new();
@@ -80,31 +116,39 @@ fn ready_now<'a>(
         .iter()
         .filter(|r| !holds(status, r.key(), w))
         .filter(|r| {
-            let d = entry(status, r.key());
-            let later = d.and_then(attempt_at).is_some_and(|at| at > now);
-            let was_sent = d.and_then(|d| d.deploying_certificate_id.as_deref()) == Some(w);
-            !later && was_sent == sent
+            let d = entry(status, r.key()).cloned().unwrap_or_default();
+            let state = if d.deploying_certificate_id.as_deref() == Some(w) {
+                Known::Sent
+            } else if is_fresh(&d, w) {
+                Known::Fresh
+            } else {
+                Known::NotHeld
+            };
+            // A fresh entry's backoff is an earlier certificate's.
+            let later = state != Known::Fresh && attempt_at(&d).is_some_and(|at| at > now);
+            !later && known.contains(&state)
         })
         .collect()
 }
 
-/// The resources whose deploy of the wanted certificate was sent with no answer recorded: SCM is asked where that
-/// certificate is deployed before any of them is deployed again (after the backoff of a failed check).
+/// The resources SCM is asked about before anything is deployed: a deploy of the wanted certificate was sent with
+/// no answer recorded (after the backoff of a failed check), or nothing is known about it there yet.
 pub fn unconfirmed<'a>(
     spec: &'a CertificatePushSpec,
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    ready_now(spec, status, now, true)
+    ready_now(spec, status, now, &[Known::Sent, Known::Fresh])
 }
 
-/// The resources to deploy the wanted certificate to now: not holding it, not awaiting a check, not backing off.
+/// The resources to deploy the wanted certificate to now: SCM said they do not hold it, and they are not backing
+/// off.
 pub fn due<'a>(
     spec: &'a CertificatePushSpec,
     status: &CertificatePushStatus,
     now: Timestamp,
 ) -> Vec<&'a DeployResource> {
-    ready_now(spec, status, now, false)
+    ready_now(spec, status, now, &[Known::NotHeld])
 }
 
 fn attempt_at(d: &Deployment) -> Option<Timestamp> {
@@ -145,15 +189,17 @@ fn update(status: &CertificatePushStatus, keys: &[&str], f: impl Fn(&mut Deploym
     status
 }
 
-/// The status to save before a deploy of `certificate` to `keys` is sent.
+/// The status to save before a deploy of `certificate` to `keys` is sent (or, after a check SCM could not answer,
+/// while whether they hold it is unknown).
 pub fn intend(status: &CertificatePushStatus, keys: &[&str], certificate: &str) -> CertificatePushStatus {
     update(status, keys, |d| {
-        d.deploying_certificate_id = Some(certificate.to_owned())
+        d.deploying_certificate_id = Some(certificate.to_owned());
+        d.checked_certificate_id = Some(certificate.to_owned());
     })
 }
 
 /// The status after SCM said where `certificate` is deployed: each of `asked` it lists holds it; the others are due
-/// again (their deploy did not land).
+/// (a deploy sent did not land, or a fresh one is not there yet).
 pub fn confirmed(
     status: &CertificatePushStatus,
     asked: &[&str],
@@ -163,7 +209,11 @@ pub fn confirmed(
 ) -> CertificatePushStatus {
     let landed: Vec<&str> = asked.iter().copied().filter(|k| held.iter().any(|h| h == k)).collect();
     let status = succeeded(status, &landed, certificate, now);
-    update(&status, asked, |d| d.deploying_certificate_id = None)
+    let absent: Vec<&str> = asked.iter().copied().filter(|k| !landed.contains(k)).collect();
+    update(&status, &absent, |d| {
+        d.deploying_certificate_id = None;
+        d.checked_certificate_id = Some(certificate.to_owned());
+    })
 }
 
 fn succeeded(
@@ -311,28 +361,93 @@ mod tests {
         assert!(complete(&elb(&[]), &CertificatePushStatus::default()));
     }
 
+    /// Asks SCM about every resource of `status` (none holds `certificate`), as the first deploy does.
+    fn checked(spec: &CertificatePushSpec, status: &CertificatePushStatus, certificate: &str) -> CertificatePushStatus {
+        let asked = keys(unconfirmed(spec, status, t(NOW)));
+        confirmed(status, &asked, &[], certificate, t(NOW))
+    }
+
     #[test]
     fn each_resource_gets_each_certificate_once() {
         let spec = elb(&["e1", "e2"]);
         let s = pushed(&spec, "c1");
+        assert!(due(&spec, &s, t(NOW)).is_empty(), "SCM is asked first");
+        assert_eq!(keys(unconfirmed(&spec, &s, t(NOW))), ["e1", "e2"]);
+        let s = checked(&spec, &s, "c1");
         assert_eq!(keys(due(&spec, &s, t(NOW))), ["e1", "e2"]);
+        assert!(unconfirmed(&spec, &s, t(NOW)).is_empty());
         let s = intend(&s, &["e1", "e2"], "c1");
         assert!(due(&spec, &s, t(NOW)).is_empty(), "sent: asked about, not sent again");
         assert_eq!(keys(unconfirmed(&spec, &s, t(NOW))), ["e1", "e2"]);
         let s = answered(&s, &["e1", "e2"], "c1", &[], t(NOW), 0.5);
         assert!(complete(&spec, &s) && !owed_now(&spec, &s, t(NOW)));
         assert_eq!(s.deployments[0].deploy_time.as_deref(), Some(NOW));
-        // A renewal: every resource is due for the new certificate, once.
+        // A renewal: every resource is asked about, then due for the new certificate, once.
         let mut renewed = s.clone();
         renewed.pushed.as_mut().unwrap().certificate_id = "c2".into();
-        assert_eq!(keys(due(&spec, &renewed, t(NOW))), ["e1", "e2"]);
+        assert_eq!(keys(unconfirmed(&spec, &renewed, t(NOW))), ["e1", "e2"]);
+        assert_eq!(keys(due(&spec, &checked(&spec, &renewed, "c2"), t(NOW))), ["e1", "e2"]);
         assert!(!complete(&spec, &renewed));
+    }
+
+    /// Defect: a first deploy was sent without asking, so a resource already holding the certificate (a re-created
+    /// object, a resource listed again, another object deploying it there) was deployed and billed again.
+    #[test]
+    fn a_resource_already_holding_the_certificate_is_not_deployed_again() {
+        let spec = elb(&["e1", "e2"]);
+        let s = pushed(&spec, "c1");
+        let asked = keys(unconfirmed(&spec, &s, t(NOW)));
+        let s = confirmed(&s, &asked, &["e1".to_owned()], "c1", t(NOW));
+        assert_eq!(s.deployments[0].certificate_id.as_deref(), Some("c1"));
+        assert_eq!(keys(due(&spec, &s, t(NOW))), ["e2"], "only the one SCM does not list");
+    }
+
+    /// Defect: a check SCM could not answer (a region it could not read) left a first deploy's resources as they
+    /// were; they must be neither deployed blind nor asked again in a hot loop.
+    #[test]
+    fn an_unknown_check_backs_off_and_asks_again() {
+        let spec = elb(&["e1"]);
+        let s = pushed(&spec, "c1");
+        let unknown = request_failed(&intend(&s, &["e1"], "c1"), &["e1"], "is_error", true, None, t(NOW), 0.5);
+        assert!(unconfirmed(&spec, &unknown, t(NOW)).is_empty(), "backing off");
+        assert!(
+            due(&spec, &unknown, t("2026-01-01T01:00:00Z")).is_empty(),
+            "never sent blind"
+        );
+        assert_eq!(keys(unconfirmed(&spec, &unknown, t("2026-01-01T00:00:05Z"))), ["e1"]);
+    }
+
+    /// Defect: a renewal inherited the failures counted for the certificate before it (backoff, message, attempts).
+    #[test]
+    fn a_renewal_starts_the_deploys_afresh() {
+        let spec = elb(&["e1"]);
+        let s = intend(&checked(&spec, &pushed(&spec, "c1"), "c1"), &["e1"], "c1");
+        let failed = answered(&s, &["e1"], "c1", &[("e1".into(), "ELB.8902".into())], t(NOW), 0.5);
+        assert_eq!(failures(&failed), [("e1", "ELB.8902")]);
+        let mut renewed = failed.clone();
+        renewed.pushed.as_mut().unwrap().certificate_id = "c2".into();
+        let renewed = aligned(&spec, &renewed);
+        let d = &renewed.deployments[0];
+        assert_eq!(
+            (
+                d.failure_info.as_deref(),
+                d.failed_attempts,
+                d.next_attempt_time.as_deref()
+            ),
+            (None, None, None)
+        );
+        assert!(failures(&renewed).is_empty());
+        assert_eq!(
+            keys(unconfirmed(&spec, &renewed, t(NOW))),
+            ["e1"],
+            "asked at once, no backoff"
+        );
     }
 
     #[test]
     fn a_failed_resource_is_retried_alone_after_its_backoff() {
         let spec = elb(&["e1", "e2"]);
-        let s = intend(&pushed(&spec, "c1"), &["e1", "e2"], "c1");
+        let s = intend(&checked(&spec, &pushed(&spec, "c1"), "c1"), &["e1", "e2"], "c1");
         let s = answered(
             &s,
             &["e1", "e2"],
@@ -361,7 +476,7 @@ mod tests {
     #[test]
     fn a_lost_answer_is_checked_and_only_what_did_not_land_is_sent_again() {
         let spec = elb(&["e1", "e2"]);
-        let sent = intend(&pushed(&spec, "c1"), &["e1", "e2"], "c1");
+        let sent = intend(&checked(&spec, &pushed(&spec, "c1"), "c1"), &["e1", "e2"], "c1");
         let lost = request_failed(&sent, &["e1", "e2"], "no answer", true, None, t(NOW), 0.5);
         assert!(unconfirmed(&spec, &lost, t(NOW)).is_empty(), "backing off");
         let later = t("2026-01-01T00:00:05Z");
@@ -389,9 +504,9 @@ mod tests {
         assert_eq!(names, ["e3", "e1"]);
         assert_eq!(grown.deployments[1].certificate_id.as_deref(), Some("c1"), "kept");
         assert_eq!(
-            keys(due(&elb(&["e3", "e1"]), &grown, t(NOW))),
+            keys(unconfirmed(&elb(&["e3", "e1"]), &grown, t(NOW))),
             ["e3"],
-            "only the new one"
+            "only the new one, asked about first"
         );
     }
 }

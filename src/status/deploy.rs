@@ -1,6 +1,7 @@
 //! The Deployed condition, and Ready as deploy makes it: a push alone is not Ready while spec.deploy names resources
-//! that do not hold the certificate pushed. Applied to every status the controller writes, after the transition
-//! that produced it, so the push transitions stay as they are.
+//! that do not hold the certificate pushed. [`settled`] is applied to every status the controller writes (the one
+//! status write, `controller::persist::save`, calls it), after the transition that produced it, so no write path
+//! can say Ready while a deploy is owed or in flight.
 
 use jiff::Timestamp;
 
@@ -11,10 +12,10 @@ use crate::policy::deployments;
 /// Condition type: whether every resource of spec.deploy holds the certificate pushed (present only with deploy).
 pub const DEPLOYED: &str = "Deployed";
 
-/// `status` with the Deployed condition, and with Ready (and Reconciling) telling deploy's state while the push is
-/// done: Deployed when every resource holds the certificate pushed, DeployFailed while one failed, Deploying until
+/// `status` with its conditions settled from the whole status: the Deployed condition, and Ready (and
+/// Reconciling) telling deploy's state while the push is done: Deployed when every resource holds the certificate pushed, DeployFailed while one failed, Deploying until
 /// then. A push that is not done keeps its own Ready.
-pub fn with_deploy(spec: &CertificatePushSpec, status: CertificatePushStatus, now: Timestamp) -> CertificatePushStatus {
+pub fn settled(spec: &CertificatePushSpec, status: CertificatePushStatus, now: Timestamp) -> CertificatePushStatus {
     let status = deployments::aligned(spec, &status);
     let push_done = ready_reason(&status).is_some_and(|r| {
         matches!(
@@ -150,28 +151,28 @@ mod tests {
     fn a_push_is_ready_only_once_every_resource_holds_it() {
         let now = t("2026-01-01T00:00:01Z");
         let spec = spec(true);
-        let s = with_deploy(&spec, pushed(), now);
+        let s = settled(&spec, pushed(), now);
         assert_eq!(condition(&s, READY), Some((FALSE, "Deploying")));
         assert_eq!(condition(&s, RECONCILING), Some((TRUE, "Deploying")));
         assert_eq!(condition(&s, DEPLOYED), Some((FALSE, "Deploying")));
         let sent = deployments::intend(&s, &["e1", "e2"], "scs1554192131150");
         let failed = [("e2".to_owned(), "ELB.8902".to_owned())];
         let partial = deployments::answered(&sent, &["e1", "e2"], "scs1554192131150", &failed, now, 0.5);
-        let s = with_deploy(&spec, partial, now);
+        let s = settled(&spec, partial, now);
         assert_eq!(condition(&s, READY), Some((FALSE, "DeployFailed")));
         assert!(status::ready(&s).unwrap().message.contains("e2 (ELB.8902)"));
         let done = deployments::answered(&s, &["e2"], "scs1554192131150", &[], now, 0.5);
-        let s = with_deploy(&spec, done, now);
+        let s = settled(&spec, done, now);
         assert_eq!(condition(&s, READY), Some((TRUE, "Deployed")));
         assert_eq!(condition(&s, DEPLOYED), Some((TRUE, "Deployed")));
         assert_eq!(condition(&s, RECONCILING), None);
         assert_eq!(
-            with_deploy(&spec, s.clone(), now),
+            settled(&spec, s.clone(), now),
             s,
             "idempotent: no write when nothing changed"
         );
         // Deploy dropped from the spec: Ready is the push's again.
-        let s = with_deploy(&self::spec(false), s, now);
+        let s = settled(&self::spec(false), s, now);
         assert_eq!(condition(&s, READY), Some((TRUE, "Pushed")));
         assert_eq!(condition(&s, DEPLOYED), None);
         assert!(s.deployments.is_empty());
@@ -183,7 +184,7 @@ mod tests {
         let mut s = pushed();
         s.conditions[0].status = FALSE.into();
         s.conditions[0].reason = "Retrying".into();
-        let s = with_deploy(&spec(true), s, now);
+        let s = settled(&spec(true), s, now);
         assert_eq!(condition(&s, READY), Some((FALSE, "Retrying")));
         assert_eq!(condition(&s, DEPLOYED), Some((FALSE, "Deploying")));
     }

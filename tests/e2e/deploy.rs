@@ -127,14 +127,14 @@ async fn every_resource_gets_each_certificate_once_and_a_failed_one_is_retried_a
         .map(|d| d.resource)
         .collect();
     assert_eq!(bound.len(), 3, "{:#?}", sim.deployments());
-    // The requests of the renewal: import, push, deploy (3 resources, one failed), the failed one alone, the in-use
-    // check before the delete, the delete.
+    // The requests of the renewal: import, push, the check of where the new certificate already is, deploy (3
+    // resources, one failed), the failed one alone, the in-use check before the delete, the delete.
     let renewal: Vec<String> = sim.calls()[before_renewal..]
         .iter()
         .map(|c| format!("{} {}", c.method, c.path.rsplit('/').next().unwrap_or_default()))
         .collect();
     eprintln!("requests of the renewal: {renewal:?}");
-    assert_eq!(renewal.len(), 6, "{renewal:?}");
+    assert_eq!(renewal.len(), 7, "{renewal:?}");
     assert_no_secret_leak(&ns, &op, &[key.trim(), key2.trim()]).await;
 }
 
@@ -165,7 +165,10 @@ async fn a_deploy_whose_answer_was_lost_is_checked_not_sent_again() {
         .into_iter()
         .filter(|c| c.path.ends_with("/deployed-resources"))
         .count();
-    assert_eq!(checks, 1, "the lost answer was checked once");
+    assert_eq!(
+        checks, 2,
+        "asked before the first deploy, and the lost answer checked once"
+    );
     for resource in RESOURCES {
         assert_eq!(sim.deploy_count(&pushed, resource), 1);
     }
@@ -317,7 +320,8 @@ async fn in_use_lists_every_resource_holding_the_certificate() {
             .filter(|c| c.path.ends_with("/deployed-resources"))
             .count()
     };
-    assert_eq!(asked(), 1);
+    // Once before the first deploy (is it there already?), once after the push for status.inUse.
+    assert_eq!(asked(), 2);
 
     // A re-push asks again; a resync within the hour does not.
     let annotate = serde_json::json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-12-06T09:00:00Z"}}});
@@ -332,7 +336,218 @@ async fn in_use_lists_every_resource_holding_the_certificate() {
         status(cp).last_handled_push_request.is_some() && status(cp).in_use.is_some()
     })
     .await;
-    assert_eq!(asked(), 2, "asked again after the push");
+    assert_eq!(
+        asked(),
+        3,
+        "asked again after the push (the resource holds it: no check before a deploy)"
+    );
     assert_eq!(status(&cp).in_use.unwrap().resources.len(), 2);
     drop(op);
+}
+
+/// `certificateId` pushed to ELB and deployed onto `resources`.
+fn elb_deploy_spec(resources: &[&str]) -> CertificatePushSpec {
+    CertificatePushSpec {
+        deploy: Some(DeploySpec::ids(resources)),
+        ..spec(CERT, certpush_operator::crd::TargetService::Elb, "cn-north-4", "scm")
+    }
+}
+
+fn calls_to(sim: &scm_sim::Sim, suffix: &str) -> usize {
+    sim.calls().iter().filter(|c| c.path.ends_with(suffix)).count()
+}
+
+/// Defect: the status written between the push and its deploy (the deploy's intent, saved with a plain write) said
+/// Ready=True `Pushed` while the deploy was in flight, then flipped to `DeployFailed`: `kubectl wait`, Argo CD and
+/// kstatus reported success before anything served. Every status write now settles its conditions from the whole
+/// status, so Ready is never True before Deployed is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn ready_is_never_true_before_the_deploy_lands() {
+    let client = admin().await;
+    let ns = namespace(&client, "deploy-ready").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    // A slow deploy (3 s) that fails on the resource, then succeeds on its retry.
+    sim.inject_deploy(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::Delay { ms: 3000 },
+    });
+    sim.fail_deploy("elb-cert-1", "ELB.8902", 1);
+    let api = create_push(&client, &ns, "slow", elb_deploy_spec(&["elb-cert-1"])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let cp = api.get("slow").await.unwrap();
+        let ready = condition(&cp, "Ready");
+        let deployed = condition(&cp, "Deployed");
+        if seen.last() != Some(&ready) {
+            seen.push(ready.clone());
+        }
+        if deployed.as_ref().is_some_and(|(s, _)| s == TRUE) {
+            assert_eq!(ready, Some((TRUE.into(), "Deployed".into())));
+            break;
+        }
+        assert!(
+            ready.as_ref().is_none_or(|(s, _)| s != TRUE),
+            "Ready=True before the deploy landed: {ready:?}, Deployed {deployed:?}; seen {seen:?}"
+        );
+        assert!(std::time::Instant::now() < deadline, "never deployed; seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("Ready as polled: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|r| r.as_ref().is_some_and(|(_, reason)| reason == "DeployFailed")),
+        "the failed deploy was seen: {seen:?}"
+    );
+    assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1);
+}
+
+/// Defects: a deploy answered 504 by the gateway (`APIGW.0201`: it had landed) was sent, and billed, again; and
+/// SCM's `is_error` (a region it could not read) was dropped, so an unreadable region counted as "not deployed".
+/// Now the 504 is an unknown outcome, checked with deployed-resources; an answer with an unreadable region is
+/// unknown too (Warning `InUseUnknown` naming it), so nothing is deployed until SCM can say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_504_after_the_deploy_landed_and_an_unreadable_region_never_deploy_twice() {
+    let client = admin().await;
+    let ns = namespace(&client, "deploy-504").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    sim.inject_deploy(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::LandThenGatewayTimeout { ms: 0 },
+    });
+    let api = create_push(&client, &ns, "gw", elb_deploy_spec(&["elb-cert-1", "elb-cert-2"])).await;
+    wait_for(&api, "gw", T, "the deploy answered 504", |cp| {
+        status(cp)
+            .deployments
+            .iter()
+            .any(|d| d.failure_info.as_deref().is_some_and(|f| f.contains("504")))
+    })
+    .await;
+    // While the gateway's answer is being checked, SCM cannot read the region.
+    sim.fail_region_read("cn-north-4");
+    let events = wait_event(&client, &ns, "gw", "Warning", "InUseUnknown").await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, r, n)| r == "InUseUnknown" && n.contains("ELB in cn-north-4")),
+        "{events:?}"
+    );
+    let cp = api.get("gw").await.unwrap();
+    assert!(ready_is(&cp, FALSE, "DeployFailed"), "{:?}", cp.status);
+    assert_eq!(calls_to(&sim, "/deploy"), 1, "not deployed again while unknown");
+    sim.heal_region_read("cn-north-4");
+    wait_for(&api, "gw", Duration::from_secs(60), "Ready=True Deployed", |cp| {
+        ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
+    assert_eq!(calls_to(&sim, "/deploy"), 1, "{:#?}", sim.calls());
+    for resource in ["elb-cert-1", "elb-cert-2"] {
+        assert_eq!(sim.deploy_count(CERT, resource), 1, "{resource} billed once");
+    }
+}
+
+/// Defect: a first deploy was sent without asking where the certificate already is, so a re-created object
+/// (`kubectl replace --force`, an Argo CD replace, a restore without status), a resource listed again, or a second
+/// object naming the same resource deployed (and billed) it again. SCM's deployed-resources (free) is asked first,
+/// in one request for all resources of the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_recreated_object_or_a_resource_listed_again_is_not_deployed_twice() {
+    let client = admin().await;
+    let ns = namespace(&client, "deploy-again").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    // SCM names a deployed resource "ID:name" here (the SDK's description of resource_id): it still matches.
+    sim.set_resource_id_with_name(true);
+    let api = create_push(&client, &ns, "web", elb_deploy_spec(&["elb-cert-1", "elb-cert-2"])).await;
+    wait_for(&api, "web", T, "Ready=True Deployed", |cp| {
+        ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
+    assert_eq!(calls_to(&sim, "/deploy"), 1);
+
+    // Re-created under the same name, with no status.
+    api.delete("web", &Default::default()).await.unwrap();
+    crate::import::wait_gone(&api, "web").await;
+    let api = create_push(&client, &ns, "web", elb_deploy_spec(&["elb-cert-1", "elb-cert-2"])).await;
+    wait_for(&api, "web", T, "Ready=True Deployed again", |cp| {
+        ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
+    // A second object naming one of the same resources.
+    let other = create_push(&client, &ns, "other", elb_deploy_spec(&["elb-cert-2"])).await;
+    wait_for(&other, "other", T, "Ready=True Deployed", |cp| {
+        ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
+    // A resource dropped from the spec and listed again.
+    let set = |resources: &[&str]| serde_json::json!({"spec": {"deploy": {"resources": resources.iter().map(|r| serde_json::json!({"id": r})).collect::<Vec<_>>()}}});
+    let patch = |value| async {
+        api.patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(value),
+        )
+        .await
+        .unwrap()
+    };
+    patch(set(&["elb-cert-1"])).await;
+    wait_for(&api, "web", T, "one resource left", |cp| {
+        status(cp).deployments.len() == 1
+    })
+    .await;
+    patch(set(&["elb-cert-1", "elb-cert-2"])).await;
+    let cp = wait_for(&api, "web", T, "both deployed again", |cp| {
+        status(cp).deployments.len() == 2 && ready_is(cp, TRUE, "Deployed")
+    })
+    .await;
+    assert!(
+        status(&cp)
+            .deployments
+            .iter()
+            .all(|d| d.certificate_id.as_deref() == Some(CERT))
+    );
+    assert_eq!(calls_to(&sim, "/deploy"), 1, "{:#?}", sim.calls());
+    for resource in ["elb-cert-1", "elb-cert-2"] {
+        assert_eq!(sim.deploy_count(CERT, resource), 1, "{resource} billed once");
+    }
+}
+
+/// WAF deploys name their enterprise project (SCM refuses them without it): the API server refuses the object
+/// with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_waf_deploy_without_its_enterprise_project_is_refused_on_apply() {
+    let client = admin().await;
+    let ns = namespace(&client, "deploy-waf").await;
+    let api: kube::Api<CertificatePush> = kube::Api::namespaced(client.clone(), &ns);
+    let waf = |enterprise_project: Option<&str>| {
+        let mut resource = serde_json::json!({"id": "waf-cert-1", "type": "premium"});
+        if let Some(ep) = enterprise_project {
+            resource["enterpriseProjectId"] = ep.into();
+        }
+        serde_json::json!({
+            "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush", "metadata": {"name": "waf"},
+            "spec": {"certificateId": CERT, "targetService": "WAF", "targetProject": "cn-north-4",
+                     "credentialsRef": {"name": "scm"}, "deploy": {"resources": [resource]}},
+        })
+    };
+    let params = kube::api::PatchParams::apply("e2e");
+    let refused = api
+        .patch("waf", &params, &kube::api::Patch::Apply(waf(None)))
+        .await
+        .expect_err("refused without enterpriseProjectId");
+    assert!(refused.to_string().contains("enterpriseProjectId"), "{refused}");
+    api.patch("waf", &params, &kube::api::Patch::Apply(waf(Some("0"))))
+        .await
+        .expect("accepted with the default enterprise project");
 }
