@@ -106,9 +106,10 @@ pub struct RunArgs {
     #[arg(long, env = "CONTROLLER_NAME", default_value = crate::crd::DEFAULT_CONTROLLER_NAME, value_parser = parse_controller_name)]
     pub controller_name: String,
 
-    /// Ask SCM where each pushed certificate is deployed (status.inUse) at most this often, and after each push;
-    /// questions of one credential are batched, 50 certificates per request; `0` turns it off.
-    #[arg(long, env = "IN_USE_REFRESH", default_value = "1h", value_parser = parse_period)]
+    /// Ask SCM where each pushed certificate is deployed (status.inUse) at most this often, and after each push,
+    /// for the objects that import or deploy (a plain certificateId push costs no such question); questions of one
+    /// credential are batched, 50 certificates per request; at least 1m, `0` turns it off.
+    #[arg(long, env = "IN_USE_REFRESH", default_value = "1h", value_parser = parse_in_use_refresh)]
     pub in_use_refresh: Duration,
 
     /// Secret holding this installation's key for `status.credentialsDigest` (an HMAC, so readers of status
@@ -205,6 +206,16 @@ fn parse_period(text: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     parse_duration(text)
+}
+
+/// `--in-use-refresh`: 0 (off) or at least a minute, so a typo cannot turn it into a loop of SCM requests.
+fn parse_in_use_refresh(text: &str) -> Result<Duration, String> {
+    match parse_period(text)? {
+        d if !d.is_zero() && d < Duration::from_secs(60) => {
+            Err("must be 0 (off) or at least 1m: each refresh is an SCM request per 50 certificates".to_owned())
+        }
+        d => Ok(d),
+    }
 }
 
 /// A [`parse_duration`] that is not zero.
@@ -304,6 +315,11 @@ mod tests {
         assert_eq!(args.resync_period, Duration::from_secs(600));
         assert_eq!(args.min_repush_interval, Duration::from_secs(30));
         assert_eq!(args.in_use_refresh, Duration::from_secs(3600));
+        // A refresh under a minute is a typo, not a wish: refused at start; 0 still turns it off.
+        for (value, ok) in [("10s", false), ("59s", false), ("0", true), ("0s", true), ("1m", true)] {
+            let parsed = Cli::try_parse_from(["certpush-operator", "run", "--in-use-refresh", value]);
+            assert_eq!(parsed.is_ok(), ok, "--in-use-refresh {value}");
+        }
         assert_eq!(args.controller_name, "certpush-operator");
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--controller-name", "Team_B"]).is_err());
         assert_eq!(args.lease_name, "certpush-operator");

@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod deploy;
+mod expiry;
 mod import;
 mod memory;
 mod persist;
@@ -68,6 +69,8 @@ pub struct Context {
     in_use_refresh: std::time::Duration,
     /// Gathers the deployed-resources questions of many objects into few requests.
     in_use: crate::scm::batch::InUseBatcher,
+    /// The expiry of each certificate pushed by ID, read once and shared.
+    expiries: expiry::Expiries,
     /// `--controller-name`: only objects whose spec.controllerName is this (or, for the default, absent) are handled.
     controller_name: String,
 }
@@ -95,6 +98,7 @@ impl Context {
             min_repush_interval: policy::MIN_REPUSH_INTERVAL,
             in_use_refresh: std::time::Duration::ZERO,
             in_use: Default::default(),
+            expiries: Default::default(),
             controller_name: crate::crd::DEFAULT_CONTROLLER_NAME.to_owned(),
         }
     }
@@ -126,6 +130,7 @@ impl Context {
     pub fn forget_all_but(&self, live: &Store<CertificatePush>) {
         let uids: HashSet<String> = live.state().iter().filter_map(|cp| cp.uid()).collect();
         self.memory.retain(&uids);
+        self.expiries.prune();
     }
 
     /// This replica starts leading (again): what it kept from an earlier term may be older than what the leader in
@@ -418,10 +423,9 @@ async fn restore(
     cp: &CertificatePush,
     now: Timestamp,
 ) -> Result<Option<(CertificatePushStatus, Progress)>, Error> {
-    let name = cp.name_any();
     let mut current = cp.status.clone().unwrap_or_default();
     if let Some(kept) = ctx.memory.take_unsaved(&cp.uid().unwrap_or_default()) {
-        let written = persist::save(api, &name, &current, &kept).await;
+        let written = persist::save(api, cp, &current, &kept).await.map(drop);
         if persist::keep_unless_saved(ctx, cp, &kept, written).await? == Written::Gone {
             return Ok(None);
         }
@@ -431,7 +435,7 @@ async fn restore(
         return Ok(Some((current, Progress::default())));
     }
     let pending = status::pending(&current, cp.metadata.generation.unwrap_or(0), now);
-    let progress = Progress::new(api, &name, &current, &pending);
+    let progress = Progress::new(api, cp, &current, &pending);
     Ok(Some((pending, progress)))
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use kube::Api;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::deploy;
@@ -102,10 +102,9 @@ pub(super) async fn push(
     let intended;
     let obj = match before {
         Some(BeforeImport::Record(with_intent)) => {
-            save(obj.api, &cp.name_any(), current, &with_intent).await?;
+            intended = save(obj.api, cp, current, &with_intent).await?;
             // The status written is as good as Pending.
             progress = Progress::default();
-            intended = *with_intent;
             Reconciling::new(cp, obj.api, &intended, obj.now)
         }
         _ => obj,
@@ -124,6 +123,15 @@ pub(super) async fn push(
                     return Ok(standby(ctx));
                 }
                 if let Some(wait) = deferred(&outcome) {
+                    // The import recorded by this attempt never left: without its intent, the next attempt imports
+                    // instead of listing SCM for it first.
+                    if !search && current.import_intent.is_some() {
+                        let unsent = CertificatePushStatus {
+                            import_intent: None,
+                            ..current.clone()
+                        };
+                        save(obj.api, cp, current, &unsent).await?;
+                    }
                     ctx.metrics.reconciled("deferred");
                     return Ok(Action::requeue(wait));
                 }
@@ -173,6 +181,12 @@ pub(super) async fn push(
     };
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
+    }
+    if let PushOutcome::Failed(f) = &outcome
+        && matches!(f.kind, FailureKind::CertificateNotFound | FailureKind::Rejected)
+    {
+        // What SCM holds under this ID may have changed: its expiry is read again.
+        ctx.expiries.forget(&certificate_id);
     }
     if let Some(wait) = deferred(&outcome) {
         // Nothing was pushed; only an import made on the way is worth a write.
@@ -225,13 +239,12 @@ async fn finish(
     action: Action,
 ) -> Result<Action, Error> {
     let Reconciling { cp, api, current, now } = obj;
-    record(ctx, cp, api, current, new.clone()).await?;
-    let retry = new
+    let mut saved = record(ctx, cp, api, current, new).await?;
+    let retry = saved
         .next_retry_time
         .as_deref()
         .and_then(status::parse_time)
         .map(|at| policy::until(now, at));
-    let mut saved = new;
     if deploy::owed_now(ctx, cp, &saved, now) && deletions::may_send(&saved, digest) {
         match deploy::settle_owed(ctx, cp, api, &saved, credentials, now).await? {
             Settled::Done(settled) => saved = *settled,
@@ -279,9 +292,11 @@ fn deferred(outcome: &PushOutcome) -> Option<Duration> {
     }
 }
 
-/// Whether `failure` is a request the leadership fence kept from leaving (see [`deposed`]).
+/// Whether `failure` is a request this process kept from leaving because it must not act any more: the leadership
+/// fence closed (see [`deposed`]), or it is shutting down. Neither is a failure: nothing is recorded (no backoff, no
+/// `DeployFailed`, no Event), and whoever acts next decides afresh.
 pub(super) fn fenced(ctx: &Context, failure: &PushFailure) -> bool {
-    failure.http_status.is_none() && !failure.outcome_unknown && !ctx.leadership.leads()
+    failure.http_status.is_none() && !failure.outcome_unknown && (!ctx.leadership.leads() || ctx.scm.stopping())
 }
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back, or, for a
@@ -315,19 +330,15 @@ fn known_expiry(current: &CertificatePushStatus, certificate_id: &str) -> Option
     pushed.not_after.clone()
 }
 
-/// When the certificate `certificate_id` expires, as SCM tells it: asked before a push of a certificateId spec whose
-/// expiry status does not hold yet, so the expiry gauge covers those too. Best effort: the push goes ahead either way.
-/// Any other failure leaves the expiry unknown; a refusal of the credential (or a locked key, or the fence) is the
-/// attempt's outcome, so the push is not sent after it.
+/// When the certificate `certificate_id` expires, as SCM tells it: known for objects that pushed it before, else
+/// read once for every object naming it ([`super::expiry::Expiries`]), so the expiry gauge covers certificateId
+/// pushes too. Best effort: the push goes ahead either way. A refusal of the credential (or a locked key, a
+/// certificate SCM does not hold, the fence) is the attempt's outcome, so the push is not sent after it.
 async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Result<Option<String>, PushFailure> {
-    match ctx.scm.expiry(credentials, certificate_id).await {
-        Ok(at) => Ok(at.map(status::format_time)),
-        Err(failure) if ends_the_attempt(ctx, &failure) => Err(failure),
-        Err(failure) => {
-            warn!(certificate_id, error = %failure.error_message, "could not read the certificate's expiry from SCM");
-            Ok(None)
-        }
-    }
+    let read = ctx
+        .expiries
+        .get(&ctx.scm, credentials, certificate_id, |f| ends_the_attempt(ctx, f));
+    Ok(read.await?.map(status::format_time))
 }
 
 /// Whether a failed read before the push ends the attempt, its failure being the push's answer too: the credential
@@ -464,7 +475,11 @@ async fn send_batch(
     working: &CertificatePushStatus,
 ) -> (PushOutcome, Option<Vec<RegionTarget>>) {
     let spec = &cp.spec;
-    let due = targets::due(spec, working, certificate_id);
+    let due = match cause {
+        // Someone asked for a push: every region is sent it again, as a single-region re-push sends it again.
+        Cause::Requested => spec.target_projects.iter().map(String::as_str).collect(),
+        _ => targets::due(spec, working, certificate_id),
+    };
     if due.is_empty() {
         // Every region holds it (a region was removed from the spec): nothing to send.
         let pushed = PushOutcome::Pushed {

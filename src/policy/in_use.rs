@@ -1,11 +1,13 @@
 //! When to ask SCM again where the certificate pushed is deployed (`status.inUse`): after each push, when the
-//! certificate changed, and every `--in-use-refresh`; never with a refresh of 0.
+//! certificate changed, and every `--in-use-refresh`; never with a refresh of 0, and only for objects whose
+//! certificate's use matters to them: those that import (a superseded import is deleted only when unused) or deploy.
+//! A plain certificateId push costs no such question.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::crd::{CertificatePushStatus, InUseResource, InUseStatus};
+use crate::crd::{CertificatePushSpec, CertificatePushStatus, InUseResource, InUseStatus};
 use crate::scm::InUse;
 use crate::status;
 
@@ -13,11 +15,11 @@ use crate::status;
 pub const MAX_RESOURCES: usize = 50;
 
 /// Whether status.inUse is due a refresh at `now`.
-pub fn due(status: &CertificatePushStatus, refresh: Duration, now: Timestamp) -> bool {
+pub fn due(spec: &CertificatePushSpec, status: &CertificatePushStatus, refresh: Duration, now: Timestamp) -> bool {
     let Some(pushed) = &status.pushed else {
         return false;
     };
-    if refresh.is_zero() {
+    if refresh.is_zero() || (spec.certificate_id.is_some() && spec.deploy.is_none()) {
         return false;
     }
     let Some(known) = &status.in_use else {
@@ -98,31 +100,62 @@ mod tests {
         }
     }
 
+    /// An import: its superseded certificates are deleted only when unused.
+    fn importing() -> CertificatePushSpec {
+        CertificatePushSpec {
+            certificate_id: None,
+            source_secret_ref: Some(crate::crd::SourceSecretRef { name: "tls".into() }),
+            ..CertificatePushSpec::example()
+        }
+    }
+
+    /// Defect: every plain certificateId push cost a deployed-resources request after it, and every refresh.
+    #[test]
+    fn a_plain_certificate_id_push_is_never_asked() {
+        let now = t("2026-01-01T00:00:01Z");
+        let s = pushed("c1", "2026-01-01T00:00:00Z");
+        let plain = CertificatePushSpec::example();
+        assert!(plain.certificate_id.is_some() && plain.deploy.is_none());
+        assert!(!due(&plain, &s, HOUR, now));
+        let deploying = CertificatePushSpec {
+            deploy: Some(crate::crd::DeploySpec::ids(&["e1"])),
+            ..plain
+        };
+        assert!(due(&deploying, &s, HOUR, now));
+    }
+
     #[test]
     fn asked_after_a_push_then_once_per_refresh() {
+        let spec = importing();
         let s = pushed("c1", "2026-01-01T00:00:00Z");
         let now = t("2026-01-01T00:00:01Z");
-        assert!(due(&s, HOUR, now));
-        assert!(!due(&s, Duration::ZERO, now), "0 turns it off");
-        assert!(!due(&CertificatePushStatus::default(), HOUR, now), "nothing pushed");
+        assert!(due(&spec, &s, HOUR, now));
+        assert!(!due(&spec, &s, Duration::ZERO, now), "0 turns it off");
+        assert!(
+            !due(&spec, &CertificatePushStatus::default(), HOUR, now),
+            "nothing pushed"
+        );
         let elb = InUse {
             service: "ELB".into(),
             region: "cn-north-4".into(),
             resource: "e1".into(),
         };
         let s = checked(&s, "c1", Ok(std::slice::from_ref(&elb)), now);
-        assert!(!due(&s, HOUR, t("2026-01-01T00:59:00Z")));
-        assert!(due(&s, HOUR, t("2026-01-01T01:00:01Z")));
+        assert!(!due(&spec, &s, HOUR, t("2026-01-01T00:59:00Z")));
+        assert!(due(&spec, &s, HOUR, t("2026-01-01T01:00:01Z")));
         let mut repushed = s.clone();
         after_push(&mut repushed);
-        assert!(due(&repushed, HOUR, now), "after a push, even within the same second");
+        assert!(
+            due(&spec, &repushed, HOUR, now),
+            "after a push, even within the same second"
+        );
         let mut renewed = s.clone();
         renewed.pushed.as_mut().unwrap().certificate_id = "c2".into();
-        assert!(due(&renewed, HOUR, now), "another certificate");
+        assert!(due(&spec, &renewed, HOUR, now), "another certificate");
         // A failed ask keeps what was known and waits a whole refresh.
         let failed = checked(&s, "c1", Err("403"), t("2026-01-01T01:00:02Z"));
         let known = failed.in_use.as_ref().unwrap();
         assert_eq!((known.resources.len(), known.error.as_deref()), (1, Some("403")));
-        assert!(!due(&failed, HOUR, t("2026-01-01T01:30:00Z")));
+        assert!(!due(&spec, &failed, HOUR, t("2026-01-01T01:30:00Z")));
     }
 }

@@ -295,6 +295,11 @@ impl ScmClient {
         self.stopping.send_replace(true);
     }
 
+    /// Whether [`ScmClient::stop_sending`] was called: a request not sent since is cut short by shutdown, no failure.
+    pub fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// The request rate now allowed for the account of `credentials` (lower than `--scm-qps` after throttling).
     pub fn qps(&self, credentials: &Credentials) -> u32 {
         self.limiter.qps(&credentials.account())

@@ -879,3 +879,88 @@ async fn bind(ns: &str, kind: &str, role: &str, user: &str) {
     .await;
     assert!(ok, "{out}");
 }
+
+/// Defect: every push attempt of a certificateId object read the certificate's expiry first (GET
+/// /certificates/{id}): two SCM requests per push, again on every retry, for each object naming the same
+/// certificate. The expiry is now read once per certificate, shared and cached; a retry reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn the_expiry_of_a_certificate_is_read_once_for_every_object_and_retry() {
+    let client = admin().await;
+    let ns = namespace(&client, "expiry-once").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    // The first push of each of the first two attempts fails: each is retried.
+    sim.inject(Fault {
+        certificate_id: Some(CERT.into()),
+        times: 2,
+        action: FaultAction::Error {
+            status: 500,
+            error_code: "SCM.0001".into(),
+            error_msg: "boom".into(),
+        },
+    });
+    let _op = Operator::start(&ns, &sim, "info").await;
+    for i in 0..6 {
+        let name = format!("e{i}");
+        create_push(&client, &ns, &name, spec(CERT, TargetService::Waf, &name, "scm")).await;
+    }
+    for i in 0..6 {
+        let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+        let cp = wait_for(&api, &format!("e{i}"), Duration::from_secs(60), "Ready=True", |cp| {
+            ready_is(cp, TRUE, "Pushed")
+        })
+        .await;
+        assert!(
+            status(&cp).pushed.and_then(|p| p.not_after).is_some(),
+            "the expiry is known to every object"
+        );
+    }
+    let reads = sim
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with(&format!("/certificates/{CERT}")))
+        .count();
+    let pushes = sim.pushes().len();
+    eprintln!("6 objects, 2 failed attempts: {reads} expiry read(s), {pushes} push(es)");
+    assert_eq!(reads, 1, "{:#?}", sim.calls());
+    assert_eq!(pushes, 8);
+}
+
+/// Defect: the re-push annotation on a targetProjects object recorded a push (lastPushTime, Event "Pushed") without
+/// sending anything, since every region already held the certificate. A re-push sends to every listed region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_repush_of_several_regions_sends_to_every_region() {
+    let client = admin().await;
+    let ns = namespace(&client, "regions-repush").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let spec = CertificatePushSpec {
+        target_project: String::new(),
+        target_projects: vec!["cn-north-4".into(), "ap-southeast-1".into()],
+        ..spec(CERT, TargetService::Elb, "unused", "scm")
+    };
+    let api = create_push(&client, &ns, "multi", spec).await;
+    wait_for(&api, "multi", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let batch_pushes = || -> Vec<serde_json::Value> {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with("/batch-push"))
+            .map(|c| c.body["target_projects"].clone())
+            .collect()
+    };
+    assert_eq!(batch_pushes().len(), 1);
+    let annotate = json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-12-07T09:00:00Z"}}});
+    api.patch("multi", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    wait_for(&api, "multi", T, "the request handled", |cp| {
+        status(cp).last_handled_push_request.as_deref() == Some("2026-12-07T09:00:00Z") && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    let sent = batch_pushes();
+    assert_eq!(sent.len(), 2, "the re-push was sent: {sent:?}");
+    assert_eq!(sent[1], json!(["cn-north-4", "ap-southeast-1"]));
+}
