@@ -219,14 +219,20 @@ pub fn not_sent(
 }
 
 /// A spec edit that keeps what was pushed where (or the first look at a status written before `pushed` existed):
-/// the status now describes `generation`, with `pushed` recorded, and nothing is sent.
+/// the status now describes `generation`, with `pushed` recorded (its regions narrowed to the spec's), and nothing
+/// is sent.
 pub fn observed(old: &CertificatePushStatus, generation: i64, pushed: PushedTarget) -> CertificatePushStatus {
     let mut status = old.clone();
     status.observed_generation = Some(generation);
     for condition in &mut status.conditions {
         condition.observed_generation = Some(generation);
     }
-    status.pushed.get_or_insert(pushed);
+    match &mut status.pushed {
+        // The destination is within what was pushed (that is why nothing is sent): the regions that matter now are
+        // the spec's, so a switch from targetProjects to targetProject deploys to the region it names.
+        Some(old) => old.target_project = pushed.target_project,
+        None => status.pushed = Some(pushed),
+    }
     status
 }
 

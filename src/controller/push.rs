@@ -198,8 +198,12 @@ pub(super) async fn push(
     }
     let attempt = answered_at(&attempt);
     let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
-    if let Some(targets) = targets {
-        new.targets = targets;
+    match targets {
+        Some(targets) => new.targets = targets,
+        None if spec.pushes() && matches!(outcome, PushOutcome::Pushed { .. }) => {
+            new.targets = targets::pushed(spec, &working, &certificate_id, attempt.now);
+        }
+        None => {}
     }
     if !spec.pushes() {
         // No request was sent: no push time, HTTP status or request id to record.
@@ -378,10 +382,8 @@ pub(super) async fn observe(ctx: &Context, obj: Reconciling<'_>) -> Result<Actio
         .clone()
         .filter(|_| current.pushed_certificate_id.is_some());
     let mut new = status::observed(current, generation, pushed_to(obj.cp, &certificate, not_after));
-    if obj.cp.spec.batch() {
-        // A region dropped from targetProjects leaves the list (SCM has no un-push; its copy stays).
-        new.targets = targets::aligned(&obj.cp.spec, &new);
-    }
+    // A region dropped from the spec leaves the list (SCM has no un-push; its copy stays).
+    new.targets = targets::aligned(&obj.cp.spec, &new);
     record_not_sent(ctx, obj.api, obj.cp, current, new).await?;
     ctx.metrics.reconciled("unchanged");
     Ok(policy::look_again(

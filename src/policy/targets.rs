@@ -1,6 +1,8 @@
-//! Pushing to several regions with one batch push (`spec.targetProjects`): which regions a push still owes, and the
-//! status after SCM's per-region answer. A region that failed is sent again alone (the push backoff decides when), a
-//! region added later is sent alone, and a region that holds the certificate is never sent it again.
+//! The regions a push goes to, one record per region for both forms (`targetProject` is a list of one): which
+//! regions a push still owes, and the status after SCM's answer. With `targetProjects` the push is one batch push; a
+//! region that failed is sent again alone (the push backoff decides when), a region added later is sent alone, and a
+//! region that holds the certificate is never sent it again, whichever form pushed it there (a switch between
+//! `targetProject` and `targetProjects` pushes only the regions that lack it).
 
 use jiff::Timestamp;
 
@@ -10,33 +12,60 @@ use crate::status;
 
 /// One entry per region of the spec, in its order (a removed region's entry goes: SCM has no un-push).
 pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> Vec<RegionTarget> {
-    spec.target_projects
-        .iter()
+    spec.projects()
+        .into_iter()
         .map(|p| {
             status
                 .targets
                 .iter()
-                .find(|t| t.project == *p)
+                .find(|t| t.project == p)
                 .cloned()
                 .unwrap_or_else(|| RegionTarget {
-                    project: p.clone(),
+                    project: p.to_owned(),
                     ..RegionTarget::default()
                 })
         })
         .collect()
 }
 
+/// Whether `region` holds `certificate` in the spec's service: its record says so, or the last successful push
+/// (of either form, statuses from before the per-region record included) sent it there.
+fn holds(spec: &CertificatePushSpec, status: &CertificatePushStatus, region: &str, certificate: &str) -> bool {
+    let pushed = status.pushed.as_ref();
+    let same_service = pushed.is_none_or(|p| p.target_service == spec.target_service);
+    let recorded = status
+        .targets
+        .iter()
+        .any(|t| t.project == region && t.certificate_id.as_deref() == Some(certificate));
+    let pushed_there = pushed.is_some_and(|p| {
+        !p.deploy_only && p.certificate_id == certificate && p.target_project.split(',').any(|r| r == region)
+    });
+    same_service && (recorded || pushed_there)
+}
+
 /// The regions that do not hold `certificate` yet.
 pub fn due<'a>(spec: &'a CertificatePushSpec, status: &CertificatePushStatus, certificate: &str) -> Vec<&'a str> {
-    spec.target_projects
-        .iter()
-        .filter(|p| {
-            !status
-                .targets
-                .iter()
-                .any(|t| t.project == **p && t.certificate_id.as_deref() == Some(certificate))
+    spec.projects()
+        .into_iter()
+        .filter(|p| !holds(spec, status, p, certificate))
+        .collect()
+}
+
+/// The targets after a push of `certificate` to every region of the spec succeeded (the single-region form).
+pub fn pushed(
+    spec: &CertificatePushSpec,
+    status: &CertificatePushStatus,
+    certificate: &str,
+    now: Timestamp,
+) -> Vec<RegionTarget> {
+    aligned(spec, status)
+        .into_iter()
+        .map(|t| RegionTarget {
+            project: t.project,
+            certificate_id: Some(certificate.to_owned()),
+            push_time: Some(status::format_time(now)),
+            ..RegionTarget::default()
         })
-        .map(String::as_str)
         .collect()
 }
 
@@ -150,6 +179,44 @@ mod tests {
             1,
             "a removed region's entry goes"
         );
+    }
+
+    /// Defect: `targetProject` -> `targetProjects` pushed the region already holding the certificate again (a
+    /// second ELB/WAF copy; CDN refuses a repeat and the object retried forever).
+    #[test]
+    fn a_switch_of_form_owes_only_the_regions_that_lack_the_certificate() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let single = CertificatePushSpec {
+            target_project: "a-north-1".into(),
+            ..spec(&[])
+        };
+        assert_eq!(due(&single, &CertificatePushStatus::default(), C), ["a-north-1"]);
+        let s = CertificatePushStatus {
+            targets: pushed(&single, &CertificatePushStatus::default(), C, now),
+            ..Default::default()
+        };
+        assert_eq!(s.targets.len(), 1, "a list of one");
+        let both = spec(&["a-north-1", "b-north-1"]);
+        assert_eq!(due(&both, &s, C), ["b-north-1"]);
+        // A status from before the per-region record: the last push says where it went.
+        let legacy = CertificatePushStatus {
+            pushed: Some(crate::crd::PushedTarget {
+                certificate_id: C.into(),
+                target_service: TargetService::Elb,
+                target_project: "a-north-1".into(),
+                generation: 1,
+                deploy_only: false,
+                not_after: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(due(&both, &legacy, C), ["b-north-1"]);
+        let mut elsewhere = legacy.clone();
+        elsewhere.pushed.as_mut().unwrap().target_service = TargetService::Waf;
+        assert_eq!(due(&both, &elsewhere, C).len(), 2, "another service holds nothing");
+        let mut deploy_only = legacy;
+        deploy_only.pushed.as_mut().unwrap().deploy_only = true;
+        assert_eq!(due(&both, &deploy_only, C).len(), 2, "nothing was pushed");
     }
 
     #[test]
