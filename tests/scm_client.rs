@@ -780,3 +780,36 @@ async fn an_unreadable_region_is_unknown_and_a_named_resource_id_is_its_id() {
         unknown.error_message
     );
 }
+
+/// Defect: a 403 on deployed-resources (the IAM user lacks scm:cert:listDeployedResources) marked the credential
+/// refused, so every push with it was withheld. It is a problem of that one action: the answer says which, and a
+/// push with the same credential is still sent.
+#[tokio::test]
+async fn a_403_on_deployed_resources_does_not_hold_back_pushes() {
+    const LIMITED: &str = "client-test-limited-token-0000000000000000000000000";
+    certpush_operator::install_crypto_provider();
+    let config = SimConfig {
+        tokens: vec![TOKEN.into()],
+        forbidden_tokens: vec![LIMITED.into()],
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = ScmClient::new(&sim.url(), None).unwrap();
+    let limited = credentials(LIMITED);
+    let denied = client
+        .deployed_resources(&limited, &[CERT], None)
+        .await
+        .expect_err("403");
+    assert_eq!(denied.kind, FailureKind::Forbidden);
+    assert!(
+        denied.error_message.contains("scm:cert:listDeployedResources"),
+        "{}",
+        denied.error_message
+    );
+    let push = client.call(&limited, Call::Push(&request(CERT))).await;
+    assert!(
+        matches!(push, Transport::Answered(_)),
+        "the push was sent, not withheld: {push:?}"
+    );
+    assert_eq!(sim.calls().len(), 2);
+}

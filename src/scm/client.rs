@@ -12,8 +12,8 @@ use super::auth::{Credentials, DigestKey};
 use super::limit::{Limiter, Signal, current_tenant};
 use super::metrics::ScmMetrics;
 use super::outcome::{
-    PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify, classify_as,
-    clip_field, parse_retry_after, rejected,
+    FailureKind, PushFailure, PushOutcome, Pushed, ScmResponse, Transport, answer, blames_endpoint, classify,
+    classify_as, clip_field, parse_retry_after, rejected,
 };
 use super::verdicts::{Admission, Verdicts, finding};
 use super::wire::{
@@ -455,6 +455,9 @@ impl ScmClient {
                 return transport;
             }
         };
+        // A 403 to a read of where certificates are deployed is about that one IAM action
+        // (scm:cert:listDeployedResources), not the credential: pushes with it still go out.
+        let one_action = matches!(call, Call::DeployedResources(_));
         let transport = self.dispatch(credentials, call).await;
         let failure = match &transport {
             Transport::Answered(reply) if (200..300).contains(&reply.status) => None,
@@ -465,7 +468,12 @@ impl ScmClient {
                 PushOutcome::Pushed { .. } => None,
             },
         };
-        ticket.settle(&finding(failure.as_ref(), matches!(transport, Transport::Answered(_))));
+        let answered = matches!(transport, Transport::Answered(_));
+        let found = match failure.as_ref() {
+            Some(f) if one_action && f.kind == FailureKind::Forbidden => finding(None, answered),
+            f => finding(f, answered),
+        };
+        ticket.settle(&found);
         self.metrics
             .record(operation, &transport, started.elapsed().as_secs_f64());
         if let Transport::Answered(reply) = &transport {

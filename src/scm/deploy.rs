@@ -152,7 +152,17 @@ impl ScmClient {
             };
             let call = Call::DeployedResources(&request);
             let answered: DeployedResourcesResponse =
-                answer(self.call(credentials, call).await, 200, "deployed-resources")?;
+                answer(self.call(credentials, call).await, 200, "deployed-resources").map_err(|f| match f.kind {
+                    FailureKind::Forbidden => PushFailure {
+                        error_message: format!(
+                            "{} (the IAM user lacks scm:cert:listDeployedResources: where the certificate is deployed \
+                             is unknown, so nothing is deleted)",
+                            f.error_message
+                        ),
+                        ..f
+                    },
+                    _ => f,
+                })?;
             for (id, resources) in read_deployed(answered, service).map_err(unknown)? {
                 held.entry(id).or_default().extend(resources);
             }
