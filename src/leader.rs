@@ -82,6 +82,17 @@ struct Seen {
     confirmed_at: Option<Instant>,
     /// The renewTimes of the last renewals this replica sent, each with when it was sent; oldest first.
     sent: VecDeque<(Timestamp, Instant)>,
+    /// The Lease's leaseTransitions the last time the fence was seen open.
+    transitions_open: Option<i32>,
+    /// Whether the last opening continued the term before it: no other replica took the Lease in between.
+    continued: bool,
+}
+
+/// Whether a fence reopening on a Lease with `transitions` continues the term it had while open before
+/// (`transitions_open`), pure: the same holder (the fence only opens for this replica) and no transition in between,
+/// so no other replica held the Lease and nothing this replica kept can be older than what a leader wrote.
+pub fn continues_term(transitions_open: Option<i32>, transitions: Option<i32>) -> bool {
+    transitions_open.is_some() && transitions_open == transitions
 }
 
 /// How many sent renewals are remembered: a confirmation older than these has long expired anyway.
@@ -173,6 +184,15 @@ impl Leadership {
         }
     }
 
+    /// Whether the last opening of the fence continued this replica's term (no other replica took the Lease in
+    /// between), so what it kept in memory is still the newest truth; false on election and without a fence.
+    pub fn continued_term(&self) -> bool {
+        self.fence.as_ref().is_some_and(|fence| {
+            let seen = fence.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.continued
+        })
+    }
+
     /// Notes that a renewal writing `renew_time` leaves at `at`.
     fn sending(&self, renew_time: Timestamp, at: Instant) {
         let Some(fence) = &self.fence else { return };
@@ -193,12 +213,20 @@ impl Leadership {
         let spec = lease.spec.as_ref();
         let holder = spec.and_then(|s| s.holder_identity.clone());
         let renew_time = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
+        let transitions = spec.map(|s| s.lease_transitions.unwrap_or(0));
         let mut seen = fence.seen.lock().unwrap_or_else(|p| p.into_inner());
         let was_open = fence.open(&seen, now);
         let sent_at = renew_time.and_then(|r| seen.sent.iter().find(|(t, _)| *t == r).map(|(_, at)| *at));
         seen.confirmed_at = confirmed_since(&fence.identity, holder.as_deref(), sent_at, seen.confirmed_at);
         seen.holder = holder;
-        if !was_open && fence.open(&seen, now) {
+        let open = fence.open(&seen, now);
+        if !was_open && open {
+            seen.continued = continues_term(seen.transitions_open, transitions);
+        }
+        if open {
+            seen.transitions_open = transitions;
+        }
+        if !was_open && open {
             fence.openings.send_modify(|n| *n += 1);
         }
     }
@@ -485,6 +513,37 @@ mod tests {
             "the Lease named another replica in between: closed, then open again"
         );
         assert_eq!(*Leadership::always().openings().borrow(), 0);
+    }
+
+    fn lease_with(holder: &str, renew: &str, transitions: i32) -> Lease {
+        let mut lease = lease(holder, renew);
+        lease.spec.as_mut().unwrap().lease_transitions = Some(transitions);
+        lease
+    }
+
+    /// Defect: every reopening of the fence dropped the statuses kept in memory after a failed write, though no
+    /// other replica had taken the Lease: the object was decided from the API server's older state and pushed again.
+    #[test]
+    fn a_reopening_with_no_transition_in_between_continues_the_term() {
+        assert!(continues_term(Some(3), Some(3)));
+        assert!(!continues_term(Some(3), Some(4)), "another replica held it");
+        assert!(!continues_term(None, Some(0)), "a first election");
+        let leadership = Leadership::elected("a", Duration::from_secs(10));
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        leadership.sending(at(R0), t0);
+        leadership.observe_at(&lease_with("a", R0, 1), later(100));
+        assert!(!leadership.continued_term(), "elected: nothing to continue");
+        // Renewals stalled past the deadline, then one landed: still holder, still transition 1.
+        leadership.sending(at(R1), later(13_000));
+        leadership.observe_at(&lease_with("a", R1, 1), later(13_100));
+        assert!(leadership.leads_at(later(13_200)) && leadership.continued_term());
+        // Another replica took it and this one took it back: a real change of leader.
+        leadership.observe_at(&lease_with("b", R1, 2), later(14_000));
+        leadership.sending(at(R2), later(15_000));
+        leadership.observe_at(&lease_with("a", R2, 3), later(15_100));
+        assert!(leadership.leads_at(later(15_200)) && !leadership.continued_term());
+        assert!(!Leadership::always().continued_term());
     }
 
     /// The Lease manager's renewal, through the recording client: its send is noted and its answer confirms.

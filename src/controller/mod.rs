@@ -133,10 +133,14 @@ impl Context {
         self.expiries.prune();
     }
 
-    /// This replica starts leading (again): what it kept from an earlier term may be older than what the leader in
-    /// between wrote, so it is dropped, and every object is decided from the API server's state.
+    /// This replica starts leading (again). After a real change of leader what it kept from an earlier term may be
+    /// older than what the leader in between wrote, so it is dropped, and every object is decided from the API
+    /// server's state. When the fence reopens on the same term (no other replica took the Lease), the outcomes kept
+    /// because their status write failed are the newest truth: they are kept and written first, not pushed again.
     pub fn start_leading(&self) {
-        self.memory.clear();
+        if !self.leadership.continued_term() {
+            self.memory.clear();
+        }
     }
 
     /// How many unsaved statuses and error counts are kept in memory, over all objects.

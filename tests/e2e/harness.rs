@@ -653,6 +653,8 @@ pub struct TcpProxy {
     pub addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<bool>,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While true, every connection is closed and new ones are dropped at once (an outage that ends).
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 /// Copies `from` to `to`, each chunk held for the proxy's delay at the time it was read (order kept).
@@ -692,6 +694,7 @@ impl TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, mut severed) = tokio::sync::watch::channel(false);
+        let (down, outage) = tokio::sync::watch::channel(false);
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let delay = delay_ms.clone();
         tokio::spawn(async move {
@@ -704,7 +707,10 @@ impl TcpProxy {
                     },
                     _ = severed.wait_for(|cut| *cut) => return,
                 };
-                let (mut severed, delay) = (severed.clone(), delay.clone());
+                if *outage.borrow() {
+                    continue;
+                }
+                let (mut severed, mut outage, delay) = (severed.clone(), outage.clone(), delay.clone());
                 tokio::spawn(async move {
                     let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -718,11 +724,22 @@ impl TcpProxy {
                             )
                         } => {}
                         _ = severed.wait_for(|cut| *cut) => {}
+                        _ = outage.wait_for(|down| *down) => {}
                     }
                 });
             }
         });
-        TcpProxy { addr, cut, delay_ms }
+        TcpProxy {
+            addr,
+            cut,
+            delay_ms,
+            down,
+        }
+    }
+
+    /// Starts (`true`) or ends an outage: while it lasts every connection is closed and new ones are dropped.
+    pub fn outage(&self, down: bool) {
+        self.down.send_replace(down);
     }
 
     /// From now on, every chunk read is held `delay` before it is passed on, in each direction.
