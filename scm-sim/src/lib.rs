@@ -33,6 +33,8 @@
 //! and nothing here logs a token or a key.
 
 mod server;
+
+pub use server::REGION_BUSY;
 mod signature;
 mod state;
 mod wire;
@@ -447,8 +449,9 @@ impl Sim {
         self.shared.state().bind(certificate_id, service, region, resource_id);
     }
 
-    /// Makes batch pushes to `region` fail with `"Invalid region id."`, as SCM answers for a region it does not
-    /// know (region names not shaped like `cn-north-4` fail that way without this).
+    /// Makes batch pushes to `region` fail for now, with a message that a retry may cure
+    /// ([`REGION_BUSY`]); region names not shaped like `cn-north-4` fail for good with `"Invalid region id."`, as SCM
+    /// answers for a region it does not know.
     pub fn fail_region(&self, region: &str) {
         self.shared.state().failing_regions.insert(region.to_owned());
     }

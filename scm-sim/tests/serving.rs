@@ -652,7 +652,7 @@ async fn a_batch_push_answers_per_region_with_fresh_copy_ids() {
         answer.body,
         json!({"results": [
             {"project_name": "ap-southeast-1", "cert_id": copy_id(0), "message": "success"},
-            {"project_name": "cn-east-3", "cert_id": "", "message": "Invalid region id."},
+            {"project_name": "cn-east-3", "cert_id": "", "message": scm_sim::REGION_BUSY},
             {"project_name": "nowhere", "cert_id": "", "message": "Invalid region id."},
             {"project_name": "cn-north-4", "cert_id": copy_id(3), "message": "success"},
         ]})
@@ -1027,7 +1027,7 @@ async fn the_admin_api_drives_and_shows_the_deploy_side() {
         &json!({"target_projects": ["cn-east-3", "cn-north-4"], "target_service": "WAF"}),
     )
     .await;
-    assert_eq!(answer.body["results"][0]["message"], "Invalid region id.");
+    assert_eq!(answer.body["results"][0]["message"], scm_sim::REGION_BUSY);
     let copy_id = answer.body["results"][1]["cert_id"].clone();
 
     let (status, deployments) = admin(&sim, reqwest::Method::GET, "/sim/deployments", "").await;

@@ -508,11 +508,19 @@ async fn send_batch(
         return (pushed, Some(regions));
     }
     let list: Vec<String> = failed.iter().map(|(p, why)| format!("{p} ({why})")).collect();
+    // A region SCM refused for good is not sent again every backoff: the spec must change.
+    let (kind, message) = if failed.iter().any(|(_, why)| targets::refused_for_good(why)) {
+        let message = format!("SCM refused {}; fix targetProjects", list.join(", "));
+        (FailureKind::RegionRejected, message)
+    } else {
+        let message = format!("the batch push failed in {}; each is retried alone", list.join(", "));
+        (FailureKind::Transient, message)
+    };
     let failure = PushFailure {
-        kind: FailureKind::Transient,
+        kind,
         http_status: Some(200),
         error_code: None,
-        error_message: format!("the batch push failed in {}; each is retried alone", list.join(", ")),
+        error_message: message,
         request_id,
         retry_after: None,
         outcome_unknown: false,

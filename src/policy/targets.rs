@@ -69,6 +69,15 @@ pub fn pushed(
         .collect()
 }
 
+/// Whether SCM's message for a region says a retry cannot help: the region is unknown to it, or the request is
+/// invalid for it. Any other message (a busy or failing backend) is retried with backoff.
+pub fn refused_for_good(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["invalid", "not support", "not exist", "does not exist", "not found"]
+        .iter()
+        .any(|words| message.contains(words))
+}
+
 /// The targets after SCM answered a batch push of `certificate` to `sent`, and the regions that failed with why.
 pub fn answered(
     spec: &CertificatePushSpec,
@@ -217,6 +226,16 @@ mod tests {
         let mut deploy_only = legacy;
         deploy_only.pushed.as_mut().unwrap().deploy_only = true;
         assert_eq!(due(&both, &deploy_only, C).len(), 2, "nothing was pushed");
+    }
+
+    #[test]
+    fn an_unknown_region_is_refused_for_good_and_a_busy_one_is_retried() {
+        assert!(refused_for_good("Invalid region id."));
+        assert!(refused_for_good("The region does not exist."));
+        assert!(refused_for_good("Service not supported in this region"));
+        assert!(!refused_for_good("System busy, please try again later."));
+        assert!(!refused_for_good("Push cert error"));
+        assert!(!refused_for_good("SCM's answer has no result for this region"));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum FailureKind {
     CertificateNotFound,
     /// SCM refused the push for a reason retrying will not fix.
     Rejected,
+    /// A batch push's answer refused a region for good (for example "Invalid region id."); the other regions hold
+    /// the certificate.
+    RegionRejected,
 }
 
 impl FailureKind {

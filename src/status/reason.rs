@@ -35,6 +35,8 @@ pub enum Reason {
     CertificateNotFound,
     /// SCM refused the push.
     PushRejected,
+    /// SCM refused a region of targetProjects for good.
+    RegionRejected,
     /// The spec names neither or both of certificateId and sourceSecretRef.
     InvalidSpec,
     /// The source TLS Secret is missing or its certificate cannot be imported.
@@ -61,7 +63,7 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Pending,
         Reason::Pushed,
         Reason::Deploying,
@@ -75,6 +77,7 @@ impl Reason {
         Reason::Forbidden,
         Reason::CertificateNotFound,
         Reason::PushRejected,
+        Reason::RegionRejected,
         Reason::InvalidSpec,
         Reason::InvalidSource,
         Reason::NotYetValid,
@@ -100,7 +103,8 @@ impl Reason {
             // A 404 sent nothing anywhere, and another account's credential may see the certificate.
             Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound => Lift::CredentialChange,
             // A refusal may be SCM refusing a repeat of a push that landed: a new credential must not re-send it.
-            Reason::PushRejected | Reason::InvalidSpec => Lift::SpecChange,
+            // A region SCM does not know stays unknown until targetProjects changes.
+            Reason::PushRejected | Reason::RegionRejected | Reason::InvalidSpec => Lift::SpecChange,
         }
     }
 
@@ -144,6 +148,10 @@ impl Reason {
             Reason::PushRejected => {
                 "any other 4xx, a 5xx with another code (`SCM.*`), a 404 `APIGW.0101` or a 2xx other than 204 \
                  (both: wrong `--scm-endpoint`); also an import SCM refused"
+            }
+            Reason::RegionRejected => {
+                "a batch push's answer refused a region of `targetProjects` for good (for example `Invalid region \
+                 id.`); the message names it, and the other regions hold the certificate"
             }
             Reason::InvalidSpec => {
                 "the spec sets neither or both of `certificateId` and `sourceSecretRef` (stored before the schema \
@@ -202,6 +210,7 @@ impl From<FailureKind> for Reason {
             FailureKind::Forbidden => Reason::Forbidden,
             FailureKind::CertificateNotFound => Reason::CertificateNotFound,
             FailureKind::Rejected => Reason::PushRejected,
+            FailureKind::RegionRejected => Reason::RegionRejected,
         }
     }
 }

@@ -671,7 +671,10 @@ async fn several_regions_are_batch_pushed_and_a_failed_one_is_retried_alone() {
     })
     .await;
     let (_, message) = ready_message(&cp);
-    assert!(message.contains("la-south-2 (Invalid region id.)"), "{message}");
+    assert!(
+        message.contains(&format!("la-south-2 ({})", scm_sim::REGION_BUSY)),
+        "{message}"
+    );
     let held: Vec<String> = status(&cp)
         .targets
         .iter()
@@ -1035,4 +1038,52 @@ async fn switching_between_one_and_several_regions_pushes_only_what_lacks_it_and
     assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1);
     assert_eq!(batch_pushes().len(), 1, "nothing pushed again");
     assert_eq!(sim.successful_pushes().len(), 1);
+}
+
+/// Defect: a region SCM refuses for good ("Invalid region id.": it does not know it) was batch-pushed again on every
+/// backoff, every 10 minutes forever. It stalls with reason `RegionRejected` naming the region, sends nothing more,
+/// and a fixed targetProjects pushes only the region that lacks the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_region_scm_does_not_know_stalls_and_is_not_sent_again() {
+    let client = admin().await;
+    let ns = namespace(&client, "regions-rejected").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let spec = CertificatePushSpec {
+        target_project: String::new(),
+        // A typo: no such region.
+        target_projects: vec!["cn-north-4".into(), "ap-southeastt".into()],
+        ..spec(CERT, TargetService::Elb, "unused", "scm")
+    };
+    let api = create_push(&client, &ns, "typo", spec).await;
+    let cp = wait_for(&api, "typo", T, "RegionRejected", |cp| {
+        ready_is(cp, FALSE, "RegionRejected")
+    })
+    .await;
+    let (_, message) = ready_message(&cp);
+    assert!(message.contains("ap-southeastt (Invalid region id.)"), "{message}");
+    assert_eq!(condition(&cp, "Stalled"), Some((TRUE.into(), "RegionRejected".into())));
+    assert!(status(&cp).next_retry_time.is_none(), "no retry is scheduled");
+    let batch_pushes = || -> Vec<serde_json::Value> {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with("/batch-push"))
+            .map(|c| c.body["target_projects"].clone())
+            .collect()
+    };
+    assert_eq!(batch_pushes().len(), 1);
+    api.patch(
+        "typo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"targetProjects": ["cn-north-4", "ap-southeast-1"]}})),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "typo", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    assert_eq!(
+        batch_pushes(),
+        [json!(["cn-north-4", "ap-southeastt"]), json!(["ap-southeast-1"])]
+    );
 }

@@ -236,7 +236,7 @@ def test_batch_push_reports_each_region(client):
     assert all(isinstance(r, scm.BatchPushCertificateResponseBodyResults) for r in results)
     assert [(r.project_name, r.message) for r in results] == [
         ("ap-southeast-1", "success"),
-        ("cn-east-3", "Invalid region id."),
+        ("cn-east-3", "System busy, please try again later."),
         ("cn-north-4", "success"),
     ]
     assert results[1].cert_id == ""

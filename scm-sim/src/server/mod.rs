@@ -9,6 +9,8 @@ mod record;
 mod reply;
 mod scm;
 
+pub use scm::REGION_BUSY;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -156,6 +156,9 @@ fn gateway_timeout(request_id: &RequestId) -> SimReply {
     )
 }
 
+/// The message of a region [`crate::Sim::fail_region`] fails for now.
+pub const REGION_BUSY: &str = "System busy, please try again later.";
+
 /// A push without faults: IAM checks, then the certificate, the body and the duplicate rule.
 fn apply_push(
     shared: &Shared,
@@ -468,8 +471,13 @@ fn apply_batch_push(shared: &Shared, id: &str, caller: &Caller, body: &[u8], req
     };
     let mut results = Vec::with_capacity(projects.len());
     for project in projects {
-        if state.failing_regions.contains(project) || !region_shaped(project) {
+        if !region_shaped(project) {
             results.push(failed(project, "Invalid region id."));
+            continue;
+        }
+        if state.failing_regions.contains(project) {
+            // [UNVERIFIED] the text SCM gives a region it could not push to for now.
+            results.push(failed(project, REGION_BUSY));
             continue;
         }
         let key = (id.to_owned(), service.to_owned(), project.clone());
