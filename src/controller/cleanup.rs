@@ -13,7 +13,7 @@ use super::persist::{in_use_unknown, publish};
 use super::push::fenced;
 use super::{Context, standby};
 use crate::Error;
-use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
+use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus, DeletionPolicy};
 use crate::policy;
 use crate::scm::Credentials;
 
@@ -22,6 +22,13 @@ use crate::scm::Credentials;
 pub const MAX_CLEANUP_ATTEMPTS: u32 = 5;
 
 /// Whether `cp` carries the cleanup finalizer.
+/// Whether `cp` needs the cleanup finalizer: deletionPolicy Delete and something imported to delete, now (a
+/// sourceSecretRef spec) or left over (the imports of a former sourceSecretRef spec, owed a delete).
+pub(super) fn wants_finalizer(cp: &CertificatePush) -> bool {
+    let imported = cp.status.as_ref().is_some_and(|s| !owned_imports(s).is_empty());
+    cp.spec.deletes_imports() || (cp.spec.deletion_policy == Some(DeletionPolicy::Delete) && imported)
+}
+
 pub(super) fn has_finalizer(cp: &CertificatePush) -> bool {
     cp.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
 }
@@ -67,7 +74,7 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
         .unsaved(&uid)
         .or_else(|| cp.status.clone())
         .unwrap_or_default();
-    let imported = if cp.spec.deletes_imports() {
+    let imported = if cp.spec.deletion_policy == Some(DeletionPolicy::Delete) {
         owned_imports(&st)
     } else {
         Vec::new()

@@ -320,6 +320,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         && status::ready(current).is_some()
         && matches!(cached.spec.source(), Ok(CertificateSource::Id(_)))
         && !ctx.memory.has_unsaved(&uid)
+        && cleanup::wants_finalizer(cached) == cleanup::has_finalizer(cached)
         && let Verdict::Done(action) = ctx.decide(cached, current, Credential::Recorded, None, now)
     {
         return Ok(action);
@@ -330,8 +331,8 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     };
     // The finalizer is there before anything is imported, so every import is covered.
-    if cp.spec.deletes_imports() != cleanup::has_finalizer(&cp) {
-        cleanup::set_finalizer(&api, &cp, cp.spec.deletes_imports()).await?;
+    if cleanup::wants_finalizer(&cp) != cleanup::has_finalizer(&cp) {
+        cleanup::set_finalizer(&api, &cp, cleanup::wants_finalizer(&cp)).await?;
     }
     let Some((current, progress)) = restore(ctx, &api, &cp, now).await? else {
         return Ok(Action::await_change());

@@ -222,6 +222,10 @@ pub(super) async fn push(
         if let Some(old) = superseded {
             deletions::owe(&mut new, old);
         }
+        if source.is_none() {
+            let delete = spec.deletion_policy == Some(crate::crd::DeletionPolicy::Delete);
+            deletions::source_dropped(&mut new, &certificate_id, delete);
+        }
     }
     log_outcome("push", &outcome, &new);
     ctx.metrics.reconciled(match outcome {

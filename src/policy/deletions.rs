@@ -11,6 +11,28 @@ use super::retry::{backoff, ceil_to_second, until};
 use crate::crd::{CertificatePushStatus, PendingDeletion};
 use crate::status::{self, Lift};
 
+/// The status after `pushed`, a certificate already in SCM (spec.certificateId), replaced the imports of a former
+/// sourceSecretRef spec: with deletionPolicy Delete, what it imported is owed a delete like a renewal's superseded
+/// import (never while in use: each is asked about first), and the import fields go; with Retain they stay in SCM
+/// and in status.
+pub fn source_dropped(status: &mut CertificatePushStatus, pushed: &str, delete: bool) {
+    if !delete {
+        return;
+    }
+    let imported: Vec<String> = [status.pushed_certificate_id.take(), status.certificate_id.take()]
+        .into_iter()
+        .flatten()
+        .filter(|id| id != pushed)
+        .collect();
+    for id in imported {
+        owe(status, &id);
+    }
+    status.source_fingerprint = None;
+    status.source_secret = None;
+    status.not_after = None;
+    status.import_intent = None;
+}
+
 /// Records that `certificate_id` is owed a delete, unless it is the certificate the status is about or the one
 /// serving (never delete a certificate in use), or already recorded.
 pub fn owe(status: &mut CertificatePushStatus, certificate_id: &str) {
@@ -163,6 +185,37 @@ pub fn look_again(action: Action, retry: Option<Duration>, status: &CertificateP
 
 #[cfg(test)]
 mod tests {
+    /// Defect: switching sourceSecretRef -> certificateId left the imports in SCM even with deletionPolicy Delete
+    /// (and dropped the finalizer that would have deleted them).
+    #[test]
+    fn a_dropped_source_owes_its_imports_a_delete_under_delete_only() {
+        let imported = CertificatePushStatus {
+            certificate_id: Some("scsNEW".into()),
+            pushed_certificate_id: Some("scsOLD".into()),
+            source_fingerprint: Some("f".into()),
+            ..Default::default()
+        };
+        let mut kept = imported.clone();
+        source_dropped(&mut kept, "scs1554192131150", false);
+        assert_eq!(kept, imported, "Retain: they stay");
+        let mut dropped = imported;
+        source_dropped(&mut dropped, "scs1554192131150", true);
+        let owed: Vec<&str> = dropped
+            .pending_deletions
+            .iter()
+            .map(|d| d.certificate_id.as_str())
+            .collect();
+        assert_eq!(owed, ["scsOLD", "scsNEW"]);
+        assert_eq!(
+            (
+                dropped.certificate_id,
+                dropped.pushed_certificate_id,
+                dropped.source_fingerprint
+            ),
+            (None, None, None)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -555,3 +555,45 @@ async fn a_huge_source_secret_is_refused_by_size_and_memory_stays_bounded() {
     assert!(peak > 0.0 && peak < 128.0, "peak RSS {peak:.1} MiB");
     assert!(sim.calls().is_empty(), "nothing sent: {:#?}", sim.calls());
 }
+
+/// Defect: switching an object from sourceSecretRef to certificateId left its imports in SCM even with
+/// `deletionPolicy: Delete` (and dropped the finalizer that would have deleted them). The switch owes them a delete,
+/// like a renewal's superseded import, and the finalizer stays until they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn switching_to_a_certificate_id_deletes_the_imports_under_delete() {
+    let client = admin().await;
+    let ns = namespace(&client, "source-dropped").await;
+    let sim = start_sim().await;
+    let _op = Operator::start(&ns, &sim, "info").await;
+    token_and_first_leaf(&client, &ns).await;
+    let mut spec = import_spec("web-tls");
+    spec.deletion_policy = Some(certpush_operator::crd::DeletionPolicy::Delete);
+    let api = create_push(&client, &ns, "web", spec.clone()).await;
+    let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let imported = status(&cp).pushed_certificate_id.expect("imported");
+    assert_eq!(imports_in(&sim), [imported.clone()]);
+
+    let mut cp = api.get("web").await.unwrap();
+    cp.spec.source_secret_ref = None;
+    cp.spec.certificate_id = Some(OTHER_CERT.into());
+    api.replace("web", &Default::default(), &cp).await.unwrap();
+    let cp = wait_for(&api, "web", T, "pushed by ID, the import deleted", |cp| {
+        status(cp)
+            .pushed
+            .as_ref()
+            .is_some_and(|p| p.certificate_id == OTHER_CERT)
+            && status(cp).pending_deletions.is_empty()
+            && ready_is(cp, TRUE, "Pushed")
+    })
+    .await;
+    assert!(imports_in(&sim).is_empty(), "{:?}", imports_in(&sim));
+    let deletes: Vec<_> = sim.calls().into_iter().filter(|c| c.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].certificate_id.as_deref(), Some(imported.as_str()));
+    assert_eq!(status(&cp).certificate_id, None);
+    wait_for(&api, "web", T, "the finalizer goes with the imports", |cp| {
+        kube::ResourceExt::finalizers(cp).is_empty()
+    })
+    .await;
+}
