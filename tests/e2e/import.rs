@@ -572,7 +572,7 @@ async fn switching_to_a_certificate_id_deletes_the_imports_under_delete() {
     let api = create_push(&client, &ns, "web", spec.clone()).await;
     let cp = wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     let imported = status(&cp).pushed_certificate_id.expect("imported");
-    assert_eq!(imports_in(&sim), [imported.clone()]);
+    assert_eq!(imports_in(&sim), std::slice::from_ref(&imported));
 
     let mut cp = api.get("web").await.unwrap();
     cp.spec.source_secret_ref = None;
