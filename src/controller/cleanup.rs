@@ -39,7 +39,7 @@ pub(super) async fn set_finalizer(
     api: &Api<CertificatePush>,
     cp: &CertificatePush,
     present: bool,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let mut finalizers: Vec<String> = cp
         .finalizers()
         .iter()
@@ -50,9 +50,10 @@ pub(super) async fn set_finalizer(
         finalizers.push(CLEANUP_FINALIZER.to_owned());
     }
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cp.resource_version()}});
-    api.patch(&cp.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    let patched = api
+        .patch(&cp.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(patched.resource_version())
 }
 
 /// A CertificatePush with deletionPolicy Delete is being deleted: delete what it imported from SCM, then let it go.

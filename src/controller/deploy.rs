@@ -142,7 +142,7 @@ async fn settle_deploys(
     if !due.is_empty() {
         let sent = keys(due.clone());
         // Recorded before it is sent: a crash or a lost answer is checked, not deployed (and billed) twice.
-        let intended = save(api, cp, &saved, &deployments::intend(&new, &sent, &wanted)).await?;
+        let intended = save(ctx, api, cp, &saved, &deployments::intend(&new, &sent, &wanted)).await?;
         saved = intended.clone();
         let request = DeployRequest {
             project_name: spec.target_project.clone(),

@@ -6,6 +6,7 @@
 //! than paying for the read again on every retry.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,16 +38,26 @@ impl Entry {
     }
 }
 
-/// Expiries by certificate ID; one read at a time per certificate, so objects naming one certificate share a read.
+/// One certificate as one credential sees it: what was read, and the failure that ended the last read (shared with
+/// the attempts that waited for it, so a deferral or a refusal is not asked again by each of them in turn).
+#[derive(Default)]
+struct Slot {
+    entry: Option<Entry>,
+    failed: Option<(u64, PushFailure)>,
+}
+
+/// Expiries by credential and certificate ID; one read at a time per certificate, so objects naming one certificate
+/// share a read.
 #[derive(Default)]
 pub struct Expiries {
-    entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Entry>>>>>,
+    slots: Mutex<HashMap<(String, String), Arc<(AtomicU64, tokio::sync::Mutex<Slot>)>>>,
 }
 
 impl Expiries {
     /// The expiry of `certificate_id`: known, or read from SCM with `credentials`. `ends_attempt` tells which failed
     /// reads are the push's answer too (a refused credential, a certificate SCM does not hold, a deferral, the
-    /// fence): those are returned and not remembered; any other leaves the expiry unknown for [`UNKNOWN_FOR`].
+    /// fence): those are returned, to this attempt and to those that waited for the same read, and not remembered;
+    /// any other leaves the expiry unknown for [`UNKNOWN_FOR`].
     pub async fn get(
         &self,
         scm: &ScmClient,
@@ -54,23 +65,38 @@ impl Expiries {
         certificate_id: &str,
         ends_attempt: impl Fn(&PushFailure) -> bool,
     ) -> Result<Option<Timestamp>, PushFailure> {
-        let slot = {
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(entries.entry(certificate_id.to_owned()).or_default())
+        let key = (scm.digest(credentials), certificate_id.to_owned());
+        let shared = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(slots.entry(key).or_default())
         };
-        let mut entry = slot.lock().await;
-        if let Some(known) = entry.filter(|e| e.fresh(Instant::now())) {
+        let (reads, slot) = &*shared;
+        let before = reads.load(Ordering::Acquire);
+        let mut slot = slot.lock().await;
+        if let Some(known) = slot.entry.filter(|e| e.fresh(Instant::now())) {
             return Ok(known.not_after);
         }
-        let not_after = match scm.expiry(credentials, certificate_id).await {
+        if let Some((read, failure)) = &slot.failed
+            && *read >= before
+        {
+            // The read this attempt waited for ended like this.
+            return Err(failure.clone());
+        }
+        let result = scm.expiry(credentials, certificate_id).await;
+        let read = reads.fetch_add(1, Ordering::AcqRel);
+        let not_after = match result {
             Ok(at) => at,
-            Err(failure) if ends_attempt(&failure) => return Err(failure),
+            Err(failure) if ends_attempt(&failure) => {
+                slot.failed = Some((read, failure.clone()));
+                return Err(failure);
+            }
             Err(failure) => {
                 warn!(certificate_id, error = %failure.error_message, "could not read the certificate's expiry from SCM");
                 None
             }
         };
-        *entry = Some(Entry {
+        slot.failed = None;
+        slot.entry = Some(Entry {
             not_after,
             read: Instant::now(),
         });
@@ -79,21 +105,23 @@ impl Expiries {
 
     /// Forgets what was read about `certificate_id` (a push of it failed with a certificate error).
     pub fn forget(&self, certificate_id: &str) {
-        self.entries
+        self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(certificate_id);
+            .retain(|(_, id), _| id != certificate_id);
     }
 
     /// Drops the entries nobody asked about for longer than they stay fresh (bounded memory).
     pub fn prune(&self) {
         let now = Instant::now();
-        self.entries
+        self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, slot| {
-                slot.try_lock()
-                    .map_or(true, |entry| entry.is_some_and(|e| e.fresh(now)))
+            .retain(|_, shared| {
+                shared
+                    .1
+                    .try_lock()
+                    .map_or(true, |slot| slot.entry.is_some_and(|e| e.fresh(now)))
             });
     }
 }

@@ -127,6 +127,35 @@ impl Memory {
     }
 }
 
+/// The resourceVersion of each object a reconcile in flight last read or wrote: every status write is conditional
+/// on it, so a write that lands after another writer's (a deposed leader's late write over the new leader's
+/// pendingDeletions, deployments or targets) is refused (409) instead of erasing it. Entries live only while their
+/// reconcile runs, so the map is bounded by the number of reconciles at once.
+#[derive(Debug, Default)]
+pub struct Versions(Mutex<HashMap<String, String>>);
+
+impl Versions {
+    /// Notes `version` as the one `uid`'s next write expects (None forgets it).
+    pub fn set(&self, uid: &str, version: Option<String>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match version {
+            Some(version) => map.insert(uid.to_owned(), version),
+            None => map.remove(uid),
+        };
+    }
+
+    /// The version `uid`'s next write expects, if a reconcile of it noted one.
+    pub fn get(&self, uid: &str) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
+    }
+
+    /// How many are kept (as many as reconciles in flight, at most).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

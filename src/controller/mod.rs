@@ -60,6 +60,8 @@ pub struct Context {
     pub leadership: Leadership,
     /// What is kept about each object between reconciles.
     memory: Memory,
+    /// The resourceVersion each reconcile in flight writes on top of.
+    versions: memory::Versions,
     /// Secret reads (and the parsing of what they hold) at once: a Secret may be up to 1 MiB, and 64 reconciles of
     /// objects pointing at one must not all hold a copy together.
     secret_reads: tokio::sync::Semaphore,
@@ -94,6 +96,7 @@ impl Context {
             metrics,
             leadership,
             memory: Memory::default(),
+            versions: Default::default(),
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS),
             min_repush_interval: policy::MIN_REPUSH_INTERVAL,
             in_use_refresh: std::time::Duration::ZERO,
@@ -273,6 +276,7 @@ pub async fn reconcile(cp: Arc<CertificatePush>, ctx: Arc<Context>) -> Result<Ac
     // Its SCM requests share their account's rate fairly with other namespaces'.
     let tenant = cp.namespace().unwrap_or_default();
     let result = crate::scm::as_tenant(tenant, reconcile_inner(&cp, &ctx).instrument(span)).await;
+    ctx.versions.set(&cp.uid().unwrap_or_default(), None);
     workers.dec();
     let outcome = match &result {
         Err(_) => "error",
@@ -330,9 +334,11 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let Some(cp) = fresh(ctx, &api, cached, &uid).await? else {
         return Ok(Action::await_change());
     };
+    ctx.versions.set(&uid, cp.resource_version());
     // The finalizer is there before anything is imported, so every import is covered.
     if cleanup::wants_finalizer(&cp) != cleanup::has_finalizer(&cp) {
-        cleanup::set_finalizer(&api, &cp, cleanup::wants_finalizer(&cp)).await?;
+        let version = cleanup::set_finalizer(&api, &cp, cleanup::wants_finalizer(&cp)).await?;
+        ctx.versions.set(&uid, version);
     }
     let Some((current, progress)) = restore(ctx, &api, &cp, now).await? else {
         return Ok(Action::await_change());
@@ -430,7 +436,7 @@ async fn restore(
 ) -> Result<Option<(CertificatePushStatus, Progress)>, Error> {
     let mut current = cp.status.clone().unwrap_or_default();
     if let Some(kept) = ctx.memory.take_unsaved(&cp.uid().unwrap_or_default()) {
-        let written = persist::save(api, cp, &current, &kept).await.map(drop);
+        let written = persist::save(ctx, api, cp, &current, &kept).await.map(drop);
         if persist::keep_unless_saved(ctx, cp, &kept, written).await? == Written::Gone {
             return Ok(None);
         }

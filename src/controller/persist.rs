@@ -46,7 +46,7 @@ impl Progress {
     }
 
     /// Runs `request`, writing the Pending status once if it takes longer than [`PENDING_AFTER`].
-    pub(super) async fn around<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
+    pub(super) async fn around<T>(&mut self, ctx: &Context, request: impl std::future::Future<Output = T>) -> T {
         let Some((api, cp, saved, pending)) = &self.write else {
             return request.await;
         };
@@ -56,7 +56,7 @@ impl Progress {
             () = tokio::time::sleep(PENDING_AFTER) => {}
         }
         // Best effort: the outcome write that follows carries the whole status anyway.
-        if let Err(e) = save(api, cp, saved, pending).await {
+        if let Err(e) = save(ctx, api, cp, saved, pending).await {
             warn!(error = %e, "writing the Pending status failed");
         }
         self.write = None;
@@ -76,7 +76,7 @@ pub(super) async fn record(
     new: CertificatePushStatus,
 ) -> Result<CertificatePushStatus, Error> {
     let new = status::settled(&cp.spec, new, jiff::Timestamp::now());
-    let written = save_after_request(api, cp, old, &new).await;
+    let written = save_after_request(ctx, api, cp, old, &new).await;
     if keep_unless_saved(ctx, cp, &new, written).await? == Written::Saved {
         notify(ctx, cp, old, &new);
     }
@@ -92,7 +92,7 @@ pub(super) async fn record_not_sent(
     current: &CertificatePushStatus,
     new: CertificatePushStatus,
 ) -> Result<(), Error> {
-    let new = save(api, cp, current, &new).await?;
+    let new = save(ctx, api, cp, current, &new).await?;
     notify(ctx, cp, current, &new);
     Ok(())
 }
@@ -156,7 +156,13 @@ fn status_write_rejected(ctx: &Context, cp: &CertificatePush, e: &Error) {
 /// Writes `new` when it changed, its conditions settled from the whole status first ([`status::settled`]: no write
 /// can say Ready while a deploy is owed); an unchanged status is not written, so steady state costs no writes.
 /// Returns the status as written.
+///
+/// The write is conditional on the resourceVersion this reconcile last read or wrote ([`super::memory::Versions`]):
+/// a write landing after someone else's (a deposed leader's late one after the new leader's) is refused with 409
+/// rather than erasing what the other wrote; the caller keeps it in memory and the next reconcile decides from a
+/// fresh read.
 pub(super) async fn save(
+    ctx: &Context,
     api: &Api<CertificatePush>,
     cp: &CertificatePush,
     old: &CertificatePushStatus,
@@ -166,23 +172,29 @@ pub(super) async fn save(
     if *old == new {
         return Ok(new);
     }
+    let uid = cp.uid().unwrap_or_default();
+    let expected = ctx.versions.get(&uid).or_else(|| cp.resource_version());
     let patch = json!({
         "apiVersion": CertificatePush::api_version(&()),
         "kind": CertificatePush::kind(&()),
+        "metadata": {"resourceVersion": expected},
         "status": new,
     });
-    api.patch_status(
-        &cp.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &cp.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.versions.set(&uid, written.resource_version());
     Ok(new)
 }
 
 /// Retries a status write for about 6 s (200 ms doubling, five retries), unless the answer says a retry cannot
-/// help (the object is gone, the status is invalid, or the operator may not write it).
+/// help (the object is gone, the status is invalid, another write came first, or the operator may not write it).
 pub(super) async fn save_after_request(
+    ctx: &Context,
     api: &Api<CertificatePush>,
     cp: &CertificatePush,
     old: &CertificatePushStatus,
@@ -192,10 +204,11 @@ pub(super) async fn save_after_request(
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
         .with_max_times(5);
-    (|| async { save(api, cp, old, new).await.map(drop) })
+    (|| async { save(ctx, api, cp, old, new).await.map(drop) })
         .retry(retries)
         .sleep(tokio::time::sleep)
-        .when(|e| !matches!(api_code(e), Some(400..=408 | 410..=428)))
+        // 409: another write came first (see [`save`]); retrying the same precondition cannot help.
+        .when(|e| !matches!(api_code(e), Some(400..=428)))
         .notify(|e, delay| {
             warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "saving status after an SCM request failed; retrying the write, not the request");
         })

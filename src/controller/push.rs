@@ -102,7 +102,7 @@ pub(super) async fn push(
     let intended;
     let obj = match before {
         Some(BeforeImport::Record(with_intent)) => {
-            intended = save(obj.api, cp, current, &with_intent).await?;
+            intended = save(ctx, obj.api, cp, current, &with_intent).await?;
             // The status written is as good as Pending.
             progress = Progress::default();
             Reconciling::new(cp, obj.api, &intended, obj.now)
@@ -113,7 +113,7 @@ pub(super) async fn push(
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
         Some(source) => match progress
-            .around(imported(cp, ctx, &credentials, current, source, search))
+            .around(ctx, imported(cp, ctx, &credentials, current, source, search))
             .await
         {
             Ok(imported) => imported,
@@ -130,7 +130,7 @@ pub(super) async fn push(
                             import_intent: None,
                             ..current.clone()
                         };
-                        save(obj.api, cp, current, &unsent).await?;
+                        save(ctx, obj.api, cp, current, &unsent).await?;
                     }
                     ctx.metrics.reconciled("deferred");
                     return Ok(Action::requeue(wait));
@@ -155,7 +155,7 @@ pub(super) async fn push(
         Some(_) => Ok(working.not_after.clone()),
         None => match known_expiry(current, &certificate_id) {
             Some(known) => Ok(Some(known)),
-            None => progress.around(expiry(ctx, &credentials, &certificate_id)).await,
+            None => progress.around(ctx, expiry(ctx, &credentials, &certificate_id)).await,
         },
     };
     // With targetProjects, what the batch push did in each region (recorded whatever the outcome).
@@ -173,7 +173,7 @@ pub(super) async fn push(
         ),
         Ok(not_after) => {
             let (outcome, regions) = progress
-                .around(send(cp, ctx, &credentials, &certificate_id, cause, &working))
+                .around(ctx, send(cp, ctx, &credentials, &certificate_id, cause, &working))
                 .await;
             targets = regions;
             (not_after, outcome)

@@ -174,10 +174,58 @@ async fn status_write_after_push_is_retried_not_the_push() {
             _ => (200, echo.clone()),
         }
     });
-    save_after_request(&api, &obj, &old, &pushed)
+    save_after_request(&ctx, &api, &obj, &old, &pushed)
         .await
         .expect("second write succeeds");
     assert_eq!(paths(&seen), vec![format!("PATCH {PATH}/status"); 2]);
+}
+
+/// Defect: a status write was unconditional, so a deposed leader's late write (its push answered after the fence
+/// closed) erased what the new leader had written since (pendingDeletions, deployments, targets). Every write now
+/// names the resourceVersion this reconcile read or wrote last; a 409 means another write came first: it is not
+/// retried against the same version, the status is kept in memory, and the next reconcile decides from a fresh read.
+#[tokio::test]
+async fn a_status_write_is_conditional_and_a_conflict_is_kept_not_retried() {
+    let (ctx, server) = mocked_context(ENDPOINT);
+    let (mut obj, pushed) = pushed_object();
+    obj.metadata.resource_version = Some("41".into());
+    let old = obj.status.clone().unwrap();
+    let api = api_for(&ctx);
+    let mut echo = serde_json::to_value(&obj).unwrap();
+    echo["metadata"]["resourceVersion"] = json!("42");
+    let seen = serve(server, move |_, body| {
+        match body["metadata"]["resourceVersion"].as_str() {
+            Some("41") => (200, echo.clone()),
+            _ => (409, api_status(409, "Conflict")),
+        }
+    });
+    record(&ctx, &obj, &api, &old, pushed.clone())
+        .await
+        .expect("written on top of the version read");
+    assert_eq!(lock(&seen)[0].1["metadata"]["resourceVersion"], "41");
+    assert_eq!(
+        ctx.versions.get("uid-1").as_deref(),
+        Some("42"),
+        "the next write builds on this one"
+    );
+    // Another writer came first: the version this reconcile holds is stale.
+    ctx.versions.set("uid-1", Some("40".into()));
+    lock(&seen).clear();
+    let mut newer = pushed.clone();
+    newer.request_id = Some("r2".into());
+    let started = Instant::now();
+    let refused = record(&ctx, &obj, &api, &pushed, newer).await;
+    assert!(refused.is_err(), "a conflict fails the reconcile");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "not retried against the same version"
+    );
+    let writes: Vec<String> = paths(&seen).into_iter().filter(|p| p.ends_with("/status")).collect();
+    assert_eq!(writes, [format!("PATCH {PATH}/status")]);
+    assert_eq!(ctx.remembered(), 1, "kept in memory, written after a fresh read");
+    // The version lives only as long as its reconcile.
+    ctx.versions.set("uid-1", None);
+    assert_eq!(ctx.versions.len(), 0);
 }
 
 /// Defect: a 404 or 422 on the status write was retried for ~6 s and then parked in memory forever.
