@@ -50,8 +50,11 @@ struct Slot {
 /// share a read.
 #[derive(Default)]
 pub struct Expiries {
-    slots: Mutex<HashMap<(String, String), Arc<(AtomicU64, tokio::sync::Mutex<Slot>)>>>,
+    slots: Mutex<HashMap<(String, String), Arc<Shared>>>,
 }
+
+/// A slot, and how many reads of it have ended (a waiter compares it to tell a failure it waited for).
+type Shared = (AtomicU64, tokio::sync::Mutex<Slot>);
 
 impl Expiries {
     /// The expiry of `certificate_id`: known, or read from SCM with `credentials`. `ends_attempt` tells which failed
