@@ -588,3 +588,68 @@ async fn scale_benchmark() {
         compare(ours, kopf);
     }
 }
+
+/// SCM requests per push under the flags users run (`--scm-qps 10`, `--in-use-refresh 1h`): for each N in
+/// `BENCH_RATE_N` (default "100 1000") N plain certificateId pushes of one certificate, created before the operator
+/// starts; prints the time until all are Ready against N / qps (the rate limit is what users wait on) and the SCM
+/// requests per object by operation. Asserts only one successful push per object.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run `bash scripts/bench.sh`"]
+async fn requests_per_push_at_the_default_rate() {
+    const QPS: f64 = 10.0;
+    let client = admin().await;
+    install_once().await;
+    let sim = Sim::start(
+        SimConfig {
+            tokens: vec![GOOD_TOKEN.into()],
+            latency: LATENCY,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let sizes: Vec<usize> = std::env::var("BENCH_RATE_N")
+        .unwrap_or_else(|_| "100 1000".into())
+        .split_whitespace()
+        .map(|n| n.parse().expect("BENCH_RATE_N holds numbers"))
+        .collect();
+    for n in sizes {
+        let ns = namespace(&client, "bench-rate").await;
+        put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+        sim.reset();
+        create_all(&client, &ns, n).await;
+        // The defaults, spelled out: the harness turns the in-use refresh off for the e2e suite.
+        let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--in-use-refresh", "1h"]).await;
+        let started = Instant::now();
+        all_ready(&client, &sim, &ns, n).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut by_operation: std::collections::BTreeMap<String, usize> = Default::default();
+        for call in sim.calls() {
+            let operation = match (call.method.as_str(), call.path.rsplit('/').next().unwrap_or_default()) {
+                ("GET", id) if id.starts_with("scs") => "show".to_owned(),
+                (method, last) => format!("{method} {last}"),
+            };
+            *by_operation.entry(operation).or_default() += 1;
+        }
+        let total: usize = by_operation.values().sum();
+        let per: Vec<String> = by_operation
+            .iter()
+            .map(|(op, count)| format!("{op} {:.3}", *count as f64 / n as f64))
+            .collect();
+        let ideal = n as f64 / QPS;
+        println!(
+            "N={n:<5} default flags (--scm-qps 10): ready in {seconds:.2} s, N/qps {ideal:.1} s, ratio {:.2} | SCM \
+             requests/object {:.3} ({})",
+            seconds / ideal,
+            total as f64 / n as f64,
+            per.join(", ")
+        );
+        assert_eq!(
+            sim.successful_pushes().len(),
+            n,
+            "exactly one successful push per object"
+        );
+        drop(op);
+    }
+}

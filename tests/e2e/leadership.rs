@@ -604,10 +604,14 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
     let value = |prefix: &str| -> usize {
         metrics
             .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as usize)
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|rest| rest.rsplit(' ').next())
+            .map(|v| v.trim().parse::<f64>().unwrap() as usize)
+            .sum()
     };
-    // An attempt ends at its expiry read (operation show) when that is stopped or deferred, or at its push.
+    // An attempt ends at its expiry read (operation show) when that is stopped or deferred, or at its push; or,
+    // when it waited for another attempt's expiry read of the same certificate that the fence stopped, without a
+    // request of its own (standby).
     let both = |code: &str| {
         ["push", "show"]
             .iter()
@@ -618,11 +622,10 @@ fn fence_accounts(metrics: &str) -> (usize, usize, usize) {
             })
             .sum::<usize>()
     };
-    (
-        both("not_sent"),
-        both("deferred"),
-        value("certpush_scm_requests_waiting "),
-    )
+    let standby = value("certpush_reconciles_total{result=\"standby\"} ");
+    // Settled: no request waits for a token and no reconcile is still running.
+    let busy = value("certpush_scm_requests_waiting ") + value("controller_runtime_active_workers{");
+    (both("not_sent") + standby, both("deferred"), busy)
 }
 
 /// A replica started with `args` whose link to the API server runs through a proxy the test can slow down or sever,
