@@ -17,6 +17,7 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod time;
 
 /// Why a reconcile failed; [`controller::error_policy`] retries it with backoff. Startup failures are
 /// [`runtime::StartupError`].

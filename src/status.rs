@@ -30,15 +30,7 @@ pub const STALLED: &str = "Stalled";
 /// Present (True) only while a push is pending or a retry is scheduled.
 pub const RECONCILING: &str = "Reconciling";
 
-/// Kubernetes' date-time form, second precision.
-pub fn format_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// Parses a date-time written by `format_time` (or any RFC 3339 time).
-pub fn parse_time(s: &str) -> Option<Timestamp> {
-    s.parse().ok()
-}
+pub use crate::time::{format_time, parse_time};
 
 /// The Ready condition, if present.
 pub fn ready(status: &CertificatePushStatus) -> Option<&Condition> {

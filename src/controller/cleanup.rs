@@ -9,8 +9,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
+use super::fence::fenced;
 use super::persist::{in_use_unknown, publish};
-use super::push::fenced;
 use super::{Context, standby};
 use crate::Error;
 use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus, DeletionPolicy};

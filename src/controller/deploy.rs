@@ -7,9 +7,9 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::Context;
-use super::import::{Settled, settle_deletions};
+use super::fence::{Settled, fenced};
+use super::import::settle_deletions;
 use super::persist::{in_use_unknown, publish, record, save};
-use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, DeployResource};
 use crate::policy::{deletions, deployments, in_use};

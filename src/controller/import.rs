@@ -6,8 +6,8 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
+use super::fence::{Settled, fenced};
 use super::persist::{in_use_unknown, publish, record};
-use super::push::fenced;
 use crate::Error;
 use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
@@ -237,16 +237,6 @@ pub(super) async fn settle_deletions(
         Some(wait) => Settled::Deferred(wait),
         None => Settled::Done(Box::new(new)),
     })
-}
-
-/// What came of [`settle_deletions`].
-pub(super) enum Settled {
-    /// Every due delete was sent; the status as saved.
-    Done(Box<CertificatePushStatus>),
-    /// The account's rate limit held a delete back (the others sent are saved): when to come back.
-    Deferred(std::time::Duration),
-    /// This replica stopped leading meanwhile: nothing was recorded.
-    Fenced,
 }
 
 /// Announces a failed delete of a superseded import and when it is tried again.

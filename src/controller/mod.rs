@@ -8,6 +8,7 @@
 mod cleanup;
 mod deploy;
 mod expiry;
+mod fence;
 mod import;
 mod memory;
 mod persist;
@@ -373,12 +374,12 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::Settle(read) => {
                 if let Ok(credentials) = &read.credentials {
                     match deploy::settle_owed(ctx, &cp, &api, &current, credentials, now).await? {
-                        import::Settled::Done(settled) => current = *settled,
-                        import::Settled::Deferred(wait) => {
+                        fence::Settled::Done(settled) => current = *settled,
+                        fence::Settled::Deferred(wait) => {
                             ctx.metrics.reconciled("deferred");
                             return Ok(Action::requeue(wait));
                         }
-                        import::Settled::Fenced => return Ok(standby(ctx)),
+                        fence::Settled::Fenced => return Ok(standby(ctx)),
                     }
                 }
                 credential = Credential::Read(read);

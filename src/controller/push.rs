@@ -9,7 +9,8 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::deploy;
-use super::import::{BeforeImport, Settled, before_import, imported, importing};
+use super::fence::{Settled, fenced};
+use super::import::{BeforeImport, before_import, imported, importing};
 use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
@@ -95,7 +96,6 @@ pub(super) async fn push(
     if !ctx.leadership.leads() {
         return Ok(standby(ctx));
     }
-    let retain = spec.retain_superseded();
     // An import is recorded in status before it is sent, so a crash or a lost answer is searched for, and only then.
     let before = source.as_ref().map(|s| before_import(cp, current, s));
     let search = before == Some(BeforeImport::Search);
@@ -118,29 +118,12 @@ pub(super) async fn push(
         {
             Ok(imported) => imported,
             Err(failure) => {
-                let outcome = PushOutcome::Failed(failure);
-                if deposed(ctx, &outcome) {
-                    return Ok(standby(ctx));
-                }
-                if let Some(wait) = deferred(&outcome) {
-                    // The import recorded by this attempt never left: without its intent, the next attempt imports
-                    // instead of listing SCM for it first.
-                    if !search && current.import_intent.is_some() {
-                        let unsent = CertificatePushStatus {
-                            import_intent: None,
-                            ..current.clone()
-                        };
-                        save(ctx, obj.api, cp, current, &unsent).await?;
-                    }
-                    ctx.metrics.reconciled("deferred");
-                    return Ok(Action::requeue(wait));
-                }
-                let started = importing(current, source, retain);
-                let answered = answered_at(&attempt);
-                let (new, action) = policy::after_attempt(&started, &answered, &outcome, rand::random());
-                log_outcome("import", &outcome, &new);
-                ctx.metrics.reconciled("import_failed");
-                return finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await;
+                let import = FailedImport {
+                    source,
+                    search,
+                    attempt: &attempt,
+                };
+                return import_failed(ctx, obj, &credentials, read.digest.as_deref(), import, failure).await;
             }
         },
     };
@@ -149,44 +132,15 @@ pub(super) async fn push(
         target: &pushed_target,
         ..attempt
     };
-    // The expiry of a certificate in SCM is read before the push, never between the push and its status write:
-    // that write must follow the push as closely as possible (a takeover in between would push again).
-    let expiry_read = match &source {
-        Some(_) => Ok(working.not_after.clone()),
-        None => match known_expiry(current, &certificate_id) {
-            Some(known) => Ok(Some(known)),
-            None => progress.around(ctx, expiry(ctx, &credentials, &certificate_id)).await,
-        },
+    let sending = Sending {
+        certificate_id: &certificate_id,
+        cause,
+        working: &working,
+        imported: source.is_some(),
     };
-    // With targetProjects, what the batch push did in each region (recorded whatever the outcome).
-    let mut targets = None;
-    let (not_after, outcome) = match expiry_read {
-        // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
-        Err(refusal) => (None, PushOutcome::Failed(refusal)),
-        // pushPolicy Never: nothing is pushed; the certificate becomes the one to deploy, as after a push.
-        Ok(not_after) if !spec.pushes() => (
-            not_after,
-            PushOutcome::Pushed {
-                http_status: 0,
-                request_id: None,
-            },
-        ),
-        Ok(not_after) => {
-            let (outcome, regions) = progress
-                .around(ctx, send(cp, ctx, &credentials, &certificate_id, cause, &working))
-                .await;
-            targets = regions;
-            (not_after, outcome)
-        }
-    };
+    let (not_after, outcome, targets) = expiry_and_send(ctx, cp, current, &credentials, sending, &mut progress).await;
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
-    }
-    if let PushOutcome::Failed(f) = &outcome
-        && matches!(f.kind, FailureKind::CertificateNotFound | FailureKind::Rejected)
-    {
-        // What SCM holds under this ID may have changed: its expiry is read again.
-        ctx.expiries.forget(&certificate_id);
     }
     if let Some(wait) = deferred(&outcome) {
         // Nothing was pushed; only an import made on the way is worth a write.
@@ -196,12 +150,160 @@ pub(super) async fn push(
         ctx.metrics.reconciled("deferred");
         return Ok(Action::requeue(wait));
     }
-    let attempt = answered_at(&attempt);
-    let (mut new, action) = policy::after_attempt(&working, &attempt, &outcome, rand::random::<f64>());
-    match targets {
+    let answered = Answered {
+        working: &working,
+        certificate_id: &certificate_id,
+        not_after,
+        targets,
+        imported: source.is_some(),
+    };
+    let (new, action) = recorded(cp, current, answered, &answered_at(&attempt), &outcome);
+    log_outcome("push", &outcome, &new);
+    ctx.metrics.reconciled(result(spec, &outcome));
+    finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await
+}
+
+/// The reconcile result a push attempt counts as.
+fn result(spec: &CertificatePushSpec, outcome: &PushOutcome) -> &'static str {
+    match outcome {
+        _ if !spec.pushes() => "unchanged",
+        PushOutcome::Pushed { .. } => "pushed",
+        PushOutcome::Failed(_) => "push_failed",
+    }
+}
+
+/// What a push attempt sends.
+struct Sending<'a> {
+    certificate_id: &'a str,
+    cause: Cause,
+    /// The status it pushes from (an import made on the way included).
+    working: &'a CertificatePushStatus,
+    /// Whether the certificate came from the source Secret (its expiry is known from it).
+    imported: bool,
+}
+
+/// Reads the expiry of a certificate in SCM if it is not known, then pushes (unless pushPolicy Never): the expiry,
+/// the outcome and, with targetProjects, what the batch push did in each region (recorded whatever the outcome).
+async fn expiry_and_send(
+    ctx: &Context,
+    cp: &CertificatePush,
+    current: &CertificatePushStatus,
+    credentials: &Credentials,
+    sending: Sending<'_>,
+    progress: &mut Progress,
+) -> (Option<String>, PushOutcome, Option<Vec<RegionTarget>>) {
+    let Sending {
+        certificate_id,
+        cause,
+        working,
+        imported,
+    } = sending;
+    // The expiry of a certificate in SCM is read before the push, never between the push and its status write:
+    // that write must follow the push as closely as possible (a takeover in between would push again).
+    let expiry_read = match imported {
+        true => Ok(working.not_after.clone()),
+        false => match known_expiry(current, certificate_id) {
+            Some(known) => Ok(Some(known)),
+            None => progress.around(ctx, expiry(ctx, credentials, certificate_id)).await,
+        },
+    };
+    match expiry_read {
+        // SCM refused the credential itself: that answer is the push's (it would be refused the same way).
+        Err(refusal) => (None, PushOutcome::Failed(refusal), None),
+        // pushPolicy Never: nothing is pushed; the certificate becomes the one to deploy, as after a push.
+        Ok(not_after) if !cp.spec.pushes() => {
+            let deploy_only = PushOutcome::Pushed {
+                http_status: 0,
+                request_id: None,
+            };
+            (not_after, deploy_only, None)
+        }
+        Ok(not_after) => {
+            let (outcome, regions) = progress
+                .around(ctx, send(cp, ctx, credentials, certificate_id, cause, working))
+                .await;
+            if let PushOutcome::Failed(f) = &outcome
+                && matches!(f.kind, FailureKind::CertificateNotFound | FailureKind::Rejected)
+            {
+                // What SCM holds under this ID may have changed: its expiry is read again.
+                ctx.expiries.forget(certificate_id);
+            }
+            (not_after, outcome, regions)
+        }
+    }
+}
+
+/// An import that failed: what it was about.
+struct FailedImport<'a> {
+    source: &'a Source,
+    /// Whether it searched SCM for an earlier import (an intent recorded by an earlier attempt).
+    search: bool,
+    attempt: &'a Attempt<'a>,
+}
+
+/// Records an import that failed, unless the fence or the rate limit stopped it (nothing to record then).
+async fn import_failed(
+    ctx: &Context,
+    obj: Reconciling<'_>,
+    credentials: &Credentials,
+    digest: Option<&str>,
+    import: FailedImport<'_>,
+    failure: PushFailure,
+) -> Result<Action, Error> {
+    let (cp, current) = (obj.cp, obj.current);
+    let outcome = PushOutcome::Failed(failure);
+    if deposed(ctx, &outcome) {
+        return Ok(standby(ctx));
+    }
+    if let Some(wait) = deferred(&outcome) {
+        // The import recorded by this attempt never left: without its intent, the next attempt imports instead of
+        // listing SCM for it first.
+        if !import.search && current.import_intent.is_some() {
+            let unsent = CertificatePushStatus {
+                import_intent: None,
+                ..current.clone()
+            };
+            save(ctx, obj.api, cp, current, &unsent).await?;
+        }
+        ctx.metrics.reconciled("deferred");
+        return Ok(Action::requeue(wait));
+    }
+    let started = importing(current, import.source, cp.spec.retain_superseded());
+    let answered = answered_at(import.attempt);
+    let (new, action) = policy::after_attempt(&started, &answered, &outcome, rand::random());
+    log_outcome("import", &outcome, &new);
+    ctx.metrics.reconciled("import_failed");
+    finish(ctx, obj, credentials, digest, new, action).await
+}
+
+/// What a push attempt has to record besides its outcome.
+struct Answered<'a> {
+    /// The status it pushed from (an import made on the way included).
+    working: &'a CertificatePushStatus,
+    certificate_id: &'a str,
+    /// The expiry of the certificate pushed, when known.
+    not_after: Option<String>,
+    /// With targetProjects, what the batch push did in each region.
+    targets: Option<Vec<RegionTarget>>,
+    /// Whether the certificate came from the source Secret.
+    imported: bool,
+}
+
+/// The status a push attempt leaves, and when to look again. Pure.
+fn recorded(
+    cp: &CertificatePush,
+    current: &CertificatePushStatus,
+    answered: Answered<'_>,
+    attempt: &Attempt<'_>,
+    outcome: &PushOutcome,
+) -> (CertificatePushStatus, Action) {
+    let spec = &cp.spec;
+    let certificate_id = answered.certificate_id;
+    let (mut new, action) = policy::after_attempt(answered.working, attempt, outcome, rand::random::<f64>());
+    match answered.targets {
         Some(targets) => new.targets = targets,
         None if spec.pushes() && matches!(outcome, PushOutcome::Pushed { .. }) => {
-            new.targets = targets::pushed(spec, &working, &certificate_id, attempt.now);
+            new.targets = targets::pushed(spec, answered.working, certificate_id, attempt.now);
         }
         None => {}
     }
@@ -212,28 +314,22 @@ pub(super) async fn push(
         new.request_id = None;
     }
     if let PushOutcome::Pushed { .. } = outcome {
-        new.pushed = Some(pushed_to(cp, &certificate_id, not_after));
+        new.pushed = Some(pushed_to(cp, certificate_id, answered.not_after));
         in_use::after_push(&mut new);
         // The certificate this one replaces serves nobody once the renewal is in the target service.
         let superseded = current
             .pushed_certificate_id
             .as_deref()
-            .filter(|_| source.is_some() && !retain);
+            .filter(|_| answered.imported && !spec.retain_superseded());
         if let Some(old) = superseded {
             deletions::owe(&mut new, old);
         }
-        if source.is_none() {
+        if !answered.imported {
             let delete = spec.deletion_policy == Some(crate::crd::DeletionPolicy::Delete);
-            deletions::source_dropped(&mut new, &certificate_id, delete);
+            deletions::source_dropped(&mut new, certificate_id, delete);
         }
     }
-    log_outcome("push", &outcome, &new);
-    ctx.metrics.reconciled(match outcome {
-        _ if !spec.pushes() => "unchanged",
-        PushOutcome::Pushed { .. } => "pushed",
-        PushOutcome::Failed(_) => "push_failed",
-    });
-    finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await
+    (new, action)
 }
 
 /// Saves the status an attempt left, then sends the deletes it owes (recorded first, so a crash or a failed write
@@ -298,13 +394,6 @@ fn deferred(outcome: &PushOutcome) -> Option<Duration> {
         PushOutcome::Failed(f) => f.deferred_for(),
         PushOutcome::Pushed { .. } => None,
     }
-}
-
-/// Whether `failure` is a request this process kept from leaving because it must not act any more: the leadership
-/// fence closed (see [`deposed`]), or it is shutting down. Neither is a failure: nothing is recorded (no backoff, no
-/// `DeployFailed`, no Event), and whoever acts next decides afresh.
-pub(super) fn fenced(ctx: &Context, failure: &PushFailure) -> bool {
-    failure.http_status.is_none() && !failure.outcome_unknown && (!ctx.leadership.leads() || ctx.scm.stopping())
 }
 
 /// Nothing can be sent (spec or source Secret): the status says why, and a change brings the object back, or, for a

@@ -10,6 +10,7 @@ use kube::runtime::controller::Action;
 use super::retry::{backoff, ceil_to_second, until};
 use crate::crd::{CertificatePushStatus, PendingDeletion};
 use crate::status::{self, Lift};
+use crate::time;
 
 /// The status after `pushed`, a certificate already in SCM (spec.certificateId), replaced the imports of a former
 /// sourceSecretRef spec: with deletionPolicy Delete, what it imported is owed a delete like a renewal's superseded
@@ -86,7 +87,7 @@ pub fn next_scheduled(status: &CertificatePushStatus, now: Timestamp) -> Option<
 }
 
 fn attempt_at(d: &PendingDeletion) -> Option<Timestamp> {
-    d.next_attempt_time.as_deref().and_then(status::parse_time)
+    d.next_attempt_time.as_deref().and_then(time::parse_time)
 }
 
 /// Whether a delete may be sent with the credential whose digest is `digest`: not while SCM's refusal of that same
@@ -120,7 +121,7 @@ pub fn failed(
             .map(ceil_to_second)
             .ok();
         d.failed_attempts = Some(attempts);
-        d.next_attempt_time = next.map(status::format_time);
+        d.next_attempt_time = next.map(time::format_time);
         d.last_error = Some(error.to_owned());
     }
     status
@@ -141,7 +142,7 @@ pub fn in_use(
             .checked_add(backoff(i32::MAX, None, jitter))
             .map(ceil_to_second)
             .ok();
-        d.next_attempt_time = next.map(status::format_time);
+        d.next_attempt_time = next.map(time::format_time);
         d.last_error = Some(why.to_owned());
     }
     status

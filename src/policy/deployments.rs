@@ -22,7 +22,7 @@ use jiff::Timestamp;
 
 use super::retry::{backoff, ceil_to_second, until};
 use crate::crd::{CertificatePushSpec, CertificatePushStatus, DeployResource, Deployment};
-use crate::status;
+use crate::time;
 
 /// The certificate the resources should hold: the one pushed to the spec's service and project. None before that
 /// push, so a stalled push to a new destination never deploys the old destination's certificate.
@@ -152,7 +152,7 @@ pub fn due<'a>(
 }
 
 fn attempt_at(d: &Deployment) -> Option<Timestamp> {
-    d.next_attempt_time.as_deref().and_then(status::parse_time)
+    d.next_attempt_time.as_deref().and_then(time::parse_time)
 }
 
 /// Whether there is deploy work now: a check of an unanswered deploy, or a deploy due.
@@ -226,7 +226,7 @@ fn succeeded(
         *d = Deployment {
             resource: d.resource.clone(),
             certificate_id: Some(certificate.to_owned()),
-            deploy_time: Some(status::format_time(now)),
+            deploy_time: Some(time::format_time(now)),
             ..Deployment::default()
         }
     })
@@ -288,7 +288,7 @@ fn backed_off(
             .map(ceil_to_second)
             .ok();
         d.failed_attempts = Some(attempts);
-        d.next_attempt_time = next.map(status::format_time);
+        d.next_attempt_time = next.map(time::format_time);
         d.failure_info = Some(why.to_owned());
     })
 }

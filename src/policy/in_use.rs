@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::crd::{CertificatePushSpec, CertificatePushStatus, InUseResource, InUseStatus};
 use crate::scm::InUse;
-use crate::status;
+use crate::time;
 
 /// Most resources kept in status.
 pub const MAX_RESOURCES: usize = 50;
@@ -25,7 +25,7 @@ pub fn due(spec: &CertificatePushSpec, status: &CertificatePushStatus, refresh: 
     let Some(known) = &status.in_use else {
         return true;
     };
-    let Some(checked) = status::parse_time(&known.check_time) else {
+    let Some(checked) = time::parse_time(&known.check_time) else {
         return true;
     };
     known.certificate_id != pushed.certificate_id || checked.checked_add(refresh).is_ok_and(|next| next <= now)
@@ -66,7 +66,7 @@ pub fn checked(
     CertificatePushStatus {
         in_use: Some(InUseStatus {
             certificate_id: certificate_id.to_owned(),
-            check_time: status::format_time(now),
+            check_time: time::format_time(now),
             resources,
             error,
         }),

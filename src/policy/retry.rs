@@ -156,7 +156,7 @@ mod tests {
                     jitter,
                 );
                 let backoff = backoff(1, None, jitter);
-                let due = status::parse_time(new.next_retry_time.as_deref().unwrap()).unwrap();
+                let due = crate::time::parse_time(new.next_retry_time.as_deref().unwrap()).unwrap();
                 assert!(until(now, due) >= backoff, "{now} + {backoff:?} is due at {due}");
                 assert_eq!(action, Action::requeue(until(now, due)));
                 let seen = next_step(&Observed {

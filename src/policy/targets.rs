@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use crate::crd::{CertificatePushSpec, CertificatePushStatus, RegionTarget};
 use crate::scm::RegionResult;
-use crate::status;
+use crate::time;
 
 /// One entry per region of the spec, in its order (a removed region's entry goes: SCM has no un-push).
 pub fn aligned(spec: &CertificatePushSpec, status: &CertificatePushStatus) -> Vec<RegionTarget> {
@@ -63,7 +63,7 @@ pub fn pushed(
         .map(|t| RegionTarget {
             project: t.project,
             certificate_id: Some(certificate.to_owned()),
-            push_time: Some(status::format_time(now)),
+            push_time: Some(time::format_time(now)),
             ..RegionTarget::default()
         })
         .collect()
@@ -101,7 +101,7 @@ pub fn answered(
                     certificate_id: Some(certificate.to_owned()),
                     target_certificate_id: Some(copy_id.clone()),
                     message: Some(message.clone()),
-                    push_time: Some(status::format_time(now)),
+                    push_time: Some(time::format_time(now)),
                 };
             }
             Some(RegionResult { message, .. }) => {

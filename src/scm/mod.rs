@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod certificates;
 pub mod client;
 pub mod deploy;
 pub mod limit;
@@ -12,7 +13,8 @@ pub mod verdicts;
 pub mod wire;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{Call, FoundImport, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
+pub use certificates::FoundImport;
+pub use client::{Call, PushRequest, REQUEST_TIMEOUT, RegionResult, ScmClient};
 pub use deploy::{Deployed, InUse, MAX_DEPLOYED_RESOURCES_IDS};
 pub use limit::as_tenant;
 pub use metrics::ScmMetrics;
