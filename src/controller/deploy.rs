@@ -33,7 +33,13 @@ pub(super) async fn settle_owed(
             other => return Ok(other),
         }
     }
-    if in_use::due(&cp.spec, &status, ctx.in_use_refresh, now) {
+    if in_use::due(
+        &cp.spec,
+        &status,
+        ctx.in_use_refresh,
+        now,
+        ctx.memory.in_use_asked(&uid(cp)),
+    ) {
         match refresh_in_use(ctx, cp, api, &status, credentials, now).await? {
             Settled::Done(settled) => status = *settled,
             other => return Ok(other),
@@ -53,7 +59,13 @@ pub(super) fn owed_now(
     now: jiff::Timestamp,
 ) -> bool {
     deployments::owed_now(&cp.spec, status, now)
-        || in_use::due(&cp.spec, status, ctx.in_use_refresh, now)
+        || in_use::due(
+            &cp.spec,
+            status,
+            ctx.in_use_refresh,
+            now,
+            ctx.memory.in_use_asked(&uid(cp)),
+        )
         || !deletions::due(status, now).is_empty()
 }
 
@@ -83,8 +95,17 @@ async fn refresh_in_use(
             in_use::checked(current, &certificate, Err(&f.error_message), now)
         }
     };
-    record(ctx, cp, api, current, new.clone()).await?;
-    Ok(Settled::Done(Box::new(new)))
+    if new == *current {
+        // Nothing new: no write; the next refresh counts from this ask.
+        ctx.memory.asked_in_use(&uid(cp), now);
+        return Ok(Settled::Done(Box::new(new)));
+    }
+    let saved = record(ctx, cp, api, current, new).await?;
+    Ok(Settled::Done(Box::new(saved)))
+}
+
+fn uid(cp: &CertificatePush) -> String {
+    kube::ResourceExt::uid(cp).unwrap_or_default()
 }
 
 /// Checks unanswered deploys and sends the deploys due, saving what came of them. Deploys the account's rate limit

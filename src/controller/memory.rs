@@ -22,7 +22,13 @@ struct ObjectMemory {
     /// A status-less object whose first push this process started from the cache; any later reconcile reads it
     /// fresh, since the cache may lag the status this process wrote.
     seen: bool,
+    /// When this process last asked SCM where the object's certificate is deployed and found what status.inUse
+    /// already says (seconds after [`ASKED_EPOCH`]): such a refresh writes nothing, so its time is kept here.
+    in_use_asked: Option<u32>,
 }
+
+/// The origin of [`ObjectMemory::in_use_asked`], so a time fits four bytes (until 2159).
+const ASKED_EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 /// The per-object memory of all reconciles.
 #[derive(Debug, Default)]
@@ -98,6 +104,18 @@ impl Memory {
     /// True the first time it is asked about `uid`: this process has not worked on it before.
     pub fn first_sight(&self, uid: &str) -> bool {
         self.with(uid, |m| !std::mem::replace(&mut m.seen, true))
+    }
+
+    /// Notes that SCM was asked at `at` where `uid`'s certificate is deployed, with no change to record.
+    pub fn asked_in_use(&self, uid: &str, at: jiff::Timestamp) {
+        let seconds = u32::try_from(at.as_second() - ASKED_EPOCH).ok();
+        self.with(uid, |m| m.in_use_asked = seconds);
+    }
+
+    /// When SCM was last asked where `uid`'s certificate is deployed with no change to record, if this process did.
+    pub fn in_use_asked(&self, uid: &str) -> Option<jiff::Timestamp> {
+        let seconds = self.peek(uid, |m| m.in_use_asked)?;
+        jiff::Timestamp::from_second(ASKED_EPOCH + i64::from(seconds)).ok()
     }
 
     /// Drops everything about `uid` (deleted, or re-created under its name).
@@ -176,6 +194,9 @@ mod tests {
             "an entry per object stays small"
         );
         assert_eq!((memory.count_cleanup("b"), memory.count_cleanup("b")), (1, 2));
+        let at: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        memory.asked_in_use("b", at);
+        assert_eq!(memory.in_use_asked("b"), Some(at));
         memory.forget("b");
         assert!(memory.first_sight("b"), "forgotten, it is new again");
     }
