@@ -597,3 +597,32 @@ async fn switching_to_a_certificate_id_deletes_the_imports_under_delete() {
     })
     .await;
 }
+
+/// Defect: an import the account's rate limit deferred (never sent) left its import intent in status, so the next
+/// attempt listed SCM for an import that could not exist before importing. A deferral leaves no intent: every
+/// import is sent once, and SCM is never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn an_import_the_rate_limit_deferred_is_imported_without_a_search() {
+    const N: usize = 14;
+    let client = admin().await;
+    let ns = namespace(&client, "import-deferred").await;
+    let sim = start_sim().await;
+    token_and_first_leaf(&client, &ns).await;
+    // Two requests a second: with N objects importing at once, more than the waiting places, some are deferred.
+    let _op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--scm-qps", "2", "--scm-burst", "1"]).await;
+    for i in 0..N {
+        create_push(&client, &ns, &format!("d{i}"), import_spec("web-tls")).await;
+    }
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    for i in 0..N {
+        wait_for(&api, &format!("d{i}"), Duration::from_secs(90), "Ready=True", |cp| {
+            ready_is(cp, TRUE, "Pushed")
+        })
+        .await;
+    }
+    let calls = sim.calls();
+    let lists = calls.iter().filter(|c| c.method == "GET" && c.path.ends_with("/certificates")).count();
+    let imports = calls.iter().filter(|c| c.path.ends_with("/import")).count();
+    assert_eq!((lists, imports), (0, N), "no search, one import each");
+}
