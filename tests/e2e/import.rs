@@ -610,7 +610,13 @@ async fn an_import_the_rate_limit_deferred_is_imported_without_a_search() {
     let sim = start_sim().await;
     token_and_first_leaf(&client, &ns).await;
     // Two requests a second: with N objects importing at once, more than the waiting places, some are deferred.
-    let _op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--scm-qps", "2", "--scm-burst", "1"]).await;
+    let _op = Operator::start_custom(
+        &ns,
+        &sim,
+        restricted_kubeconfig(),
+        &["--scm-qps", "2", "--scm-burst", "1"],
+    )
+    .await;
     for i in 0..N {
         create_push(&client, &ns, &format!("d{i}"), import_spec("web-tls")).await;
     }
@@ -622,7 +628,10 @@ async fn an_import_the_rate_limit_deferred_is_imported_without_a_search() {
         .await;
     }
     let calls = sim.calls();
-    let lists = calls.iter().filter(|c| c.method == "GET" && c.path.ends_with("/certificates")).count();
+    let lists = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with("/certificates"))
+        .count();
     let imports = calls.iter().filter(|c| c.path.ends_with("/import")).count();
     assert_eq!((lists, imports), (0, N), "no search, one import each");
 }

@@ -1087,3 +1087,49 @@ async fn a_region_scm_does_not_know_stalls_and_is_not_sent_again() {
         [json!(["cn-north-4", "ap-southeastt"]), json!(["ap-southeast-1"])]
     );
 }
+
+/// Defect: a request still waiting for a rate-limit token when the operator shut down was recorded as a failed
+/// attempt (Retrying, a failure counted, a retry backed off, a Warning Event). It was never sent: nothing is
+/// recorded, and the next operator pushes each object once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_request_cut_short_by_shutdown_is_no_failure() {
+    const N: usize = 6;
+    let client = admin().await;
+    let ns = namespace(&client, "shutdown").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    // One request a second: most pushes wait for a token.
+    let slow = ["--scm-qps", "1", "--scm-burst", "1"];
+    let mut op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &slow).await;
+    create_numbered(&client, &ns, "s", 0..N).await;
+    let deadline = std::time::Instant::now() + T;
+    while sim.pushes().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing was pushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(op.terminate().await.success());
+    let api: Api<CertificatePush> = Api::namespaced(client.clone(), &ns);
+    let sent = sim.pushes().len();
+    assert!(
+        sent < N,
+        "some requests were still waiting at shutdown ({sent} of {N} sent)"
+    );
+    for i in 0..N {
+        let cp = api.get(&format!("s{i}")).await.unwrap();
+        let st = status(&cp);
+        assert_eq!(
+            (st.failed_attempts, st.next_retry_time.as_deref()),
+            (None, None),
+            "s{i}: a request not sent at shutdown is no failed attempt: {st:?}"
+        );
+    }
+    let events = events_for(&client, &ns, "s0").await;
+    assert!(
+        !events.iter().any(|(t, ..)| t == "Warning"),
+        "no Warning for a shutdown: {events:?}"
+    );
+    let _op = Operator::start(&ns, &sim, "info").await;
+    wait_numbered_pushed(&api, "s", 0..N, T).await;
+    assert_eq!(sim.successful_pushes().len(), N, "each pushed once");
+}
