@@ -353,6 +353,14 @@ fn elb_deploy_spec(resources: &[&str]) -> CertificatePushSpec {
     }
 }
 
+/// One deploy request was sent, and each of `resources` got the certificate (and was billed) once.
+fn deployed_once(sim: &scm_sim::Sim, resources: &[&str]) {
+    assert_eq!(calls_to(sim, "/deploy"), 1, "{:#?}", sim.calls());
+    for resource in resources {
+        assert_eq!(sim.deploy_count(CERT, resource), 1, "{resource} billed once");
+    }
+}
+
 fn calls_to(sim: &scm_sim::Sim, suffix: &str) -> usize {
     sim.calls().iter().filter(|c| c.path.ends_with(suffix)).count()
 }
@@ -448,10 +456,7 @@ async fn a_504_after_the_deploy_landed_and_an_unreadable_region_never_deploy_twi
         ready_is(cp, TRUE, "Deployed")
     })
     .await;
-    assert_eq!(calls_to(&sim, "/deploy"), 1, "{:#?}", sim.calls());
-    for resource in ["elb-cert-1", "elb-cert-2"] {
-        assert_eq!(sim.deploy_count(CERT, resource), 1, "{resource} billed once");
-    }
+    deployed_once(&sim, &["elb-cert-1", "elb-cert-2"]);
 }
 
 /// Defect: a first deploy was sent without asking where the certificate already is, so a re-created object
@@ -516,10 +521,7 @@ async fn a_recreated_object_or_a_resource_listed_again_is_not_deployed_twice() {
             .iter()
             .all(|d| d.certificate_id.as_deref() == Some(CERT))
     );
-    assert_eq!(calls_to(&sim, "/deploy"), 1, "{:#?}", sim.calls());
-    for resource in ["elb-cert-1", "elb-cert-2"] {
-        assert_eq!(sim.deploy_count(CERT, resource), 1, "{resource} billed once");
-    }
+    deployed_once(&sim, &["elb-cert-1", "elb-cert-2"]);
 }
 
 /// WAF deploys name their enterprise project (SCM refuses them without it): the API server refuses the object

@@ -306,12 +306,7 @@ async fn a_retry_dropped_while_the_fence_was_closed_runs_when_it_reopens() {
     let ns = namespace(&client, "reopen").await;
     let sim = start_sim().await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let lease = format!("lease-{ns}");
-    let args = fast_election(&lease);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
-    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
-    let (op, proxy, _dir) = leader_behind_proxy(&ns, &sim, &args, &leads).await;
+    let (op, proxy, _dir, [_, stands_by]) = fast_leader_behind_proxy(&ns, &sim).await;
 
     // The first push fails; its retry is due 4-6 s later (5 s backoff, 20% jitter).
     sim.inject(scm_sim::Fault {
@@ -644,6 +639,20 @@ async fn leader_behind_proxy(
     (op, proxy, dir)
 }
 
+/// A replica with [`fast_election`] behind a proxy ([`leader_behind_proxy`]), once it leads; with its metric lines
+/// for leading and standing by.
+async fn fast_leader_behind_proxy(
+    ns: &str,
+    sim: &scm_sim::Sim,
+) -> (Operator, TcpProxy, tempfile::TempDir, [String; 2]) {
+    let lease = format!("lease-{ns}");
+    let args = fast_election(&lease);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = |n: u8| format!("leader_election_master_status{{name=\"{lease}\"}} {n}");
+    let (op, proxy, dir) = leader_behind_proxy(ns, sim, &args, &status(1)).await;
+    (op, proxy, dir, [status(1), status(0)])
+}
+
 /// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, so failover and the
 /// fence play out within seconds.
 fn fast_election(lease: &str) -> Vec<String> {
@@ -681,12 +690,7 @@ async fn an_outage_with_no_other_leader_keeps_the_unsaved_push_and_sends_it_once
     let ns = namespace(&client, "same-term").await;
     let sim = start_sim().await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let lease = format!("lease-{ns}");
-    let args = fast_election(&lease);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let leads = format!("leader_election_master_status{{name=\"{lease}\"}} 1");
-    let stands_by = format!("leader_election_master_status{{name=\"{lease}\"}} 0");
-    let (op, proxy, _dir) = leader_behind_proxy(&ns, &sim, &args, &leads).await;
+    let (op, proxy, _dir, [leads, stands_by]) = fast_leader_behind_proxy(&ns, &sim).await;
 
     // The push is answered after 3 s; the API server becomes unreachable while it is in flight.
     sim.inject(scm_sim::Fault {

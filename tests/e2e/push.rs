@@ -654,11 +654,6 @@ async fn several_regions_are_batch_pushed_and_a_failed_one_is_retried_alone() {
     let _op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     sim.fail_region("la-south-2");
-    let regions = |list: &[&str]| CertificatePushSpec {
-        target_project: String::new(),
-        target_projects: list.iter().map(|r| (*r).to_owned()).collect(),
-        ..spec(CERT, TargetService::Elb, "unused", "scm")
-    };
     let api = create_push(
         &client,
         &ns,
@@ -940,21 +935,9 @@ async fn a_repush_of_several_regions_sends_to_every_region() {
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let spec = CertificatePushSpec {
-        target_project: String::new(),
-        target_projects: vec!["cn-north-4".into(), "ap-southeast-1".into()],
-        ..spec(CERT, TargetService::Elb, "unused", "scm")
-    };
-    let api = create_push(&client, &ns, "multi", spec).await;
+    let api = create_push(&client, &ns, "multi", regions(&["cn-north-4", "ap-southeast-1"])).await;
     wait_for(&api, "multi", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
-    let batch_pushes = || -> Vec<serde_json::Value> {
-        sim.calls()
-            .into_iter()
-            .filter(|c| c.path.ends_with("/batch-push"))
-            .map(|c| c.body["target_projects"].clone())
-            .collect()
-    };
-    assert_eq!(batch_pushes().len(), 1);
+    assert_eq!(batch_pushes(&sim).len(), 1);
     let annotate = json!({"metadata": {"annotations": {"scm.certpush.dev/push-requested-at": "2026-12-07T09:00:00Z"}}});
     api.patch("multi", &PatchParams::default(), &Patch::Merge(&annotate))
         .await
@@ -963,7 +946,7 @@ async fn a_repush_of_several_regions_sends_to_every_region() {
         status(cp).last_handled_push_request.as_deref() == Some("2026-12-07T09:00:00Z") && ready_is(cp, TRUE, "Pushed")
     })
     .await;
-    let sent = batch_pushes();
+    let sent = batch_pushes(&sim);
     assert_eq!(sent.len(), 2, "the re-push was sent: {sent:?}");
     assert_eq!(sent[1], json!(["cn-north-4", "ap-southeast-1"]));
 }
@@ -1012,18 +995,11 @@ async fn switching_between_one_and_several_regions_pushes_only_what_lacks_it_and
             .await
         }
     };
-    let batch_pushes = || -> Vec<serde_json::Value> {
-        sim.calls()
-            .into_iter()
-            .filter(|c| c.path.ends_with("/batch-push"))
-            .map(|c| c.body["target_projects"].clone())
-            .collect()
-    };
 
     let generation = apply(with(json!({"targetProjects": ["cn-north-4", "ap-southeast-1"]}))).await;
     settled(generation, "Pushed").await;
     assert_eq!(
-        batch_pushes(),
+        batch_pushes(&sim),
         [json!(["ap-southeast-1"])],
         "only the region that lacked it"
     );
@@ -1036,7 +1012,7 @@ async fn switching_between_one_and_several_regions_pushes_only_what_lacks_it_and
     let cp = settled(generation, "Deployed").await;
     assert_eq!(status(&cp).pushed.unwrap().target_project, "ap-southeast-1");
     assert_eq!(sim.deploy_count(CERT, "elb-cert-1"), 1);
-    assert_eq!(batch_pushes().len(), 1, "nothing pushed again");
+    assert_eq!(batch_pushes(&sim).len(), 1, "nothing pushed again");
     assert_eq!(sim.successful_pushes().len(), 1);
 }
 
@@ -1051,13 +1027,8 @@ async fn a_region_scm_does_not_know_stalls_and_is_not_sent_again() {
     let sim = start_sim().await;
     let _op = Operator::start(&ns, &sim, "info").await;
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
-    let spec = CertificatePushSpec {
-        target_project: String::new(),
-        // A typo: no such region.
-        target_projects: vec!["cn-north-4".into(), "ap-southeastt".into()],
-        ..spec(CERT, TargetService::Elb, "unused", "scm")
-    };
-    let api = create_push(&client, &ns, "typo", spec).await;
+    // A typo: no such region.
+    let api = create_push(&client, &ns, "typo", regions(&["cn-north-4", "ap-southeastt"])).await;
     let cp = wait_for(&api, "typo", T, "RegionRejected", |cp| {
         ready_is(cp, FALSE, "RegionRejected")
     })
@@ -1066,14 +1037,7 @@ async fn a_region_scm_does_not_know_stalls_and_is_not_sent_again() {
     assert!(message.contains("ap-southeastt (Invalid region id.)"), "{message}");
     assert_eq!(condition(&cp, "Stalled"), Some((TRUE.into(), "RegionRejected".into())));
     assert!(status(&cp).next_retry_time.is_none(), "no retry is scheduled");
-    let batch_pushes = || -> Vec<serde_json::Value> {
-        sim.calls()
-            .into_iter()
-            .filter(|c| c.path.ends_with("/batch-push"))
-            .map(|c| c.body["target_projects"].clone())
-            .collect()
-    };
-    assert_eq!(batch_pushes().len(), 1);
+    assert_eq!(batch_pushes(&sim).len(), 1);
     api.patch(
         "typo",
         &PatchParams::default(),
@@ -1083,7 +1047,7 @@ async fn a_region_scm_does_not_know_stalls_and_is_not_sent_again() {
     .unwrap();
     wait_for(&api, "typo", T, "Ready=True", |cp| ready_is(cp, TRUE, "Pushed")).await;
     assert_eq!(
-        batch_pushes(),
+        batch_pushes(&sim),
         [json!(["cn-north-4", "ap-southeastt"]), json!(["ap-southeast-1"])]
     );
 }
@@ -1132,4 +1096,22 @@ async fn a_request_cut_short_by_shutdown_is_no_failure() {
     let _op = Operator::start(&ns, &sim, "info").await;
     wait_numbered_pushed(&api, "s", 0..N, T).await;
     assert_eq!(sim.successful_pushes().len(), N, "each pushed once");
+}
+
+/// CERT pushed to ELB in `list` (spec.targetProjects).
+fn regions(list: &[&str]) -> CertificatePushSpec {
+    CertificatePushSpec {
+        target_project: String::new(),
+        target_projects: list.iter().map(|r| (*r).to_owned()).collect(),
+        ..spec(CERT, TargetService::Elb, "unused", "scm")
+    }
+}
+
+/// The regions of each batch push SCM received, in order.
+fn batch_pushes(sim: &Sim) -> Vec<serde_json::Value> {
+    sim.calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/batch-push"))
+        .map(|c| c.body["target_projects"].clone())
+        .collect()
 }
