@@ -560,6 +560,8 @@ def test_crd_switches(render):
         ({"minRepushInterval": "30"}, "/minRepushInterval"),
         ({"resyncPeriod": 600}, "/resyncPeriod"),
         ({"resyncPeriod": "-1m"}, "/resyncPeriod"),
+        # The operator refuses an in-use refresh under a minute at start; the chart refuses it at install.
+        ({"inUseRefresh": "10s"}, "/inUseRefresh"),
         ({"extraArgs": "--foo"}, "/extraArgs"),
         ({"extraEnv": [{"name": "A", "vaule": "1"}]}, "'vaule' not allowed"),
         ({"volumes": [{"name": "tmp", "emptydir": {}}]}, "'emptydir' not allowed"),
