@@ -716,3 +716,95 @@ async fn an_outage_with_no_other_leader_keeps_the_unsaved_push_and_sends_it_once
     // A push decided from the API server's state would have come before this Ready.
     assert_eq!(sim.pushes().len(), 1, "pushed once: {:#?}", sim.calls());
 }
+
+/// Defect: status writes were unconditional, so a deposed leader whose push was answered after its fence closed
+/// wrote its status over what the new leader had written meanwhile (same field manager: pendingDeletions,
+/// deployments and targets the new leader recorded were erased). Each write is now conditional on the
+/// resourceVersion the reconcile read: the late write is refused (409) and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn a_deposed_leaders_late_write_does_not_erase_the_new_leaders() {
+    const MARK: &str = "scs1700000000009";
+    let client = admin().await;
+    let ns = namespace(&client, "late-write").await;
+    let sim = start_sim().await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let (op, proxy, _dir, [_, stands_by]) = fast_leader_behind_proxy(&ns, &sim).await;
+    // The push is answered after 6 s; meanwhile the leader loses its link and its fence closes.
+    sim.inject(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::Delay { ms: 6000 },
+    });
+    let api = create_push(&client, &ns, "d", spec(CERT, TargetService::Waf, "d", "scm")).await;
+    let deadline = std::time::Instant::now() + T;
+    while sim.pushes().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the push was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.outage(true);
+    op.wait_metric(&stands_by, Duration::from_secs(10)).await;
+    // Another replica takes the Lease (for a minute) and writes the status, with the operator's field manager,
+    // before the old leader's push is answered.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let lease = format!("lease-{ns}");
+    let transitions = leases
+        .get(&lease)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.lease_transitions)
+        .unwrap_or(0);
+    let taken = serde_json::json!({"spec": {
+        "holderIdentity": "e2e-new-leader", "leaseDurationSeconds": 60, "leaseTransitions": transitions + 1,
+        "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now()),
+    }});
+    leases
+        .patch(
+            &lease,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&taken),
+        )
+        .await
+        .unwrap();
+    let newer = serde_json::json!({
+        "apiVersion": "scm.certpush.dev/v1alpha1", "kind": "CertificatePush",
+        "status": {"pendingDeletions": [{"certificateId": MARK}]},
+    });
+    api.patch_status(
+        "d",
+        &kube::api::PatchParams::apply("certpush-operator").force(),
+        &kube::api::Patch::Apply(&newer),
+    )
+    .await
+    .unwrap();
+    let errors = op.reconciles("error").await;
+    // The push is answered; the old leader's link comes back while it retries its status write.
+    while sim.successful_pushes().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the push was never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.outage(false);
+    // The old leader's status write arrives after the new leader's: refused, it fails its reconcile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let kept = status(&api.get("d").await.unwrap())
+            .pending_deletions
+            .iter()
+            .any(|d| d.certificate_id == MARK);
+        assert!(
+            kept,
+            "the deposed leader's late write erased the new leader's pendingDeletions"
+        );
+        if op.reconciles("error").await > errors {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late write never came: {}",
+            op.logs().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sim.successful_pushes().len(), 1);
+}
