@@ -653,6 +653,32 @@ async fn fast_leader_behind_proxy(
     (op, proxy, dir, [status(1), status(0)])
 }
 
+/// Creates `name`, whose push SCM answers after `answer_after_ms`, and once it is sent cuts the leader (`op` behind
+/// `proxy`) off from the API server until it stands by (its metric line `stands_by`).
+async fn cut_off_with_a_push_in_flight(
+    client: &kube::Client,
+    ns: &str,
+    sim: &scm_sim::Sim,
+    (op, proxy, stands_by): (&Operator, &TcpProxy, &str),
+    name: &str,
+    answer_after_ms: u64,
+) -> Api<CertificatePush> {
+    sim.inject(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::Delay { ms: answer_after_ms },
+    });
+    let api = create_push(client, ns, name, spec(CERT, TargetService::Waf, name, "scm")).await;
+    let deadline = std::time::Instant::now() + T;
+    while sim.pushes().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the push was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.outage(true);
+    op.wait_metric(stands_by, Duration::from_secs(10)).await;
+    api
+}
+
 /// Leader election on Lease `lease` with a 3 s lease, a 2 s renew deadline and 1 s renewals, so failover and the
 /// fence play out within seconds.
 fn fast_election(lease: &str) -> Vec<String> {
@@ -693,19 +719,7 @@ async fn an_outage_with_no_other_leader_keeps_the_unsaved_push_and_sends_it_once
     let (op, proxy, _dir, [leads, stands_by]) = fast_leader_behind_proxy(&ns, &sim).await;
 
     // The push is answered after 3 s; the API server becomes unreachable while it is in flight.
-    sim.inject(scm_sim::Fault {
-        certificate_id: None,
-        times: 1,
-        action: scm_sim::FaultAction::Delay { ms: 3000 },
-    });
-    let api = create_push(&client, &ns, "o", spec(CERT, TargetService::Waf, "o", "scm")).await;
-    let deadline = std::time::Instant::now() + T;
-    while sim.pushes().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the push was never sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    proxy.outage(true);
-    op.wait_metric(&stands_by, Duration::from_secs(10)).await;
+    let api = cut_off_with_a_push_in_flight(&client, &ns, &sim, (&op, &proxy, &stands_by), "o", 3000).await;
     // The push lands; its status write fails (retried about 6 s, then kept in memory).
     op.wait_reconciles("error", 1).await;
     assert_eq!(sim.successful_pushes().len(), 1);
@@ -731,19 +745,8 @@ async fn a_deposed_leaders_late_write_does_not_erase_the_new_leaders() {
     put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
     let (op, proxy, _dir, [_, stands_by]) = fast_leader_behind_proxy(&ns, &sim).await;
     // The push is answered after 6 s; meanwhile the leader loses its link and its fence closes.
-    sim.inject(scm_sim::Fault {
-        certificate_id: None,
-        times: 1,
-        action: scm_sim::FaultAction::Delay { ms: 6000 },
-    });
-    let api = create_push(&client, &ns, "d", spec(CERT, TargetService::Waf, "d", "scm")).await;
+    let api = cut_off_with_a_push_in_flight(&client, &ns, &sim, (&op, &proxy, &stands_by), "d", 6000).await;
     let deadline = std::time::Instant::now() + T;
-    while sim.pushes().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the push was never sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    proxy.outage(true);
-    op.wait_metric(&stands_by, Duration::from_secs(10)).await;
     // Another replica takes the Lease (for a minute) and writes the status, with the operator's field manager,
     // before the old leader's push is answered.
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
