@@ -653,7 +653,8 @@ async fn fast_leader_behind_proxy(
     (op, proxy, dir, [status(1), status(0)])
 }
 
-/// Creates `name`, whose push SCM answers after `answer_after_ms`, and once it is sent cuts the leader (`op` behind
+/// Creates `name`, whose push SCM answers after `answer_after_ms` (more than 2 s), and while it is in flight cuts the
+/// leader (`op` behind
 /// `proxy`) off from the API server until it stands by (its metric line `stands_by`).
 async fn cut_off_with_a_push_in_flight(
     client: &kube::Client,
@@ -669,11 +670,12 @@ async fn cut_off_with_a_push_in_flight(
         action: scm_sim::FaultAction::Delay { ms: answer_after_ms },
     });
     let api = create_push(client, ns, name, spec(CERT, TargetService::Waf, name, "scm")).await;
-    let deadline = std::time::Instant::now() + T;
-    while sim.pushes().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the push was never sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The simulator records a call when it answers; a push still running after 1 s shows as Pending.
+    wait_for(&api, name, T, "Pending while the push is in flight", |cp| {
+        ready_is(cp, "Unknown", "Pending")
+    })
+    .await;
+    assert!(sim.pushes().is_empty(), "the push was answered before the cut");
     proxy.outage(true);
     op.wait_metric(stands_by, Duration::from_secs(10)).await;
     api
