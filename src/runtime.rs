@@ -221,11 +221,11 @@ async fn digest_key(client: &Client, namespace: &str, name: &str) -> Result<Dige
 
 /// Refuses an `http://` SCM endpoint unless it was explicitly allowed.
 fn check_scheme(endpoint: &str, allow_insecure: bool) -> Result<(), StartupError> {
-    let plain = endpoint
-        .trim()
-        .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
-    if plain && !allow_insecure {
+    // The scheme the client will use, as the URL parser reads it: it turns `http:host`, `http:/host`, `HTTP://host`
+    // and a tab inside the scheme into `http://host/`, so a check of the text alone can be bypassed. An endpoint
+    // that does not parse is refused by the client, with its own message.
+    let scheme = reqwest::Url::parse(endpoint.trim()).map(|url| url.scheme().to_owned());
+    if scheme.is_ok_and(|scheme| scheme != "https") && !allow_insecure {
         return Err(StartupError::InsecureEndpoint(endpoint.trim().to_owned()));
     }
     Ok(())
@@ -514,6 +514,36 @@ mod tests {
         assert!(check_scheme("HTTP://scm.example", false).is_err());
         assert!(check_scheme("http://127.0.0.1:18080", true).is_ok());
         assert!(check_scheme("https://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
+        assert!(check_scheme("HTTPS://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
+    }
+
+    /// Defect: the guard looked for the literal prefix `http://`, while the URL parser reads these spellings as
+    /// `http://host/` too, so plain http got through without --allow-insecure-endpoint.
+    #[test]
+    fn every_spelling_of_plain_http_needs_to_be_allowed() {
+        for spelling in [
+            "http:scm.example",
+            "http:/scm.example",
+            "HTTP://scm.example",
+            "ht\ttp://scm.example",
+            " http://scm.example",
+            "Http:\\scm.example",
+        ] {
+            assert_eq!(
+                reqwest::Url::parse(spelling.trim())
+                    .map(|u| u.scheme().to_owned())
+                    .ok()
+                    .as_deref(),
+                Some("http"),
+                "{spelling:?} is plain http to the client"
+            );
+            assert!(check_scheme(spelling, false).is_err(), "{spelling:?} got through");
+            assert!(check_scheme(spelling, true).is_ok());
+        }
+        assert!(
+            check_scheme("ftp://scm.example", false).is_err(),
+            "only https without the flag"
+        );
     }
 
     fn api_error(code: u16) -> kube::Error {
