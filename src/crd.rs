@@ -725,9 +725,15 @@ impl CertificatePushSpec {
         !self.target_projects.is_empty()
     }
 
+    /// Whether deletionPolicy is Delete: what the object imported (now, or under a former sourceSecretRef) is
+    /// deleted from SCM.
+    pub fn deletes(&self) -> bool {
+        self.deletion_policy == Some(DeletionPolicy::Delete)
+    }
+
     /// Whether deleting the object deletes what it imported: deletionPolicy Delete with a sourceSecretRef.
     pub fn deletes_imports(&self) -> bool {
-        self.deletion_policy == Some(DeletionPolicy::Delete) && self.source_secret_ref.is_some()
+        self.deletes() && self.source_secret_ref.is_some()
     }
 
     /// Whether certificates superseded by a renewal stay in SCM.

@@ -220,13 +220,14 @@ impl Leadership {
         seen.confirmed_at = confirmed_since(&fence.identity, holder.as_deref(), sent_at, seen.confirmed_at);
         seen.holder = holder;
         let open = fence.open(&seen, now);
-        if !was_open && open {
+        let reopened = !was_open && open;
+        if reopened {
             seen.continued = continues_term(seen.transitions_open, transitions);
         }
         if open {
             seen.transitions_open = transitions;
         }
-        if !was_open && open {
+        if reopened {
             fence.openings.send_modify(|n| *n += 1);
         }
     }

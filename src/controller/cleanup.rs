@@ -13,7 +13,7 @@ use super::fence::fenced;
 use super::persist::{in_use_unknown, publish};
 use super::{Context, standby};
 use crate::Error;
-use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus, DeletionPolicy};
+use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
 use crate::scm::Credentials;
 
@@ -21,14 +21,14 @@ use crate::scm::Credentials;
 /// minute in all).
 pub const MAX_CLEANUP_ATTEMPTS: u32 = 5;
 
-/// Whether `cp` carries the cleanup finalizer.
 /// Whether `cp` needs the cleanup finalizer: deletionPolicy Delete and something imported to delete, now (a
 /// sourceSecretRef spec) or left over (the imports of a former sourceSecretRef spec, owed a delete).
 pub(super) fn wants_finalizer(cp: &CertificatePush) -> bool {
     let imported = cp.status.as_ref().is_some_and(|s| !owned_imports(s).is_empty());
-    cp.spec.deletes_imports() || (cp.spec.deletion_policy == Some(DeletionPolicy::Delete) && imported)
+    cp.spec.deletes_imports() || (cp.spec.deletes() && imported)
 }
 
+/// Whether `cp` carries the cleanup finalizer.
 pub(super) fn has_finalizer(cp: &CertificatePush) -> bool {
     cp.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
 }
@@ -75,7 +75,7 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
         .unsaved(&uid)
         .or_else(|| cp.status.clone())
         .unwrap_or_default();
-    let imported = if cp.spec.deletion_policy == Some(DeletionPolicy::Delete) {
+    let imported = if cp.spec.deletes() {
         owned_imports(&st)
     } else {
         Vec::new()

@@ -33,13 +33,7 @@ pub(super) async fn settle_owed(
             other => return Ok(other),
         }
     }
-    if in_use::due(
-        &cp.spec,
-        &status,
-        ctx.in_use_refresh,
-        now,
-        ctx.memory.in_use_asked(&uid(cp)),
-    ) {
+    if in_use_due(ctx, cp, &status, now) {
         match refresh_in_use(ctx, cp, api, &status, credentials, now).await? {
             Settled::Done(settled) => status = *settled,
             other => return Ok(other),
@@ -59,14 +53,14 @@ pub(super) fn owed_now(
     now: jiff::Timestamp,
 ) -> bool {
     deployments::owed_now(&cp.spec, status, now)
-        || in_use::due(
-            &cp.spec,
-            status,
-            ctx.in_use_refresh,
-            now,
-            ctx.memory.in_use_asked(&uid(cp)),
-        )
+        || in_use_due(ctx, cp, status, now)
         || !deletions::due(status, now).is_empty()
+}
+
+/// Whether status.inUse is due a refresh at `now`, counting from this process's last ask that changed nothing.
+fn in_use_due(ctx: &Context, cp: &CertificatePush, status: &CertificatePushStatus, now: jiff::Timestamp) -> bool {
+    let asked = ctx.memory.in_use_asked(&uid(cp));
+    in_use::due(&cp.spec, status, ctx.in_use_refresh, now, asked)
 }
 
 /// Asks SCM where the certificate pushed is deployed (in a batch with other objects of the same credential) and

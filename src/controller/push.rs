@@ -325,8 +325,7 @@ fn recorded(
             deletions::owe(&mut new, old);
         }
         if !answered.imported {
-            let delete = spec.deletion_policy == Some(crate::crd::DeletionPolicy::Delete);
-            deletions::source_dropped(&mut new, certificate_id, delete);
+            deletions::source_dropped(&mut new, certificate_id, spec.deletes());
         }
     }
     (new, action)
@@ -572,7 +571,7 @@ async fn send_batch(
     let spec = &cp.spec;
     let due = match cause {
         // Someone asked for a push: every region is sent it again, as a single-region re-push sends it again.
-        Cause::Requested => spec.target_projects.iter().map(String::as_str).collect(),
+        Cause::Requested => spec.projects(),
         _ => targets::due(spec, working, certificate_id),
     };
     if due.is_empty() {

@@ -112,20 +112,21 @@ fn ready_now<'a>(
     let Some(w) = wanted(spec, status) else {
         return Vec::new();
     };
+    let none = Deployment::default();
     resources(spec)
         .iter()
         .filter(|r| !holds(status, r.key(), w))
         .filter(|r| {
-            let d = entry(status, r.key()).cloned().unwrap_or_default();
+            let d = entry(status, r.key()).unwrap_or(&none);
             let state = if d.deploying_certificate_id.as_deref() == Some(w) {
                 Known::Sent
-            } else if is_fresh(&d, w) {
+            } else if is_fresh(d, w) {
                 Known::Fresh
             } else {
                 Known::NotHeld
             };
             // A fresh entry's backoff is an earlier certificate's.
-            let later = state != Known::Fresh && attempt_at(&d).is_some_and(|at| at > now);
+            let later = state != Known::Fresh && attempt_at(d).is_some_and(|at| at > now);
             !later && known.contains(&state)
         })
         .collect()
