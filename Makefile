@@ -6,7 +6,7 @@ test: ## Format and lint checks, unit tests, simulator tests and the end-to-end 
 	bash scripts/test.sh
 test-versions: ## The end-to-end suite on the oldest and newest supported Kubernetes (1.28 and 1.37; not part of make test)
 	bash scripts/test-versions.sh
-crd: ## Regenerate crds/certificatepush.yaml
-	cargo run --quiet -- crd > crds/certificatepush.yaml
+crd: ## Regenerate crds/ (one file per CRD)
+	cargo run --quiet -- crd --output-dir crds
 image: ## Build the container image IMAGE (default certpush-operator:<version>) for PLATFORM (default linux/amd64) with docker, podman or buildah
 	PLATFORM=$(PLATFORM) bash scripts/image.sh $(IMAGE)

@@ -63,7 +63,7 @@ SCM_SIM_ACCESS_KEYS="$access_key:$secret_key" target/debug/scm-sim --port "$sim_
 pids+=($!)
 
 echo "==> installing the CRD and RBAC"
-kubectl apply --server-side -f crds/certificatepush.yaml
+kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established crd/certificatepushes.scm.certpush.dev --timeout=60s
 kubectl apply --server-side -f deploy/manifests/namespace/namespace.yaml -f deploy/manifests/rbac.yaml
 

@@ -26,8 +26,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller against the cluster from kubeconfig or the in-cluster config.
     Run(RunArgs),
-    /// Print the CertificatePush CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (CertificatePush, SCMAccount, ClusterSCMAccount) as YAML documents.
+    Crd(CrdArgs),
+}
+
+/// Flags of `crd`.
+#[derive(Args, Debug, Clone)]
+pub struct CrdArgs {
+    /// Write each CRD into its own file in this directory (as `crds/` holds them) instead of printing them.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
 }
 
 /// Flags of `run`.
@@ -116,6 +124,11 @@ pub struct RunArgs {
     /// cannot confirm a guessed credential); created with a random key when missing.
     #[arg(long, env = "DIGEST_KEY_SECRET", default_value = "certpush-operator-digest-key")]
     pub digest_key_secret: String,
+
+    /// Namespace where the credentials Secrets of ClusterSCMAccounts are read, like cert-manager's
+    /// --cluster-resource-namespace (default: POD_NAMESPACE, else --namespace, else "default").
+    #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE", value_parser = namespace_name)]
+    pub cluster_resource_namespace: Option<String>,
 
     /// Namespace of --digest-key-secret (default: POD_NAMESPACE, else --namespace, else "default").
     #[arg(long, env = "DIGEST_KEY_NAMESPACE")]
@@ -271,6 +284,11 @@ impl RunArgs {
         self.own_namespace(&self.digest_key_namespace)
     }
 
+    /// Namespace of ClusterSCMAccounts' Secrets.
+    pub fn cluster_resource_namespace(&self) -> String {
+        self.own_namespace(&self.cluster_resource_namespace)
+    }
+
     /// The leader election settings, when `--leader-elect` is on.
     pub fn leader_config(&self) -> Option<LeaderConfig> {
         self.leader_elect.then(|| {
@@ -415,7 +433,7 @@ mod tests {
         let parse = |value: &str| Cli::try_parse_from(["certpush-operator", "run", "--resync-period", value]);
         let period = |value| match parse(value).unwrap().command {
             Command::Run(args) => args.resync_period,
-            Command::Crd => panic!("expected run"),
+            Command::Crd(_) => panic!("expected run"),
         };
         assert_eq!(period("1h30m"), Duration::from_secs(5400));
         assert_eq!(period("0s"), Duration::ZERO);

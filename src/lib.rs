@@ -4,6 +4,7 @@
 //! → [`scm`] (the request and what its answer means) → [`status`] (conditions and Events). [`cli`] and
 //! [`runtime`] wire the process once at startup.
 
+pub mod account;
 pub mod cli;
 pub mod controller;
 pub mod crd;

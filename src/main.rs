@@ -10,13 +10,10 @@ async fn main() -> std::process::ExitCode {
     install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match crd::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                std::process::ExitCode::SUCCESS
-            }
+        Command::Crd(args) => match crd::write_crds(args.output_dir.as_deref()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: rendering the CRD: {e}");
+                eprintln!("error: {e}");
                 std::process::ExitCode::FAILURE
             }
         },

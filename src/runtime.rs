@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::controller::FIELD_MANAGER;
-use crate::crd::CertificatePush;
+use crate::crd::{CertificatePush, ClusterSCMAccount, SCMAccount};
 use crate::events::EventQueue;
 use crate::leader::{Election, Leadership};
 use crate::metrics::{self, CacheMetrics, Metrics};
@@ -34,7 +34,7 @@ pub enum StartupError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     /// CertificatePushes could not be listed at startup.
-    #[error("cannot list CertificatePushes ({source}); {}", startup_hint(source))]
+    #[error("cannot list CertificatePushes or SCMAccounts ({source}); {}", startup_hint(source))]
     CrdUnavailable {
         /// The failed list call.
         #[source]
@@ -86,10 +86,11 @@ pub enum StartupError {
 fn startup_hint(e: &kube::Error) -> &'static str {
     match e {
         kube::Error::Api(s) if s.code == 404 => {
-            "the CRD is not installed: `certpush-operator crd | kubectl apply --server-side -f -`"
+            "a CRD is not installed: `certpush-operator crd | kubectl apply --server-side -f -`"
         }
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
-            "the operator's identity may not list certificatepushes.scm.certpush.dev: check its credentials and RBAC"
+            "the operator's identity may not list certificatepushes or scmaccounts (scm.certpush.dev): check its \
+             credentials and RBAC"
         }
         _ => "the Kubernetes API server is unreachable or unhealthy: check KUBECONFIG or the in-cluster configuration",
     }
@@ -121,6 +122,13 @@ pub struct Runtime {
     pub resync: BoxStream<'static, ()>,
     /// What is watched: all namespaces, or each `--namespace` with watches of its own.
     pub scopes: Vec<Scope>,
+    /// ClusterSCMAccounts, watched when all namespaces are (a namespaced install has no cluster-wide RBAC), with
+    /// the health of their watch.
+    pub cluster_accounts: Option<(Api<ClusterSCMAccount>, Arc<WatchHealth>)>,
+    /// `--cluster-resource-namespace`.
+    pub cluster_resource_namespace: String,
+    /// `--allow-insecure-endpoint`.
+    pub allow_insecure_endpoint: bool,
     /// The cache of CertificatePushes (read by [`CacheMetrics`] at each scrape) and its writer.
     pub store: (Store<CertificatePush>, Writer<CertificatePush>),
     /// SIGTERM or SIGINT.
@@ -142,6 +150,10 @@ pub struct Scope {
     pub push_health: Arc<WatchHealth>,
     /// Health of the Secret watch.
     pub secret_health: Arc<WatchHealth>,
+    /// SCMAccounts in the scope.
+    pub accounts: Api<SCMAccount>,
+    /// Health of the SCMAccount watch.
+    pub account_health: Arc<WatchHealth>,
 }
 
 impl Scope {
@@ -151,12 +163,18 @@ impl Scope {
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
+        let accounts = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
         Self {
             namespace,
             pushes,
             secrets,
             push_health: Arc::default(),
             secret_health: Arc::default(),
+            accounts,
+            account_health: Arc::default(),
         }
     }
 
@@ -263,6 +281,9 @@ impl Runtime {
             if let Err(e) = scope.pushes.list(&ListParams::default().limit(1)).await {
                 return Err(StartupError::CrdUnavailable { source: e });
             }
+            if let Err(e) = scope.accounts.list(&ListParams::default().limit(1)).await {
+                return Err(StartupError::CrdUnavailable { source: e });
+            }
         }
         let scm =
             scm.with_digest_key(digest_key(&client, &args.digest_key_namespace(), &args.digest_key_secret).await?);
@@ -278,7 +299,10 @@ impl Runtime {
             .sub_registry_with_prefix(metrics::PREFIX)
             .register_collector(Box::new(CacheMetrics(store.clone())));
         metrics.max_concurrent_reconciles(args.concurrency);
-        serve_admin(&args, &scopes, registry).await?;
+        let cluster_accounts = namespaces
+            .is_empty()
+            .then(|| (Api::all(client.clone()), Arc::<WatchHealth>::default()));
+        serve_admin(&args, &scopes, cluster_accounts.as_ref().map(|(_, h)| h), registry).await?;
 
         let election = match args.leader_config() {
             Some(config) => {
@@ -298,6 +322,7 @@ impl Runtime {
         let resync = resyncs(args.resync_period, leadership.clone());
         let events = EventQueue::start(recorder(&client));
         let shutdown = Shutdown::on_signal();
+        let cluster_resource_namespace = args.cluster_resource_namespace();
         Ok(Self {
             client,
             drain: Drain {
@@ -317,6 +342,9 @@ impl Runtime {
             became_leader,
             resync,
             scopes,
+            cluster_accounts,
+            cluster_resource_namespace,
+            allow_insecure_endpoint: args.allow_insecure_endpoint,
             store: (store, writer),
             shutdown,
         })
@@ -324,7 +352,12 @@ impl Runtime {
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `--metrics-addr` in the background.
-async fn serve_admin(args: &RunArgs, scopes: &[Scope], registry: Registry) -> Result<(), StartupError> {
+async fn serve_admin(
+    args: &RunArgs,
+    scopes: &[Scope],
+    cluster_accounts: Option<&Arc<WatchHealth>>,
+    registry: Registry,
+) -> Result<(), StartupError> {
     let health = server::Health {
         watches: scopes
             .iter()
@@ -332,8 +365,10 @@ async fn serve_admin(args: &RunArgs, scopes: &[Scope], registry: Registry) -> Re
                 [
                     (s.watch_name("certificatepushes"), s.push_health.clone()),
                     (s.watch_name("secrets"), s.secret_health.clone()),
+                    (s.watch_name("scmaccounts"), s.account_health.clone()),
                 ]
             })
+            .chain(cluster_accounts.map(|h| ("clusterscmaccounts".to_owned(), h.clone())))
             .collect(),
         registry: Arc::new(registry),
         unready_after: Duration::from_secs(args.unready_after_seconds),

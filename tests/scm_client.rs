@@ -557,6 +557,7 @@ async fn import_placeholders(client: &ScmClient, prefix: &str, count: usize) {
             certificate: "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n".into(),
             certificate_chain: None,
             private_key: "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n".into(),
+            enterprise_project_id: None,
         };
         seeder.import(&credentials(TOKEN), &request).await.unwrap();
     }
@@ -587,6 +588,7 @@ async fn find_import_pages_past_an_endpoint_that_ignores_content() {
         certificate,
         certificate_chain: None,
         private_key: key.into(),
+        enterprise_project_id: None,
     };
     let earlier = client.import(&credentials(TOKEN), &request).await.unwrap();
     import_placeholders(&client, "cpush-newer", 55).await;
@@ -650,6 +652,7 @@ async fn expiry_reads_not_after_from_show_certificate() {
         certificate,
         certificate_chain: None,
         private_key: key.into(),
+        enterprise_project_id: None,
     };
     let id = client.import(&credentials(TOKEN), &request).await.unwrap();
     sim.reset();

@@ -1,7 +1,6 @@
 //! The cleanup finalizer: present while an object with `deletionPolicy: Delete` may have imports in SCM, and the
 //! bounded deletion of those imports when the object is deleted.
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -13,9 +12,9 @@ use super::fence::fenced;
 use super::persist::{in_use_unknown, publish};
 use super::{Context, standby};
 use crate::Error;
+use crate::account::Access;
 use crate::crd::{CLEANUP_FINALIZER, CertificatePush, CertificatePushStatus};
 use crate::policy;
-use crate::scm::Credentials;
 
 /// Attempts to delete imported certificates before the finalizer lets a deleted object go (5 s doubling: about a
 /// minute in all).
@@ -81,9 +80,7 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
         Vec::new()
     };
     if !imported.is_empty() {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-        match Credentials::from_secret(secret.as_ref(), &cp.spec.credentials_ref) {
+        match super::ReadCredentials::read(ctx, &cp).await?.credentials {
             Err(problem) => {
                 let note = format!(
                     "Left {} in SCM: no usable credentials to delete it ({problem}); delete it in the SCM console",
@@ -91,8 +88,8 @@ pub(super) async fn cleanup(cached: &CertificatePush, ctx: &Context) -> Result<A
                 );
                 publish(ctx, &cp, EventType::Warning, "CleanupSkipped", note, "Delete");
             }
-            Ok(credentials) => {
-                if let Some(retry) = delete_imports(ctx, &cp, &credentials, &imported).await {
+            Ok(access) => {
+                if let Some(retry) = delete_imports(ctx, &cp, &access, &imported).await {
                     return Ok(retry);
                 }
             }
@@ -121,14 +118,14 @@ fn owned_imports(st: &CertificatePushStatus) -> Vec<String> {
 pub(super) async fn delete_imports(
     ctx: &Context,
     cp: &CertificatePush,
-    credentials: &Credentials,
+    access: &Access,
     imported: &[String],
 ) -> Option<Action> {
     let mut left = Vec::new();
     let mut last_error = String::new();
     // Never delete a certificate still deployed somewhere: it is left in SCM, and the Event says where it serves.
     let ids: Vec<&str> = imported.iter().map(String::as_str).collect();
-    let in_use = match ctx.scm.deployed_resources(credentials, &ids, None).await {
+    let in_use = match access.scm.deployed_resources(&access.credentials, &ids, None).await {
         Ok(in_use) => in_use,
         Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),
         Err(failure) if let Some(wait) = failure.deferred_for() => return Some(Action::requeue(wait)),
@@ -150,7 +147,7 @@ pub(super) async fn delete_imports(
             kept.push(format!("{id} (deployed on {})", names.join(", ")));
             continue;
         }
-        match ctx.scm.delete(credentials, id).await {
+        match access.scm.delete(&access.credentials, id).await {
             Ok(()) => deleted.push(id.as_str()),
             // Neither is an attempt that SCM answered: the bound on attempts does not move.
             Err(failure) if fenced(ctx, &failure) => return Some(standby(ctx)),

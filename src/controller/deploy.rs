@@ -11,10 +11,11 @@ use super::fence::{Settled, fenced};
 use super::import::settle_deletions;
 use super::persist::{in_use_unknown, publish, record, save};
 use crate::Error;
+use crate::account::Access;
 use crate::crd::{CertificatePush, CertificatePushStatus, DeployResource};
 use crate::policy::{deletions, deployments, in_use};
+use crate::scm::PushFailure;
 use crate::scm::wire::{DeployRequest, DeployTarget};
-use crate::scm::{Credentials, PushFailure};
 
 /// Sends what the object owes besides a push: its deploys first, then the deletes due (a certificate a resource
 /// still holds is not due).
@@ -23,18 +24,18 @@ pub(super) async fn settle_owed(
     cp: &CertificatePush,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    credentials: &Credentials,
+    access: &Access,
     now: jiff::Timestamp,
 ) -> Result<Settled, Error> {
     let mut status = current.clone();
     if deployments::owed_now(&cp.spec, &status, now) {
-        match settle_deploys(ctx, cp, api, &status, credentials, now).await? {
+        match settle_deploys(ctx, cp, api, &status, access, now).await? {
             Settled::Done(settled) => status = *settled,
             other => return Ok(other),
         }
     }
     if in_use_due(ctx, cp, &status, now) {
-        match refresh_in_use(ctx, cp, api, &status, credentials, now).await? {
+        match refresh_in_use(ctx, cp, api, &status, access, now).await? {
             Settled::Done(settled) => status = *settled,
             other => return Ok(other),
         }
@@ -42,7 +43,7 @@ pub(super) async fn settle_owed(
     if deletions::due(&status, now).is_empty() {
         return Ok(Settled::Done(Box::new(status)));
     }
-    settle_deletions(ctx, cp, api, &status, credentials, now).await
+    settle_deletions(ctx, cp, api, &status, access, now).await
 }
 
 /// Whether the object owes work besides a push now: a deploy, a look at where its certificate is in use, a delete.
@@ -70,13 +71,13 @@ async fn refresh_in_use(
     cp: &CertificatePush,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    credentials: &Credentials,
+    access: &Access,
     now: jiff::Timestamp,
 ) -> Result<Settled, Error> {
     let Some(certificate) = current.pushed.as_ref().map(|p| p.certificate_id.clone()) else {
         return Ok(Settled::Done(Box::new(current.clone())));
     };
-    let new = match ctx.in_use.lookup(&ctx.scm, credentials, &certificate).await {
+    let new = match ctx.in_use.lookup(&access.scm, &access.credentials, &certificate).await {
         Ok(resources) => in_use::checked(current, &certificate, Ok(&resources), now),
         Err(f) if fenced(ctx, &f) => return Ok(Settled::Fenced),
         Err(f) if let Some(wait) = f.deferred_for() => return Ok(Settled::Deferred(wait)),
@@ -109,7 +110,7 @@ async fn settle_deploys(
     cp: &CertificatePush,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    credentials: &Credentials,
+    access: &Access,
     now: jiff::Timestamp,
 ) -> Result<Settled, Error> {
     let spec = &cp.spec;
@@ -124,9 +125,9 @@ async fn settle_deploys(
     // listed again, another object deploying it there).
     let asked: Vec<&str> = keys(deployments::unconfirmed(spec, &new, now));
     if !asked.is_empty() {
-        match ctx
+        match access
             .scm
-            .deployed_resources(credentials, &[&wanted], Some(spec.target_service))
+            .deployed_resources(&access.credentials, &[&wanted], Some(spec.target_service))
             .await
         {
             Ok(held) => {
@@ -162,9 +163,9 @@ async fn settle_deploys(
         let request = DeployRequest {
             project_name: spec.target_project.clone(),
             service_name: spec.target_service.to_string(),
-            resources: due.iter().map(|r| target(r)).collect(),
+            resources: due.iter().map(|r| target(r, access)).collect(),
         };
-        match ctx.scm.deploy(credentials, &wanted, &request).await {
+        match access.scm.deploy(&access.credentials, &wanted, &request).await {
             Ok(failed) => {
                 new = deployments::answered(&intended, &sent, &wanted, &failed, now, rand::random());
                 if failed.is_empty() {
@@ -220,12 +221,21 @@ fn keys(resources: Vec<&DeployResource>) -> Vec<&str> {
     resources.into_iter().map(DeployResource::key).collect()
 }
 
-/// A resource as SCM's deploy request names it.
-fn target(r: &DeployResource) -> DeployTarget {
+/// A resource as SCM's deploy request names it. A WAF resource without an enterpriseProjectId (allowed with an
+/// account) is in the account's, else in the default one ("0"); SCM needs one for WAF.
+fn target(r: &DeployResource, access: &Access) -> DeployTarget {
+    let enterprise_project_id = match r.waf_type {
+        Some(_) => r
+            .enterprise_project_id
+            .clone()
+            .or_else(|| access.enterprise_project_id.clone())
+            .or_else(|| Some("0".to_owned())),
+        None => r.enterprise_project_id.clone(),
+    };
     DeployTarget {
         id: r.id.clone(),
         waf_type: r.waf_type.map(|t| crate::crd::wire_name(&t)),
         domain_name: r.domain_name.clone(),
-        enterprise_project_id: r.enterprise_project_id.clone(),
+        enterprise_project_id,
     }
 }

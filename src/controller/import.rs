@@ -9,10 +9,11 @@ use super::Context;
 use super::fence::{Settled, fenced};
 use super::persist::{in_use_unknown, publish, record};
 use crate::Error;
+use crate::account::Access;
 use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
-use crate::scm::{Credentials, FoundImport, PushFailure};
+use crate::scm::{FoundImport, PushFailure};
 use crate::source::{self, Source};
 use crate::status;
 
@@ -76,8 +77,7 @@ pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatu
 /// a new import. The private key travels only in the import request.
 pub(super) async fn imported(
     cp: &CertificatePush,
-    ctx: &Context,
-    credentials: &Credentials,
+    access: &Access,
     current: &CertificatePushStatus,
     source: &Source,
     search: bool,
@@ -88,7 +88,7 @@ pub(super) async fn imported(
     }
     let name = intent(cp, source).name;
     let found = match search {
-        true => ctx.scm.find_import(credentials, &name).await?,
+        true => access.scm.find_import(&access.credentials, &name).await?,
         false => None,
     };
     // A name is only a name: what SCM holds under it is reused only if its list entry agrees with the source.
@@ -116,8 +116,9 @@ pub(super) async fn imported(
                 certificate: tls.certificate.clone(),
                 certificate_chain: (!tls.chain.is_empty()).then(|| tls.chain.clone()),
                 private_key: tls.private_key_pem(),
+                enterprise_project_id: access.enterprise_project_id.clone(),
             };
-            let id = ctx.scm.import(credentials, &request).await?;
+            let id = access.scm.import(&access.credentials, &request).await?;
             info!(certificate_id = %id, fingerprint = %tls.fingerprint, "imported the certificate into SCM");
             id
         }
@@ -155,7 +156,7 @@ pub(super) async fn settle_deletions(
     cp: &CertificatePush,
     api: &Api<CertificatePush>,
     current: &CertificatePushStatus,
-    credentials: &Credentials,
+    access: &Access,
     now: jiff::Timestamp,
 ) -> Result<Settled, Error> {
     let mut new = current.clone();
@@ -170,7 +171,7 @@ pub(super) async fn settle_deletions(
     let in_use = if ids.is_empty() {
         Default::default()
     } else {
-        match ctx.scm.deployed_resources(credentials, &ids, None).await {
+        match access.scm.deployed_resources(&access.credentials, &ids, None).await {
             Ok(in_use) => in_use,
             Err(failure) if fenced(ctx, &failure) => return Ok(Settled::Fenced),
             Err(failure) if let Some(wait) = failure.deferred_for() => return Ok(Settled::Deferred(wait)),
@@ -213,7 +214,7 @@ pub(super) async fn settle_deletions(
             }
             continue;
         }
-        match ctx.scm.delete(credentials, id).await {
+        match access.scm.delete(&access.credentials, id).await {
             Ok(()) => {
                 info!(certificate_id = %id, "deleted the superseded certificate from SCM");
                 new = deletions::deleted(&new, id);

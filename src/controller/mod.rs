@@ -5,6 +5,7 @@
 //! source certificate first, [`import`]); [`persist`] saves statuses and posts Events; [`cleanup`] runs the
 //! finalizer; [`memory`] is what is kept between reconciles; [`run`] sets up the watches and the Controller.
 
+mod accounts;
 mod cleanup;
 mod deploy;
 mod expiry;
@@ -32,12 +33,13 @@ pub use cleanup::MAX_CLEANUP_ATTEMPTS;
 pub use run::{referrers, run};
 
 use crate::Error;
+use crate::account::{Access, Accounts, Problem};
 use crate::crd::{CertificatePush, CertificatePushStatus, CertificateSource};
 use crate::events::EventQueue;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::policy::{self, Cause, Destination, Observed, Step, deletions};
-use crate::scm::{Credentials, CredentialsError, ScmClient};
+use crate::scm::ScmClient;
 use crate::source::{Source, SourceError, TlsSource};
 use crate::status::{self, Reason};
 use memory::Memory;
@@ -52,6 +54,8 @@ pub struct Context {
     pub client: Client,
     /// SCM client for the configured endpoint.
     pub scm: ScmClient,
+    /// Which account (endpoint, credentials Secret, limits) each object pushes with.
+    accounts: Accounts,
     /// Posts Events beside the reconciles: a reconcile is not held for an API round trip that changes nothing it
     /// decides; shutdown waits for the queue.
     events: EventQueue,
@@ -90,9 +94,17 @@ impl Context {
         metrics: Arc<Metrics>,
         leadership: Leadership,
     ) -> Self {
+        let accounts = Accounts::new(
+            kube::runtime::reflector::store().0,
+            kube::runtime::reflector::store().0,
+            "default".to_owned(),
+            scm.clone(),
+            false,
+        );
         Self {
             client,
             scm,
+            accounts,
             events,
             metrics,
             leadership,
@@ -105,6 +117,12 @@ impl Context {
             expiries: Default::default(),
             controller_name: crate::crd::DEFAULT_CONTROLLER_NAME.to_owned(),
         }
+    }
+
+    /// Resolves spec.accountRef with `accounts` (by default no account exists).
+    pub fn with_accounts(mut self, accounts: Accounts) -> Self {
+        self.accounts = accounts;
+        self
     }
 
     /// Honours a re-push annotation at most once per `interval` for each object (`--min-repush-interval`).
@@ -163,6 +181,7 @@ impl Context {
     ) -> Verdict {
         let generation = cp.metadata.generation.unwrap_or(0);
         let projects = cp.spec.destination_projects();
+        let endpoint = self.accounts.endpoint(cp);
         let step = {
             let credentials_digest = match &credential {
                 Credential::Recorded => status.credentials_digest.as_deref(),
@@ -173,7 +192,7 @@ impl Context {
                 push_request: cp.push_request(),
                 status,
                 credentials_digest,
-                endpoint: self.scm.endpoint().as_str(),
+                endpoint: &endpoint,
                 source_fingerprint,
                 destination: Some(Destination {
                     certificate_id: cp.spec.certificate_id.as_deref(),
@@ -194,7 +213,7 @@ impl Context {
             Credential::Read(read)
                 if read.credentials.is_ok() && deletions::may_send(status, read.digest.as_deref()) =>
             {
-                return Verdict::Settle(read);
+                return Verdict::Settle(*read);
             }
             unusable => unusable,
         };
@@ -216,7 +235,7 @@ impl Context {
             // Only the Secret's current credential tells whether a stall is over, or what a push would send.
             (Step::Stalled | Step::Push(_), Credential::Recorded) => return Verdict::ReadSecret,
             (Step::Stalled, Credential::Read(_)) => ("stalled", Action::await_change()),
-            (Step::Push(cause), Credential::Read(read)) => return Verdict::Push(cause, read),
+            (Step::Push(cause), Credential::Read(read)) => return Verdict::Push(cause, *read),
         };
         self.metrics.reconciled(result);
         Verdict::Done(policy::look_again(&cp.spec, action, retry, status, now))
@@ -227,8 +246,8 @@ impl Context {
 enum Credential {
     /// The one recorded in status: enough to settle objects that are up to date or waiting, without a Secret read.
     Recorded,
-    /// The one now in the Secret.
-    Read(ReadCredentials),
+    /// The one now in the Secret (boxed: it holds its account's client).
+    Read(Box<ReadCredentials>),
 }
 
 /// What the reconcile does after a decision.
@@ -247,18 +266,27 @@ enum Verdict {
     Settle(ReadCredentials),
 }
 
-/// The credentials read from the Secret for one reconcile, with the digest the policy compares and the status
-/// records, computed once.
+/// The credentials read for one reconcile (from the object's Secret or its account's), with the digest the policy
+/// compares and the status records, computed once.
 struct ReadCredentials {
-    credentials: Result<Credentials, CredentialsError>,
+    credentials: Result<Access, Problem>,
     digest: Option<String>,
 }
 
 impl ReadCredentials {
-    fn from_secret(secret: Option<&Secret>, cp: &CertificatePush, ctx: &Context) -> Self {
-        let credentials = Credentials::from_secret(secret, &cp.spec.credentials_ref);
-        let digest = credentials.as_ref().ok().map(|c| ctx.scm.digest(c));
-        Self { credentials, digest }
+    /// Resolves `cp`'s account and reads the credentials Secret it names.
+    async fn read(ctx: &Context, cp: &CertificatePush) -> Result<Self, Error> {
+        let credentials = match ctx.accounts.resolve(cp, &Api::all(ctx.client.clone())).await {
+            Ok(resolved) => {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resolved.secret_namespace);
+                let _reading = ctx.secret_reads.acquire().await;
+                let secret = secrets.get_opt(&resolved.credentials_ref.name).await?;
+                resolved.access(secret.as_ref())
+            }
+            Err(problem) => Err(problem),
+        };
+        let digest = credentials.as_ref().ok().map(Access::digest);
+        Ok(Self { credentials, digest })
     }
 }
 
@@ -366,14 +394,10 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
             Verdict::Push(cause, read) => break (cause, read),
             Verdict::AlreadyPushed => return push::already_pushed(ctx, obj, source.as_ref()).await,
             Verdict::Observe => return push::observe(ctx, obj).await,
-            Verdict::ReadSecret => {
-                let _reading = ctx.secret_reads.acquire().await;
-                let secret = secrets.get_opt(&cp.spec.credentials_ref.name).await?;
-                credential = Credential::Read(ReadCredentials::from_secret(secret.as_ref(), &cp, ctx));
-            }
+            Verdict::ReadSecret => credential = Credential::Read(Box::new(ReadCredentials::read(ctx, &cp).await?)),
             Verdict::Settle(read) => {
-                if let Ok(credentials) = &read.credentials {
-                    match deploy::settle_owed(ctx, &cp, &api, &current, credentials, now).await? {
+                if let Ok(access) = &read.credentials {
+                    match deploy::settle_owed(ctx, &cp, &api, &current, access, now).await? {
                         fence::Settled::Done(settled) => current = *settled,
                         fence::Settled::Deferred(wait) => {
                             ctx.metrics.reconciled("deferred");
@@ -382,7 +406,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
                         fence::Settled::Fenced => return Ok(standby(ctx)),
                     }
                 }
-                credential = Credential::Read(read);
+                credential = Credential::Read(Box::new(read));
             }
         }
     };

@@ -1,5 +1,5 @@
 //! One attempt: import the source certificate if SCM does not hold it yet, push, and record what happened; or, when
-//! nothing can be sent (spec, source Secret, credentials), record why.
+//! nothing can be sent (spec, source Secret, access), record why.
 
 use std::time::Duration;
 
@@ -14,10 +14,11 @@ use super::import::{BeforeImport, before_import, imported, importing};
 use super::persist::{Progress, record, record_not_sent, save};
 use super::{Context, ReadCredentials, standby};
 use crate::Error;
+use crate::account::{Access, Problem};
 use crate::crd::{CertificatePush, CertificatePushSpec, CertificatePushStatus, PushedTarget, RegionTarget};
 use crate::policy::{self, Cause, deletions, in_use, targets};
 use crate::scm::verdicts;
-use crate::scm::{Credentials, CredentialsError, FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
+use crate::scm::{FailureKind, PushFailure, PushOutcome, PushRequest, rejected};
 use crate::source::Source;
 use crate::status::{self, Attempt, Reason};
 
@@ -87,8 +88,8 @@ pub(super) async fn push(
     if let (Cause::Requested, Some(digest)) = (cause, &read.digest) {
         ctx.scm.retry_refused(digest);
     }
-    let credentials = match read.credentials {
-        Ok(c) => c,
+    let access = match read.credentials {
+        Ok(access) => access,
         Err(e) => return credentials_problem(ctx, obj, &attempt, &e).await,
     };
     // Checked again before SCM is called (and by the SCM client before each request leaves): leadership may have
@@ -113,7 +114,7 @@ pub(super) async fn push(
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
         Some(source) => match progress
-            .around(ctx, imported(cp, ctx, &credentials, current, source, search))
+            .around(ctx, imported(cp, &access, current, source, search))
             .await
         {
             Ok(imported) => imported,
@@ -123,7 +124,7 @@ pub(super) async fn push(
                     search,
                     attempt: &attempt,
                 };
-                return import_failed(ctx, obj, &credentials, read.digest.as_deref(), import, failure).await;
+                return import_failed(ctx, obj, &access, read.digest.as_deref(), import, failure).await;
             }
         },
     };
@@ -138,7 +139,7 @@ pub(super) async fn push(
         working: &working,
         imported: source.is_some(),
     };
-    let (not_after, outcome, targets) = expiry_and_send(ctx, cp, current, &credentials, sending, &mut progress).await;
+    let (not_after, outcome, targets) = expiry_and_send(ctx, cp, current, &access, sending, &mut progress).await;
     if deposed(ctx, &outcome) {
         return Ok(standby(ctx));
     }
@@ -160,7 +161,7 @@ pub(super) async fn push(
     let (new, action) = recorded(cp, current, answered, &answered_at(&attempt), &outcome);
     log_outcome("push", &outcome, &new);
     ctx.metrics.reconciled(result(spec, &outcome));
-    finish(ctx, obj, &credentials, read.digest.as_deref(), new, action).await
+    finish(ctx, obj, &access, read.digest.as_deref(), new, action).await
 }
 
 /// The reconcile result a push attempt counts as.
@@ -188,7 +189,7 @@ async fn expiry_and_send(
     ctx: &Context,
     cp: &CertificatePush,
     current: &CertificatePushStatus,
-    credentials: &Credentials,
+    access: &Access,
     sending: Sending<'_>,
     progress: &mut Progress,
 ) -> (Option<String>, PushOutcome, Option<Vec<RegionTarget>>) {
@@ -204,7 +205,7 @@ async fn expiry_and_send(
         true => Ok(working.not_after.clone()),
         false => match known_expiry(current, certificate_id) {
             Some(known) => Ok(Some(known)),
-            None => progress.around(ctx, expiry(ctx, credentials, certificate_id)).await,
+            None => progress.around(ctx, expiry(ctx, access, certificate_id)).await,
         },
     };
     match expiry_read {
@@ -220,7 +221,7 @@ async fn expiry_and_send(
         }
         Ok(not_after) => {
             let (outcome, regions) = progress
-                .around(ctx, send(cp, ctx, credentials, certificate_id, cause, working))
+                .around(ctx, send(cp, access, certificate_id, cause, working))
                 .await;
             if let PushOutcome::Failed(f) = &outcome
                 && matches!(f.kind, FailureKind::CertificateNotFound | FailureKind::Rejected)
@@ -245,7 +246,7 @@ struct FailedImport<'a> {
 async fn import_failed(
     ctx: &Context,
     obj: Reconciling<'_>,
-    credentials: &Credentials,
+    access: &Access,
     digest: Option<&str>,
     import: FailedImport<'_>,
     failure: PushFailure,
@@ -273,7 +274,7 @@ async fn import_failed(
     let (new, action) = policy::after_attempt(&started, &answered, &outcome, rand::random());
     log_outcome("import", &outcome, &new);
     ctx.metrics.reconciled("import_failed");
-    finish(ctx, obj, credentials, digest, new, action).await
+    finish(ctx, obj, access, digest, new, action).await
 }
 
 /// What a push attempt has to record besides its outcome.
@@ -336,7 +337,7 @@ fn recorded(
 async fn finish(
     ctx: &Context,
     obj: Reconciling<'_>,
-    credentials: &Credentials,
+    access: &Access,
     digest: Option<&str>,
     new: CertificatePushStatus,
     action: Action,
@@ -349,7 +350,7 @@ async fn finish(
         .and_then(status::parse_time)
         .map(|at| policy::until(now, at));
     if deploy::owed_now(ctx, cp, &saved, now) && deletions::may_send(&saved, digest) {
-        match deploy::settle_owed(ctx, cp, api, &saved, credentials, now).await? {
+        match deploy::settle_owed(ctx, cp, api, &saved, access, now).await? {
             Settled::Done(settled) => saved = *settled,
             // The push is recorded; the deletes come back when the rate limit lets them leave.
             Settled::Deferred(wait) => return Ok(Action::requeue(wait)),
@@ -430,10 +431,10 @@ fn known_expiry(current: &CertificatePushStatus, certificate_id: &str) -> Option
 /// read once for every object naming it ([`super::expiry::Expiries`]), so the expiry gauge covers certificateId
 /// pushes too. Best effort: the push goes ahead either way. A refusal of the credential (or a locked key, a
 /// certificate SCM does not hold, the fence) is the attempt's outcome, so the push is not sent after it.
-async fn expiry(ctx: &Context, credentials: &Credentials, certificate_id: &str) -> Result<Option<String>, PushFailure> {
-    let read = ctx
-        .expiries
-        .get(&ctx.scm, credentials, certificate_id, |f| ends_the_attempt(ctx, f));
+async fn expiry(ctx: &Context, access: &Access, certificate_id: &str) -> Result<Option<String>, PushFailure> {
+    let read = ctx.expiries.get(&access.scm, &access.credentials, certificate_id, |f| {
+        ends_the_attempt(ctx, f)
+    });
     Ok(read.await?.map(status::format_time))
 }
 
@@ -514,17 +515,15 @@ pub(super) async fn already_pushed(
     ))
 }
 
-/// No usable credentials: nothing is sent; the status says why, and the Secret watch brings the object back.
+/// No usable account or credentials: nothing is sent; the status says why, and the Secret and account watches
+/// bring the object back.
 async fn credentials_problem(
     ctx: &Context,
     obj: Reconciling<'_>,
     attempt: &Attempt<'_>,
-    problem: &CredentialsError,
+    problem: &Problem,
 ) -> Result<Action, Error> {
-    let reason = match problem {
-        CredentialsError::NotFound(_) => Reason::CredentialsNotFound,
-        CredentialsError::Invalid(_) => Reason::InvalidCredentials,
-    };
+    let reason = problem.reason();
     let new = status::not_sent(obj.current, attempt, reason, &problem.to_string());
     record_not_sent(ctx, obj.api, obj.cp, obj.current, new).await?;
     ctx.metrics.reconciled("credentials_error");
@@ -534,15 +533,14 @@ async fn credentials_problem(
 /// Sends one push (unless the ID cannot make a valid request) and says what came of it.
 async fn send(
     cp: &CertificatePush,
-    ctx: &Context,
-    credentials: &Credentials,
+    access: &Access,
     certificate_id: &str,
     cause: Cause,
     working: &CertificatePushStatus,
 ) -> (PushOutcome, Option<Vec<RegionTarget>>) {
     let spec = &cp.spec;
     if spec.batch() {
-        return send_batch(cp, ctx, credentials, certificate_id, cause, working).await;
+        return send_batch(cp, access, certificate_id, cause, working).await;
     }
     let request = match PushRequest::new(certificate_id, spec.target_service, &spec.target_project) {
         Ok(request) => request,
@@ -554,7 +552,7 @@ async fn send(
         certificate_id,
         "pushing certificate"
     );
-    (ctx.scm.push(credentials, &request).await.into(), None)
+    (access.scm.push(&access.credentials, &request).await.into(), None)
 }
 
 /// Pushes to the regions of spec.targetProjects that do not hold the certificate yet, in one batch push. It counts
@@ -562,8 +560,7 @@ async fn send(
 /// only those.
 async fn send_batch(
     cp: &CertificatePush,
-    ctx: &Context,
-    credentials: &Credentials,
+    access: &Access,
     certificate_id: &str,
     cause: Cause,
     working: &CertificatePushStatus,
@@ -583,9 +580,9 @@ async fn send_batch(
         return (pushed, Some(targets::aligned(spec, working)));
     }
     info!(?cause, generation = cp.metadata.generation, certificate_id, regions = ?due, "batch-pushing certificate");
-    let (results, request_id) = match ctx
+    let (results, request_id) = match access
         .scm
-        .batch_push(credentials, certificate_id, spec.target_service, &due)
+        .batch_push(&access.credentials, certificate_id, spec.target_service, &due)
         .await
     {
         Ok(answered) => answered,

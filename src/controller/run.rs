@@ -12,10 +12,12 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::{Context, error_policy, reconcile};
-use crate::crd::{CertificatePush, PUSH_REQUESTED_ANNOTATION};
+use crate::account::Accounts;
+use crate::crd::{AccountKind, CertificatePush, ClusterSCMAccount, PUSH_REQUESTED_ANNOTATION, SCMAccount};
 use crate::runtime::Runtime;
 
 /// Runs the controller on `rt` until shutdown, then lets `rt` drain.
@@ -33,23 +35,43 @@ pub async fn run(rt: Runtime) {
         became_leader,
         resync,
         scopes,
+        cluster_accounts,
+        cluster_resource_namespace,
+        allow_insecure_endpoint,
         store: (store, mut writer),
         shutdown,
         drain,
         ..
     } = rt;
+    let (account_store, mut account_writer) = reflector::store::<SCMAccount>();
+    let (cluster_store, cluster_writer) = reflector::store::<ClusterSCMAccount>();
+    let accounts = Accounts::new(
+        account_store.clone(),
+        cluster_store.clone(),
+        cluster_resource_namespace.clone(),
+        scm.clone(),
+        allow_insecure_endpoint,
+    );
     let ctx = Arc::new(
         Context::new(client, scm, events, metrics, leadership)
+            .with_accounts(accounts)
             .with_min_repush_interval(min_repush_interval)
             .with_in_use_refresh(in_use_refresh)
             .with_controller_name(&controller_name),
     );
+    // Any change of an account, a Secret or a CertificatePush may change an account's status.
+    let account_changed = Arc::new(Notify::new());
     let (forgetting, leading) = (ctx.clone(), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's
     // DefaultBackoff, 0.8 s doubling to 30 s), and a second backoff here would only slow recovery.
     let mut push_watches = Vec::new();
     let mut secret_watches = Vec::new();
+    let mut account_watches = Vec::new();
     for scope in scopes {
+        let health = scope.account_health.clone();
+        let listed = watcher::watcher(scope.accounts.clone(), watcher::Config::default())
+            .inspect(move |event| health.observe(event));
+        account_watches.push(as_deltas(listed, scope.namespace.clone(), account_store.clone()).boxed());
         let (health, ctx, cache) = (scope.push_health, ctx.clone(), store.clone());
         let listed = watcher::watcher(scope.pushes, watcher::Config::default())
             .modify(slim)
@@ -62,8 +84,12 @@ pub async fn run(rt: Runtime) {
             });
         push_watches.push(as_deltas(listed, scope.namespace, store.clone()).boxed());
         let health = scope.secret_health;
+        let noted = account_changed.clone();
         let secrets = watcher::watcher(scope.secrets, watcher::Config::default())
-            .inspect(move |event| health.observe(event))
+            .inspect(move |event| {
+                health.observe(event);
+                noted.notify_one();
+            })
             .touched_objects();
         secret_watches.push(secrets.boxed());
     }
@@ -72,23 +98,84 @@ pub async fn run(rt: Runtime) {
     // Every object is then reconciled when its own list event applies it, so none is decided from a partial cache.
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
+    account_writer.apply_watcher_event(&Event::Init);
+    account_writer.apply_watcher_event(&Event::InitDone);
+    let noted = account_changed.clone();
+    let account_trigger = reflector::reflector(account_writer, futures::stream::select_all(account_watches))
+        .inspect(move |_| noted.notify_one())
+        .touched_objects();
+    let noted = account_changed.clone();
+    let cluster_trigger = match cluster_accounts {
+        Some((api, health)) => {
+            let watch = watcher::watcher(api, watcher::Config::default()).inspect(move |event| health.observe(event));
+            reflector::reflector(cluster_writer, watch)
+                .inspect(move |_| noted.notify_one())
+                .touched_objects()
+                .boxed()
+        }
+        None => futures::stream::empty().boxed(),
+    };
+    let noted = account_changed.clone();
     let trigger = reflector::reflector(writer, futures::stream::select_all(push_watches))
         .inspect(move |event| {
             if let Ok(Event::Delete(cp)) = event {
                 forgetting.forget(cp);
             }
+            noted.notify_one();
         })
         .applied_objects();
+    tokio::spawn(super::accounts::keep_status(
+        ctx.clone(),
+        account_store.clone(),
+        cluster_store.clone(),
+        store.clone(),
+        account_changed,
+    ));
+    let (by_account, by_cluster_account) = (store.clone(), store.clone());
+    let (accounts_of_secret, cluster_accounts_of_secret) = (account_store, cluster_store);
     let secret_trigger = futures::stream::select_all(secret_watches);
     // Readiness follows the watch streams themselves. Store::wait_until_ready cannot be used here: its
     // oneshot keeps one waker, so a second waiter can leave the controller itself waiting.
     let controller = Controller::for_stream(trigger, store.clone())
         .watches_stream(secret_trigger, move |secret: PartialObjectMeta<Secret>| {
             let state = store.state();
-            referrers(
+            let pushes = || state.iter().map(|cp| cp.as_ref());
+            let (ns, name) = (secret.metadata.namespace.as_deref(), secret.name_any());
+            // Its own referrers, and those of each account whose credentials it holds.
+            let accounts = accounts_of_secret
+                .state()
+                .into_iter()
+                .filter(|a| a.namespace().as_deref() == ns && a.spec.account.credentials_ref.name == name)
+                .map(|a| (AccountKind::Namespaced, a.name_any()));
+            let cluster = cluster_accounts_of_secret
+                .state()
+                .into_iter()
+                .filter(|_| ns == Some(cluster_resource_namespace.as_str()))
+                .filter(|a| a.spec.account.credentials_ref.name == name)
+                .map(|a| (AccountKind::Cluster, a.name_any()));
+            let mut found = referrers(pushes(), ns, &name);
+            for (kind, account) in accounts.chain(cluster) {
+                found.extend(account_referrers(pushes(), kind, ns, &account));
+            }
+            found
+        })
+        .watches_stream(account_trigger, move |account: SCMAccount| {
+            let state = by_account.state();
+            let ns = account.namespace();
+            account_referrers(
                 state.iter().map(|cp| cp.as_ref()),
-                secret.metadata.namespace.as_deref(),
-                &secret.name_any(),
+                AccountKind::Namespaced,
+                ns.as_deref(),
+                &account.name_any(),
+            )
+        })
+        .watches_stream(cluster_trigger, move |account: ClusterSCMAccount| {
+            let state = by_cluster_account.state();
+            account_referrers(
+                state.iter().map(|cp| cp.as_ref()),
+                AccountKind::Cluster,
+                None,
+                &account.name_any(),
             )
         })
         .with_config(controller::Config::default().concurrency(concurrency))
@@ -115,15 +202,12 @@ pub async fn run(rt: Runtime) {
 /// one cache: the reflector replaces its whole store at the end of each re-list, which would drop every other
 /// namespace's objects. Objects of `namespace` (or of all, for None) in `cache` that a re-list no longer holds were
 /// deleted while the watch was down; they become Delete events at its end, after the listed ones were applied.
-fn as_deltas<S, E>(
-    watch: S,
-    namespace: Option<String>,
-    cache: Store<CertificatePush>,
-) -> impl Stream<Item = Result<Event<CertificatePush>, E>>
+fn as_deltas<K, S, E>(watch: S, namespace: Option<String>, cache: Store<K>) -> impl Stream<Item = Result<Event<K>, E>>
 where
-    S: Stream<Item = Result<Event<CertificatePush>, E>>,
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    S: Stream<Item = Result<Event<K>, E>>,
 {
-    let mut listed: HashSet<ObjectRef<CertificatePush>> = HashSet::new();
+    let mut listed: HashSet<ObjectRef<K>> = HashSet::new();
     watch.flat_map(move |event| {
         let events = match event {
             Ok(Event::Init) => {
@@ -163,6 +247,28 @@ fn slim(cp: &mut CertificatePush) {
     cp.annotations_mut().retain(|key, _| key == PUSH_REQUESTED_ANNOTATION);
 }
 
+/// The CertificatePushes in `candidates` that push with the account of `kind` named `name` (a namespaced one in
+/// `namespace`).
+pub fn account_referrers<'a>(
+    candidates: impl IntoIterator<Item = &'a CertificatePush>,
+    kind: AccountKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<CertificatePush>> {
+    candidates
+        .into_iter()
+        .filter(|cp| {
+            let named = cp
+                .spec
+                .account_ref
+                .as_ref()
+                .is_some_and(|r| r.kind == kind && r.name == name);
+            named && (kind == AccountKind::Cluster || cp.namespace().as_deref() == namespace)
+        })
+        .map(ObjectRef::from)
+        .collect()
+}
+
 /// The CertificatePushes in `candidates` that reference the Secret `secret_name` in `secret_ns`, as credentials or
 /// as the source of the certificate.
 pub fn referrers<'a>(
@@ -174,7 +280,7 @@ pub fn referrers<'a>(
         .into_iter()
         .filter(|cp| {
             let spec = &cp.spec;
-            let names_it = spec.credentials_ref.name == secret_name
+            let names_it = spec.credentials_ref.as_ref().is_some_and(|r| r.name == secret_name)
                 || spec.source_secret_ref.as_ref().is_some_and(|s| s.name == secret_name);
             cp.namespace().as_deref() == secret_ns && names_it
         })

@@ -33,7 +33,7 @@ const PATH: &str = "/apis/scm.certpush.dev/v1alpha1/namespaces/ns/certificatepus
 /// A CertificatePush of `certificateId` to WAF in cn-north-4 with credentials in Secret `secret`.
 pub(crate) fn cp(ns: &str, name: &str, secret: &str) -> CertificatePush {
     let mut spec = CertificatePushSpec::example();
-    spec.credentials_ref.name = secret.into();
+    spec.credentials_ref.as_mut().expect("the example has one").name = secret.into();
     let mut cp = CertificatePush::new(name, spec);
     cp.metadata.namespace = Some(ns.into());
     cp
@@ -150,11 +150,16 @@ fn secret(token: &str) -> serde_json::Value {
            "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}})
 }
 
-/// The credential the Secret [`secret`] of a good token holds, as `obj` reads it.
-fn credentials_of(obj: &CertificatePush) -> crate::scm::Credentials {
+/// The credential the Secret [`secret`] of a good token holds, as `obj` reads it with `ctx`'s client.
+fn credentials_of(ctx: &Context, obj: &CertificatePush) -> crate::account::Access {
     let token = "unit-good-token-0000000000000000000000000000000";
     let secret = serde_json::from_value(secret(token)).unwrap();
-    crate::scm::Credentials::from_secret(Some(&secret), &obj.spec.credentials_ref).unwrap()
+    let reference = obj.spec.credentials_ref.as_ref().unwrap();
+    crate::account::Access {
+        scm: ctx.scm.clone(),
+        credentials: crate::scm::Credentials::from_secret(Some(&secret), reference).unwrap(),
+        enterprise_project_id: None,
+    }
 }
 
 const BAD_TOKEN: &str = "unit-bad-token-00000000000000000000000000000000";
@@ -619,7 +624,7 @@ async fn a_spec_edit_that_keeps_the_destination_only_moves_observed_generation()
     let (ctx, server) = mocked_context(ENDPOINT);
     let (mut obj, pushed) = pushed_object();
     obj.metadata.generation = Some(4);
-    obj.spec.credentials_ref.name = "scm-rotated".into();
+    obj.spec.credentials_ref.as_mut().unwrap().name = "scm-rotated".into();
     obj.status = Some(pushed);
     let stored = serde_json::to_value(&obj).unwrap();
     let seen = serve(server, move |_, _| (200, stored.clone()));
@@ -664,8 +669,8 @@ async fn a_delete_the_rate_limit_deferred_is_no_failed_attempt() {
     let api: Api<CertificatePush> = Api::namespaced(ctx.client.clone(), "ns");
     let echo = with_status(&obj, &owed);
     let seen = serve(server, move |_, _| (200, echo.clone()));
-    let creds = credentials_of(&obj);
-    let _crowd = ctx.scm.fill_waiting_places(&creds);
+    let creds = credentials_of(&ctx, &obj);
+    let _crowd = ctx.scm.fill_waiting_places(&creds.credentials);
     let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
     let _ = super::import::settle_deletions(&ctx, &obj, &api, &owed, &creds, now)
         .await
@@ -682,8 +687,8 @@ async fn cleanup_deferred_by_the_rate_limit_never_gives_up() {
     let (ctx, server) = mocked_context(ENDPOINT);
     let (obj, _) = pushed_object();
     let seen = serve(server, |_, _| (200, json!({})));
-    let creds = credentials_of(&obj);
-    let _crowd = ctx.scm.fill_waiting_places(&creds);
+    let creds = credentials_of(&ctx, &obj);
+    let _crowd = ctx.scm.fill_waiting_places(&creds.credentials);
     let imports = ["scs1700000000009".to_owned()];
     for round in 0..=super::cleanup::MAX_CLEANUP_ATTEMPTS {
         let next = super::cleanup::delete_imports(&ctx, &obj, &creds, &imports).await;

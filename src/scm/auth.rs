@@ -110,6 +110,13 @@ pub enum CredentialsError {
     Invalid(String),
 }
 
+/// Secret types refused as credentials.
+pub const NOT_CREDENTIALS: [&str; 3] = [
+    "kubernetes.io/service-account-token",
+    "kubernetes.io/tls",
+    "kubernetes.io/dockerconfigjson",
+];
+
 /// The keys of one Secret, read without ever putting a value into an error message.
 struct SecretData<'a> {
     name: &'a str,
@@ -166,7 +173,14 @@ impl Credentials {
         let name = reference.name.as_str();
         let token_key = reference.token_key.as_str();
         let secret =
-            secret.ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} not found in this namespace")))?;
+            secret.ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} not found")))?;
+        // Secrets the cluster or other tools write for another purpose: using one would send a ServiceAccount
+        // token, a TLS key or registry credentials to SCM.
+        if let Some(kind) = secret.type_.as_deref().filter(|t| NOT_CREDENTIALS.contains(t)) {
+            return Err(CredentialsError::Invalid(format!(
+                "Secret {name:?} is of type {kind}, which never holds SCM credentials; use an Opaque Secret"
+            )));
+        }
         let data = SecretData {
             name,
             data: secret.data.as_ref(),
@@ -203,12 +217,35 @@ impl Credentials {
         Ok(Credentials::Token(token.into()))
     }
 
+    /// This credential with an account's `projectId` or `domainId` (at most one) instead of the Secret's scope;
+    /// a token carries its scope in itself and is returned as it is.
+    pub fn with_scope(self, project_id: Option<&str>, domain_id: Option<&str>) -> Self {
+        let scope = match (project_id, domain_id) {
+            (Some(project), _) => Scope::Project(project.to_owned()),
+            (None, Some(domain)) => Scope::Domain(domain.to_owned()),
+            (None, None) => return self,
+        };
+        match self {
+            Credentials::AccessKey(key) => Credentials::AccessKey(AccessKey {
+                scope: Some(scope),
+                ..key
+            }),
+            token => token,
+        }
+    }
+
     /// A fingerprint of the exact credential material sent, for status: a stall caused by a rejected credential
     /// lifts only when this changes, not on edits of the Secret's labels or annotations.
     ///
     /// HMAC-SHA256 under this installation's `key` over every value (never a prefix), each behind its name: anyone
     /// who can read status but not the key cannot confirm a guessed credential by hashing it.
     pub fn digest(&self, key: &DigestKey) -> String {
+        self.digest_at(key, None)
+    }
+
+    /// [`Credentials::digest`] of this credential as sent to `endpoint` (None: the operator's own endpoint, which
+    /// keeps the digests recorded before accounts existed).
+    pub fn digest_at(&self, key: &DigestKey, endpoint: Option<&str>) -> String {
         let mut hash = Hmac::<Sha256>::new_from_slice(key.0.expose_secret()).expect("HMAC takes keys of any length");
         hash.update(b"certpush-operator credentials digest v2\0");
         let mut field = |name: &str, value: &[u8]| {
@@ -231,6 +268,9 @@ impl Credentials {
                     field(SECURITY_TOKEN, token.expose_secret().as_bytes());
                 }
             }
+        }
+        if let Some(endpoint) = endpoint {
+            field("endpoint", endpoint.as_bytes());
         }
         format!("hmac-sha256:{}", hex::encode(hash.finalize().into_bytes()))
     }
@@ -445,6 +485,43 @@ mod tests {
         assert!(message.contains("at most 8192 bytes"), "{message}");
         assert!(!message.contains(&huge[..64]), "never echoes the value");
         assert!(Credentials::from_secret(Some(&key_pair("FQoGZXIvYXdzEJr")), &reference()).is_ok());
+    }
+
+    /// A CertificatePush or an account could name a ServiceAccount token, another workload's TLS Secret or registry
+    /// credentials: none is ever sent to SCM, even when it holds a key named like a credential.
+    #[test]
+    fn secrets_of_other_purposes_are_never_credentials() {
+        for kind in NOT_CREDENTIALS {
+            let mut typed = secret("token", GOOD.as_bytes());
+            typed.type_ = Some(kind.to_owned());
+            let m = invalid_message(Credentials::from_secret(Some(&typed), &reference()));
+            assert!(m.contains(kind) && !m.contains(GOOD), "{m}");
+        }
+        let mut opaque = secret("token", GOOD.as_bytes());
+        opaque.type_ = Some("Opaque".to_owned());
+        assert!(Credentials::from_secret(Some(&opaque), &reference()).is_ok());
+    }
+
+    /// An account's projectId or domainId replaces the Secret's scope, and is part of what the digest names.
+    #[test]
+    fn an_accounts_scope_replaces_the_secrets() {
+        let read = || {
+            Credentials::from_secret(
+                Some(&secret_with(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (PROJECT_ID, "p1")])),
+                &reference(),
+            )
+            .unwrap()
+        };
+        let scoped = read().with_scope(None, Some("d9"));
+        let Credentials::AccessKey(ref key) = scoped else {
+            panic!("an access key stays one")
+        };
+        assert_eq!(key.scope, Some(Scope::Domain("d9".into())));
+        assert_ne!(scoped.digest(&KEY), read().digest(&KEY));
+        assert_eq!(read().with_scope(None, None).digest(&KEY), read().digest(&KEY));
+        let token = || Credentials::from_secret(Some(&secret("token", GOOD.as_bytes())), &reference()).unwrap();
+        let scoped = token().with_scope(Some("p2"), None);
+        assert_eq!(scoped.digest(&KEY), token().digest(&KEY), "a token keeps its own");
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub struct ScmClient {
     verdicts: Verdicts,
     /// Keys [`ScmClient::digest`], the name verdicts and status know a credential by.
     digest_key: std::sync::Arc<DigestKey>,
+    /// Whether [`ScmClient::digest`] covers the endpoint: so for an account's client, whose endpoint is the
+    /// account's to change, a credential refused at one endpoint is a new one at another.
+    endpoint_in_digest: bool,
 }
 
 /// Whether a request may leave now.
@@ -214,7 +217,20 @@ impl ScmClient {
             gate: None,
             verdicts: Verdicts::default(),
             digest_key: std::sync::Arc::new(DigestKey::random()),
+            endpoint_in_digest: false,
         })
+    }
+
+    /// This client for an account's `endpoint` and `rate` (qps, burst; None: this client's): the same
+    /// connections, refusal memory, buckets, metrics and fence.
+    pub fn for_account(&self, endpoint: &str, rate: Option<(u32, u32)>) -> Result<Self, ClientError> {
+        let mut account = self.clone();
+        account.endpoint = parse_endpoint(endpoint)?;
+        if let Some((qps, burst)) = rate {
+            account.limiter = self.limiter.with_rate(qps, burst);
+        }
+        account.endpoint_in_digest = true;
+        Ok(account)
     }
 
     /// Limits requests to `qps` per second (bursts of `burst`; both at least 1) across every clone of this client.
@@ -232,7 +248,8 @@ impl ScmClient {
 
     /// The digest that verdicts and `status.credentialsDigest` know `credentials` by.
     pub fn digest(&self, credentials: &Credentials) -> String {
-        credentials.digest(&self.digest_key)
+        let endpoint = self.endpoint_in_digest.then(|| self.endpoint.as_str());
+        credentials.digest_at(&self.digest_key, endpoint)
     }
 
     /// Counts every request in `metrics` (registered by the caller) instead of unserved series.
@@ -261,17 +278,26 @@ impl ScmClient {
 
     /// The request rate now allowed for the account of `credentials` (lower than `--scm-qps` after throttling).
     pub fn qps(&self, credentials: &Credentials) -> u32 {
-        self.limiter.qps(&credentials.account())
+        self.limiter.qps(&self.bucket(credentials))
     }
 
     /// Takes every waiting place of the account of `credentials`, as a crowd of its other requests would: until
     /// they are dropped, its next request is deferred.
     #[cfg(test)]
     pub(crate) fn fill_waiting_places(&self, credentials: &Credentials) -> Vec<super::limit::Waiting> {
-        let account = credentials.account();
+        let account = self.bucket(credentials);
         (0..super::limit::MAX_WAITING)
             .filter_map(|_| self.limiter.enter(&account, &current_tenant(), 0.0).ok())
             .collect()
+    }
+
+    /// The rate-limit bucket of `credentials`: its SCM account, at this endpoint for an account's client (the same
+    /// key at two sites is two accounts' traffic).
+    fn bucket(&self, credentials: &Credentials) -> String {
+        match self.endpoint_in_digest {
+            true => format!("{}@{}", credentials.account(), self.endpoint),
+            false => credentials.account(),
+        }
     }
 
     /// The base URL requests go to.
@@ -509,7 +535,7 @@ impl ScmClient {
         // The token is taken before signing: the signature carries a time that must not age in the queue. A few
         // requests of an account wait here; the rest end the call, so their reconciles free their workers for other
         // accounts and come back when it is about their turn.
-        let account = credentials.account();
+        let account = self.bucket(credentials);
         let waiting = match self.limiter.enter(&account, &current_tenant(), rand::random()) {
             Ok(waiting) => (waiting, self.metrics.waiting()),
             Err(later) => return Transport::Deferred(later),
@@ -666,6 +692,7 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Secret;
 
     #[test]
     fn clock_skew_is_read_from_the_date_header() {
@@ -674,6 +701,30 @@ mod tests {
         assert_eq!(skew("Sun, 06 Dec 2026 05:00:00 GMT"), Some(1200));
         assert_eq!(skew("Sun, 06 Dec 2026 05:21:30 GMT"), Some(-90));
         assert_eq!(skew("yesterday"), None);
+    }
+
+    /// An account's client names a credential by where it is sent too, so moving an account to another endpoint
+    /// lifts a refusal of that credential at the old one; the operator's own client keeps the digests recorded
+    /// before accounts existed.
+    #[test]
+    fn an_accounts_digest_covers_its_endpoint_and_the_operators_does_not() {
+        let base = ScmClient::new("https://scm.cn-north-4.myhuaweicloud.com", None).unwrap();
+        let token = Secret {
+            data: Some([("token".to_owned(), k8s_openapi::ByteString(vec![b'x'; 40]))].into()),
+            ..Secret::default()
+        };
+        let reference = crate::crd::CredentialsRef {
+            name: "scm".into(),
+            token_key: "token".into(),
+        };
+        let credentials = Credentials::from_secret(Some(&token), &reference).unwrap();
+        let cn = base.for_account("https://scm.cn-north-4.myhuaweicloud.com", None).unwrap();
+        let ap = base.for_account("https://scm.ap-southeast-1.myhuaweicloud.com", Some((1, 1))).unwrap();
+        assert_eq!(base.digest(&credentials), credentials.digest(&base.digest_key));
+        assert_ne!(cn.digest(&credentials), ap.digest(&credentials));
+        assert_ne!(cn.digest(&credentials), base.digest(&credentials));
+        assert_ne!(cn.bucket(&credentials), ap.bucket(&credentials), "two sites, two buckets");
+        assert_eq!(ap.endpoint().as_str(), "https://scm.ap-southeast-1.myhuaweicloud.com/");
     }
 
     #[test]

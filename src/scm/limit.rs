@@ -53,6 +53,9 @@ fn at_least_one(n: u32) -> NonZeroU32 {
 }
 
 struct State {
+    /// The rate and burst this bucket was made for: a limiter of another configuration (an account's edited
+    /// rateLimit) starts the account over at its own.
+    configured: (u32, NonZeroU32),
     qps: u32,
     bucket: Arc<DefaultDirectRateLimiter>,
     changed: Instant,
@@ -132,7 +135,19 @@ impl Limiter {
     /// Runs `f` on the state of `account`, made (full, at the configured rate) on first use.
     fn with<T>(&self, account: &str, f: impl FnOnce(&mut State) -> T) -> T {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts
+            .get(account)
+            .is_some_and(|s| s.configured != (self.max, self.burst))
+        {
+            // Not a fresh burst: the new rate starts empty, as after a 429.
+            let state = accounts.get_mut(account).expect("checked above");
+            state.configured = (self.max, self.burst);
+            state.qps = self.max;
+            state.bucket = bucket(self.max, self.burst, false);
+            state.changed = Instant::now();
+        }
         let state = accounts.entry(account.to_owned()).or_insert_with(|| State {
+            configured: (self.max, self.burst),
             qps: self.max,
             bucket: bucket(self.max, self.burst, true),
             // As if the rate had been set long ago: the first 429 must count.
@@ -219,6 +234,16 @@ impl Limiter {
     pub fn max_qps(&self) -> u32 {
         self.max
     }
+
+    /// A limiter sharing these buckets that gives the accounts it is used for `qps` and `burst` instead; an account
+    /// used with a new configuration starts over at it, with an empty bucket.
+    pub fn with_rate(&self, qps: u32, burst: u32) -> Self {
+        Self {
+            accounts: Arc::clone(&self.accounts),
+            max: at_least_one(qps).get(),
+            burst: at_least_one(burst),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +320,23 @@ mod tests {
             .try_acquire("team-b")
             .expect_err("no fresh burst after the halving");
         assert!(wait <= Duration::from_millis(200), "{wait:?}");
+    }
+
+    /// An account's rateLimit replaces the process's for that account only; an edit of it starts the account over
+    /// at the new rate, with no fresh burst.
+    #[test]
+    fn an_accounts_own_rate_applies_to_it_alone_and_an_edit_takes_effect() {
+        let process = Limiter::new(10, 20);
+        let account = process.with_rate(1, 1);
+        assert!(account.try_acquire("acct").is_ok());
+        assert!(account.try_acquire("acct").is_err(), "a burst of one");
+        assert_eq!((account.qps("acct"), process.qps("other")), (1, 10));
+        for _ in 0..20 {
+            assert!(process.try_acquire("other").is_ok(), "the process's own burst is untouched");
+        }
+        let edited = process.with_rate(50, 50);
+        assert_eq!(edited.qps("acct"), 50, "the edit applies without a restart");
+        assert!(edited.try_acquire("acct").is_err(), "a new rate starts empty: no fresh burst");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct ImportRequest {
     /// The unencrypted private key, PEM.
     #[serde(serialize_with = "expose")]
     pub private_key: SecretString,
+    /// Enterprise project of the imported certificate (the account's); omitted: SCM's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_project_id: Option<String>,
 }
 
 /// Writes a secret into the request body, the one place it is sent.

@@ -25,6 +25,12 @@ pub enum Reason {
     CredentialsNotFound,
     /// The token in the Secret cannot be valid.
     InvalidCredentials,
+    /// spec.accountRef names an account that does not exist.
+    AccountNotFound,
+    /// The ClusterSCMAccount named does not allow the object's namespace.
+    AccountNotAllowed,
+    /// The account's spec cannot be used.
+    InvalidAccount,
     /// SCM answered 401.
     Unauthorized,
     /// SCM's gateway locked the access key after repeated signature failures; tried again once the lock is over.
@@ -63,7 +69,7 @@ pub enum Lift {
 
 impl Reason {
     /// Every reason, in the README's order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Pending,
         Reason::Pushed,
         Reason::Deploying,
@@ -72,6 +78,9 @@ impl Reason {
         Reason::Retrying,
         Reason::CredentialsNotFound,
         Reason::InvalidCredentials,
+        Reason::AccountNotFound,
+        Reason::AccountNotAllowed,
+        Reason::InvalidAccount,
         Reason::Unauthorized,
         Reason::CredentialsLocked,
         Reason::Forbidden,
@@ -99,7 +108,13 @@ impl Reason {
             // The lock ends on its own (5 minutes); the credential may be right.
             Reason::Retrying | Reason::NotYetValid | Reason::CredentialsLocked => Lift::Backoff,
             // Nothing was sent: the Secrets are read again whenever one changes.
-            Reason::CredentialsNotFound | Reason::InvalidCredentials | Reason::InvalidSource => Lift::SecretChange,
+            // An account, its conditions or its Secret may appear or change at any time: read again on each.
+            Reason::CredentialsNotFound
+            | Reason::InvalidCredentials
+            | Reason::InvalidSource
+            | Reason::AccountNotFound
+            | Reason::AccountNotAllowed
+            | Reason::InvalidAccount => Lift::SecretChange,
             // A 404 sent nothing anywhere, and another account's credential may see the certificate.
             Reason::Unauthorized | Reason::Forbidden | Reason::CertificateNotFound => Lift::CredentialChange,
             // A refusal may be SCM refusing a repeat of a push that landed: a new credential must not re-send it.
@@ -130,6 +145,18 @@ impl Reason {
                 "the Secret holds neither a token nor `accessKey`+`secretKey`, or both kinds, or a malformed value \
                  (a token shorter than 32 characters after trimming, an AK that is not letters and digits, \
                  `projectId` and `domainId` together); nothing is sent"
+            }
+            Reason::AccountNotFound => {
+                "`spec.accountRef` names an SCMAccount (in the object's namespace) or ClusterSCMAccount that does \
+                 not exist; nothing is sent"
+            }
+            Reason::AccountNotAllowed => {
+                "the ClusterSCMAccount's `spec.conditions` do not allow the object's namespace (no conditions allow \
+                 none); nothing is sent"
+            }
+            Reason::InvalidAccount => {
+                "the account's endpoint is plain http without `--allow-insecure-endpoint`, or not a URL, or it sets \
+                 both `domainId` and `projectId`; nothing is sent"
             }
             Reason::Unauthorized => {
                 "SCM answered 401 (`APIGW.0301` bad token or signature, unknown AK; `APIGW.0307` expired token), to \
@@ -171,8 +198,16 @@ impl Reason {
 
     /// When this state ends, as the README's failure table says it.
     fn when_lifted(self) -> &'static str {
-        if self == Reason::NotYetValid {
-            return "yes, at its `notBefore` (plus 10 s for clock skew), or when the Secret changes";
+        match self {
+            Reason::NotYetValid => {
+                return "yes, at its `notBefore` (plus 10 s for clock skew), or when the Secret changes";
+            }
+            Reason::AccountNotFound => return "when the account appears or changes",
+            Reason::AccountNotAllowed => {
+                return "when the account's conditions change (a namespace's new labels: at the next resync)";
+            }
+            Reason::InvalidAccount => return "when the account changes",
+            _ => {}
         }
         match self.lift() {
             Lift::None => "-",

@@ -573,7 +573,7 @@ async fn a_status_reader_cannot_confirm_a_guessed_credential() {
         data: Some([("token".to_owned(), k8s_openapi::ByteString(GOOD_TOKEN.into()))].into()),
         ..Secret::default()
     };
-    let reference = pushed.spec.credentials_ref.clone();
+    let reference = pushed.spec.credentials_ref.clone().expect("credentialsRef");
     let creds = Credentials::from_secret(Some(&token), &reference).unwrap();
     assert_eq!(shown, creds.digest(&key));
 

@@ -97,19 +97,18 @@ pub async fn install_once() {
     if DONE.get().is_some() {
         return;
     }
-    let mut crd = format!("{ROOT}/crds/certificatepush.yaml");
-    // Another build (CERTPUSH_OPERATOR_BIN) runs against its own CRD.
+    // The directory applies every CRD (CertificatePush and the two account kinds).
+    let mut files = vec![format!("{ROOT}/crds/")];
+    // Another build (CERTPUSH_OPERATOR_BIN) runs against its own CRDs, applied over these.
     if let Ok(binary) = std::env::var("CERTPUSH_OPERATOR_BIN") {
         let out = Command::new(binary).arg("crd").output().await.expect("crd");
-        crd = std::env::temp_dir()
-            .join(format!("certpush-crd-{}.yaml", std::process::id()))
-            .display()
-            .to_string();
+        let crd = std::env::temp_dir().join(format!("certpush-crd-{}.yaml", std::process::id()));
         std::fs::write(&crd, out.stdout).unwrap();
+        files.push(crd.display().to_string());
     }
-    let namespace = format!("{ROOT}/deploy/manifests/namespace/namespace.yaml");
-    let rbac = format!("{ROOT}/deploy/manifests/rbac.yaml");
-    for file in [&crd, &namespace, &rbac] {
+    files.push(format!("{ROOT}/deploy/manifests/namespace/namespace.yaml"));
+    files.push(format!("{ROOT}/deploy/manifests/rbac.yaml"));
+    for file in &files {
         let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]).await;
         assert!(ok, "applying {file}: {out}");
     }
@@ -117,6 +116,8 @@ pub async fn install_once() {
         "wait",
         "--for=condition=Established",
         "crd/certificatepushes.scm.certpush.dev",
+        "crd/scmaccounts.scm.certpush.dev",
+        "crd/clusterscmaccounts.scm.certpush.dev",
         "--timeout=60s",
     ])
     .await;
@@ -216,10 +217,11 @@ pub fn spec(cert: &str, service: TargetService, project: &str, secret: &str) -> 
         target_service: service,
         target_project: project.into(),
         target_projects: Vec::new(),
-        credentials_ref: CredentialsRef {
+        credentials_ref: Some(CredentialsRef {
             name: secret.into(),
             token_key: "token".into(),
-        },
+        }),
+        account_ref: None,
         deploy: None,
     }
 }
@@ -334,6 +336,15 @@ impl Operator {
         Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra).await
     }
 
+    /// Starts the operator watching every namespace, with extra `run` flags (pass a --controller-name of the test's
+    /// own, so it leaves the other tests' objects alone).
+    #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+    pub async fn start_all_namespaces(sim: &Sim, extra: &[&str]) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        Self::spawn("", &sim.url(), "info", dir, log, restricted_kubeconfig(), extra).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn spawn(
         ns: &str,
@@ -355,16 +366,12 @@ impl Operator {
         // CERTPUSH_OPERATOR_BIN runs the suite against another build, e.g. to show a new test fails on old code.
         let binary =
             std::env::var("CERTPUSH_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certpush-operator").into());
+        // An empty namespace watches them all.
+        let scope: &[&str] = if ns.is_empty() { &[] } else { &["--namespace", ns] };
         let child = Command::new(binary)
-            .args([
-                "run",
-                "--namespace",
-                ns,
-                "--scm-endpoint",
-                endpoint,
-                "--log-format",
-                "json",
-            ])
+            .arg("run")
+            .args(scope)
+            .args(["--scm-endpoint", endpoint, "--log-format", "json"])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             // Tests set re-push annotations back to back; a test of the interval passes the flag, which wins.

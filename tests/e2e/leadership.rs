@@ -542,13 +542,8 @@ impl Drop for OwnControlPlane {
 #[ignore = "needs the control plane: run `make test`"]
 async fn the_operator_recovers_from_an_api_server_restart() {
     let cp = OwnControlPlane::start().await;
-    cp.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &format!("{ROOT}/crds/certificatepush.yaml"),
-    ])
-    .await;
+    cp.kubectl(&["apply", "--server-side", "-f", &format!("{ROOT}/crds/")])
+        .await;
     for file in ["namespace/namespace.yaml", "rbac.yaml"] {
         cp.kubectl(&[
             "apply",

@@ -18,6 +18,7 @@
 
 mod harness;
 
+mod accounts;
 mod credentials;
 mod deploy;
 mod health;

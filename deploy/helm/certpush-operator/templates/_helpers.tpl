@@ -149,6 +149,26 @@ Secrets read-only; events create/patch; nothing else.
 - apiGroups: ["scm.certpush.dev"]
   resources: ["certificatepushes/status"]
   verbs: ["patch"]
+# Accounts: read, and their status (Ready, usedBy) written.
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["scmaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["scmaccounts/status"]
+  verbs: ["patch"]
+{{- if eq .Values.scope "cluster" }}
+{{- /* Cluster accounts are watched only when every namespace is; their Secrets are in the release namespace. */}}
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["clusterscmaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["scm.certpush.dev"]
+  resources: ["clusterscmaccounts/status"]
+  verbs: ["patch"]
+# A ClusterSCMAccount's namespaceSelector is matched against the namespace's labels.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+{{- end }}
 # Read-only: the token is read at reconcile time; list/watch (metadata only) re-triggers referrers on rotation.
 - apiGroups: [""]
   resources: ["secrets"]

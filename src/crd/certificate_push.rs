@@ -1,26 +1,17 @@
-//! The `CertificatePush` custom resource: spec, status and conditions.
-//!
-//! Doc comments on these types become the CRD's OpenAPI descriptions, and so `kubectl explain` text.
-//! Field constraints live in the OpenAPI schema (pattern, enum, lengths); rules across fields are CEL rules with a
-//! message that says what to fix (validation rules are GA since Kubernetes 1.29; the chart needs 1.33). Reconcile
-//! checks them again (`InvalidSpec`) for objects stored before a rule existed.
+//! The `CertificatePush` kind: where one certificate goes, and what became of it.
 
-/// Conditions are Kubernetes' own metav1.Condition, with the schema k8s-openapi generates for it. That schema
-/// lacks the enum and length rules kubebuilder adds to the Go type; only the operator writes status, and its
-/// values come from `status` (TRUE/FALSE/UNKNOWN and `Reason`), so nothing is lost in practice.
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of every resource this operator serves.
-pub const GROUP: &str = "scm.certpush.dev";
+#[cfg(test)]
+use super::DEFAULT_TOKEN_KEY;
+use super::{AccountRef, Condition, CredentialsRef, is_secret_name, wire_name};
+
 /// Annotation whose new value asks for one more push, bypassing any backoff.
 pub const PUSH_REQUESTED_ANNOTATION: &str = "scm.certpush.dev/push-requested-at";
 /// The operator name objects without spec.controllerName belong to (`--controller-name`'s default).
 pub const DEFAULT_CONTROLLER_NAME: &str = "certpush-operator";
-/// Key looked up in the credentials Secret when `credentialsRef.tokenKey` is not set.
-pub const DEFAULT_TOKEN_KEY: &str = "token";
 
 /// Pushes one certificate (held in SCM, or imported from a TLS Secret) to one target service (CDN, WAF or ELB) in
 /// one region, once per generation of this spec and once per certificate in the source Secret.
@@ -40,6 +31,7 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     printcolumn = r#"{"name":"Project","type":"string","jsonPath":".spec.targetProject"}"#,
     // A JSONPath union: exactly one of the two is set, so the column shows the certificate ID or the Secret.
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec['certificateId','sourceSecretRef.name']"}"#,
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountRef.name"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Last Push","type":"date","jsonPath":".status.lastPushTime"}"#,
@@ -58,6 +50,9 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     "rule": "has(self.certificateId) != has(self.sourceSecretRef)",
     "message": "set exactly one of certificateId (a certificate already in SCM) and sourceSecretRef (a kubernetes.io/tls Secret to import)"
 }, {
+    "rule": "has(self.credentialsRef) != has(self.accountRef)",
+    "message": "set exactly one of credentialsRef (a Secret in this namespace) and accountRef (an SCMAccount or ClusterSCMAccount)"
+}, {
     "rule": "has(self.targetProject) != has(self.targetProjects)",
     "message": "set exactly one of targetProject (one region) and targetProjects (several)"
 }, {
@@ -69,8 +64,8 @@ pub const DEFAULT_TOKEN_KEY: &str = "token";
     "message": "deploy needs targetProject: the resources are in one region",
     "fieldPath": ".deploy"
 }, {
-    "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? (has(r.type) && has(r.enterpriseProjectId)) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
-    "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id, type and enterpriseProjectId (\"0\" is the default enterprise project)",
+    "rule": "!has(self.deploy) || self.deploy.resources.all(r, self.targetService == 'CDN' ? (has(r.domainName) && !has(r.id) && !has(r.type) && !has(r.enterpriseProjectId)) : (has(r.id) && !has(r.domainName) && (self.targetService == 'WAF' ? (has(r.type) && (has(r.enterpriseProjectId) || has(self.accountRef))) : (!has(r.type) && !has(r.enterpriseProjectId)))))",
+    "message": "deploy.resources: CDN resources set domainName only; ELB resources set id only; WAF resources set id, type and enterpriseProjectId (\"0\" is the default enterprise project; with accountRef it defaults to the account's)",
     "fieldPath": ".deploy.resources"
 }]))]
 pub struct CertificatePushSpec {
@@ -120,8 +115,16 @@ pub struct CertificatePushSpec {
     )]
     pub target_projects: Vec<String>,
 
-    /// Secret in this CertificatePush's namespace that holds the SCM credentials.
-    pub credentials_ref: CredentialsRef,
+    /// Secret in this CertificatePush's namespace that holds the SCM credentials. Exactly one of credentialsRef
+    /// and accountRef is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<CredentialsRef>,
+
+    /// The SCM account to push with: an SCMAccount in this namespace, or a ClusterSCMAccount whose conditions
+    /// allow this namespace. It decides the site, the credentials and the request rate, so this namespace needs
+    /// no credentials Secret of its own. Exactly one of credentialsRef and accountRef is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
 
     /// The operator that handles this object: one started with --controller-name set to this. Empty: the
     /// operator named certpush-operator (the default), so a second installation with its own name never acts on
@@ -208,7 +211,7 @@ impl DeployResource {
     }
 
     /// Why this resource cannot be deployed to on `service`, if it cannot.
-    pub fn problem(&self, service: TargetService) -> Option<String> {
+    pub fn problem(&self, service: TargetService, with_account: bool) -> Option<String> {
         let key = self.key();
         match service {
             TargetService::Cdn if self.domain_name.is_none() || self.id.is_some() => Some(format!(
@@ -229,9 +232,9 @@ impl DeployResource {
             TargetService::Waf if self.waf_type.is_none() => Some(format!(
                 "deploy resource {key:?}: WAF resources name their type, premium or cloud"
             )),
-            TargetService::Waf if self.enterprise_project_id.is_none() => Some(format!(
+            TargetService::Waf if self.enterprise_project_id.is_none() && !with_account => Some(format!(
                 "deploy resource {key:?}: WAF resources name their enterpriseProjectId (\"0\" is the default \
-                 enterprise project)"
+                 enterprise project; with accountRef it defaults to the account's)"
             )),
             _ => None,
         }
@@ -256,19 +259,6 @@ impl std::fmt::Display for TargetService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&wire_name(self))
     }
-}
-
-/// The string serde writes for a unit enum variant: the one spelling of an enum's wire form, reused by Display.
-pub fn wire_name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-/// The unit enum variant serde reads from `name`, if any.
-pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// A kubernetes.io/tls Secret in the CertificatePush's namespace (keys tls.crt, leaf first, and tls.key).
@@ -307,31 +297,6 @@ pub struct ImportPolicy {
     /// successor has been pushed, since SCM limits the number of certificates per account.
     #[serde(default)]
     pub retain_superseded: bool,
-}
-
-/// Reference to the Secret in the same namespace that holds SCM credentials: either an IAM token (under tokenKey), or
-/// an access key pair (keys accessKey and secretKey, optionally projectId or domainId, and securityToken for
-/// temporary keys) that signs every request. There is deliberately no namespace field: a CertificatePush can never
-/// read another namespace's Secret.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialsRef {
-    /// Name of the Secret in the CertificatePush's namespace.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
-    pub name: String,
-
-    /// Key in the Secret's data that holds an IAM token (X-Auth-Token, at least 32 characters); not used by a Secret
-    /// that holds an access key pair instead.
-    #[serde(default = "default_token_key")]
-    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
-    pub token_key: String,
-}
-
-fn default_token_key() -> String {
-    DEFAULT_TOKEN_KEY.to_string()
 }
 
 /// Observed state of a CertificatePush, written only by the operator.
@@ -638,7 +603,7 @@ impl CertificatePushSpec {
     pub fn source(&self) -> Result<CertificateSource<'_>, String> {
         // The schema checks the same; an object stored before it did (or written around it) is caught here.
         let names = [
-            Some(&self.credentials_ref.name),
+            self.credentials_ref.as_ref().map(|r| &r.name),
             self.source_secret_ref.as_ref().map(|r| &r.name),
         ];
         if let Some(name) = names.into_iter().flatten().find(|n| !is_secret_name(n)) {
@@ -646,11 +611,17 @@ impl CertificatePushSpec {
                 "{name:?} is not a Secret name (lowercase letters, digits, '-' and '.')"
             ));
         }
-        if !is_secret_key(&self.credentials_ref.token_key) {
-            let key = &self.credentials_ref.token_key;
-            return Err(format!(
-                "credentialsRef.tokenKey {key:?} is not a Secret key (letters, digits, '-', '_', '.')"
-            ));
+        if let Some(reference) = &self.credentials_ref {
+            reference.check()?;
+        }
+        match (&self.credentials_ref, &self.account_ref) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err("set exactly one of credentialsRef and accountRef".into());
+            }
+            (None, Some(account)) if !is_secret_name(&account.name) => {
+                return Err(format!("accountRef.name {:?} is not an object name", account.name));
+            }
+            _ => {}
         }
         match (self.target_project.is_empty(), self.target_projects.is_empty()) {
             (false, false) => return Err("spec sets both targetProject and targetProjects; set exactly one".into()),
@@ -677,7 +648,11 @@ impl CertificatePushSpec {
             return Err(format!("targetProjects lists {:?} twice", twice[0]));
         }
         if let Some(deploy) = &self.deploy {
-            if let Some(problem) = deploy.resources.iter().find_map(|r| r.problem(self.target_service)) {
+            if let Some(problem) = deploy
+                .resources
+                .iter()
+                .find_map(|r| r.problem(self.target_service, self.account_ref.is_some()))
+            {
                 return Err(problem);
             }
             let mut keys: Vec<&str> = deploy.resources.iter().map(DeployResource::key).collect();
@@ -756,10 +731,11 @@ impl CertificatePushSpec {
             target_service: TargetService::Waf,
             target_project: "cn-north-4".into(),
             target_projects: Vec::new(),
-            credentials_ref: CredentialsRef {
+            credentials_ref: Some(CredentialsRef {
                 name: "scm".into(),
                 token_key: DEFAULT_TOKEN_KEY.into(),
-            },
+            }),
+            account_ref: None,
             deploy: None,
         }
     }
@@ -781,26 +757,6 @@ impl DeploySpec {
     }
 }
 
-/// A DNS-1123 subdomain, the form of every Secret name.
-fn is_secret_name(name: &str) -> bool {
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    (1..=253).contains(&name.len()) && name.split('.').all(label)
-}
-
-/// The form of a key in a Secret's data.
-fn is_secret_key(key: &str) -> bool {
-    (1..=253).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// The form of a Huawei region (IAM project name): a DNS label.
 fn is_region(project: &str) -> bool {
     (1..=63).contains(&project.len())
@@ -820,12 +776,6 @@ impl CertificatePush {
             .and_then(|a| a.get(PUSH_REQUESTED_ANNOTATION))
             .map(String::as_str)
     }
-}
-
-/// The CRD as YAML, exactly as `certpush-operator crd` prints it and `crds/certificatepush.yaml` holds it.
-pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
-    use kube::CustomResourceExt;
-    serde_saphyr::to_string(&CertificatePush::crd())
 }
 
 #[cfg(test)]
@@ -873,7 +823,10 @@ mod tests {
         }
         let rules = spec_schema()["x-kubernetes-validations"].to_string();
         assert!(rules.contains("has(r.domainName)"), "{rules}");
-        assert!(rules.contains("(has(r.type) && has(r.enterpriseProjectId))"), "{rules}");
+        assert!(
+            rules.contains("(has(r.type) && (has(r.enterpriseProjectId) || has(self.accountRef)))"),
+            "{rules}"
+        );
         // Deploying only needs something to deploy to.
         let mut never = spec("ELB", json!([{"id": "e1"}]));
         never.push_policy = Some(PushPolicy::Never);
@@ -988,7 +941,13 @@ mod tests {
         assert_eq!(s["properties"]["targetProject"]["maxLength"], 63);
         let mut required: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
         required.sort();
-        assert_eq!(required, ["credentialsRef", "targetService"]);
+        assert_eq!(required, ["targetService"]);
+        // Exactly one of its own Secret and an account, as a CEL rule whose message says what to set.
+        let rules = s["x-kubernetes-validations"].to_string();
+        assert!(
+            rules.contains("has(self.credentialsRef) != has(self.accountRef)"),
+            "{rules}"
+        );
         // One region or several, exactly one of the two (CEL), each in the region form.
         let rules = s["x-kubernetes-validations"].to_string();
         assert!(
@@ -1063,6 +1022,7 @@ mod tests {
                 "Service",
                 "Project",
                 "Source",
+                "Account",
                 "Ready",
                 "Reason",
                 "Last Push",
@@ -1072,23 +1032,6 @@ mod tests {
                 "Target Certificate",
                 "Message"
             ]
-        );
-    }
-
-    #[test]
-    fn enum_strings_come_from_serde() {
-        assert_eq!(TargetService::Cdn.to_string(), "CDN");
-        assert_eq!(from_wire_name::<TargetService>("ELB"), Some(TargetService::Elb));
-        assert_eq!(from_wire_name::<TargetService>("elb"), None);
-    }
-
-    #[test]
-    fn committed_crd_matches_generated() {
-        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/certificatepush.yaml"))
-            .expect("crds/certificatepush.yaml exists");
-        assert!(
-            committed == crd_yaml().unwrap(),
-            "crds/certificatepush.yaml is stale: run `cargo run -- crd > crds/certificatepush.yaml`"
         );
     }
 }
