@@ -55,7 +55,8 @@ bash tests/e2e/control-plane.sh start "$work/cp"
 source "$work/cp/env"
 export KUBECONFIG
 
-# A fresh access key pair (the recommended kind of credentials), passed through the environment, not argv.
+# A fresh access key pair (the recommended kind of credentials), passed through the environment, not argv. Its
+# Secret names no domainId: the operator asks the simulator's IAM (--iam-endpoint) for it, as Huawei's SDK does.
 access_key=$(openssl rand -hex 10 | tr 'a-f' 'A-F')
 secret_key=$(openssl rand -hex 20)
 sim_port=$(free_port)
@@ -85,6 +86,7 @@ metrics_port=$(free_port)
 echo "==> running the operator (as system:serviceaccount:certpush-system:certpush-operator); log: $work/operator.log"
 KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run \
   --scm-endpoint "http://127.0.0.1:$sim_port" --allow-insecure-endpoint --metrics-addr "127.0.0.1:$metrics_port" \
+  --iam-endpoint "http://127.0.0.1:$sim_port" \
   --digest-key-namespace certpush-system \
   >"$work/operator.log" 2>&1 &
 pids+=($!)

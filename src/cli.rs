@@ -50,9 +50,16 @@ pub struct RunArgs {
     #[arg(long, env = "SCM_REGION", value_enum)]
     pub scm_region: Option<ScmRegion>,
 
-    /// PEM file with extra CA certificates to trust for the SCM endpoint.
+    /// PEM file with extra CA certificates to trust for the SCM endpoint (and the IAM endpoint).
     #[arg(long, env = "SCM_CA_FILE")]
     pub scm_ca_file: Option<PathBuf>,
+
+    /// Base URL of IAM, asked for the account (domain) id of access keys given without domainId or projectId, as
+    /// Huawei's SDK does (GET /v3/auth/domains, signed with the key); default: the IAM endpoint of the SCM endpoint's
+    /// site (https://iam.{region}.myhuaweicloud.com), none for eu-west-101 or a custom --scm-endpoint, where such keys
+    /// are refused naming domainId. http:// only with --allow-insecure-endpoint.
+    #[arg(long, env = "IAM_ENDPOINT")]
+    pub iam_endpoint: Option<String>,
 
     /// Watch only this namespace; repeat it (or list them comma-separated in WATCH_NAMESPACE) to watch several, each
     /// with its own watches, so a Role in each is all the RBAC needed (default: all namespaces).
@@ -322,6 +329,10 @@ mod tests {
             panic!("expected run")
         };
         assert_eq!(args.endpoint(), "https://scm.cn-north-4.myhuaweicloud.com");
+        assert_eq!(
+            args.iam_endpoint, None,
+            "derived from the SCM endpoint's site by the client"
+        );
         assert_eq!(args.concurrency, 64);
         assert!(args.namespaces.is_empty());
         assert_eq!(args.log_format, LogFormat::Text);

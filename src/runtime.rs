@@ -45,10 +45,18 @@ pub enum StartupError {
     ScmClient(#[from] crate::scm::client::ClientError),
     /// An `http://` endpoint without --allow-insecure-endpoint.
     #[error(
-        "--scm-endpoint {0} is plain http: credentials and private keys would cross the network unencrypted; use \
+        "{flag} {endpoint} is plain http: credentials and private keys would cross the network unencrypted; use \
          https, or pass --allow-insecure-endpoint (chart: scm.allowInsecureEndpoint) for a local simulator"
     )]
-    InsecureEndpoint(String),
+    InsecureEndpoint {
+        /// The flag that named it: --scm-endpoint or --iam-endpoint.
+        flag: &'static str,
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// --iam-endpoint is not an http(s) base URL.
+    #[error("invalid --iam-endpoint {0:?}: {1}")]
+    IamEndpoint(String, String),
     /// The extra CA file could not be read.
     #[error("reading --scm-ca-file {path:?}: {source}")]
     CaFile {
@@ -237,14 +245,17 @@ async fn digest_key(client: &Client, namespace: &str, name: &str) -> Result<Dige
     }
 }
 
-/// Refuses an `http://` SCM endpoint unless it was explicitly allowed.
-fn check_scheme(endpoint: &str, allow_insecure: bool) -> Result<(), StartupError> {
+/// Refuses an `http://` endpoint (of SCM, or of IAM: the same key signs both) unless it was explicitly allowed.
+fn check_scheme(flag: &'static str, endpoint: &str, allow_insecure: bool) -> Result<(), StartupError> {
     // The scheme the client will use, as the URL parser reads it: it turns `http:host`, `http:/host`, `HTTP://host`
     // and a tab inside the scheme into `http://host/`, so a check of the text alone can be bypassed. An endpoint
     // that does not parse is refused by the client, with its own message.
     let scheme = reqwest::Url::parse(endpoint.trim()).map(|url| url.scheme().to_owned());
     if scheme.is_ok_and(|scheme| scheme != "https") && !allow_insecure {
-        return Err(StartupError::InsecureEndpoint(endpoint.trim().to_owned()));
+        return Err(StartupError::InsecureEndpoint {
+            flag,
+            endpoint: endpoint.trim().to_owned(),
+        });
     }
     Ok(())
 }
@@ -263,10 +274,15 @@ impl Runtime {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let endpoint = args.endpoint();
-        check_scheme(&endpoint, args.allow_insecure_endpoint)?;
-        let scm = ScmClient::with_timeout(&endpoint, ca.as_deref(), args.scm_timeout)?
+        check_scheme("--scm-endpoint", &endpoint, args.allow_insecure_endpoint)?;
+        let mut scm = ScmClient::with_timeout(&endpoint, ca.as_deref(), args.scm_timeout)?
             .with_rate_limit(args.scm_qps, args.scm_burst)
             .with_metrics(ScmMetrics::register(registry.sub_registry_with_prefix(metrics::PREFIX)));
+        if let Some(iam) = &args.iam_endpoint {
+            check_scheme("--iam-endpoint", iam, args.allow_insecure_endpoint)?;
+            let url = crate::scm::iam::parse_endpoint(iam).map_err(|e| StartupError::IamEndpoint(iam.clone(), e))?;
+            scm = scm.with_iam_endpoint(url);
+        }
         let namespaces = args.watched_namespaces();
         let scopes: Vec<Scope> = if namespaces.is_empty() {
             vec![Scope::new(&client, None)]
@@ -292,7 +308,9 @@ impl Runtime {
         } else {
             namespaces.join(",")
         };
-        info!(endpoint = %scm.endpoint(), namespace = %watched, concurrency = args.concurrency, "starting controller");
+        // Without an IAM endpoint, access keys given without domainId or projectId are refused (naming domainId).
+        let iam_endpoint = scm.iam_endpoint().map_or_else(|| "-".to_owned(), |url| url.to_string());
+        info!(endpoint = %scm.endpoint(), %iam_endpoint, namespace = %watched, concurrency = args.concurrency, "starting controller");
 
         let (store, writer) = reflector::store();
         registry
@@ -544,12 +562,22 @@ mod tests {
     /// Defect: an http:// endpoint was accepted silently, so a typo sent credentials and keys in the clear.
     #[test]
     fn a_plain_http_endpoint_needs_to_be_allowed() {
-        let refused = check_scheme("http://127.0.0.1:18080", false).unwrap_err().to_string();
+        let refused = check_scheme("--scm-endpoint", "http://127.0.0.1:18080", false)
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("--allow-insecure-endpoint"), "{refused}");
-        assert!(check_scheme("HTTP://scm.example", false).is_err());
-        assert!(check_scheme("http://127.0.0.1:18080", true).is_ok());
-        assert!(check_scheme("https://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
-        assert!(check_scheme("HTTPS://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
+        // The IAM endpoint is signed to with the same key: the same guard, naming its own flag.
+        let refused = check_scheme("--iam-endpoint", "http://127.0.0.1:18080", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("--iam-endpoint http://127.0.0.1:18080 is plain http"),
+            "{refused}"
+        );
+        assert!(check_scheme("--scm-endpoint", "HTTP://scm.example", false).is_err());
+        assert!(check_scheme("--scm-endpoint", "http://127.0.0.1:18080", true).is_ok());
+        assert!(check_scheme("--scm-endpoint", "https://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
+        assert!(check_scheme("--scm-endpoint", "HTTPS://scm.cn-north-4.myhuaweicloud.com", false).is_ok());
     }
 
     /// Defect: the guard looked for the literal prefix `http://`, while the URL parser reads these spellings as
@@ -572,11 +600,14 @@ mod tests {
                 Some("http"),
                 "{spelling:?} is plain http to the client"
             );
-            assert!(check_scheme(spelling, false).is_err(), "{spelling:?} got through");
-            assert!(check_scheme(spelling, true).is_ok());
+            assert!(
+                check_scheme("--scm-endpoint", spelling, false).is_err(),
+                "{spelling:?} got through"
+            );
+            assert!(check_scheme("--scm-endpoint", spelling, true).is_ok());
         }
         assert!(
-            check_scheme("ftp://scm.example", false).is_err(),
+            check_scheme("--scm-endpoint", "ftp://scm.example", false).is_err(),
             "only https without the flag"
         );
     }

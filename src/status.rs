@@ -193,6 +193,11 @@ fn stall_hint(reason: Reason) -> &'static str {
         Lift::CredentialChange => {
             "fix the cause, then put a new credential in the Secret, change the spec or set a new push-requested-at annotation"
         }
+        // An access key IAM did not tell the account of: the fix is in the Secret, read again on every change.
+        Lift::SecretChange => {
+            "fix the Secret (it is read again whenever it changes), change the spec or set a new push-requested-at \
+             annotation"
+        }
         _ => "fix the cause, then change the spec or set a new push-requested-at annotation",
     }
 }

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "client-test-token-5b0c1e2d3f4a5b6c7d8e9f0a1b2c3d4e";
 const CERT: &str = "scs1554192131150";
+/// An account id for access keys whose tests are about SCM's answers, not about learning it from IAM.
+const DOMAIN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 fn credentials(token: &str) -> Credentials {
     access_key(&[("token", token)])
@@ -277,6 +279,8 @@ fn access_key(entries: &[(&str, &str)]) -> Credentials {
 #[tokio::test]
 async fn an_access_key_signed_push_is_accepted_by_the_independent_verifier() {
     let (sim, client) = setup().await;
+    // The key without a scope learns its account id from IAM (here the simulator), signed without one.
+    let client = client.with_iam_endpoint(sim.url().parse().unwrap());
     let cases: [&[(&str, &str)]; 3] = [
         &[
             ("accessKey", scm_sim::DEMO_ACCESS_KEY),
@@ -302,11 +306,19 @@ async fn an_access_key_signed_push_is_accepted_by_the_independent_verifier() {
     assert_eq!(
         signed,
         [
-            Some("host;x-sdk-date".to_owned()),
+            Some("host;x-domain-id;x-sdk-date".to_owned()),
             Some("host;x-project-id;x-sdk-date".to_owned()),
             Some("host;x-domain-id;x-sdk-date;x-security-token".to_owned()),
         ]
     );
+    let iam = sim.iam_calls();
+    assert_eq!(iam.len(), 1, "{iam:#?}");
+    assert_eq!(
+        (iam[0].status, iam[0].signed_headers.as_deref()),
+        (200, Some("host;x-sdk-date"))
+    );
+    let domain = sim.domain_of(scm_sim::DEMO_ACCESS_KEY);
+    assert_eq!(sim.pushes()[0].domain_id.as_deref(), Some(domain.as_str()));
     let call = &sim.pushes()[0];
     assert_eq!(call.token_sha256, None);
     assert_eq!(
@@ -321,10 +333,12 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
     let wrong = access_key(&[
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", "not-the-secret-key"),
+        ("domainId", DOMAIN),
     ]);
     let right = access_key(&[
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", scm_sim::DEMO_SECRET_KEY),
+        ("domainId", DOMAIN),
     ]);
     // Six processes (one client each, so none remembers another's refusal) send the wrong key.
     for _ in 0..6 {
@@ -356,7 +370,11 @@ async fn a_wrong_secret_key_is_unauthorized_and_the_gateway_locks_after_five() {
     assert!(matches!(t, Transport::Withheld(_)), "{t:?}");
     assert_eq!(sim.calls().len(), calls);
     assert!(sim.successful_pushes().is_empty());
-    let unknown = access_key(&[("accessKey", "UNKNOWNACCESSKEY0001"), ("secretKey", "whatever")]);
+    let unknown = access_key(&[
+        ("accessKey", "UNKNOWNACCESSKEY0001"),
+        ("secretKey", "whatever"),
+        ("domainId", DOMAIN),
+    ]);
     let t = client.call(&unknown, Call::Push(&request(CERT))).await;
     assert_eq!(failure_kind(&t), FailureKind::Unauthorized);
 }
@@ -370,6 +388,7 @@ async fn a_refused_credential_is_sent_once_for_all_requests_that_share_it() {
     let wrong = std::sync::Arc::new(access_key(&[
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", "not-the-secret-key"),
+        ("domainId", DOMAIN),
     ]));
     let requests: Vec<_> = (0..8)
         .map(|i| {
@@ -395,6 +414,7 @@ async fn a_refused_credential_is_sent_once_for_all_requests_that_share_it() {
     let right = access_key(&[
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", scm_sim::DEMO_SECRET_KEY),
+        ("domainId", DOMAIN),
     ]);
     let t = client.call(&right, Call::Push(&request(CERT))).await;
     assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
@@ -418,6 +438,7 @@ async fn a_clock_far_off_is_reported_and_not_blamed_on_the_key() {
     let key = access_key(&[
         ("accessKey", scm_sim::DEMO_ACCESS_KEY),
         ("secretKey", scm_sim::DEMO_SECRET_KEY),
+        ("domainId", DOMAIN),
     ]);
     sim.set_clock_offset(jiff::SignedDuration::from_mins(-20));
     let t = client.call(&key, Call::Push(&request(CERT))).await;
@@ -815,4 +836,173 @@ async fn a_403_on_deployed_resources_does_not_hold_back_pushes() {
         "the push was sent, not withheld: {push:?}"
     );
     assert_eq!(sim.calls().len(), 2);
+}
+
+/// The demo access key without `domainId` or `projectId`.
+fn unscoped_key() -> Credentials {
+    access_key(&[
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", scm_sim::DEMO_SECRET_KEY),
+    ])
+}
+
+fn failure(t: &Transport) -> certpush_operator::scm::PushFailure {
+    match classify(t) {
+        PushOutcome::Failed(f) => f,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// Issue 29: an access key without a scope asks IAM for its account id once, whatever number of requests and
+/// objects use it at once, and every SCM request carries it as X-Domain-Id; the IAM request is counted in the
+/// metrics as `iam_domains`.
+#[tokio::test]
+async fn an_access_key_without_a_scope_asks_iam_once_and_signs_with_its_domain() {
+    let (sim, client) = setup().await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let client = client
+        .with_iam_endpoint(sim.url().parse().unwrap())
+        .with_metrics(certpush_operator::scm::ScmMetrics::register(&mut registry));
+    sim.set_domain(scm_sim::DEMO_ACCESS_KEY, "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0");
+    let key = std::sync::Arc::new(unscoped_key());
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, key) = (client.clone(), key.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    client.call(&key, Call::Push(&request(CERT))).await
+                } else {
+                    client.call(&key, Call::Show { certificate_id: CERT }).await
+                }
+            })
+        })
+        .collect();
+    for request in requests {
+        let t = request.await.unwrap();
+        assert!(matches!(t, Transport::Answered(ref r) if r.status < 300), "{t:?}");
+    }
+    assert_eq!(sim.iam_calls().len(), 1, "{:#?}", sim.iam_calls());
+    let scm: Vec<_> = sim.calls().into_iter().filter(|c| !c.is_iam_domains()).collect();
+    assert_eq!(scm.len(), 8);
+    assert!(
+        scm.iter()
+            .all(|c| c.domain_id.as_deref() == Some("d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0") && c.project_id.is_none()),
+        "{scm:#?}"
+    );
+    // A clone (as a per-account client would be) knows it too.
+    let t = client.clone().call(&key, Call::Push(&request(CERT))).await;
+    assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
+    assert_eq!(sim.iam_calls().len(), 1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"scm_requests_total{operation="iam_domains",code="200",error_code=""} 1"#),
+        "{text}"
+    );
+}
+
+/// Without an IAM endpoint (the simulator's URL has no Huawei site to derive one from) nothing is sent: the answer
+/// names domainId and the flag, and says nothing of the key.
+#[tokio::test]
+async fn without_an_iam_endpoint_an_unscoped_key_sends_nothing_and_names_domain_id() {
+    let (sim, client) = setup().await;
+    assert_eq!(client.iam_endpoint(), None);
+    let t = client.call(&unscoped_key(), Call::Push(&request(CERT))).await;
+    let f = failure(&t);
+    assert_eq!((f.kind, f.http_status), (FailureKind::InvalidCredentials, None));
+    for needle in ["domainId", "--iam-endpoint", &sim.url()] {
+        assert!(f.error_message.contains(needle), "{needle}: {}", f.error_message);
+    }
+    for secret in [scm_sim::DEMO_ACCESS_KEY, scm_sim::DEMO_SECRET_KEY] {
+        assert!(!f.error_message.contains(secret));
+    }
+    assert!(sim.calls().is_empty(), "{:#?}", sim.calls());
+    // A Huawei site's SCM endpoint has its IAM endpoint.
+    let huawei = ScmClient::new("https://scm.ap-southeast-1.myhuaweicloud.com", None).unwrap();
+    assert_eq!(
+        huawei.iam_endpoint().map(|u| u.to_string()).as_deref(),
+        Some("https://iam.ap-southeast-1.myhuaweicloud.com/")
+    );
+}
+
+/// IAM refusing the key (401) is SCM's verdict too: the SCM request is not sent, the refusal is remembered like an
+/// SCM 401 (nothing more is sent with that key, IAM included) until a human asks again.
+#[tokio::test]
+async fn iam_refusing_the_key_sends_no_scm_request_and_is_remembered() {
+    let (sim, client) = setup().await;
+    let client = client.with_iam_endpoint(sim.url().parse().unwrap());
+    sim.set_iam_answer(scm_sim::IamAnswer::Unauthorized);
+    let key = unscoped_key();
+    let f = failure(&client.call(&key, Call::Push(&request(CERT))).await);
+    assert_eq!((f.kind, f.http_status), (FailureKind::Unauthorized, None));
+    assert_eq!(f.error_code.as_deref(), Some("APIGW.0301"));
+    assert!(
+        f.error_message.contains("domainId") && f.error_message.contains("HTTP 401 APIGW.0301"),
+        "{}",
+        f.error_message
+    );
+    for _ in 0..3 {
+        let t = client.call(&key, Call::Show { certificate_id: CERT }).await;
+        assert!(matches!(t, Transport::Withheld(_)), "{t:?}");
+    }
+    assert_eq!(sim.iam_calls().len(), 1);
+    assert_eq!(sim.calls().len(), 1, "no SCM request: {:#?}", sim.calls());
+    // Forbidden and an empty list are InvalidCredentials, remembered too; a human's request asks again.
+    for (answer, says) in [
+        (scm_sim::IamAnswer::Forbidden, "HTTP 403"),
+        (scm_sim::IamAnswer::Empty, "empty list"),
+    ] {
+        sim.set_iam_answer(answer);
+        client.retry_refused(&client.digest(&key));
+        let f = failure(&client.call(&key, Call::Push(&request(CERT))).await);
+        assert_eq!(f.kind, FailureKind::InvalidCredentials, "{answer:?}");
+        assert!(f.error_message.contains(says), "{}", f.error_message);
+        assert!(matches!(
+            client.call(&key, Call::Push(&request(CERT))).await,
+            Transport::Withheld(_)
+        ));
+    }
+    assert_eq!(sim.iam_calls().len(), 3);
+    assert!(sim.pushes().is_empty());
+    // IAM tells it again: pushed, with no more refusals.
+    sim.set_iam_answer(scm_sim::IamAnswer::Domains);
+    client.retry_refused(&client.digest(&key));
+    let t = client.call(&key, Call::Push(&request(CERT))).await;
+    assert!(matches!(classify(&t), PushOutcome::Pushed { .. }), "{t:?}");
+}
+
+/// An IAM that cannot be reached is transient: nothing is sent to SCM, nothing is held against the key, and the next
+/// call asks again.
+#[tokio::test]
+async fn an_unreachable_iam_is_retried_and_sends_nothing_to_scm() {
+    let (sim, client) = setup().await;
+    let closed = format!("http://127.0.0.1:{}", scm_sim::free_port());
+    let client = client.with_iam_endpoint(closed.parse().unwrap());
+    let key = unscoped_key();
+    for _ in 0..2 {
+        let f = failure(&client.call(&key, Call::Push(&request(CERT))).await);
+        assert_eq!(
+            (f.kind, f.http_status, f.outcome_unknown),
+            (FailureKind::Transient, None, false)
+        );
+        assert!(
+            f.error_message.contains("could not connect to IAM") && f.error_message.contains("domainId"),
+            "{}",
+            f.error_message
+        );
+    }
+    assert!(sim.calls().is_empty(), "{:#?}", sim.calls());
+}
+
+/// The leader gate and shutdown hold back the IAM request like any other.
+#[tokio::test]
+async fn a_closed_gate_sends_no_iam_request_either() {
+    let (sim, client) = setup().await;
+    let client = client
+        .with_iam_endpoint(sim.url().parse().unwrap())
+        .with_gate(std::sync::Arc::new(|| false));
+    let t = client.call(&unscoped_key(), Call::Push(&request(CERT))).await;
+    let f = failure(&t);
+    assert!(f.error_message.contains("no longer leads"), "{}", f.error_message);
+    assert!(sim.calls().is_empty(), "{:#?}", sim.calls());
 }

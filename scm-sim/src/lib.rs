@@ -8,7 +8,9 @@
 //! be driven from scripts: `GET /sim/calls`, `POST /sim/faults` (a [`Fault`] as JSON, e.g.
 //! `{"action":"error","status":500,"error_code":"SCM.0001","error_msg":"boom","times":2}`),
 //! `POST /sim/reset`, `PUT /sim/tokens` (JSON array), `PUT /sim/access-keys` (JSON object of AK to SK), `POST /sim/certificates` (`{"id":"..."}`),
-//! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]) and `GET /sim/healthz`;
+//! `PUT /sim/list-mode` (`{"ignore_content":true}`, see [`SimConfig::list_ignores_content`]), `PUT /sim/domains` (JSON
+//! object of AK to domain id, see [`Sim::set_domain`]), `PUT /sim/iam` (`{"answer":"unauthorized"}`, see
+//! [`Sim::set_iam_answer`]) and `GET /sim/healthz`;
 //! for the deploy side `GET /sim/deployments` ([`Deployment`]s), `GET /sim/copies` ([`Copy`]s),
 //! `POST /sim/deploy-failures` (`{"resource":"...","failure_info":"ELB.8902","times":1}`, see [`Sim::fail_deploy`]),
 //! `POST /sim/failing-regions` (`{"region":"..."}`, see [`Sim::fail_region`]), `POST /sim/in-use`
@@ -27,6 +29,18 @@
 //! (`POST /v3/scm/certificates/{id}/batch-push`) answers per region with the id of the copy created in the target
 //! service ([`Sim::copies`]). `POST /v3/scm/deployed-resources` reports the bindings per certificate; a region SCM
 //! cannot read ([`Sim::fail_region_read`]) is reported with `is_error` and without its bindings.
+//!
+//! IAM's `GET /v3/auth/domains` ([`IAM_DOMAINS_PATH`]) is served too, on the same address, as Huawei's SDKs call it
+//! to learn the account (domain) id of an access key that came without one: it checks the AK/SK signature like any
+//! call and answers `{"domains": [{"id": ..., "name": ..., "enabled": true, ...}]}` with that key's domain id
+//! ([`Sim::domain_of`]), or what [`Sim::set_iam_answer`] says. It is recorded like the SCM calls
+//! ([`Call::is_iam_domains`]).
+//!
+//! An AK/SK-signed SCM request that carries neither `X-Domain-Id` nor `X-Project-Id` is refused with 401
+//! `APIGW.0301` ([`UNSCOPED_MESSAGE`]): Huawei's SDKs never send one (they ask IAM first), and which answer the real
+//! gateway gives is not documented, so this is the simulator's choice of a refusal a client cannot mistake for
+//! success. It does not count as a signature failure towards the key's lock. The value of the header is not checked
+//! against the key's domain (recorded in [`Call::domain_id`] / [`Call::project_id`] for tests to check).
 //!
 //! Secrets are kept out of everything observable: calls carry only a SHA-256 of the
 //! `X-Auth-Token` or of the access key id, imported private keys are redacted from recorded bodies and never retained,
@@ -57,6 +71,36 @@ pub const DEMO_ACCESS_KEY: &str = "DEMOACCESSKEY0000001";
 
 /// Secret access key (SK) of [`DEMO_ACCESS_KEY`].
 pub const DEMO_SECRET_KEY: &str = "demoSecretKeyNotSecret00000000000000000";
+
+/// Path of IAM's "list the domains this credential may access" (`KeystoneListAuthDomains`).
+pub const IAM_DOMAINS_PATH: &str = "/v3/auth/domains";
+
+/// `error_msg` (after the gateway's prefix) of the 401 for an AK/SK-signed SCM request without a scope header.
+pub const UNSCOPED_MESSAGE: &str = "Incorrect IAM authentication information: the AK/SK request carries neither \
+                                    X-Domain-Id nor X-Project-Id";
+
+/// The domain (account) id the simulator's IAM reports for `access_key` unless [`Sim::set_domain`] says otherwise:
+/// 32 hex digits like Huawei's account ids, the same for the same key in every run.
+pub fn default_domain_id(access_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("scm-sim domain of {access_key}"));
+    hex::encode(&digest[..16])
+}
+
+/// How the simulator's IAM answers `GET /v3/auth/domains` for a correctly signed request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IamAnswer {
+    /// 200 with the key's domain ([`Sim::domain_of`]).
+    #[default]
+    Domains,
+    /// 401 `APIGW.0301`, as for a key IAM does not accept.
+    Unauthorized,
+    /// 403 in Keystone's error shape (`{"error": {"code": 403, ...}}`), as for a user that may not read its domain.
+    Forbidden,
+    /// 200 with an empty `domains` list (Huawei's SDK then asks STS; the operator does not).
+    Empty,
+}
 
 /// Certificate ids a default-configured simulator knows (real SCM ids are `scs` + 13 digits).
 pub const DEMO_CERTIFICATES: &[&str] = &["scs1554192131150", "scs1481110651012", "scs1590053258704"];
@@ -138,6 +182,12 @@ pub struct Call {
     /// `SignedHeaders` of a signed request, e.g. `host;x-project-id;x-sdk-date`.
     #[serde(default)]
     pub signed_headers: Option<String>,
+    /// `X-Domain-Id` request header (an account id, no secret), if sent.
+    #[serde(default)]
+    pub domain_id: Option<String>,
+    /// `X-Project-Id` request header, if sent.
+    #[serde(default)]
+    pub project_id: Option<String>,
     /// Parsed JSON request body (`Null` if absent or not JSON); an import's `private_key` is `"<redacted>"`.
     pub body: serde_json::Value,
     /// Status answered, or 0 when the connection was dropped without a response.
@@ -154,6 +204,11 @@ impl Call {
     /// True for calls to the push endpoint.
     pub fn is_push(&self) -> bool {
         self.method == "POST" && self.path.ends_with("/push")
+    }
+
+    /// True for calls to IAM's `GET /v3/auth/domains`.
+    pub fn is_iam_domains(&self) -> bool {
+        self.method == "GET" && self.path == IAM_DOMAINS_PATH
     }
 }
 
@@ -522,6 +577,36 @@ impl Sim {
         self.shared.state().set_access_keys(keys);
     }
 
+    /// Makes IAM report `domain_id` as the domain of `access_key` (instead of [`default_domain_id`]).
+    pub fn set_domain(&self, access_key: &str, domain_id: &str) {
+        self.shared
+            .state()
+            .domains
+            .insert(access_key.to_owned(), domain_id.to_owned());
+    }
+
+    /// The domain id IAM reports for `access_key`.
+    pub fn domain_of(&self, access_key: &str) -> String {
+        self.shared.state().domain_of(access_key)
+    }
+
+    /// How IAM answers `GET /v3/auth/domains` from now on (until [`Sim::reset`], which restores
+    /// [`IamAnswer::Domains`]).
+    pub fn set_iam_answer(&self, answer: IamAnswer) {
+        self.shared.state().iam_answer = answer;
+    }
+
+    /// Only the calls to IAM's `GET /v3/auth/domains`.
+    pub fn iam_calls(&self) -> Vec<Call> {
+        self.shared
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.is_iam_domains())
+            .cloned()
+            .collect()
+    }
+
     /// Switches [`SimConfig::list_ignores_content`] on or off.
     pub fn set_list_ignores_content(&self, ignore: bool) {
         self.shared.state().list_ignores_content = ignore;
@@ -540,7 +625,7 @@ impl Sim {
 
     /// Clears recorded calls, queued faults and deploy failures, access key lockouts, the memory of earlier pushes
     /// used for duplicate rejection, bindings and their billing counters, failing and unreadable regions and copies,
-    /// and reports bare resource ids again.
+    /// reports bare resource ids again, and lets IAM answer with domains again.
     pub fn reset(&self) {
         self.shared.state().reset();
     }

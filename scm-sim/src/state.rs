@@ -226,6 +226,10 @@ pub(super) struct State {
     pub resource_id_with_name: bool,
     /// Certificates a batch push created in target services, in creation order.
     pub copies: Vec<Copy>,
+    /// Domain id IAM reports per access key id, where not [`crate::default_domain_id`].
+    pub domains: HashMap<String, String>,
+    /// How IAM answers `GET /v3/auth/domains`.
+    pub iam_answer: crate::IamAnswer,
 }
 
 impl State {
@@ -258,6 +262,8 @@ impl State {
             unreadable_regions: HashSet::new(),
             resource_id_with_name: false,
             copies: Vec::new(),
+            domains: HashMap::new(),
+            iam_answer: crate::IamAnswer::default(),
         };
         state.set_tokens(config.tokens);
         state.set_access_keys(config.access_keys);
@@ -479,6 +485,15 @@ impl State {
         self.unreadable_regions.clear();
         self.resource_id_with_name = false;
         self.copies.clear();
+        self.iam_answer = crate::IamAnswer::default();
+    }
+
+    /// The domain id IAM reports for `access_key`.
+    pub fn domain_of(&self, access_key: &str) -> String {
+        self.domains
+            .get(access_key)
+            .cloned()
+            .unwrap_or_else(|| crate::default_domain_id(access_key))
     }
 }
 

@@ -1027,18 +1027,35 @@ async fn binary_serves_configured_tokens_and_stops_on_sigterm() {
 
 /// A request signed with `SDK-HMAC-SHA256`. The signer is this test's own, so that scm-sim needs nothing of the
 /// operator; the operator's `tests/scm_client.rs` checks that the operator's signer and this verifier agree.
+/// A request signed on `host` and `x-sdk-date` with `X-Domain-Id` sent beside them, unsigned (as Terraform's client
+/// sends it): an SCM request needs a scope header.
 async fn signed(sim: &Sim, method: &str, path_and_query: &str, body: &str, ak: &str, sk: &str) -> (u16, Value) {
+    signed_with_scope(sim, method, path_and_query, body, (ak, sk), Some(SOME_DOMAIN)).await
+}
+
+/// An account id for the scope header; the simulator does not check it against the key.
+const SOME_DOMAIN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+async fn signed_with_scope(
+    sim: &Sim,
+    method: &str,
+    path_and_query: &str,
+    body: &str,
+    (ak, sk): (&str, &str),
+    domain_id: Option<&str>,
+) -> (u16, Value) {
     let url: reqwest::Url = format!("{}{path_and_query}", sim.url()).parse().unwrap();
     let date = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     let authorization = sign_host_and_date(ak, sk, method, &url, &date, body.as_bytes());
-    let response = client()
+    let mut request = client()
         .request(method.parse().unwrap(), url)
         .header("X-Sdk-Date", &date)
         .header("Authorization", authorization)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("signed request answered");
+        .body(body.to_owned());
+    if let Some(domain_id) = domain_id {
+        request = request.header("X-Domain-Id", domain_id);
+    }
+    let response = request.send().await.expect("signed request answered");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -1300,4 +1317,90 @@ async fn list_and_show_spell_signature_algorithm_as_the_current_api() {
         assert_eq!(body["signature_algorithm"], "SHA256WITHRSA", "{body}");
         assert!(body.get("signature_algrithm").is_none(), "{body}");
     }
+}
+
+/// Huawei's SDKs never send an AK/SK request to SCM without `X-Domain-Id` or `X-Project-Id`: they ask IAM first. The
+/// simulator refuses one (401 `APIGW.0301`), without counting it towards the key's lock, and serves IAM's
+/// `GET /v3/auth/domains`, which needs no scope and answers the key's domain, or what the IAM switch says.
+#[tokio::test]
+async fn an_unscoped_aksk_request_is_refused_and_iam_tells_the_domain_of_the_key() {
+    let sim = start(SimConfig::default()).await;
+    let demo = (scm_sim::DEMO_ACCESS_KEY, scm_sim::DEMO_SECRET_KEY);
+    let list = "/v3/scm/certificates";
+    // Six unscoped requests: each refused, and none is a signature failure (no lock), so a scoped one still works.
+    for _ in 0..6 {
+        let (status, body) = signed_with_scope(&sim, "GET", list, "", demo, None).await;
+        assert_eq!(
+            (status, body["error_code"].as_str()),
+            (401, Some("APIGW.0301")),
+            "{body}"
+        );
+        assert!(
+            body["error_msg"]
+                .as_str()
+                .unwrap()
+                .contains("X-Domain-Id nor X-Project-Id"),
+            "{body}"
+        );
+    }
+    assert_eq!(signed(&sim, "GET", list, "", demo.0, demo.1).await.0, 200);
+    let scoped = sim.calls().pop().unwrap();
+    assert_eq!(
+        (scoped.domain_id.as_deref(), scoped.project_id.as_deref()),
+        (Some(SOME_DOMAIN), None)
+    );
+
+    let domains = scm_sim::IAM_DOMAINS_PATH;
+    let (status, body) = signed_with_scope(&sim, "GET", domains, "", demo, None).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = scm_sim::default_domain_id(scm_sim::DEMO_ACCESS_KEY);
+    assert_eq!(expected.len(), 32);
+    assert_eq!(body["domains"][0]["id"], expected.as_str());
+    assert_eq!(body["domains"][0]["enabled"], true);
+    assert_eq!(sim.domain_of(scm_sim::DEMO_ACCESS_KEY), expected);
+    // A wrong secret key is refused by IAM's gateway too.
+    let (status, body) = signed_with_scope(&sim, "GET", domains, "", (scm_sim::DEMO_ACCESS_KEY, "wrong"), None).await;
+    assert_eq!((status, body["error_code"].as_str()), (401, Some("APIGW.0301")));
+    // Admin controls: another domain for the key, then each answer of the switch.
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/sim/domains",
+        &json!({scm_sim::DEMO_ACCESS_KEY: "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, body) = signed_with_scope(&sim, "GET", domains, "", demo, None).await;
+    assert_eq!(body["domains"][0]["id"], "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0");
+    for (answer, want_status, want_code) in [
+        ("unauthorized", 401, Some("APIGW.0301")),
+        ("forbidden", 403, None),
+        ("empty", 200, None),
+    ] {
+        let switch = json!({ "answer": answer }).to_string();
+        assert_eq!(admin(&sim, reqwest::Method::PUT, "/sim/iam", &switch).await.0, 204);
+        let (status, body) = signed_with_scope(&sim, "GET", domains, "", demo, None).await;
+        assert_eq!(
+            (status, body["error_code"].as_str()),
+            (want_status, want_code),
+            "{answer}: {body}"
+        );
+        match answer {
+            "forbidden" => assert_eq!(body["error"]["code"], 403, "{body}"),
+            "empty" => assert_eq!(body["domains"], json!([]), "{body}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        admin(&sim, reqwest::Method::PUT, "/sim/iam", r#"{"answer":"maybe"}"#)
+            .await
+            .0,
+        400
+    );
+    let iam = sim.iam_calls();
+    assert_eq!(iam.len(), 6, "{iam:#?}");
+    assert!(iam.iter().all(|c| c.is_iam_domains() && c.domain_id.is_none()));
+    // A reset lets IAM answer with domains again.
+    sim.reset();
+    assert_eq!(signed_with_scope(&sim, "GET", domains, "", demo, None).await.0, 200);
 }

@@ -155,11 +155,17 @@ impl SecretData<'_> {
     }
 }
 
-/// A header value that is never printed by reqwest's or hyper's Debug output.
+/// Whether `id` has the form of an IAM project or domain id (up to 64 letters, digits, '-' or '_'): it becomes a
+/// header value, so nothing else is sent, whether it came from a Secret or from IAM's answer.
+pub fn is_iam_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Largest credential value read from a Secret, checked before anything else is done with it (Huawei's IAM tokens
 /// are a few KiB).
 pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 
+/// A header value that is never printed by reqwest's or hyper's Debug output.
 fn sensitive_header(value: &str) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(value).ok()?;
     value.set_sensitive(true);
@@ -285,6 +291,29 @@ impl Credentials {
         format!("sha256:{}", hex::encode(Sha256::digest(id)))
     }
 
+    /// Whether this is an access key pair whose Secret named neither `projectId` nor `domainId`: SCM requests with it
+    /// need the account (domain) id from IAM first ([`super::iam`]), as Huawei's SDK does; only IAM's own question is
+    /// sent without one.
+    pub fn needs_domain(&self) -> bool {
+        matches!(self, Credentials::AccessKey(key) if key.scope.is_none())
+    }
+
+    /// This access key pair (one that [`Credentials::needs_domain`]) scoped to the account `domain_id` (which must
+    /// have the form of an IAM id), for the requests of one call; None for any other credential.
+    pub(crate) fn scoped_to_domain(&self, domain_id: &str) -> Option<Credentials> {
+        match self {
+            Credentials::AccessKey(key) if key.scope.is_none() && is_iam_id(domain_id) => {
+                Some(Credentials::AccessKey(AccessKey {
+                    access_key: key.access_key.clone(),
+                    secret_key: key.secret_key.clone(),
+                    scope: Some(Scope::Domain(domain_id.to_owned())),
+                    security_token: key.security_token.clone(),
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// Adds the authentication headers to a finished request: the token, or the signature over it at `now`.
     pub fn authorize(&self, request: &mut reqwest::Request, now: jiff::Timestamp) {
         match self {
@@ -330,7 +359,7 @@ impl AccessKey {
             let Some(id) = data.text(key)? else {
                 return Ok(None);
             };
-            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if !is_iam_id(id) {
                 return Err(data.invalid(key, "is not an IAM id (up to 64 letters, digits, '-' or '_')"));
             }
             Ok(Some(id.to_owned()))
@@ -665,6 +694,45 @@ mod tests {
         );
         assert!(headers["authorization"].is_sensitive() && headers["x-security-token"].is_sensitive());
         assert!(!format!("{request:?}").contains(SK));
+    }
+
+    #[test]
+    fn only_an_access_key_without_a_scope_needs_a_domain_and_takes_one_of_iam_id_form() {
+        let read =
+            |entries: &[(&str, &str)]| Credentials::from_secret(Some(&secret_with(entries)), &reference()).unwrap();
+        let unscoped = read(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (SECURITY_TOKEN, "st")]);
+        assert!(unscoped.needs_domain());
+        for scoped in [
+            read(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (PROJECT_ID, "p1")]),
+            read(&[(ACCESS_KEY, AK), (SECRET_KEY, SK), (DOMAIN_ID, "d1")]),
+            read(&[("token", GOOD)]),
+        ] {
+            assert!(!scoped.needs_domain(), "{scoped:?}");
+            assert!(scoped.scoped_to_domain("d2").is_none(), "a scope is never replaced");
+        }
+        for bad in ["", "d 1", "d/1", "d\n1", &"d".repeat(65)] {
+            assert!(unscoped.scoped_to_domain(bad).is_none(), "{bad:?}");
+        }
+        let scoped = unscoped.scoped_to_domain("0a1b-2c_3d").unwrap();
+        assert!(!scoped.needs_domain());
+        // The same key, now signed with X-Domain-Id: the account's limits and redaction stay those of the key.
+        assert_eq!(scoped.account(), unscoped.account());
+        assert_eq!(
+            scoped.redact(&format!("{AK} {SK} st")),
+            "<redacted> <redacted> <redacted>"
+        );
+        let mut request = reqwest::Request::new(
+            reqwest::Method::GET,
+            "https://scm.example/v3/scm/certificates".parse().unwrap(),
+        );
+        scoped.authorize(&mut request, "2026-11-25T12:00:00Z".parse().unwrap());
+        assert_eq!(request.headers()["x-domain-id"], "0a1b-2c_3d");
+        assert!(
+            request.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .contains("SignedHeaders=host;x-domain-id;x-sdk-date;x-security-token")
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde_json::json;
 
-use super::auth::{Credentials, DigestKey};
+use super::auth::{Credentials, DOMAIN_ID, DigestKey, PROJECT_ID};
+use super::iam::{Iam, Scoped};
 use super::limit::{Limiter, Signal, current_tenant};
 use super::metrics::ScmMetrics;
 use super::outcome::{
@@ -154,7 +155,7 @@ pub struct ScmClient {
     http: reqwest::Client,
     endpoint: Url,
     limiter: Limiter,
-    metrics: ScmMetrics,
+    pub(super) metrics: ScmMetrics,
     /// Set on shutdown: requests still waiting for a rate-limit token are then not sent.
     stopping: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
     /// Asked right before each request leaves, after its rate-limit wait: whether this replica may still send
@@ -167,6 +168,8 @@ pub struct ScmClient {
     /// Whether [`ScmClient::digest`] covers the endpoint: so for an account's client, whose endpoint is the
     /// account's to change, a credential refused at one endpoint is a new one at another.
     endpoint_in_digest: bool,
+    /// Where access keys without a scope learn their account id ([`super::iam`]), and what they learnt.
+    pub(super) iam: Iam,
 }
 
 /// Whether a request may leave now.
@@ -218,6 +221,7 @@ impl ScmClient {
             verdicts: Verdicts::default(),
             digest_key: std::sync::Arc::new(DigestKey::random()),
             endpoint_in_digest: false,
+            iam: Iam::default(),
         })
     }
 
@@ -377,7 +381,13 @@ impl ScmClient {
         // A 403 to a read of where certificates are deployed is about that one IAM action
         // (scm:cert:listDeployedResources), not the credential: pushes with it still go out.
         let one_action = matches!(call, Call::DeployedResources(_));
-        let transport = self.dispatch(credentials, call).await;
+        // An access key without a scope is signed with the account id IAM tells; when IAM does not, that is the
+        // answer, and what it says of the credential.
+        let (transport, told) = match self.scoped(credentials).await {
+            Scoped::AsIs => (self.dispatch(credentials, call).await, None),
+            Scoped::Domain(scoped) => (self.dispatch(&scoped, call).await, None),
+            Scoped::Unresolved { transport, finding } => (transport, Some(finding)),
+        };
         let failure = match &transport {
             Transport::Answered(reply) if (200..300).contains(&reply.status) => None,
             // Not a success, whatever the call expected (0 matches no status): only what it says of the credential
@@ -388,9 +398,10 @@ impl ScmClient {
             },
         };
         let answered = matches!(transport, Transport::Answered(_));
-        let found = match failure.as_ref() {
-            Some(f) if one_action && f.kind == FailureKind::Forbidden => finding(None, answered),
-            f => finding(f, answered),
+        let found = match (told, failure.as_ref()) {
+            (Some(told), _) => told,
+            (None, Some(f)) if one_action && f.kind == FailureKind::Forbidden => finding(None, answered),
+            (None, f) => finding(f, answered),
         };
         ticket.settle(&found);
         self.metrics
@@ -511,6 +522,13 @@ impl ScmClient {
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Transport {
+        // Huawei's SDKs never send an access key request to SCM without X-Domain-Id or X-Project-Id; `call` resolves
+        // the domain first, so reaching this is a bug, and the gateway would refuse the request anyway.
+        if credentials.needs_domain() {
+            return Transport::NotSent(format!(
+                "not sent: an access key request to SCM needs {DOMAIN_ID} or {PROJECT_ID}, and none was resolved"
+            ));
+        }
         let mut url = self.endpoint.clone();
         url.path_segments_mut()
             .expect("endpoint was checked to be a base URL")
@@ -520,6 +538,19 @@ impl ScmClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        self.send_to(credentials, method, url, body, "SCM").await
+    }
+
+    /// Sends one request to `url` (of SCM, or of `service`: IAM) through the rate limit and the gate, signed last,
+    /// and reads the answer.
+    pub(super) async fn send_to(
+        &self,
+        credentials: &Credentials,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        service: &str,
+    ) -> Transport {
         let mut builder = self
             .http
             .request(method, url)
@@ -530,7 +561,7 @@ impl ScmClient {
         }
         let mut request = match builder.build() {
             Ok(request) => request,
-            Err(e) => return Transport::NotSent(describe(&e)),
+            Err(e) => return Transport::NotSent(describe(&e, service)),
         };
         // The token is taken before signing: the signature carries a time that must not age in the queue. A few
         // requests of an account wait here; the rest end the call, so their reconciles free their workers for other
@@ -561,8 +592,8 @@ impl ScmClient {
         let response = match self.http.execute(request).await {
             Ok(r) => r,
             // Only a failed connect proves nothing was sent; after that the request may have reached SCM.
-            Err(e) if e.is_connect() || e.is_builder() => return Transport::NotSent(describe(&e)),
-            Err(e) => return Transport::NoAnswer(describe(&e)),
+            Err(e) if e.is_connect() || e.is_builder() => return Transport::NotSent(describe(&e, service)),
+            Err(e) => return Transport::NoAnswer(describe(&e, service)),
         };
         let status = response.status();
         self.limiter.observe(
@@ -639,7 +670,7 @@ fn skew_from(date: &str, now: jiff::Timestamp) -> Option<jiff::SignedDuration> {
     Some(jiff::SignedDuration::from_secs(now.as_second() - theirs.as_second()))
 }
 
-fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
+pub(super) fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
     let err = |m: &str| ClientError::Endpoint(raw.to_string(), m.to_string());
     let url = Url::parse(raw.trim()).map_err(|e| err(&e.to_string()))?;
     if !matches!(url.scheme(), "https" | "http") {
@@ -667,14 +698,14 @@ async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// Describes a transport error by kind and cause, without the URL's query or any header.
-fn describe(e: &reqwest::Error) -> String {
+/// Describes a transport error of a request to `service` by kind and cause, without the URL's query or any header.
+fn describe(e: &reqwest::Error, service: &str) -> String {
     let what = if e.is_connect() {
-        "could not connect to SCM (nothing was sent)"
+        format!("could not connect to {service} (nothing was sent)")
     } else if e.is_timeout() {
-        "request to SCM timed out without an answer"
+        format!("request to {service} timed out without an answer")
     } else {
-        "request to SCM failed without an answer"
+        format!("request to {service} failed without an answer")
     };
     let mut causes = Vec::new();
     let mut source = e.source();
@@ -683,7 +714,7 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     if causes.is_empty() {
-        what.to_string()
+        what
     } else {
         format!("{what}: {}", causes.join(": "))
     }

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod certificates;
 pub mod client;
 pub mod deploy;
+pub mod iam;
 pub mod limit;
 pub mod metrics;
 pub mod outcome;

@@ -40,7 +40,8 @@ pub enum Transport {
     /// The request may have been written before the connection failed or timed out, so the push may have
     /// landed without SCM's answer reaching us. The message names no secret.
     NoAnswer(String),
-    /// Not sent: SCM refused (or locked) this credential for an earlier request; this is the answer instead.
+    /// Not sent: SCM refused (or locked) this credential for an earlier request, or the account id an access key
+    /// needs could not be learnt from IAM ([`super::iam`]); this is the answer instead.
     Withheld(Box<PushFailure>),
     /// Not sent: the account's rate limit allows its next request only after this long, and waiting that long
     /// would hold a worker other accounts need.
@@ -67,6 +68,9 @@ pub enum FailureKind {
     /// A batch push's answer refused a region for good (for example "Invalid region id."); the other regions hold
     /// the certificate.
     RegionRejected,
+    /// Not sent: the credential cannot be used as it is, found without SCM's help: an access key without `domainId`
+    /// whose account id IAM did not tell (no IAM endpoint for this site, IAM's 403 or an empty answer).
+    InvalidCredentials,
 }
 
 impl FailureKind {
@@ -408,7 +412,8 @@ fn printable(text: &str) -> String {
         .to_string()
 }
 
-fn clip(message: &str) -> String {
+/// `message` cut to the length status keeps.
+pub(crate) fn clip(message: &str) -> String {
     clip_to(message, MAX_MESSAGE_CHARS)
 }
 

@@ -212,6 +212,9 @@ pub fn finding(failure: Option<&PushFailure>, answered: bool) -> Finding {
     match f.kind {
         FailureKind::Locked => Finding::Locked(f.clone()),
         FailureKind::Unauthorized => Finding::Refused(f.clone()),
+        // IAM would not say which account an access key without domainId belongs to: no request with it can be
+        // sent until the Secret names one (or a human asks again).
+        FailureKind::InvalidCredentials => Finding::Refused(f.clone()),
         // The gateway's 403s are about the identity (IAM user, app, region), not one certificate.
         FailureKind::Forbidden if f.error_code.as_deref().is_some_and(|c| c.contains("APIGW")) => {
             Finding::Refused(f.clone())

@@ -138,13 +138,16 @@ impl Reason {
             Reason::DeployFailed => "pushed; SCM's deploy failed on some resource, which is retried alone with backoff",
             Reason::Retrying => {
                 "nothing sent (connect error), no answer after sending (timeout, reset: the outcome is unknown, \
-                 see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing"
+                 see below), 408, 429 (`APIGW.0308`), 502/503/504, or a 5xx whose code is `APIGW.*`/`APIG.*` or missing; \
+                 also the same from IAM asked for the `domainId` of an access key without one (the push is not sent)"
             }
             Reason::CredentialsNotFound => "the Secret does not exist; nothing is sent",
             Reason::InvalidCredentials => {
                 "the Secret holds neither a token nor `accessKey`+`secretKey`, or both kinds, or a malformed value \
                  (a token shorter than 32 characters after trimming, an AK that is not letters and digits, \
-                 `projectId` and `domainId` together); nothing is sent"
+                 `projectId` and `domainId` together); or an access key without `domainId` or `projectId` whose \
+                 account id IAM did not tell (no `--iam-endpoint` for this site, IAM's 403, an empty list: the \
+                 message names `domainId`); nothing is sent to SCM"
             }
             Reason::AccountNotFound => {
                 "`spec.accountRef` names an SCMAccount (in the object's namespace) or ClusterSCMAccount that does \
@@ -160,8 +163,9 @@ impl Reason {
             }
             Reason::Unauthorized => {
                 "SCM answered 401 (`APIGW.0301` bad token or signature, unknown AK; `APIGW.0307` expired token), to \
-                 this object or to any other request with the same credential: it is never sent again (nothing is \
-                 sent for other objects that share it) until it changes"
+                 this object or to any other request with the same credential, or IAM did when asked for the \
+                 `domainId` of an access key without one: it is never sent again (nothing is sent for other objects \
+                 that share it) until it changes"
             }
             Reason::CredentialsLocked => {
                 "SCM answered 401 `APIGW.0301` saying the access key reached its failure limit (Huawei locks it for \
@@ -246,6 +250,7 @@ impl From<FailureKind> for Reason {
             FailureKind::CertificateNotFound => Reason::CertificateNotFound,
             FailureKind::Rejected => Reason::PushRejected,
             FailureKind::RegionRejected => Reason::RegionRejected,
+            FailureKind::InvalidCredentials => Reason::InvalidCredentials,
         }
     }
 }

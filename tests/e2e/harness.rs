@@ -173,14 +173,20 @@ pub async fn put_secret(client: &Client, ns: &str, name: &str, token: &str) {
     put_secret_data(client, ns, name, &[("token", token)]).await;
 }
 
-/// Creates or replaces a Secret whose whole data is `entries`.
-/// Secret "scm" holding the simulator's access key with `secret_key`.
+/// Secret "scm" holding the simulator's access key with `secret_key` and the key's account id (`domainId`), so tests
+/// of SCM's answers to it need no IAM.
 #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
 pub async fn put_access_key(client: &Client, ns: &str, secret_key: &str) {
-    let entries = [("accessKey", scm_sim::DEMO_ACCESS_KEY), ("secretKey", secret_key)];
+    let domain = scm_sim::default_domain_id(scm_sim::DEMO_ACCESS_KEY);
+    let entries = [
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", secret_key),
+        ("domainId", domain.as_str()),
+    ];
     put_secret_data(client, ns, "scm", &entries).await;
 }
 
+/// Creates or replaces a Secret whose whole data is `entries`.
 pub async fn put_secret_data(client: &Client, ns: &str, name: &str, entries: &[(&str, &str)]) {
     let data: serde_json::Map<String, serde_json::Value> = entries
         .iter()
@@ -327,6 +333,16 @@ impl Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         Self::spawn(ns, endpoint, log_level, dir, log, restricted_kubeconfig(), &[]).await
+    }
+
+    /// Starts the operator with the simulator as its IAM endpoint too (`--iam-endpoint`), where access keys given
+    /// without domainId learn it.
+    #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+    pub async fn start_with_iam(ns: &str, sim: &Sim, log_level: &str) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let iam = ["--iam-endpoint", &sim.url()];
+        Self::spawn(ns, &sim.url(), log_level, dir, log, restricted_kubeconfig(), &iam).await
     }
 
     /// Starts the operator with its own kubeconfig and extra `run` flags.

@@ -8,6 +8,7 @@
 //! `cargo test --test e2e -- --include-ignored import::`:
 //! - `push`: admission, the happy path, steady state, re-push requests, transient faults, Secret churn, Pending;
 //! - `credentials`: failure classes, token rotation, AK/SK, refused credentials, a wrong endpoint, no answer;
+//! - `iam`: access keys without domainId, whose account id is asked from IAM as Huawei's SDK does;
 //! - `import`: TLS Secret import, renewals, a mismatched key, `deletionPolicy`;
 //! - `deploy`: `spec.deploy` after pushes and renewals, per-resource failures, a lost answer, in-use certificates;
 //! - `leadership`: leader election and failover, chaos with a killed operator, an API server restart;
@@ -22,6 +23,7 @@ mod accounts;
 mod credentials;
 mod deploy;
 mod health;
+mod iam;
 mod import;
 mod leadership;
 mod push;

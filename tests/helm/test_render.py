@@ -168,6 +168,7 @@ def test_args_cover_every_run_flag(render):
                 "allowInsecureEndpoint": True,
                 "region": "ap-southeast-1",
                 "endpoint": "http://scm-sim:8080",
+                "iamEndpoint": "http://scm-sim:8080",
             },
         }
     )
@@ -223,6 +224,14 @@ def test_an_http_endpoint_needs_allow_insecure_endpoint(render):
     assert "--allow-insecure-endpoint" not in container(render({}))["args"]
     args = container(render({"scm": {"endpoint": "http://scm-sim:8080", "allowInsecureEndpoint": True}}))["args"]
     assert "--allow-insecure-endpoint" in args and "--scm-endpoint=http://scm-sim:8080" in args
+
+
+def test_iam_endpoint_is_passed_only_when_set(render):
+    assert not any(a.startswith("--iam-endpoint") for a in container(render({}))["args"])
+    args = container(render({"scm": {"iamEndpoint": "https://iam.eu-west-101.myhuaweicloud.eu"}}))["args"]
+    assert "--iam-endpoint=https://iam.eu-west-101.myhuaweicloud.eu" in args
+    with pytest.raises(helm.HelmValuesError):
+        render({"scm": {"iamEndpoint": "iam.example"}})
 
 
 def test_resync_period_zero_turns_it_off(render):

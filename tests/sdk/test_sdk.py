@@ -21,6 +21,7 @@ import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials, GlobalCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkcore.region.region import Region
 
 SIM_URL = os.environ["SCM_SIM_URL"]
 SIM_LIB = pathlib.Path(__file__).resolve().parents[2] / "scm-sim" / "src" / "lib.rs"
@@ -80,17 +81,15 @@ def fresh_simulator():
     yield
 
 
-def scm_client(credentials):
+def scm_client(credentials, region=None):
+    """An SDK client of the simulator: by endpoint, or by `region` (whose endpoint is the simulator's), the only way
+    the SDK resolves a missing domain id."""
     config = HttpConfig.get_default_config()
     config.ignore_ssl_verification = True
     config.timeout = (5, 10)
-    return (
-        scm.ScmClient.new_builder()
-        .with_credentials(credentials)
-        .with_endpoint(SIM_URL)
-        .with_http_config(config)
-        .build()
-    )
+    builder = scm.ScmClient.new_builder().with_credentials(credentials).with_http_config(config)
+    builder = builder.with_region(Region(region, SIM_URL)) if region else builder.with_endpoint(SIM_URL)
+    return builder.build()
 
 
 @pytest.fixture
@@ -202,6 +201,39 @@ def test_the_simulator_verifies_the_sdk_signature(client):
         wrong.list_certificates(scm.ListCertificatesRequest())
     assert (refused.value.status_code, refused.value.error_code) == (401, "APIGW.0301")
     assert refused.value.request_id == calls()[-1]["request_id"]
+
+
+def test_without_a_domain_id_the_sdk_asks_iam_once_and_sends_what_it_answered():
+    """What the operator copies: GlobalCredentials without a domain id ask IAM's GET /v3/auth/domains, signed with the
+    same key and without a scope header, take domains[0].id, cache it per access key, and sign every SCM call with it
+    as X-Domain-Id. The simulator serves that IAM call and refuses an AK/SK SCM call with no scope header, which is
+    what the SDK sends when it is built with an endpoint only (it resolves the domain only for a region)."""
+    # Another account id than DOMAIN_ID, so the header can only have come from IAM's answer.
+    account = "5e1f0c0ffee0c0ffee0c0ffee0c0ffee"
+    assert admin("PUT", "/sim/domains", {ACCESS_KEY: account})[0] == 204
+
+    unscoped = scm_client(GlobalCredentials(ACCESS_KEY, SECRET_KEY))
+    with pytest.raises(ClientRequestException) as refused:
+        unscoped.list_certificates(scm.ListCertificatesRequest(limit=10))
+    assert (refused.value.status_code, refused.value.error_code) == (401, "APIGW.0301")
+    assert "X-Domain-Id" in refused.value.error_msg
+    assert "x-domain-id" not in calls()[-1]["signed_headers"].split(";")
+
+    credentials = GlobalCredentials(ACCESS_KEY, SECRET_KEY).with_iam_endpoint(SIM_URL)
+    client = scm_client(credentials, region="sim-region-1")
+    assert client.list_certificates(scm.ListCertificatesRequest(limit=10)).status_code == 200
+    # A second client with the same access key: the SDK's cache answers, IAM is not asked again.
+    again = scm_client(GlobalCredentials(ACCESS_KEY, SECRET_KEY).with_iam_endpoint(SIM_URL), region="sim-region-1")
+    assert again.list_certificates(scm.ListCertificatesRequest(limit=10)).status_code == 200
+
+    iam = [c for c in calls() if c["path"] == "/v3/auth/domains"]
+    assert len(iam) == 1, iam
+    assert (iam[0]["method"], iam[0]["status"], iam[0]["domain_id"], iam[0]["project_id"]) == ("GET", 200, None, None)
+    assert iam[0]["access_key_sha256"] == hashlib.sha256(ACCESS_KEY.encode()).hexdigest()
+    assert "x-domain-id" not in iam[0]["signed_headers"].split(";")
+    listed = [c for c in calls() if c["path"] == "/v3/scm/certificates" and c["status"] == 200]
+    assert [c["domain_id"] for c in listed] == [account, account]
+    assert all("x-domain-id" in c["signed_headers"].split(";") for c in listed)
 
 
 def test_push(client):

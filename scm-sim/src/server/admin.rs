@@ -62,6 +62,13 @@ struct ResourceIdMode {
     with_name: bool,
 }
 
+/// Body of `PUT /sim/iam`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IamMode {
+    answer: crate::IamAnswer,
+}
+
 /// Body of `POST /sim/in-use`, the arguments of [`crate::Sim::mark_in_use`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +275,30 @@ pub(super) async fn resource_id_mode(State(shared): State<Arc<Shared>>, body: By
     match parse_admin::<ResourceIdMode>(&body) {
         Ok(mode) => {
             shared.state().resource_id_with_name = mode.with_name;
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/domains`: a JSON object from access key id to the domain id IAM reports for it, as
+/// [`crate::Sim::set_domain`].
+pub(super) async fn domains(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<std::collections::BTreeMap<String, String>>(&body) {
+        Ok(domains) => {
+            shared.state().domains.extend(domains);
+            SimReply::empty(StatusCode::NO_CONTENT)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `PUT /sim/iam`: `{"answer": "domains" | "unauthorized" | "forbidden" | "empty"}`, as
+/// [`crate::Sim::set_iam_answer`].
+pub(super) async fn iam(State(shared): State<Arc<Shared>>, body: Bytes) -> SimReply {
+    match parse_admin::<IamMode>(&body) {
+        Ok(mode) => {
+            shared.state().iam_answer = mode.answer;
             SimReply::empty(StatusCode::NO_CONTENT)
         }
         Err(reply) => reply,

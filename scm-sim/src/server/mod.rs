@@ -1,10 +1,11 @@
-//! HTTP serving: an axum router for the SCM and `/sim/` admin APIs behind a thin hyper connection loop.
+//! HTTP serving: an axum router for the SCM (and IAM domains) and `/sim/` admin APIs behind a thin hyper connection loop.
 //!
 //! The loop exists only because axum's own `serve` always answers: the `drop` and `drop_after_push` faults need a
 //! connection closed without a response, so a handler marks its response with `DropConnection` and the loop turns
 //! that into a connection error.
 
 mod admin;
+mod iam;
 mod record;
 mod reply;
 mod scm;
@@ -115,6 +116,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v3/scm/certificates/{id}/batch-push", post(scm::batch_push))
         .route("/v3/scm/certificates/{id}/deploy", post(scm::deploy))
         .route("/v3/scm/deployed-resources", post(scm::deployed_resources))
+        // IAM on the same address: tests point the operator's IAM endpoint at the simulator.
+        .route(crate::IAM_DOMAINS_PATH, get(iam::domains))
         // The API gateway answers a wrong path and a wrong method alike.
         .fallback(scm::not_found)
         .method_not_allowed_fallback(scm::not_found)
@@ -139,6 +142,8 @@ fn router(shared: Arc<Shared>) -> Router {
             post(admin::fail_region_read).delete(admin::heal_region_read),
         )
         .route("/resource-id-mode", put(admin::resource_id_mode))
+        .route("/domains", put(admin::domains))
+        .route("/iam", put(admin::iam))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::not_found)
         .with_state(shared);

@@ -29,8 +29,11 @@ pub(super) struct RequestId(pub(super) String);
 pub(super) enum Caller {
     /// `X-Auth-Token`, if sent.
     Token(Option<String>),
-    /// An `SDK-HMAC-SHA256` signed request: the verified access key id, or why the signature was refused.
+    /// An `SDK-HMAC-SHA256` signed request with a scope header (`X-Domain-Id` or `X-Project-Id`): the verified
+    /// access key id, or why the signature was refused.
     Signed(Result<String, String>),
+    /// A correctly signed request with neither scope header, by this access key id: enough for IAM, not for SCM.
+    Unscoped(String),
 }
 
 /// Records every SCM API request as a [`Call`], after reading its body within the limit and waiting the latency.
@@ -105,10 +108,21 @@ fn identify(shared: &Shared, parts: &Parts, authorization: Option<&Authorization
                 headers: &parts.headers,
                 body,
             };
-            Caller::Signed(check_signature(shared, &received, authorization))
+            match check_signature(shared, &received, authorization) {
+                Ok(access_key) if !has_scope(&parts.headers) => Caller::Unscoped(access_key),
+                verdict => Caller::Signed(verdict),
+            }
         }
         _ => Caller::Token(header(&parts.headers, "x-auth-token").map(str::to_owned)),
     }
+}
+
+/// Whether the request names the IAM scope it acts in: a non-empty `X-Domain-Id` or `X-Project-Id`, signed or not
+/// (Terraform's client sends them unsigned, and that works).
+fn has_scope(headers: &HeaderMap) -> bool {
+    ["x-domain-id", "x-project-id"]
+        .into_iter()
+        .any(|name| header(headers, name).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// The record of a request as it arrived, with only hashes of its credentials; [`answered`] completes it.
@@ -129,6 +143,8 @@ fn arrived(
         token_sha256: parts.headers.get("x-auth-token").map(|v| sha256_hex(v.as_bytes())),
         access_key_sha256: authorization.map(|a| sha256_hex(a.access_key.as_bytes())),
         signed_headers: authorization.map(|a| a.signed_headers.to_owned()),
+        domain_id: header(&parts.headers, "x-domain-id").map(str::to_owned),
+        project_id: header(&parts.headers, "x-project-id").map(str::to_owned),
         body: body.map_or(Value::Null, recorded_body),
         status: 0,
         error_code: None,

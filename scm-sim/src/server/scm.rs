@@ -29,7 +29,8 @@ fn fault_status(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// IAM checks shared by all SCM endpoints; forbidden tokens count as authenticated.
+/// IAM checks shared by all SCM endpoints; forbidden tokens count as authenticated, and an AK/SK request needs a
+/// scope header.
 fn authorize(shared: &Shared, caller: &Caller, request_id: &RequestId) -> Result<(), SimReply> {
     let unauthorized = |reason: &str| {
         SimReply::gateway_error(
@@ -43,6 +44,13 @@ fn authorize(shared: &Shared, caller: &Caller, request_id: &RequestId) -> Result
     match caller {
         Caller::Signed(Ok(_)) => Ok(()),
         Caller::Signed(Err(reason)) => Err(unauthorized(reason)),
+        // See the crate docs: the simulator's choice, as the gateway's answer is not documented.
+        Caller::Unscoped(_) => Err(SimReply::gateway_error(
+            StatusCode::UNAUTHORIZED,
+            "APIGW.0301",
+            crate::UNSCOPED_MESSAGE,
+            request_id,
+        )),
         Caller::Token(Some(token)) if state.forbidden_tokens.contains(token) => Err(SimReply::gateway_error(
             StatusCode::FORBIDDEN,
             "APIGW.0302",
