@@ -116,8 +116,8 @@ impl Resolved {
     }
 }
 
-/// An account client's endpoint and (qps, burst).
-type ClientKey = (String, Option<(u32, u32)>);
+/// An account client's endpoint, (qps, burst) and IAM endpoint.
+type ClientKey = (String, Option<(u32, u32)>, Option<String>);
 
 /// The account caches and what resolving needs; built once, shared by every reconcile.
 pub struct Accounts {
@@ -263,16 +263,30 @@ impl Accounts {
         if settings.domain_id.is_some() && settings.project_id.is_some() {
             return Err("sets both domainId and projectId; set at most one".to_owned());
         }
+        let iam = match &settings.iam_endpoint {
+            Some(raw) => {
+                let url = crate::scm::iam::parse_endpoint(raw).map_err(|e| format!("iamEndpoint {raw:?}: {e}"))?;
+                if !self.allow_insecure && url.scheme() != "https" {
+                    return Err(format!(
+                        "iamEndpoint {raw:?} is not https: access keys would be signed over plain http (the \
+                         operator accepts it only with --allow-insecure-endpoint)"
+                    ));
+                }
+                Some(url)
+            }
+            None => None,
+        };
         let rate = settings.rate_limit.map(|r| (r.qps, r.burst()));
+        let key = (endpoint, rate, iam.as_ref().map(ToString::to_string));
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&(endpoint.clone(), rate)) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
         let client = self
             .base
-            .for_account(&endpoint, rate)
-            .map_err(|e| format!("endpoint {endpoint:?} cannot be used: {e}"))?;
-        clients.insert((endpoint, rate), client.clone());
+            .for_account(&key.0, rate, iam)
+            .map_err(|e| format!("endpoint {:?} cannot be used: {e}", key.0))?;
+        clients.insert(key, client.clone());
         Ok(client)
     }
 }

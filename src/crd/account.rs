@@ -97,6 +97,13 @@ pub struct AccountSettings {
     #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
     pub enterprise_project_id: Option<String>,
 
+    /// Base URL of the IAM API that tells an access key without domainId (or projectId) its account ID, as
+    /// Huawei's SDK asks it. Default: the IAM endpoint of the account's site, or --iam-endpoint when the account's
+    /// endpoint is the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 512), pattern(r"^https?://[^\s]+$"))]
+    pub iam_endpoint: Option<String>,
+
     /// Requests per second to SCM with this account's credentials, replacing --scm-qps and --scm-burst for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,

@@ -178,8 +178,7 @@ impl Credentials {
     pub fn from_secret(secret: Option<&Secret>, reference: &CredentialsRef) -> Result<Self, CredentialsError> {
         let name = reference.name.as_str();
         let token_key = reference.token_key.as_str();
-        let secret =
-            secret.ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} not found")))?;
+        let secret = secret.ok_or_else(|| CredentialsError::NotFound(format!("Secret {name:?} not found")))?;
         // Secrets the cluster or other tools write for another purpose: using one would send a ServiceAccount
         // token, a TLS key or registry credentials to SCM.
         if let Some(kind) = secret.type_.as_deref().filter(|t| NOT_CREDENTIALS.contains(t)) {

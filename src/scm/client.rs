@@ -225,11 +225,16 @@ impl ScmClient {
         })
     }
 
-    /// This client for an account's `endpoint` and `rate` (qps, burst; None: this client's): the same
-    /// connections, refusal memory, buckets, metrics and fence.
-    pub fn for_account(&self, endpoint: &str, rate: Option<(u32, u32)>) -> Result<Self, ClientError> {
+    /// This client for an account's `endpoint`, `rate` (qps, burst; None: this client's) and `iam` endpoint (None:
+    /// the site's, or --iam-endpoint for the operator's own endpoint): the same connections, refusal memory,
+    /// buckets, domain ids learnt, metrics and fence.
+    pub fn for_account(&self, endpoint: &str, rate: Option<(u32, u32)>, iam: Option<Url>) -> Result<Self, ClientError> {
         let mut account = self.clone();
         account.endpoint = parse_endpoint(endpoint)?;
+        // --iam-endpoint belongs to --scm-endpoint's site: another site's account asks its own IAM.
+        if iam.is_some() || account.endpoint != self.endpoint {
+            account.iam = account.iam.at(iam);
+        }
         if let Some((qps, burst)) = rate {
             account.limiter = self.limiter.with_rate(qps, burst);
         }
@@ -749,13 +754,33 @@ mod tests {
             token_key: "token".into(),
         };
         let credentials = Credentials::from_secret(Some(&token), &reference).unwrap();
-        let cn = base.for_account("https://scm.cn-north-4.myhuaweicloud.com", None).unwrap();
-        let ap = base.for_account("https://scm.ap-southeast-1.myhuaweicloud.com", Some((1, 1))).unwrap();
+        let iam: Url = "https://iam.example/".parse().unwrap();
+        let base = base.with_iam_endpoint(iam.clone());
+        let cn = base
+            .for_account("https://scm.cn-north-4.myhuaweicloud.com", None, None)
+            .unwrap();
+        let ap = base
+            .for_account("https://scm.ap-southeast-1.myhuaweicloud.com", Some((1, 1)), None)
+            .unwrap();
+        let own = base
+            .for_account("https://scm.ap-southeast-1.myhuaweicloud.com", None, Some(iam.clone()))
+            .unwrap();
         assert_eq!(base.digest(&credentials), credentials.digest(&base.digest_key));
         assert_ne!(cn.digest(&credentials), ap.digest(&credentials));
         assert_ne!(cn.digest(&credentials), base.digest(&credentials));
-        assert_ne!(cn.bucket(&credentials), ap.bucket(&credentials), "two sites, two buckets");
+        assert_ne!(
+            cn.bucket(&credentials),
+            ap.bucket(&credentials),
+            "two sites, two buckets"
+        );
         assert_eq!(ap.endpoint().as_str(), "https://scm.ap-southeast-1.myhuaweicloud.com/");
+        // --iam-endpoint belongs to the operator's own site; an account elsewhere asks its site's IAM or its own.
+        assert_eq!(cn.iam_endpoint(), Some(iam.clone()));
+        assert_eq!(
+            ap.iam_endpoint().map(|u| u.to_string()).as_deref(),
+            Some("https://iam.ap-southeast-1.myhuaweicloud.com/")
+        );
+        assert_eq!(own.iam_endpoint(), Some(iam));
     }
 
     #[test]

@@ -86,6 +86,16 @@ pub(crate) struct Iam {
     asking: Arc<tokio::sync::Mutex<()>>,
 }
 
+impl Iam {
+    /// The same memory of domain ids, asking `endpoint` (None: the SCM endpoint's site).
+    pub(crate) fn at(&self, endpoint: Option<Url>) -> Self {
+        Self {
+            endpoint,
+            ..self.clone()
+        }
+    }
+}
+
 /// Domain ids by (digest of the access key id, IAM endpoint), never by the key itself; bounded.
 #[derive(Default)]
 struct Known {

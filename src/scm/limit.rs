@@ -332,11 +332,17 @@ mod tests {
         assert!(account.try_acquire("acct").is_err(), "a burst of one");
         assert_eq!((account.qps("acct"), process.qps("other")), (1, 10));
         for _ in 0..20 {
-            assert!(process.try_acquire("other").is_ok(), "the process's own burst is untouched");
+            assert!(
+                process.try_acquire("other").is_ok(),
+                "the process's own burst is untouched"
+            );
         }
         let edited = process.with_rate(50, 50);
         assert_eq!(edited.qps("acct"), 50, "the edit applies without a restart");
-        assert!(edited.try_acquire("acct").is_err(), "a new rate starts empty: no fresh burst");
+        assert!(
+            edited.try_acquire("acct").is_err(),
+            "a new rate starts empty: no fresh burst"
+        );
     }
 
     #[test]

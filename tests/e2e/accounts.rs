@@ -414,3 +414,58 @@ async fn a_secret_of_another_purpose_is_never_used_as_credentials() {
     assert!(ok && !shown.contains(GOOD_TOKEN), "{shown}");
     assert!(!op.logs().contains(GOOD_TOKEN));
 }
+
+/// An account whose Secret holds an access key without domainId learns it from the account's iamEndpoint once, and
+/// an account's domainId replaces the Secret's (no IAM question at all); every SCM request carries the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn an_accounts_access_key_gets_its_scope_from_the_account_or_its_iam() {
+    let client = admin().await;
+    let ns = namespace(&client, "acct-iam").await;
+    let sim = start_sim().await;
+    let controller = format!("c-{ns}");
+    let _op = Operator::start_all_namespaces(&sim, &["--controller-name", &controller]).await;
+    let unscoped = [
+        ("accessKey", scm_sim::DEMO_ACCESS_KEY),
+        ("secretKey", scm_sim::DEMO_SECRET_KEY),
+    ];
+    put_secret_data(&client, &ns, "keys", &unscoped).await;
+    let learnt = scm_sim::default_domain_id(scm_sim::DEMO_ACCESS_KEY);
+    create_account(
+        &client,
+        &ns,
+        "asks",
+        settings(&sim.url(), "keys", json!({"iamEndpoint": sim.url()})),
+    )
+    .await;
+    create_account(
+        &client,
+        &ns,
+        "told",
+        settings(&sim.url(), "keys", json!({"domainId": learnt})),
+    )
+    .await;
+    let api = create_push(
+        &client,
+        &ns,
+        "asks",
+        with_account(CERT, "proj-asks", account("asks"), &controller),
+    )
+    .await;
+    wait_for(&api, "asks", T, "Ready=True", |cp| ready_is(cp, "True", "Pushed")).await;
+    assert_eq!(sim.iam_calls().len(), 1, "{:#?}", sim.iam_calls());
+    create_push(
+        &client,
+        &ns,
+        "told",
+        with_account(CERT, "proj-told", account("told"), &controller),
+    )
+    .await;
+    wait_for(&api, "told", T, "Ready=True", |cp| ready_is(cp, "True", "Pushed")).await;
+    assert_eq!(sim.iam_calls().len(), 1, "the account's domainId needs no question");
+    let scm: Vec<_> = sim.calls().into_iter().filter(|c| !c.is_iam_domains()).collect();
+    assert!(!scm.is_empty());
+    for call in scm {
+        assert_eq!(call.domain_id.as_deref(), Some(learnt.as_str()), "{call:?}");
+    }
+}
