@@ -13,7 +13,7 @@ use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{Credentials, FoundImport, PushFailure};
-use crate::source::{self, Source};
+use crate::source::{self, ClusterName, Source};
 use crate::status;
 
 /// The status as it is about the certificate in `source`: a different certificate (a renewal) starts afresh, with
@@ -36,10 +36,16 @@ pub(super) fn importing(current: &CertificatePushStatus, source: &Source, retain
     status
 }
 
-/// The import `cp` sends for the certificate in `source`: its deterministic name and the certificate.
-fn intent(cp: &CertificatePush, source: &Source) -> ImportIntent {
+/// The import `cp` of the cluster `cluster` sends for the certificate in `source`: its deterministic name and the
+/// certificate. The cluster is in the name, so that a search for an earlier import never finds another cluster's.
+fn intent(cp: &CertificatePush, cluster: &ClusterName, source: &Source) -> ImportIntent {
     let fingerprint = source.tls.fingerprint.clone();
-    let name = source::import_name(&cp.namespace().unwrap_or_default(), &cp.name_any(), &fingerprint);
+    let name = source::import_name(
+        cluster,
+        &cp.namespace().unwrap_or_default(),
+        &cp.name_any(),
+        &fingerprint,
+    );
     ImportIntent { name, fingerprint }
 }
 
@@ -54,14 +60,19 @@ pub(super) enum BeforeImport {
     Record(Box<CertificatePushStatus>),
 }
 
-/// Decides how an import starts from `current`. Pure.
-pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatus, source: &Source) -> BeforeImport {
+/// Decides how an import of the cluster `cluster` starts from `current`. Pure.
+pub(super) fn before_import(
+    cp: &CertificatePush,
+    cluster: &ClusterName,
+    current: &CertificatePushStatus,
+    source: &Source,
+) -> BeforeImport {
     // The recorded ID is this certificate's (importing() keeps it for the same fingerprint only).
     let same_certificate = current.source_fingerprint.as_deref() == Some(source.tls.fingerprint.as_str());
     if same_certificate && current.certificate_id.is_some() {
         return BeforeImport::Nothing;
     }
-    let intent = intent(cp, source);
+    let intent = intent(cp, cluster, source);
     if current.import_intent.as_ref() == Some(&intent) {
         return BeforeImport::Search;
     }
@@ -86,7 +97,7 @@ pub(super) async fn imported(
     if let Some(id) = &working.certificate_id {
         return Ok((working.clone(), id.clone()));
     }
-    let name = intent(cp, source).name;
+    let name = intent(cp, &ctx.cluster_name, source).name;
     let found = match search {
         true => ctx.scm.find_import(credentials, &name).await?,
         false => None,

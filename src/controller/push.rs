@@ -97,7 +97,9 @@ pub(super) async fn push(
         return Ok(standby(ctx));
     }
     // An import is recorded in status before it is sent, so a crash or a lost answer is searched for, and only then.
-    let before = source.as_ref().map(|s| before_import(cp, current, s));
+    let before = source
+        .as_ref()
+        .map(|s| before_import(cp, &ctx.cluster_name, current, s));
     let search = before == Some(BeforeImport::Search);
     let intended;
     let obj = match before {

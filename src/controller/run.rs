@@ -27,6 +27,7 @@ pub async fn run(rt: Runtime) {
         min_repush_interval,
         in_use_refresh,
         controller_name,
+        cluster_name,
         metrics,
         events,
         leadership,
@@ -42,7 +43,8 @@ pub async fn run(rt: Runtime) {
         Context::new(client, scm, events, metrics, leadership)
             .with_min_repush_interval(min_repush_interval)
             .with_in_use_refresh(in_use_refresh)
-            .with_controller_name(&controller_name),
+            .with_controller_name(&controller_name)
+            .with_cluster_name(cluster_name),
     );
     let (forgetting, leading) = (ctx.clone(), ctx.clone());
     // No per-stream backoff: the controller backs off its merged trigger stream on any watch error (kube's

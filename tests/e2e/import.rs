@@ -122,7 +122,7 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     assert_eq!(st.source_fingerprint.as_deref(), Some(fp.as_str()));
     assert_eq!(st.pushed_certificate_id.as_deref(), Some(first.as_str()));
     assert!(st.not_after.is_some() && st.source_secret.as_ref().is_some_and(|s| s.name == "web-tls"));
-    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    let name = certpush_operator::source::import_name(&Default::default(), &ns, "web", &fp);
     assert_eq!(sim.certificates().last(), Some(&(first.clone(), name)));
     let methods: Vec<(String, u16)> = sim.calls().iter().map(|c| (c.method.clone(), c.status)).collect();
     // Defect: every import was preceded by a list call (pages of them where SCM ignores `content`). The import is
@@ -413,7 +413,7 @@ async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
 
     // The import lands but its answer is lost (as after a crash between import and status write): the intent in
     // status makes the next attempt search SCM by name and reuse it, not import again.
-    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    let name = certpush_operator::source::import_name(&Default::default(), &ns, "web", &fp);
     sim.inject_import(scm_sim::Fault {
         certificate_id: Some(name.clone()),
         times: 1,
