@@ -163,6 +163,7 @@ def test_args_cover_every_run_flag(render):
     objects = render(
         {
             "scope": "namespace",
+            "clusterName": "prod-eu-1",
             "scm": {
                 "caBundle": {"secretName": "scm-ca"},
                 "allowInsecureEndpoint": True,
@@ -223,6 +224,19 @@ def test_an_http_endpoint_needs_allow_insecure_endpoint(render):
     assert "--allow-insecure-endpoint" not in container(render({}))["args"]
     args = container(render({"scm": {"endpoint": "http://scm-sim:8080", "allowInsecureEndpoint": True}}))["args"]
     assert "--allow-insecure-endpoint" in args and "--scm-endpoint=http://scm-sim:8080" in args
+
+
+def test_cluster_name_becomes_the_flag_and_is_left_out_when_empty(render):
+    """Issue 29: `clusterName` goes into import names. Empty (the default) passes no flag, so an upgrade keeps
+    today's names; a value the operator would refuse at start is refused at install."""
+    assert not any(a.startswith("--cluster-name") for a in container(render())["args"])
+    assert not any(a.startswith("--cluster-name") for a in container(render({"clusterName": ""}))["args"])
+    args = container(render({"clusterName": "prod-eu-1"}))["args"]
+    assert "--cluster-name=prod-eu-1" in args
+    assert args.index("--cluster-name=prod-eu-1") == args.index("--controller-name=certpush-operator") + 1
+    for bad in ("Prod", "prod_eu", "-prod", "a-very-long-cluster-name-1"):
+        with pytest.raises(helm.HelmValuesError):
+            render({"clusterName": bad})
 
 
 def test_resync_period_zero_turns_it_off(render):
