@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::leader::LeaderConfig;
 use crate::scm::client::{DEFAULT_BURST, DEFAULT_ENDPOINT, DEFAULT_QPS};
+use crate::source::ClusterName;
 use crate::telemetry::LogFormat;
 
 /// Pushes Huawei Cloud SCM certificates to CDN, WAF and ELB from CertificatePush resources.
@@ -120,6 +121,13 @@ pub struct RunArgs {
     /// default name), so two installations never push the same objects.
     #[arg(long, env = "CONTROLLER_NAME", default_value = crate::crd::DEFAULT_CONTROLLER_NAME, value_parser = parse_controller_name)]
     pub controller_name: String,
+
+    /// This cluster's name, required when operators of several clusters share an SCM account: it goes into the name
+    /// of every import, so that no operator finds, reuses or deletes another cluster's import of an object of the
+    /// same namespace and name. Lowercase letters, digits and '-', at most 24; none by default, leaving import names
+    /// as they were.
+    #[arg(long, env = "CLUSTER_NAME", default_value = "", value_parser = ClusterName::parse)]
+    pub cluster_name: ClusterName,
 
     /// Ask SCM where each pushed certificate is deployed (status.inUse) at most this often, and after each push,
     /// for the objects that import or deploy (a plain certificateId push costs no such question); questions of one
@@ -486,5 +494,30 @@ mod tests {
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--scm-qps", "0"]).is_err());
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--log-format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["certpush-operator", "run", "--metrics-addr", "nope"]).is_err());
+    }
+
+    /// Issue 29: the cluster name goes into import names, so a value that would not fit, or could run into the
+    /// namespace after it, is refused at start with the reason, not at the first import.
+    #[test]
+    fn cluster_name_is_none_by_default_and_checked_at_start() {
+        // CLUSTER_NAME is not set in unit tests (the chart passes the flag).
+        if std::env::var_os("CLUSTER_NAME").is_none() {
+            assert_eq!(run_args(&[]).cluster_name, ClusterName::default());
+        }
+        assert_eq!(
+            run_args(&["--cluster-name", "prod-eu-1"]).cluster_name.as_str(),
+            "prod-eu-1"
+        );
+        for (bad, why) in [
+            ("Prod", "lowercase letters, digits and '-'"),
+            ("prod_eu", "lowercase letters, digits and '-'"),
+            ("-prod", "starting and ending with a letter or digit"),
+            ("a-very-long-cluster-name-1", "at most 24"),
+        ] {
+            let flag = format!("--cluster-name={bad}");
+            let error = Cli::try_parse_from(["certpush-operator", "run", &flag]).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains("--cluster-name") && text.contains(why), "{bad:?}: {text}");
+        }
     }
 }

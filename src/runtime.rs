@@ -118,6 +118,8 @@ pub struct Runtime {
     pub in_use_refresh: std::time::Duration,
     /// `--controller-name`.
     pub controller_name: String,
+    /// `--cluster-name`.
+    pub cluster_name: crate::source::ClusterName,
     /// The controller's metrics.
     pub metrics: Arc<Metrics>,
     /// Posts Events beside the reconciles.
@@ -354,6 +356,7 @@ impl Runtime {
             min_repush_interval: args.min_repush_interval,
             in_use_refresh: args.in_use_refresh,
             controller_name: args.controller_name,
+            cluster_name: args.cluster_name,
             metrics,
             events,
             leadership,

@@ -256,16 +256,73 @@ fn pem_block(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// The SCM name of the import of certificate `fingerprint` for the CertificatePush `namespace/name`: deterministic,
-/// so that a crash between import and status write finds the first import instead of creating a second one, and
-/// unambiguous: a hash of the namespace and name (apart, so `a-b`/`c` and `a`/`b-c` differ) follows a readable
-/// prefix, so two objects never share (and later delete) one import.
-pub fn import_name(namespace: &str, name: &str, fingerprint: &str) -> String {
+/// Most characters of a `--cluster-name`: it goes whole into every import name, so that two clusters' names always
+/// differ there, and what is left of [`MAX_NAME_CHARS`] still shows some of the namespace and name.
+pub const MAX_CLUSTER_NAME_CHARS: usize = 24;
+
+/// `--cluster-name`: the cluster whose operator made an import, when one SCM account serves the operators of several
+/// clusters. Empty (the default) for an account that serves one cluster: import names are then what they were before
+/// cluster names existed, so an installation keeps finding its own imports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// `text` if it is empty (no cluster name) or a DNS label (lowercase letters, digits and `-`, starting and ending
+    /// with a letter or digit) of at most [`MAX_CLUSTER_NAME_CHARS`]; the error says why not.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let label = text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !text.starts_with('-')
+            && !text.ends_with('-');
+        if !label {
+            return Err(format!(
+                "{text:?} is not a cluster name: lowercase letters, digits and '-', starting and ending with a letter \
+                 or digit"
+            ));
+        }
+        if text.len() > MAX_CLUSTER_NAME_CHARS {
+            return Err(format!(
+                "{text:?} is {} characters long; a cluster name has at most {MAX_CLUSTER_NAME_CHARS} (it goes into \
+                 every import name, which SCM limits to {MAX_NAME_CHARS})",
+                text.len()
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The name; empty when none was given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The SCM name of the import of certificate `fingerprint` for the CertificatePush `namespace/name` of the cluster
+/// `cluster`: deterministic, so that a crash between import and status write finds the first import instead of
+/// creating a second one, and unambiguous: a hash of the namespace and name (apart, so `a-b`/`c` and `a`/`b-c`
+/// differ) follows a readable prefix, so two objects never share (and later delete) one import.
+///
+/// A cluster name goes first, whole, and ends at a `_`, which no cluster, namespace or object name holds: names of
+/// two clusters differ in that prefix whatever follows, and none equals a name without a cluster (which has no `_`).
+/// So an operator searching for its earlier import never finds, reuses and later deletes another cluster's, even of
+/// the same namespace, name and certificate. Without a cluster name the name is exactly what it was before.
+pub fn import_name(cluster: &ClusterName, namespace: &str, name: &str, fingerprint: &str) -> String {
     let fp = &fingerprint[..fingerprint.len().min(16)];
     let identity = hex::encode(Sha256::digest(format!("{namespace}/{name}")));
-    let room = MAX_NAME_CHARS - "cpush--".len() - 8 - 1 - fp.len();
+    let cluster = match cluster.as_str() {
+        "" => String::new(),
+        // ClusterName bounds its length, so the prefix always fits whole.
+        cluster => format!("{cluster}_"),
+    };
+    let room = MAX_NAME_CHARS - "cpush--".len() - 8 - 1 - fp.len() - cluster.len();
     let readable: String = format!("{namespace}-{name}").chars().take(room).collect();
-    format!("cpush-{readable}-{}-{fp}", &identity[..8])
+    format!("cpush-{cluster}{readable}-{}-{fp}", &identity[..8])
 }
 
 #[cfg(test)]
@@ -435,27 +492,98 @@ mod tests {
     #[test]
     fn import_names_differ_for_every_namespace_and_name() {
         let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        assert_ne!(import_name("team-a", "web", fp), import_name("team", "a-web", fp));
-        assert_ne!(import_name("n", "x-y", fp), import_name("n-x", "y", fp));
+        let none = ClusterName::default();
+        assert_ne!(
+            import_name(&none, "team-a", "web", fp),
+            import_name(&none, "team", "a-web", fp)
+        );
+        assert_ne!(import_name(&none, "n", "x-y", fp), import_name(&none, "n-x", "y", fp));
     }
 
     #[test]
     fn import_names_are_deterministic_valid_and_bounded() {
         let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let identity = hex::encode(Sha256::digest("web/www"));
+        // Without a cluster name, exactly the name imports had before cluster names existed: an installation that
+        // upgrades still finds the import an answer was lost for.
+        let none = ClusterName::default();
         assert_eq!(
-            import_name("web", "www", fp),
+            import_name(&none, "web", "www", fp),
             format!("cpush-web-www-{}-0123456789abcdef", &identity[..8])
         );
-        let long = import_name(&"n".repeat(63), &"x".repeat(253), fp);
+        let long = import_name(&none, &"n".repeat(63), &"x".repeat(253), fp);
         assert_eq!(long.len(), MAX_NAME_CHARS, "{long}");
-        assert_eq!(long, import_name(&"n".repeat(63), &"x".repeat(253), fp));
-        assert_ne!(long, import_name(&"n".repeat(63), &"y".repeat(253), fp));
-        for name in [import_name("web", "www", fp), long] {
+        assert_eq!(long, import_name(&none, &"n".repeat(63), &"x".repeat(253), fp));
+        assert_ne!(long, import_name(&none, &"n".repeat(63), &"y".repeat(253), fp));
+        let east = ClusterName::parse("east").unwrap();
+        assert_eq!(
+            import_name(&east, "web", "www", fp),
+            format!("cpush-east_web-www-{}-0123456789abcdef", &identity[..8])
+        );
+        let longest = ClusterName::parse(&"c".repeat(MAX_CLUSTER_NAME_CHARS)).unwrap();
+        let long_in_cluster = import_name(&longest, &"n".repeat(63), &"x".repeat(253), fp);
+        assert_eq!(long_in_cluster.len(), MAX_NAME_CHARS, "{long_in_cluster}");
+        assert!(
+            long_in_cluster.starts_with(&format!("cpush-{longest}_n")),
+            "the cluster whole, then some of the namespace: {long_in_cluster}"
+        );
+        for name in [
+            import_name(&none, "web", "www", fp),
+            long,
+            import_name(&east, "web", "www", fp),
+            long_in_cluster,
+        ] {
             assert!(
                 name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
                 "{name}"
             );
         }
+    }
+
+    /// Issue 29: two clusters whose operators share an SCM account, each with a CertificatePush of the same
+    /// namespace and name importing the same certificate, had one import name, so a search for an earlier import (a
+    /// lost answer) found the other cluster's, and the next renewal deleted it.
+    #[test]
+    fn import_names_of_two_clusters_never_meet() {
+        let fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let cluster = |name: &str| ClusterName::parse(name).unwrap();
+        let names = [
+            import_name(&ClusterName::default(), "web", "www", fp),
+            import_name(&cluster("east"), "web", "www", fp),
+            import_name(&cluster("west"), "web", "www", fp),
+        ];
+        assert!(
+            names[0] != names[1] && names[1] != names[2] && names[0] != names[2],
+            "{names:?}"
+        );
+        // A '-' in the cluster name cannot make one cluster's name another's: cluster "a-b" with namespace "c" and
+        // cluster "a" with namespace "b-c" read alike without the '_' that ends the cluster.
+        assert_ne!(
+            import_name(&cluster("a-b"), "c", "web", fp),
+            import_name(&cluster("a"), "b-c", "web", fp)
+        );
+        // Nor a name cut to fit: the cluster is never cut, the readable part after it is.
+        let long = |c: &str| import_name(&cluster(c), &"n".repeat(63), &"x".repeat(253), fp);
+        assert_ne!(long("east"), long("west"));
+        // Nor a name without a cluster: none holds a '_' (a '.' would not do: object names may hold one).
+        assert_ne!(
+            import_name(&cluster("a-b"), "c", "web", fp),
+            import_name(&ClusterName::default(), "a", "b.c-web", fp)
+        );
+        assert!(!names[0].contains('_'));
+    }
+
+    #[test]
+    fn a_cluster_name_is_a_short_dns_label_or_none() {
+        assert_eq!(ClusterName::parse("").unwrap(), ClusterName::default());
+        for good in ["east", "prod-eu-1", "a", "0", &"c".repeat(MAX_CLUSTER_NAME_CHARS)] {
+            assert_eq!(ClusterName::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["East", "a_b", "a.b", "-a", "a-", "a b", "a/b", "é"] {
+            let error = ClusterName::parse(bad).unwrap_err();
+            assert!(error.contains("lowercase letters, digits and '-'"), "{bad:?}: {error}");
+        }
+        let error = ClusterName::parse(&"c".repeat(MAX_CLUSTER_NAME_CHARS + 1)).unwrap_err();
+        assert!(error.contains("at most 24"), "{error}");
     }
 }

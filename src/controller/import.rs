@@ -14,7 +14,7 @@ use crate::crd::{CertificatePush, CertificatePushStatus, ImportIntent};
 use crate::policy::deletions;
 use crate::scm::wire::ImportRequest;
 use crate::scm::{FoundImport, PushFailure};
-use crate::source::{self, Source};
+use crate::source::{self, ClusterName, Source};
 use crate::status;
 
 /// The status as it is about the certificate in `source`: a different certificate (a renewal) starts afresh, with
@@ -37,10 +37,16 @@ pub(super) fn importing(current: &CertificatePushStatus, source: &Source, retain
     status
 }
 
-/// The import `cp` sends for the certificate in `source`: its deterministic name and the certificate.
-fn intent(cp: &CertificatePush, source: &Source) -> ImportIntent {
+/// The import `cp` of the cluster `cluster` sends for the certificate in `source`: its deterministic name and the
+/// certificate. The cluster is in the name, so that a search for an earlier import never finds another cluster's.
+fn intent(cp: &CertificatePush, cluster: &ClusterName, source: &Source) -> ImportIntent {
     let fingerprint = source.tls.fingerprint.clone();
-    let name = source::import_name(&cp.namespace().unwrap_or_default(), &cp.name_any(), &fingerprint);
+    let name = source::import_name(
+        cluster,
+        &cp.namespace().unwrap_or_default(),
+        &cp.name_any(),
+        &fingerprint,
+    );
     ImportIntent { name, fingerprint }
 }
 
@@ -55,14 +61,19 @@ pub(super) enum BeforeImport {
     Record(Box<CertificatePushStatus>),
 }
 
-/// Decides how an import starts from `current`. Pure.
-pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatus, source: &Source) -> BeforeImport {
+/// Decides how an import of the cluster `cluster` starts from `current`. Pure.
+pub(super) fn before_import(
+    cp: &CertificatePush,
+    cluster: &ClusterName,
+    current: &CertificatePushStatus,
+    source: &Source,
+) -> BeforeImport {
     // The recorded ID is this certificate's (importing() keeps it for the same fingerprint only).
     let same_certificate = current.source_fingerprint.as_deref() == Some(source.tls.fingerprint.as_str());
     if same_certificate && current.certificate_id.is_some() {
         return BeforeImport::Nothing;
     }
-    let intent = intent(cp, source);
+    let intent = intent(cp, cluster, source);
     if current.import_intent.as_ref() == Some(&intent) {
         return BeforeImport::Search;
     }
@@ -77,6 +88,7 @@ pub(super) fn before_import(cp: &CertificatePush, current: &CertificatePushStatu
 /// a new import. The private key travels only in the import request.
 pub(super) async fn imported(
     cp: &CertificatePush,
+    cluster: &ClusterName,
     access: &Access,
     current: &CertificatePushStatus,
     source: &Source,
@@ -86,7 +98,7 @@ pub(super) async fn imported(
     if let Some(id) = &working.certificate_id {
         return Ok((working.clone(), id.clone()));
     }
-    let name = intent(cp, source).name;
+    let name = intent(cp, cluster, source).name;
     let found = match search {
         true => access.scm.find_import(&access.credentials, &name).await?,
         false => None,

@@ -80,6 +80,9 @@ pub struct Context {
     expiries: expiry::Expiries,
     /// `--controller-name`: only objects whose spec.controllerName is this (or, for the default, absent) are handled.
     controller_name: String,
+    /// `--cluster-name`: part of every import's name, so that operators of several clusters sharing an SCM account
+    /// never find (and later delete) each other's imports.
+    cluster_name: crate::source::ClusterName,
 }
 
 /// Secret reads at once, over all reconciles.
@@ -116,6 +119,7 @@ impl Context {
             in_use: Default::default(),
             expiries: Default::default(),
             controller_name: crate::crd::DEFAULT_CONTROLLER_NAME.to_owned(),
+            cluster_name: Default::default(),
         }
     }
 
@@ -134,6 +138,12 @@ impl Context {
     /// Handles only the objects that name `name` in spec.controllerName (or name none, for the default name).
     pub fn with_controller_name(mut self, name: &str) -> Self {
         self.controller_name = name.to_owned();
+        self
+    }
+
+    /// Names imports as the cluster `name`'s (`--cluster-name`; none by default).
+    pub fn with_cluster_name(mut self, name: crate::source::ClusterName) -> Self {
+        self.cluster_name = name;
         self
     }
 

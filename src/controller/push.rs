@@ -98,7 +98,9 @@ pub(super) async fn push(
         return Ok(standby(ctx));
     }
     // An import is recorded in status before it is sent, so a crash or a lost answer is searched for, and only then.
-    let before = source.as_ref().map(|s| before_import(cp, current, s));
+    let before = source
+        .as_ref()
+        .map(|s| before_import(cp, &ctx.cluster_name, current, s));
     let search = before == Some(BeforeImport::Search);
     let intended;
     let obj = match before {
@@ -114,7 +116,7 @@ pub(super) async fn push(
     let (working, certificate_id) = match &source {
         None => (current.clone(), spec.certificate_id.clone().unwrap_or_default()),
         Some(source) => match progress
-            .around(ctx, imported(cp, &access, current, source, search))
+            .around(ctx, imported(cp, &ctx.cluster_name, &access, current, source, search))
             .await
         {
             Ok(imported) => imported,

@@ -29,6 +29,7 @@ pub async fn run(rt: Runtime) {
         min_repush_interval,
         in_use_refresh,
         controller_name,
+        cluster_name,
         metrics,
         events,
         leadership,
@@ -57,7 +58,8 @@ pub async fn run(rt: Runtime) {
             .with_accounts(accounts)
             .with_min_repush_interval(min_repush_interval)
             .with_in_use_refresh(in_use_refresh)
-            .with_controller_name(&controller_name),
+            .with_controller_name(&controller_name)
+            .with_cluster_name(cluster_name),
     );
     // Any change of an account, a Secret or a CertificatePush may change an account's status.
     let account_changed = Arc::new(Notify::new());

@@ -76,9 +76,14 @@ pub async fn admin() -> Client {
 
 /// Runs kubectl as the admin and returns (success, stdout+stderr).
 pub async fn kubectl(args: &[&str]) -> (bool, String) {
+    kubectl_at(&admin_kubeconfig(), args).await
+}
+
+/// Runs kubectl with `kubeconfig` and returns (success, stdout+stderr).
+pub async fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("kubectl")
         .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
+        .arg(kubeconfig)
         .args(args)
         .output()
         .await
@@ -97,6 +102,13 @@ pub async fn install_once() {
     if DONE.get().is_some() {
         return;
     }
+    install(&admin_kubeconfig()).await;
+    let _ = DONE.set(());
+}
+
+/// Installs the CRD from crds/, the operator's namespace and its shipped RBAC into the cluster `kubeconfig` (as
+/// its admin) names, and waits until the CRD is served.
+pub async fn install(kubeconfig: &Path) {
     // The directory applies every CRD (CertificatePush and the two account kinds).
     let mut files = vec![format!("{ROOT}/crds/")];
     // Another build (CERTPUSH_OPERATOR_BIN) runs against its own CRDs, applied over these.
@@ -109,26 +121,90 @@ pub async fn install_once() {
     files.push(format!("{ROOT}/deploy/manifests/namespace/namespace.yaml"));
     files.push(format!("{ROOT}/deploy/manifests/rbac.yaml"));
     for file in &files {
-        let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]).await;
+        let (ok, out) = kubectl_at(kubeconfig, &["apply", "--server-side", "--force-conflicts", "-f", file]).await;
         assert!(ok, "applying {file}: {out}");
     }
-    let (ok, out) = kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/certificatepushes.scm.certpush.dev",
-        "crd/scmaccounts.scm.certpush.dev",
-        "crd/clusterscmaccounts.scm.certpush.dev",
-        "--timeout=60s",
-    ])
+    let (ok, out) = kubectl_at(
+        kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificatepushes.scm.certpush.dev",
+            "crd/scmaccounts.scm.certpush.dev",
+            "crd/clusterscmaccounts.scm.certpush.dev",
+            "--timeout=60s",
+        ],
+    )
     .await;
     assert!(ok, "CRD not established: {out}");
-    let _ = DONE.set(());
+}
+
+/// A control plane of a test's own (`control-plane.sh start` in a temporary directory): another cluster, for a test
+/// of two clusters. Stopped when dropped.
+#[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver (the cached binaries the suite's control plane runs) and installs the CRD,
+    /// the operator's namespace and its RBAC, as [`install_once`] does in the suite's.
+    pub async fn start() -> ControlPlane {
+        let cp = ControlPlane {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = Command::new("bash")
+            .arg(format!("{ROOT}/tests/e2e/control-plane.sh"))
+            .arg("start")
+            .arg(cp.dir.path())
+            .output()
+            .await
+            .expect("control-plane.sh runs");
+        assert!(
+            out.status.success(),
+            "a second control plane did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        install(&cp.admin_kubeconfig()).await;
+        cp
+    }
+
+    /// The kubeconfig of its admin.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
+    /// The kubeconfig of the user named like the operator's ServiceAccount, bound by the shipped RBAC only.
+    pub fn restricted_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("restricted.kubeconfig")
+    }
+}
+
+impl Drop for ControlPlane {
+    /// Stops exactly the processes `start` recorded (the script removes the directory).
+    fn drop(&mut self) {
+        let stopped = std::process::Command::new("bash")
+            .arg(format!("{ROOT}/tests/e2e/control-plane.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+        if !stopped.is_ok_and(|o| o.status.success()) {
+            eprintln!("could not stop the control plane in {}", self.dir.path().display());
+        }
+    }
 }
 
 /// A fresh namespace per test keeps tests independent while they share one API server.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     install_once().await;
     let name = format!("{prefix}-{}", rand::random::<u32>() % 1_000_000);
+    create_namespace(client, &name).await;
+    name
+}
+
+/// Creates the namespace `name` as [`namespace`] does: Pod Security `restricted`.
+pub async fn create_namespace(client: &Client, name: &str) {
     // Pod Security admission enforces `restricted`, as on a hardened cluster.
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted",
@@ -139,7 +215,6 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .create(&PostParams::default(), &ns)
         .await
         .expect("namespace");
-    name
 }
 
 pub async fn start_sim() -> Sim {
@@ -332,7 +407,7 @@ impl Operator {
     pub async fn start_with_endpoint(ns: &str, endpoint: &str, log_level: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(ns, endpoint, log_level, dir, log, restricted_kubeconfig(), &[]).await
+        Self::spawn(ns, endpoint, log_level, dir, log, restricted_kubeconfig(), &[], &[]).await
     }
 
     /// Starts the operator with the simulator as its IAM endpoint too (`--iam-endpoint`), where access keys given
@@ -342,14 +417,24 @@ impl Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let iam = ["--iam-endpoint", &sim.url()];
-        Self::spawn(ns, &sim.url(), log_level, dir, log, restricted_kubeconfig(), &iam).await
+        Self::spawn(ns, &sim.url(), log_level, dir, log, restricted_kubeconfig(), &iam, &[]).await
     }
 
     /// Starts the operator with its own kubeconfig and extra `run` flags.
     pub async fn start_custom(ns: &str, sim: &Sim, kubeconfig: PathBuf, extra: &[&str]) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra).await
+        Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra, &[]).await
+    }
+
+    /// Starts the operator with its own kubeconfig and extra environment: a flag given by its variable is one an
+    /// older build (CERTPUSH_OPERATOR_BIN) ignores instead of refusing to start, so a test still shows what that
+    /// build does.
+    #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+    pub async fn start_with_env(ns: &str, sim: &Sim, kubeconfig: PathBuf, env: &[(&str, &str)]) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, &[], env).await
     }
 
     /// Starts the operator watching every namespace, with extra `run` flags (pass a --controller-name of the test's
@@ -358,7 +443,7 @@ impl Operator {
     pub async fn start_all_namespaces(sim: &Sim, extra: &[&str]) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn("", &sim.url(), "info", dir, log, restricted_kubeconfig(), extra).await
+        Self::spawn("", &sim.url(), "info", dir, log, restricted_kubeconfig(), extra, &[]).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -370,6 +455,7 @@ impl Operator {
         log: PathBuf,
         kubeconfig: PathBuf,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Operator {
         // Port 0: the operator binds a free port and logs it, so no other process can take it in between (picking
         // a free port here and passing it on raced with the other tests' servers).
@@ -400,6 +486,7 @@ impl Operator {
             .env("DIGEST_KEY_NAMESPACE", OPERATOR_NAMESPACE)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .kill_on_drop(true)
@@ -454,7 +541,17 @@ impl Operator {
     pub async fn restart_with_endpoint(mut self, ns: &str, endpoint: &str, level: &str) -> Operator {
         self.child.kill().await.unwrap();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        Self::spawn(ns, endpoint, level, dir, self.log.clone(), restricted_kubeconfig(), &[]).await
+        Self::spawn(
+            ns,
+            endpoint,
+            level,
+            dir,
+            self.log.clone(),
+            restricted_kubeconfig(),
+            &[],
+            &[],
+        )
+        .await
     }
 
     /// The value of `certpush_reconciles_total{result=...}` now.

@@ -1,5 +1,5 @@
 //! Importing a certificate from a TLS Secret: the first import and push, each renewal once more, a key that does
-//! not belong to its certificate, an earlier import reused, and `deletionPolicy`.
+//! not belong to its certificate, an earlier import reused, `deletionPolicy`, and two clusters on one SCM account.
 
 use std::time::Duration;
 
@@ -122,7 +122,7 @@ async fn a_tls_secret_is_imported_and_pushed_and_each_renewal_once_more() {
     assert_eq!(st.source_fingerprint.as_deref(), Some(fp.as_str()));
     assert_eq!(st.pushed_certificate_id.as_deref(), Some(first.as_str()));
     assert!(st.not_after.is_some() && st.source_secret.as_ref().is_some_and(|s| s.name == "web-tls"));
-    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    let name = certpush_operator::source::import_name(&Default::default(), &ns, "web", &fp);
     assert_eq!(sim.certificates().last(), Some(&(first.clone(), name)));
     let methods: Vec<(String, u16)> = sim.calls().iter().map(|c| (c.method.clone(), c.status)).collect();
     // Defect: every import was preceded by a list call (pages of them where SCM ignores `content`). The import is
@@ -413,7 +413,7 @@ async fn a_mismatched_key_is_invalid_source_and_an_earlier_import_is_reused() {
 
     // The import lands but its answer is lost (as after a crash between import and status write): the intent in
     // status makes the next attempt search SCM by name and reuse it, not import again.
-    let name = certpush_operator::source::import_name(&ns, "web", &fp);
+    let name = certpush_operator::source::import_name(&Default::default(), &ns, "web", &fp);
     sim.inject_import(scm_sim::Fault {
         certificate_id: Some(name.clone()),
         times: 1,
@@ -634,4 +634,146 @@ async fn an_import_the_rate_limit_deferred_is_imported_without_a_search() {
         .count();
     let imports = calls.iter().filter(|c| c.path.ends_with("/import")).count();
     assert_eq!((lists, imports), (0, N), "no search, one import each");
+}
+
+/// The IDs of the certificates SCM confirmed deleting (204), in order.
+fn deleted(sim: &scm_sim::Sim) -> Vec<String> {
+    let deletes = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "DELETE" && c.status == 204);
+    deletes.filter_map(|c| c.certificate_id).collect()
+}
+
+/// Waits until SCM confirmed `n` deletes, and returns them.
+async fn wait_deleted(sim: &scm_sim::Sim, n: usize, what: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let deletes = deleted(sim);
+        if deletes.len() >= n {
+            return deletes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:#?}",
+            sim.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 29 (2b): the operators of two clusters share one SCM account, and each cluster has a CertificatePush of the
+/// same namespace and name importing the same certificate (one Secret synced to both). Their import names were equal,
+/// so when one cluster's import got no answer, its search for that name found the other cluster's import, reused it,
+/// and its next renewal deleted it from under the other cluster. With `--cluster-name` (given here by its variable,
+/// CLUSTER_NAME) in the import names, each finds, renews and deletes only its own imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn two_clusters_on_one_account_renew_and_delete_only_their_own_imports() {
+    use certpush_operator::source::{ClusterName, import_name};
+    // Cluster "east" is the suite's control plane, "west" one of this test's own: the same namespace exists in both,
+    // with the same objects and the same certificate, so nothing but the cluster name tells their imports apart.
+    let west_cp = ControlPlane::start().await;
+    let east_client = admin().await;
+    let ns = namespace(&east_client, "shared").await;
+    let west_client = client_for(&west_cp.admin_kubeconfig()).await;
+    create_namespace(&west_client, &ns).await;
+    let sim = start_sim().await;
+    let _east = Operator::start_with_env(&ns, &sim, restricted_kubeconfig(), &[("CLUSTER_NAME", "east")]).await;
+    let _west = Operator::start_with_env(&ns, &sim, west_cp.restricted_kubeconfig(), &[("CLUSTER_NAME", "west")]).await;
+    let ca = TestCa::new();
+    let (crt, key, fp) = ca.leaf();
+    for client in [&east_client, &west_client] {
+        put_secret(client, &ns, "scm", GOOD_TOKEN).await;
+        put_tls_secret(client, &ns, "web-tls", &crt, &key).await;
+    }
+
+    let east_api = create_push(&east_client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&east_api, "web", T, "east pushed", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let east_first = status(&cp).certificate_id.expect("east's certificateId");
+    // West's first import gets no answer and never lands (the gateway gave up before SCM saw it), so its next
+    // attempt searches SCM for an earlier import under its import name: where that is east's, it finds east's
+    // import of the very same certificate, which agrees with the Secret in every way, and takes it as its own.
+    sim.inject_import(scm_sim::Fault {
+        certificate_id: None,
+        times: 1,
+        action: scm_sim::FaultAction::GatewayTimeout { ms: 0 },
+    });
+    let west_api = create_push(&west_client, &ns, "web", import_spec("web-tls")).await;
+    let cp = wait_for(&west_api, "web", T, "west pushed", |cp| ready_is(cp, TRUE, "Pushed")).await;
+    let west_first = status(&cp).certificate_id.expect("west's certificateId");
+    let searches = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with("/certificates"));
+    assert_eq!(
+        searches.count(),
+        1,
+        "west searched for its lost import: {:#?}",
+        sim.calls()
+    );
+
+    // West's renewal deletes the import it superseded: its own, never east's, which east still serves.
+    let (crt2, key2, fp2) = ca.leaf();
+    put_tls_secret(&west_client, &ns, "web-tls", &crt2, &key2).await;
+    let deletes = wait_deleted(&sim, 1, "west's superseded import deleted").await;
+    assert!(
+        sim.certificates().iter().any(|(id, _)| *id == east_first),
+        "west's renewal deleted east's import {east_first} (west had taken it as its own: {west_first}); deleted: \
+         {deletes:?}"
+    );
+    assert_ne!(west_first, east_first, "west reused east's import");
+    assert_eq!(
+        deletes,
+        std::slice::from_ref(&west_first),
+        "west deleted its own superseded import"
+    );
+    let cp = wait_for(&west_api, "web", T, "west's renewal pushed", |cp| {
+        ready_is(cp, TRUE, "Pushed") && status(cp).source_fingerprint.as_deref() == Some(fp2.as_str())
+    })
+    .await;
+    let west_second = status(&cp).pushed_certificate_id.expect("west's pushedCertificateId");
+
+    // East's renewal deletes east's first import, and leaves west's renewal alone.
+    let (crt3, key3, fp3) = ca.leaf();
+    put_tls_secret(&east_client, &ns, "web-tls", &crt3, &key3).await;
+    let deletes = wait_deleted(&sim, 2, "east's superseded import deleted").await;
+    assert_eq!(
+        deletes,
+        [west_first.clone(), east_first.clone()],
+        "each deleted only its own"
+    );
+    let cp = wait_for(&east_api, "web", T, "east's renewal pushed", |cp| {
+        ready_is(cp, TRUE, "Pushed") && status(cp).source_fingerprint.as_deref() == Some(fp3.as_str())
+    })
+    .await;
+    let east_second = status(&cp).pushed_certificate_id.expect("east's pushedCertificateId");
+    let mut serving = vec![east_second.clone(), west_second.clone()];
+    serving.sort();
+    let mut held = imports_in(&sim);
+    held.sort();
+    assert_eq!(held, serving, "SCM holds each cluster's renewal, nothing else");
+
+    // Each import is named as its cluster's.
+    let named = |cluster: &str, fp: &str| import_name(&ClusterName::parse(cluster).unwrap(), &ns, "web", fp);
+    let imports: Vec<(String, String)> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/import") && c.status == 200)
+        .map(|c| {
+            (
+                c.certificate_id.unwrap_or_default(),
+                c.body["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        imports,
+        [
+            (east_first, named("east", &fp)),
+            (west_first, named("west", &fp)),
+            (west_second, named("west", &fp2)),
+            (east_second, named("east", &fp3)),
+        ]
+    );
 }

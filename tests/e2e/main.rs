@@ -9,7 +9,7 @@
 //! - `push`: admission, the happy path, steady state, re-push requests, transient faults, Secret churn, Pending;
 //! - `credentials`: failure classes, token rotation, AK/SK, refused credentials, a wrong endpoint, no answer;
 //! - `iam`: access keys without domainId, whose account id is asked from IAM as Huawei's SDK does;
-//! - `import`: TLS Secret import, renewals, a mismatched key, `deletionPolicy`;
+//! - `import`: TLS Secret import, renewals, a mismatched key, `deletionPolicy`, two clusters on one SCM account;
 //! - `deploy`: `spec.deploy` after pushes and renewals, per-resource failures, a lost answer, in-use certificates;
 //! - `leadership`: leader election and failover, chaos with a killed operator, an API server restart;
 //! - `health`: the shipped RBAC, readiness and liveness through an outage.

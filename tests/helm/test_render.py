@@ -163,6 +163,7 @@ def test_args_cover_every_run_flag(render):
     objects = render(
         {
             "scope": "namespace",
+            "clusterName": "prod-eu-1",
             "scm": {
                 "caBundle": {"secretName": "scm-ca"},
                 "allowInsecureEndpoint": True,
@@ -232,6 +233,19 @@ def test_iam_endpoint_is_passed_only_when_set(render):
     assert "--iam-endpoint=https://iam.eu-west-101.myhuaweicloud.eu" in args
     with pytest.raises(helm.HelmValuesError):
         render({"scm": {"iamEndpoint": "iam.example"}})
+
+
+def test_cluster_name_becomes_the_flag_and_is_left_out_when_empty(render):
+    """Issue 29: `clusterName` goes into import names. Empty (the default) passes no flag, so an upgrade keeps
+    today's names; a value the operator would refuse at start is refused at install."""
+    assert not any(a.startswith("--cluster-name") for a in container(render())["args"])
+    assert not any(a.startswith("--cluster-name") for a in container(render({"clusterName": ""}))["args"])
+    args = container(render({"clusterName": "prod-eu-1"}))["args"]
+    assert "--cluster-name=prod-eu-1" in args
+    assert args.index("--cluster-name=prod-eu-1") == args.index("--controller-name=certpush-operator") + 1
+    for bad in ("Prod", "prod_eu", "-prod", "a-very-long-cluster-name-1"):
+        with pytest.raises(helm.HelmValuesError):
+            render({"clusterName": bad})
 
 
 def test_resync_period_zero_turns_it_off(render):
