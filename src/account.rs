@@ -129,6 +129,8 @@ pub struct Accounts {
     base: ScmClient,
     /// `--allow-insecure-endpoint`.
     allow_insecure: bool,
+    /// The only namespaces whose Secrets are read (None: any watched one).
+    secret_namespaces: Option<Vec<String>>,
     /// One client per (endpoint, rate), so objects of one account share it.
     clients: Mutex<HashMap<ClientKey, ScmClient>>,
 }
@@ -148,8 +150,28 @@ impl Accounts {
             cluster_namespace,
             base,
             allow_insecure,
+            secret_namespaces: None,
             clients: Mutex::default(),
         }
+    }
+
+    /// Reads Secrets only in `namespaces` (None: in any watched one), as --secret-namespace says.
+    pub fn reading_secrets_in(mut self, namespaces: Option<Vec<String>>) -> Self {
+        self.secret_namespaces = namespaces;
+        self
+    }
+
+    /// Why a Secret in `namespace` is not read, if it is not: the operator was told to read none there (and has no
+    /// RBAC to).
+    pub fn unread(&self, namespace: &str) -> Option<String> {
+        let listed = self.secret_namespaces.as_ref()?;
+        (!listed.iter().any(|n| n == namespace)).then(|| {
+            format!(
+                "the operator reads no Secrets in namespace {namespace:?} (--secret-namespace: {}; chart value \
+                 rbac.secretNamespaces): push with an accountRef instead, or ask its admin to add the namespace",
+                listed.join(", ")
+            )
+        })
     }
 
     /// The operator's own client.
@@ -193,6 +215,12 @@ impl Accounts {
             let credentials_ref = cp.spec.credentials_ref.clone().ok_or_else(|| {
                 Problem::InvalidAccount("set exactly one of credentialsRef and accountRef".to_owned())
             })?;
+            if let Some(why) = self.unread(&namespace) {
+                return Err(Problem::Credentials(CredentialsError::NotFound(format!(
+                    "credentialsRef {:?}: {why}",
+                    credentials_ref.name
+                ))));
+            }
             return Ok(Resolved {
                 scm: self.base.clone(),
                 secret_namespace: namespace,

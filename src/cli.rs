@@ -140,6 +140,13 @@ pub struct RunArgs {
     #[arg(long, env = "DIGEST_KEY_SECRET", default_value = "certpush-operator-digest-key")]
     pub digest_key_secret: String,
 
+    /// Read Secrets (credentialsRef, sourceSecretRef, SCMAccounts' credentials) only in this namespace; repeat it
+    /// (or list them comma-separated in SECRET_NAMESPACES) for several. --cluster-resource-namespace is always
+    /// read. Default: every watched namespace. With it the operator needs no Secret access elsewhere, and objects
+    /// elsewhere that name a Secret are told so (CredentialsNotFound, InvalidSource).
+    #[arg(long = "secret-namespace", env = "SECRET_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+    pub secret_namespaces: Vec<String>,
+
     /// Namespace where the credentials Secrets of ClusterSCMAccounts are read, like cert-manager's
     /// --cluster-resource-namespace (default: POD_NAMESPACE, else --namespace, else "default").
     #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE", value_parser = namespace_name)]
@@ -302,6 +309,19 @@ impl RunArgs {
     /// Namespace of ClusterSCMAccounts' Secrets.
     pub fn cluster_resource_namespace(&self) -> String {
         self.own_namespace(&self.cluster_resource_namespace)
+    }
+
+    /// The only namespaces whose Secrets are read: --secret-namespace and --cluster-resource-namespace, sorted,
+    /// each once; None without --secret-namespace (every watched namespace).
+    pub fn secret_namespaces(&self) -> Option<Vec<String>> {
+        if self.secret_namespaces.is_empty() {
+            return None;
+        }
+        let mut listed = self.secret_namespaces.clone();
+        listed.push(self.cluster_resource_namespace());
+        listed.sort();
+        listed.dedup();
+        Some(listed)
     }
 
     /// The leader election settings, when `--leader-elect` is on.

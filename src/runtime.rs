@@ -132,6 +132,11 @@ pub struct Runtime {
     pub resync: BoxStream<'static, ()>,
     /// What is watched: all namespaces, or each `--namespace` with watches of its own.
     pub scopes: Vec<Scope>,
+    /// Where Secrets are watched and may be read.
+    pub secret_scopes: Vec<SecretScope>,
+    /// `--secret-namespace` and `--cluster-resource-namespace`: the only namespaces whose Secrets are read (None:
+    /// every watched one).
+    pub secret_namespaces: Option<Vec<String>>,
     /// ClusterSCMAccounts, watched when all namespaces are (a namespaced install has no cluster-wide RBAC), with
     /// the health of their watch.
     pub cluster_accounts: Option<(Api<ClusterSCMAccount>, Arc<WatchHealth>)>,
@@ -147,19 +152,15 @@ pub struct Runtime {
     pub drain: Drain,
 }
 
-/// One watched scope, all namespaces or one: its two APIs and the health of their watches, which `/readyz` and
+/// One watched scope, all namespaces or one: its APIs and the health of their watches, which `/readyz` and
 /// `/healthz` report. Several namespaces are several scopes, since an `Api::all` watch needs a ClusterRole.
 pub struct Scope {
     /// The namespace, or None for all.
     pub namespace: Option<String>,
     /// CertificatePushes in the scope.
     pub pushes: Api<CertificatePush>,
-    /// Secrets (metadata only) in the scope.
-    pub secrets: Api<PartialObjectMeta<Secret>>,
     /// Health of the CertificatePush watch.
     pub push_health: Arc<WatchHealth>,
-    /// Health of the Secret watch.
-    pub secret_health: Arc<WatchHealth>,
     /// SCMAccounts in the scope.
     pub accounts: Api<SCMAccount>,
     /// Health of the SCMAccount watch.
@@ -169,31 +170,49 @@ pub struct Scope {
 impl Scope {
     /// `namespace`'s scope, or all namespaces'.
     fn new(client: &Client, namespace: Option<String>) -> Self {
-        let (pushes, secrets) = match &namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        let accounts = match &namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
         Self {
-            namespace,
-            pushes,
-            secrets,
+            pushes: api_in(client, namespace.as_deref()),
             push_health: Arc::default(),
-            secret_health: Arc::default(),
-            accounts,
+            accounts: api_in(client, namespace.as_deref()),
             account_health: Arc::default(),
+            namespace,
         }
     }
 
     /// How the health endpoints name this scope's watch of `resource`.
     fn watch_name(&self, resource: &str) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{resource} in {ns}"),
-            None => resource.to_owned(),
-        }
+        watch_name(self.namespace.as_deref(), resource)
+    }
+}
+
+/// Where Secrets are watched (metadata only) and read: the scopes' namespaces, or only those of
+/// `--secret-namespace` (and `--cluster-resource-namespace`), with the health of the watch.
+pub struct SecretScope {
+    /// The namespace, or None for all.
+    pub namespace: Option<String>,
+    /// Secrets (metadata only) there.
+    pub secrets: Api<PartialObjectMeta<Secret>>,
+    /// Health of the watch.
+    pub health: Arc<WatchHealth>,
+}
+
+/// The API of `K` in `namespace`, or in all for None.
+fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// How the health endpoints name the watch of `resource` in `namespace` (None: all).
+fn watch_name(namespace: Option<&str>, resource: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{resource} in {ns}"),
+        None => resource.to_owned(),
     }
 }
 
@@ -322,7 +341,27 @@ impl Runtime {
         let cluster_accounts = namespaces
             .is_empty()
             .then(|| (Api::all(client.clone()), Arc::<WatchHealth>::default()));
-        serve_admin(&args, &scopes, cluster_accounts.as_ref().map(|(_, h)| h), registry).await?;
+        let secret_namespaces = args.secret_namespaces();
+        let watched: Vec<Option<String>> = match &secret_namespaces {
+            Some(listed) => listed.iter().map(|ns| Some(ns.clone())).collect(),
+            None => scopes.iter().map(|s| s.namespace.clone()).collect(),
+        };
+        let secret_scopes: Vec<SecretScope> = watched
+            .into_iter()
+            .map(|namespace| SecretScope {
+                secrets: api_in(&client, namespace.as_deref()),
+                health: Arc::default(),
+                namespace,
+            })
+            .collect();
+        serve_admin(
+            &args,
+            &scopes,
+            &secret_scopes,
+            cluster_accounts.as_ref().map(|(_, h)| h),
+            registry,
+        )
+        .await?;
 
         let election = match args.leader_config() {
             Some(config) => {
@@ -363,6 +402,8 @@ impl Runtime {
             became_leader,
             resync,
             scopes,
+            secret_scopes,
+            secret_namespaces,
             cluster_accounts,
             cluster_resource_namespace,
             allow_insecure_endpoint: args.allow_insecure_endpoint,
@@ -376,6 +417,7 @@ impl Runtime {
 async fn serve_admin(
     args: &RunArgs,
     scopes: &[Scope],
+    secret_scopes: &[SecretScope],
     cluster_accounts: Option<&Arc<WatchHealth>>,
     registry: Registry,
 ) -> Result<(), StartupError> {
@@ -385,10 +427,14 @@ async fn serve_admin(
             .flat_map(|s| {
                 [
                     (s.watch_name("certificatepushes"), s.push_health.clone()),
-                    (s.watch_name("secrets"), s.secret_health.clone()),
                     (s.watch_name("scmaccounts"), s.account_health.clone()),
                 ]
             })
+            .chain(
+                secret_scopes
+                    .iter()
+                    .map(|s| (watch_name(s.namespace.as_deref(), "secrets"), s.health.clone())),
+            )
             .chain(cluster_accounts.map(|h| ("clusterscmaccounts".to_owned(), h.clone())))
             .collect(),
         registry: Arc::new(registry),

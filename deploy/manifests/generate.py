@@ -85,8 +85,10 @@ FILE_COMMENTS = {
     ),
     "rbac.yaml": (
         "# The operator's identity and least-privilege RBAC (cluster scope): CertificatePushes read-only (plus\n"
-        "# patch for the finalizer), their status patch, Secrets read-only, events create/patch, and the leader\n"
-        "# election Lease and digest key Secret in certpush-system (deploy/manifests/namespace). The e2e suite and\n"
+        "# patch for the finalizer), their status patch, accounts read-only and their status patch, events\n"
+        "# create/patch, and in certpush-system (deploy/manifests/namespace) Secrets read-only (ClusterSCMAccounts'),\n"
+        "# the leader election Lease and the digest key Secret. No Secret of any other namespace: objects there push\n"
+        "# through a ClusterSCMAccount (the chart's rbac.secretNamespaces grants more). The e2e suite and\n"
         "# scripts/run.sh apply this file and run the operator as this ServiceAccount's user.\n"
     ),
     "user-roles.yaml": (

@@ -159,8 +159,13 @@ async fn compute(
     generation: Option<i64>,
     current: &AccountStatus,
 ) -> Option<AccountStatus> {
+    let unread = ctx.accounts.unread(secret_namespace);
     let digest = match ctx.accounts.client_for(settings) {
         Err(message) => Err(Problem::InvalidAccount(message)),
+        Ok(_) if let Some(why) = unread => Err(Problem::Credentials(CredentialsError::NotFound(format!(
+            "Secret {:?}: {why}",
+            settings.credentials_ref.name
+        )))),
         Ok(scm) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), secret_namespace);
             // Unknown is not "missing": a failed read leaves the status as it is.

@@ -386,7 +386,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let read = {
         let _reading = ctx.secret_reads.acquire().await;
-        read_source(&secrets, &cp, now).await?
+        read_source(ctx, &secrets, &cp, now).await?
     };
     let source = match read {
         Ok(source) => source,
@@ -488,12 +488,18 @@ async fn restore(
 /// What to push: a certificate in SCM (None), or the one in the source TLS Secret, checked before anything is
 /// sent; `Err` says why nothing can be sent (yet).
 async fn read_source(
+    ctx: &Context,
     secrets: &Api<Secret>,
     cp: &CertificatePush,
     now: Timestamp,
 ) -> Result<Result<Option<Source>, push::Refusal>, Error> {
+    let unread = ctx.accounts.unread(&cp.namespace().unwrap_or_default());
     Ok(match cp.spec.source() {
         Ok(CertificateSource::Id(_)) => Ok(None),
+        Ok(CertificateSource::Secret(secret_name)) if let Some(why) = unread => Err(push::Refusal::Invalid(
+            Reason::InvalidSource,
+            format!("sourceSecretRef {secret_name:?}: {why}"),
+        )),
         Ok(CertificateSource::Secret(secret_name)) => {
             let secret = secrets.get_opt(secret_name).await?;
             match TlsSource::from_secret(secret.as_ref(), secret_name, now) {

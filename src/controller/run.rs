@@ -36,6 +36,8 @@ pub async fn run(rt: Runtime) {
         became_leader,
         resync,
         scopes,
+        secret_scopes,
+        secret_namespaces,
         cluster_accounts,
         cluster_resource_namespace,
         allow_insecure_endpoint,
@@ -52,7 +54,8 @@ pub async fn run(rt: Runtime) {
         cluster_resource_namespace.clone(),
         scm.clone(),
         allow_insecure_endpoint,
-    );
+    )
+    .reading_secrets_in(secret_namespaces);
     let ctx = Arc::new(
         Context::new(client, scm, events, metrics, leadership)
             .with_accounts(accounts)
@@ -85,7 +88,9 @@ pub async fn run(rt: Runtime) {
                 }
             });
         push_watches.push(as_deltas(listed, scope.namespace, store.clone()).boxed());
-        let health = scope.secret_health;
+    }
+    for scope in secret_scopes {
+        let health = scope.health;
         let noted = account_changed.clone();
         let secrets = watcher::watcher(scope.secrets, watcher::Config::default())
             .inspect(move |event| {

@@ -469,3 +469,100 @@ async fn an_accounts_access_key_gets_its_scope_from_the_account_or_its_iam() {
         assert_eq!(call.domain_id.as_deref(), Some(learnt.as_str()), "{call:?}");
     }
 }
+
+/// The default install's RBAC: the operator reads Secrets only in its own namespace (--secret-namespace, what the
+/// chart passes), where ClusterSCMAccounts keep theirs. Under an identity with exactly the shipped ClusterRole and a
+/// Role there, a team pushes through a ClusterSCMAccount, and an object naming a Secret of its own namespace is told
+/// why it is not read, with nothing sent; the operator stays ready (it watches no Secret it may not read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn the_default_rbac_reads_secrets_only_in_the_operators_namespace() {
+    let client = admin().await;
+    let ops = namespace(&client, "acct-rbac-ops").await;
+    let team = namespace(&client, "acct-rbac-team").await;
+    let sim = start_sim().await;
+    let user = format!("system:serviceaccount:{ops}:narrow");
+    let rbac = format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: "narrow-{ops}"}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: certpush-operator}}
+subjects: [{{kind: User, name: "{user}"}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: secrets, namespace: "{ops}"}}
+rules: [{{apiGroups: [""], resources: [secrets], verbs: [get, list, watch, create]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: secrets, namespace: "{ops}"}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets}}
+subjects: [{{kind: User, name: "{user}"}}]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rbac.yaml");
+    std::fs::write(&file, rbac).unwrap();
+    let (ok, out) = kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert!(ok, "{out}");
+    // The shipped ClusterRole itself grants no Secret anywhere.
+    let (_, can) = kubectl(&["auth", "can-i", "get", "secrets", "-n", &team, "--as", &user]).await;
+    assert_eq!(can.trim(), "no", "the default ClusterRole reads no Secret of the teams");
+
+    let controller = format!("c-{ops}");
+    let kubeconfig = impersonating_kubeconfig(&user, dir.path());
+    let op = Operator::start_all_namespaces_as(
+        &sim,
+        kubeconfig,
+        &[
+            "--controller-name",
+            &controller,
+            "--cluster-resource-namespace",
+            &ops,
+            "--secret-namespace",
+            &ops,
+            "--digest-key-namespace",
+            &ops,
+        ],
+    )
+    .await;
+    put_secret(&client, &ops, "platform-scm", GOOD_TOKEN).await;
+    put_secret(&client, &team, "own", GOOD_TOKEN).await;
+    let name = format!("narrow-{ops}");
+    let accounts = create_cluster_account(
+        &client,
+        &name,
+        json!({"endpoint": sim.url(), "credentialsRef": {"name": "platform-scm"}, "conditions": [{"namespaces": [team]}]}),
+    )
+    .await;
+    let api = create_push(
+        &client,
+        &team,
+        "shared",
+        with_account(CERT, "proj-narrow", cluster_account(&name), &controller),
+    )
+    .await;
+    wait_for(&api, "shared", T, "Ready=True", |cp| ready_is(cp, "True", "Pushed")).await;
+    let mut own = spec(CERT, TargetService::Waf, "proj-own", "own");
+    own.controller_name = Some(controller.clone());
+    create_push(&client, &team, "own", own).await;
+    let refused = wait_for(&api, "own", T, "CredentialsNotFound", |cp| {
+        ready_is(cp, "False", "CredentialsNotFound")
+    })
+    .await;
+    let (_, message) = ready_message(&refused);
+    assert!(
+        message.contains("--secret-namespace") && message.contains(&team),
+        "{message}"
+    );
+    assert_eq!(pushes_to(&sim, "proj-own"), 0);
+    op.wait_probe("/readyz", 200).await;
+    assert!(
+        !op.logs().contains("403"),
+        "no request the identity may not make: {}",
+        op.logs()
+    );
+    accounts.delete(&name, &DeleteParams::default()).await.unwrap();
+}

@@ -96,6 +96,31 @@ pub async fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// What `rbac.secretNamespaces: ["*"]` adds for the operator's ServiceAccount: every Secret read-only.
+const ALL_SECRETS_GRANT: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: certpush-operator-e2e-all-secrets
+rules:
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: certpush-operator-e2e-all-secrets
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: certpush-operator-e2e-all-secrets
+subjects:
+  - kind: ServiceAccount
+    name: certpush-operator
+    namespace: certpush-system
+"#;
+
 /// Installs the CRD from crds/ and the operator's shipped RBAC once per test process.
 pub async fn install_once() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -120,6 +145,12 @@ pub async fn install(kubeconfig: &Path) {
     }
     files.push(format!("{ROOT}/deploy/manifests/namespace/namespace.yaml"));
     files.push(format!("{ROOT}/deploy/manifests/rbac.yaml"));
+    // The suite's objects name Secrets of their own namespaces (credentialsRef, sourceSecretRef): what the chart's
+    // rbac.secretNamespaces ["*"] grants. The shipped default reads Secrets only in the operator's namespace; the
+    // accounts tests prove that shape under an identity of its own.
+    let grant = std::env::temp_dir().join(format!("certpush-e2e-secrets-{}.yaml", std::process::id()));
+    std::fs::write(&grant, ALL_SECRETS_GRANT).unwrap();
+    files.push(grant.display().to_string());
     for file in &files {
         let (ok, out) = kubectl_at(kubeconfig, &["apply", "--server-side", "--force-conflicts", "-f", file]).await;
         assert!(ok, "applying {file}: {out}");
@@ -441,9 +472,15 @@ impl Operator {
     /// own, so it leaves the other tests' objects alone).
     #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
     pub async fn start_all_namespaces(sim: &Sim, extra: &[&str]) -> Operator {
+        Self::start_all_namespaces_as(sim, restricted_kubeconfig(), extra).await
+    }
+
+    /// [`Operator::start_all_namespaces`] with its own kubeconfig (another identity's RBAC).
+    #[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+    pub async fn start_all_namespaces_as(sim: &Sim, kubeconfig: PathBuf, extra: &[&str]) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        Self::spawn("", &sim.url(), "info", dir, log, restricted_kubeconfig(), extra, &[]).await
+        Self::spawn("", &sim.url(), "info", dir, log, kubeconfig, extra, &[]).await
     }
 
     #[allow(clippy::too_many_arguments)]

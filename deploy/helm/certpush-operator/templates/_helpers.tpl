@@ -169,10 +169,12 @@ Secrets read-only; events create/patch; nothing else.
   resources: ["namespaces"]
   verbs: ["get"]
 {{- end }}
+{{- if or (ne .Values.scope "cluster") (has "*" (.Values.rbac.secretNamespaces | default list)) }}
 # Read-only: the token is read at reconcile time; list/watch (metadata only) re-triggers referrers on rotation.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+{{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -233,4 +235,17 @@ PromQL label matchers that pick this release's operator series: `metrics.prometh
 */}}
 {{- define "certpush-operator.promSelector" -}}
 {{- .Values.metrics.prometheusRule.selector | default (printf "job=%q" (printf "%s-metrics" (include "certpush-operator.fullname" .))) }}
+{{- end }}
+
+{{/*
+With `scope: cluster` and no "*" in rbac.secretNamespaces: the namespaces whose Secrets the operator reads (the
+release namespace, for ClusterSCMAccounts, and each listed one), as a JSON array; empty otherwise.
+*/}}
+{{- define "certpush-operator.secretNamespaces" -}}
+{{- $listed := .Values.rbac.secretNamespaces | default list }}
+{{- if and (eq .Values.scope "cluster") (not (has "*" $listed)) }}
+{{- append $listed .Release.Namespace | uniq | sortAlpha | toJson }}
+{{- else }}
+{{- list | toJson }}
+{{- end }}
 {{- end }}
