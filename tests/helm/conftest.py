@@ -17,6 +17,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "certpush-operator"
 CRD_SOURCE = ROOT / "crds" / "certificatepush.yaml"
+# Every CRD the operator serves, one file each (CertificatePush first), and the name of each.
+CRD_SOURCES = [ROOT / "crds" / f for f in ("certificatepush.yaml", "scmaccount.yaml", "clusterscmaccount.yaml")]
+CRD_NAMES = [
+    "certificatepushes.scm.certpush.dev",
+    "scmaccounts.scm.certpush.dev",
+    "clusterscmaccounts.scm.certpush.dev",
+]
 MANIFESTS = ROOT / "deploy" / "manifests"
 # The chart as released in 0.1.0, for "upgrade from the previous chart version" (see fixtures/README.md).
 # Pod Security admission labels of every test namespace.
@@ -30,13 +37,29 @@ SIM_BIN = ROOT / "target" / "debug" / "scm-sim"
 RELEASE_BIN = ROOT / "target" / "release" / "certpush-operator"
 
 # What the operator needs and nothing else (issue #4), as (apiGroups, resources, verbs) per rule.
-OPERATOR_RULES = [
+_PUSH_RULES = [
     (["scm.certpush.dev"], ["certificatepushes"], ["get", "list", "watch", "patch"]),
     # Status is written with server-side apply (a PATCH) only: no update.
     (["scm.certpush.dev"], ["certificatepushes/status"], ["patch"]),
-    ([""], ["secrets"], ["get", "list", "watch"]),
-    (["events.k8s.io"], ["events"], ["create", "patch"]),
+    (["scm.certpush.dev"], ["scmaccounts"], ["get", "list", "watch"]),
+    (["scm.certpush.dev"], ["scmaccounts/status"], ["patch"]),
 ]
+_CLUSTER_ACCOUNT_RULES = [
+    (["scm.certpush.dev"], ["clusterscmaccounts"], ["get", "list", "watch"]),
+    (["scm.certpush.dev"], ["clusterscmaccounts/status"], ["patch"]),
+    ([""], ["namespaces"], ["get"]),
+]
+_SECRETS_RULE = [([""], ["secrets"], ["get", "list", "watch"])]
+_EVENTS_RULE = [(["events.k8s.io"], ["events"], ["create", "patch"])]
+# The operator's ClusterRole with `scope: cluster` (the default): no Secret anywhere (a Role in the release namespace
+# reads ClusterSCMAccounts' Secrets there, and rbac.secretNamespaces adds others).
+OPERATOR_RULES = _PUSH_RULES + _CLUSTER_ACCOUNT_RULES + _EVENTS_RULE
+# The same with rbac.secretNamespaces ["*"]: every Secret, read-only, as before accounts existed.
+OPERATOR_RULES_ALL_SECRETS = _PUSH_RULES + _CLUSTER_ACCOUNT_RULES + _SECRETS_RULE + _EVENTS_RULE
+# The Role in each watched namespace with `scope: namespace(s)`: the Secrets there, no cluster accounts.
+NAMESPACED_OPERATOR_RULES = _PUSH_RULES + _SECRETS_RULE + _EVENTS_RULE
+# The Role of rbac.secretNamespaces (and the release namespace) with `scope: cluster`.
+SECRETS_RULES = _SECRETS_RULE
 
 # The leader election Role in the release namespace (leaderElection.enabled, the default).
 LEASE_RULES = [(["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update", "patch"])]

@@ -15,13 +15,18 @@ import yaml
 
 from conftest import (
     CHART,
+    CRD_NAMES,
     CRD_SOURCE,
+    CRD_SOURCES,
     DIGEST_KEY_RULES,
     LEASE_RULES,
     MONITORING_APIS,
+    NAMESPACED_OPERATOR_RULES,
     OPERATOR_BIN,
     OPERATOR_RULES,
+    OPERATOR_RULES_ALL_SECRETS,
     PREVIOUS_CHART,
+    SECRETS_RULES,
     ROOT,
     container,
     render_raw,
@@ -94,10 +99,14 @@ def test_default_objects(render):
             "ClusterRole",  # -edit (aggregated)
             "ClusterRole",  # -view (aggregated)
             "ClusterRoleBinding",
-            "CustomResourceDefinition",
+            "CustomResourceDefinition",  # CertificatePush
+            "CustomResourceDefinition",  # SCMAccount
+            "CustomResourceDefinition",  # ClusterSCMAccount
             "Deployment",
             "Role",  # the digest key Secret
             "Role",  # leader election
+            "Role",  # Secrets of the release namespace (ClusterSCMAccounts')
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "Service",
@@ -175,7 +184,11 @@ def test_args_cover_every_run_flag(render):
     )
     args = container(objects)["args"]
     assert args[0] == "run"
-    assert flags_in(args) == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
+    # --namespace (scope namespace) and --secret-namespace (scope cluster) exclude each other.
+    cluster = container(render({"rbac": {"secretNamespaces": ["apps"]}}))["args"]
+    assert "--secret-namespace=apps" in cluster and "--secret-namespace=certpush-system" in cluster
+    passed = flags_in(args) | flags_in(cluster)
+    assert passed == flags, "a `run` flag has no chart value (or the chart passes an unknown flag)"
 
 
 # Leader election with the chart's defaults (release certpush-operator in certpush-system).
@@ -203,6 +216,8 @@ def test_default_args_and_env(render):
         "--controller-name=certpush-operator",
         "--digest-key-secret=certpush-operator-digest-key",
         "--digest-key-namespace=certpush-system",
+        "--cluster-resource-namespace=certpush-system",
+        "--secret-namespace=certpush-system",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:8080",
         "--unready-after-seconds=60",
@@ -282,6 +297,8 @@ def test_values_reach_the_args(render):
         "--controller-name=certpush-operator",
         "--digest-key-secret=certpush-operator-digest-key",
         "--digest-key-namespace=certpush-system",
+        "--cluster-resource-namespace=certpush-system",
+        "--secret-namespace=certpush-system",
         "--log-format=json",
         "--metrics-addr=[::]:9090",
         "--unready-after-seconds=30",
@@ -318,7 +335,10 @@ def test_without_leader_election_one_recreated_replica(render):
     spec = objects.one("Deployment")["spec"]
     assert spec["strategy"] == {"type": "Recreate"}
     assert not any(a.startswith("--lease") or a == "--leader-elect" for a in container(objects)["args"])
-    assert [r["metadata"]["name"] for r in objects.all("Role")] == ["certpush-operator-digest-key"]
+    assert sorted(r["metadata"]["name"] for r in objects.all("Role")) == [
+        "certpush-operator-digest-key",
+        "certpush-operator-secrets",
+    ]
     with pytest.raises(helm.HelmRenderError, match="needs leaderElection.enabled"):
         render({"leaderElection": {"enabled": False}, "replicaCount": 2})
 
@@ -404,8 +424,38 @@ def test_rbac_cluster_scope(render):
     assert sorted(r["metadata"]["name"] for r in objects.all("Role")) == [
         "certpush-operator-digest-key",
         "certpush-operator-leader-election",
+        "certpush-operator-secrets",
     ]
     assert not any(a.startswith("--namespace") for a in container(objects)["args"])
+    # Secrets are read in the release namespace only (ClusterSCMAccounts'), and the operator is told so.
+    secrets = objects.one("Role", "certpush-operator-secrets")
+    assert secrets["metadata"]["namespace"] == "certpush-system" and rules_of(secrets) == SECRETS_RULES
+    assert [a for a in container(objects)["args"] if a.startswith("--secret-namespace")] == [
+        "--secret-namespace=certpush-system"
+    ]
+
+
+def test_rbac_secret_namespaces_add_a_role_each_or_everything(render):
+    """Issue 29: the default install reads no Secret outside its namespace; rbac.secretNamespaces lists the
+    namespaces whose Secrets credentialsRef/sourceSecretRef may use, and ["*"] is the cluster-wide shape."""
+    listed = render({"rbac": {"secretNamespaces": ["team-b", "team-a"]}})
+    placed = sorted(r["metadata"]["namespace"] for r in listed.all("Role") if r["metadata"]["name"] == "certpush-operator-secrets")
+    assert placed == ["certpush-system", "team-a", "team-b"]
+    bound = sorted(b["metadata"]["namespace"] for b in listed.all("RoleBinding") if b["metadata"]["name"] == "certpush-operator-secrets")
+    assert bound == placed
+    assert [a for a in container(listed)["args"] if a.startswith("--secret-namespace")] == [
+        "--secret-namespace=certpush-system",
+        "--secret-namespace=team-a",
+        "--secret-namespace=team-b",
+    ]
+    assert rules_of(listed.one("ClusterRole", "certpush-operator")) == OPERATOR_RULES
+    everything = render({"rbac": {"secretNamespaces": ["*"]}})
+    assert rules_of(everything.one("ClusterRole", "certpush-operator")) == OPERATOR_RULES_ALL_SECRETS
+    assert not any(r["metadata"]["name"] == "certpush-operator-secrets" for r in everything.all("Role"))
+    assert not any(a.startswith("--secret-namespace") for a in container(everything)["args"])
+    for bad in (["Team"], ["team-a", "team-a"], "team-a"):
+        with pytest.raises(helm.HelmValuesError):
+            render({"rbac": {"secretNamespaces": bad}})
 
 
 def test_rbac_never_writes_secrets_or_anything_else(render):
@@ -451,7 +501,7 @@ def test_rbac_namespace_scope(render, watch_namespace):
     watched = watch_namespace or "ops"
     role = objects.one("Role", "cp-certpush-operator")
     assert role["metadata"]["namespace"] == watched
-    assert rules_of(role) == OPERATOR_RULES
+    assert rules_of(role) == NAMESPACED_OPERATOR_RULES
     binding = objects.one("RoleBinding", "cp-certpush-operator")
     assert binding["metadata"]["namespace"] == watched
     assert binding["roleRef"]["kind"] == "Role"
@@ -475,7 +525,7 @@ def test_rbac_namespaces_scope_has_a_role_in_each_watched_namespace(render):
         placed = sorted(o["metadata"]["namespace"] for o in objects.all(kind) if o["metadata"]["name"] == "cp-certpush-operator")
         assert placed == ["team-a", "team-b"], kind
     for role in (o for o in objects.all("Role") if o["metadata"]["name"] == "cp-certpush-operator"):
-        assert rules_of(role) == OPERATOR_RULES
+        assert rules_of(role) == NAMESPACED_OPERATOR_RULES
     for binding in (o for o in objects.all("RoleBinding") if o["metadata"]["name"] == "cp-certpush-operator"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpush-operator", "namespace": "ops"}]
     args = container(objects)["args"]
@@ -531,9 +581,10 @@ def test_existing_service_account(render):
 # --- CRD ---------------------------------------------------------------------------------------------
 
 
-def test_crd_is_identical_to_crds_dir(render):
-    rendered = render().one("CustomResourceDefinition")
-    source = yaml.safe_load(CRD_SOURCE.read_text())
+@pytest.mark.parametrize("source", CRD_SOURCES, ids=lambda p: p.name)
+def test_crd_is_identical_to_crds_dir(render, source):
+    crd = yaml.safe_load(source.read_text())
+    rendered = render().one("CustomResourceDefinition", crd["metadata"]["name"])
     meta = rendered["metadata"]
     assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert set(meta["labels"]) == {
@@ -543,11 +594,12 @@ def test_crd_is_identical_to_crds_dir(render):
         "app.kubernetes.io/managed-by",
     }
     stripped = {**rendered, "metadata": {k: v for k, v in meta.items() if k not in ("labels", "annotations")}}
-    assert stripped == source
+    assert stripped == crd
 
 
 def test_crd_switches(render):
-    assert "annotations" not in render({"crds": {"keep": False}}).one("CustomResourceDefinition")["metadata"]
+    for name in CRD_NAMES:
+        assert "annotations" not in render({"crds": {"keep": False}}).one("CustomResourceDefinition", name)["metadata"]
     assert render({"crds": {"enabled": False}}).all("CustomResourceDefinition") == []
 
 
@@ -1093,10 +1145,11 @@ def test_revision_history_limit(render):
 
 def test_crd_annotations_for_gitops(render):
     argo = {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
-    crd = render({"crds": {"annotations": argo}}).one("CustomResourceDefinition")
-    assert crd["metadata"]["annotations"] == {**argo, "helm.sh/resource-policy": "keep"}
-    crd = render({"crds": {"annotations": argo, "keep": False}}).one("CustomResourceDefinition")
-    assert crd["metadata"]["annotations"] == argo
+    for name in CRD_NAMES:
+        crd = render({"crds": {"annotations": argo}}).one("CustomResourceDefinition", name)
+        assert crd["metadata"]["annotations"] == {**argo, "helm.sh/resource-policy": "keep"}
+        crd = render({"crds": {"annotations": argo, "keep": False}}).one("CustomResourceDefinition", name)
+        assert crd["metadata"]["annotations"] == argo
 
 
 def test_notes_warn_about_the_unpublished_default_image(chart):
@@ -1140,7 +1193,7 @@ def test_deleting_the_operators_kustomization_keeps_the_crd_and_the_namespace():
         return [(o["kind"], o["metadata"]["name"]) for o in load_kustomized(directory)]
 
     assert not {kind for kind, _ in names("")} & {"CustomResourceDefinition", "Namespace"}, names("")
-    assert names("crd") == [("CustomResourceDefinition", "certificatepushes.scm.certpush.dev")]
+    assert sorted(names("crd")) == sorted(("CustomResourceDefinition", name) for name in CRD_NAMES)
     assert names("namespace") == [("Namespace", "certpush-system")]
 
 
@@ -1149,7 +1202,7 @@ def test_plain_manifests_keep_the_contract(render):
     names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
     assert names == sorted(
         [
-            ("CustomResourceDefinition", "certificatepushes.scm.certpush.dev"),
+            *[("CustomResourceDefinition", name) for name in CRD_NAMES],
             ("Namespace", "certpush-system"),
             ("ServiceAccount", "certpush-operator"),
             ("ClusterRole", "certpush-operator"),
@@ -1160,6 +1213,8 @@ def test_plain_manifests_keep_the_contract(render):
             ("RoleBinding", "certpush-operator-digest-key"),
             ("Role", "certpush-operator-leader-election"),
             ("RoleBinding", "certpush-operator-leader-election"),
+            ("Role", "certpush-operator-secrets"),
+            ("RoleBinding", "certpush-operator-secrets"),
             ("Deployment", "certpush-operator"),
             ("Service", "certpush-operator-metrics"),
         ]
@@ -1186,13 +1241,17 @@ def test_rbac_yaml_is_the_chart_cluster_mode_rbac(render):
         ("ServiceAccount", "certpush-operator"),
         ("ClusterRole", "certpush-operator"),
         ("ClusterRoleBinding", "certpush-operator"),
+        ("Role", "certpush-operator-secrets"),
         ("Role", "certpush-operator-digest-key"),
         ("Role", "certpush-operator-leader-election"),
+        ("RoleBinding", "certpush-operator-secrets"),
         ("RoleBinding", "certpush-operator-digest-key"),
         ("RoleBinding", "certpush-operator-leader-election"),
     ]
     by_kind = {d["kind"]: d for d in docs}
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert rules_of(roles["certpush-operator-secrets"]) == SECRETS_RULES
+    assert roles["certpush-operator-secrets"]["metadata"]["namespace"] == "certpush-system"
     assert rules_of(roles["certpush-operator-leader-election"]) == LEASE_RULES
     assert rules_of(roles["certpush-operator-digest-key"]) == DIGEST_KEY_RULES
     assert rules_of(by_kind["ClusterRole"]) == OPERATOR_RULES == rules_of(render().one("ClusterRole", "certpush-operator"))
