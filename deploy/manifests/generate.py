@@ -5,7 +5,8 @@
    `certpush-operator crd --output-dir crds`) becomes a Helm chart CRD template,
    deploy/helm/certpush-operator/templates/crd-<file>, wrapped in the `crds.enabled` / `crds.keep` switches.
 2. The Helm chart, rendered with the real Helm engine (helm-python-sdk) as release "certpush-operator"
-   in namespace "certpush-system" with default values, becomes the plain kustomize manifests in
+   in namespace "certpush-system" with default values, as for a cluster serving the APIs in API_VERSIONS,
+   becomes the plain kustomize manifests in
    deploy/manifests/ (minus Helm's own labels and annotations, plus the Namespace, which Helm charts do
    not create). The CRD and the Namespace are kustomizations of their own (deploy/manifests/crd and
    deploy/manifests/namespace), so `kubectl delete -k deploy/manifests` removes the operator and nothing else:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from pathlib import Path
 
@@ -37,6 +39,11 @@ MANIFESTS = ROOT / "deploy" / "manifests"
 # system:serviceaccount:certpush-system:certpush-operator).
 RELEASE = "certpush-operator"
 NAMESPACE = "certpush-system"
+
+# What the cluster is taken to serve beyond Helm's defaults (`helm template --api-versions`): the
+# ValidatingAdmissionPolicy API of Kubernetes 1.30+, so the plain manifests hold the admission policy
+# (admission-policy.yaml, with how to leave it out on 1.28 and 1.29).
+API_VERSIONS = ["admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"]
 
 # Meaningful only to Helm; the plain manifests are not a Helm release.
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
@@ -91,6 +98,12 @@ FILE_COMMENTS = {
         "# through a ClusterSCMAccount (the chart's rbac.secretNamespaces grants more). The e2e suite and\n"
         "# scripts/run.sh apply this file and run the operator as this ServiceAccount's user.\n"
     ),
+    "admission-policy.yaml": (
+        "# Refuses a CertificatePush or SCMAccount naming a Secret its author may not `get` (the operator would use\n"
+        "# the Secret for them). Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy);\n"
+        "# on 1.28 and 1.29 leave it out with the overlay in docs/deploy.md, and know that then create on\n"
+        "# CertificatePush is use of every Secret in the namespace.\n"
+    ),
     "user-roles.yaml": (
         "# ClusterRoles aggregated into the built-in admin/edit/view roles so namespace users can manage\n"
         "# (or read) CertificatePushes. Neither grants anything on Secrets.\n"
@@ -129,8 +142,13 @@ def render_chart() -> list[dict]:
     """Every object the chart renders with default values, ordered by template file."""
     import helm_python as helm  # imported here so --help works without the SDK
 
+    from helm_python import _native
+
     with helm.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(name=RELEASE, namespace=NAMESPACE, is_install=True)
+        # Chart.render does not expose api_versions, an option of the native render call (as in
+        # tests/helm/conftest.py's render_raw).
+        opts = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True, "api_versions": API_VERSIONS}
+        rendered = json.loads(_native.call_string("helm_render", chart._raw(), None, json.dumps(opts)))
     objects = []
     for path in sorted(rendered):
         if not path.endswith(".yaml"):
@@ -209,6 +227,7 @@ def manifests() -> dict[str, str]:
         "namespace/namespace.yaml": [namespace_object(ns_labels)],
         "rbac.yaml": rbac,
         "user-roles.yaml": user_roles,
+        "admission-policy.yaml": take("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"),
         "deployment.yaml": take("Deployment"),
         "service.yaml": take("Service"),
     }

@@ -121,7 +121,22 @@ subjects:
     namespace: certpush-system
 "#;
 
-/// Installs the CRD from crds/ and the operator's shipped RBAC once per test process.
+/// Whether the API server serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (Kubernetes 1.30+), which
+/// deploy/manifests/admission-policy.yaml needs; 1.28 and 1.29 serve that group version for webhooks only.
+pub async fn serves_admission_policies(client: &Client) -> bool {
+    let resources = client
+        .list_api_group_resources("admissionregistration.k8s.io/v1")
+        .await
+        .expect("admissionregistration.k8s.io/v1 resources");
+    resources
+        .resources
+        .iter()
+        .any(|r| r.name == "validatingadmissionpolicies")
+}
+
+/// Installs the CRD from crds/ and the operator's shipped RBAC once per test process, and on 1.30+ the shipped
+/// admission policy, as `kubectl apply -k deploy/manifests` does there: every test then shows the operator's own
+/// writes (its finalizer patches) pass it.
 pub async fn install_once() {
     static DONE: OnceLock<()> = OnceLock::new();
     if DONE.get().is_some() {
@@ -151,6 +166,9 @@ pub async fn install(kubeconfig: &Path) {
     let grant = std::env::temp_dir().join(format!("certpush-e2e-secrets-{}.yaml", std::process::id()));
     std::fs::write(&grant, ALL_SECRETS_GRANT).unwrap();
     files.push(grant.display().to_string());
+    if serves_admission_policies(&client_for(kubeconfig).await).await {
+        files.push(format!("{ROOT}/deploy/manifests/admission-policy.yaml"));
+    }
     for file in &files {
         let (ok, out) = kubectl_at(kubeconfig, &["apply", "--server-side", "--force-conflicts", "-f", file]).await;
         assert!(ok, "applying {file}: {out}");

@@ -12,7 +12,8 @@
 //! - `import`: TLS Secret import, renewals, a mismatched key, `deletionPolicy`, two clusters on one SCM account;
 //! - `deploy`: `spec.deploy` after pushes and renewals, per-resource failures, a lost answer, in-use certificates;
 //! - `leadership`: leader election and failover, chaos with a killed operator, an API server restart;
-//! - `health`: the shipped RBAC, readiness and liveness through an outage.
+//! - `health`: the shipped RBAC, readiness and liveness through an outage;
+//! - `admission`: the shipped admission policy, which refuses a CertificatePush naming a Secret its author may not get.
 //!
 //! Helpers used by more than one topic are in `harness.rs` (which `tests/bench.rs` includes too); the others sit in
 //! their topic's file.
@@ -20,6 +21,7 @@
 mod harness;
 
 mod accounts;
+mod admission;
 mod credentials;
 mod deploy;
 mod health;

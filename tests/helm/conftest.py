@@ -116,6 +116,14 @@ MONITORING_APIS = [
 ]
 
 
+# What a Kubernetes 1.30+ cluster serves for the chart's admission policy (Helm's defaults do not list it).
+ADMISSION_POLICY_APIS = [
+    "admissionregistration.k8s.io/v1",
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding",
+]
+
+
 def render_raw(
     chart: helm.Chart,
     values: dict | None = None,

@@ -234,6 +234,25 @@ def test_plain_manifests_then_the_move_to_helm_keeps_everything(cluster):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
 
 
+def test_the_overlay_for_kubernetes_before_1_30_leaves_out_the_admission_policy_only(tmp_path):
+    """docs/deploy.md's patches for 1.28 and 1.29 (which do not serve the policy's API), added to the documented
+    overlay, drop the admission policy and its binding, and nothing else."""
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")
+
+    def objects(kustomization: str) -> set[tuple[str, str]]:
+        overlay = tmp_path / "my-overlay"
+        overlay.mkdir(exist_ok=True)
+        (overlay / "kustomization.yaml").write_text(kustomization)
+        out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
+        return {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out) if o}
+
+    name = "certpush-operator-secret-references"
+    everything = objects(block("kustomize-overlay"))
+    assert {("ValidatingAdmissionPolicy", name), ("ValidatingAdmissionPolicyBinding", name)} <= everything
+    before_1_30 = objects(block("kustomize-overlay") + block("kustomize-overlay-before-1-30"))
+    assert everything - before_1_30 == {("ValidatingAdmissionPolicy", name), ("ValidatingAdmissionPolicyBinding", name)}
+
+
 def test_argocd_cm_patch_adds_the_health_check_and_keeps_argocds_settings(cluster):
     kube = cluster.kube
     kube.run("create", "namespace", "argocd")

@@ -224,6 +224,9 @@ def test_plain_manifests_apply_server_side(kube):
     for name in ("certpush-operator-edit", "certpush-operator-view"):
         assert kube.get("clusterrole", name) is not None
     assert kube.get("service", "certpush-operator-metrics", "certpush-system") is not None
+    # The test control plane is 1.30+, so the admission policy is in the manifests it takes.
+    for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding"):
+        assert kube.get(f"{kind}.admissionregistration.k8s.io", "certpush-operator-secret-references") is not None
     user = "system:serviceaccount:certpush-system:certpush-operator"
     assert kube.can_i(user, "watch", "certificatepushes.scm.certpush.dev", "default")
     assert not kube.can_i(user, "create", "secrets", "default")
@@ -334,6 +337,9 @@ def test_upgrade_keeps_crd_and_certificatepushes(kube, cluster_release):
     assert kube.get("poddisruptionbudget.policy", RELEASE, RELEASE_NS)["spec"]["maxUnavailable"] == 1
     policy = kube.get("networkpolicy.networking.k8s.io", RELEASE, RELEASE_NS)
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    # Helm read the admission policy's API from the cluster (1.30+), which `helm template` does not assume.
+    admission = objects.one("ValidatingAdmissionPolicy")["metadata"]["name"]
+    assert kube.get("validatingadmissionpolicy.admissionregistration.k8s.io", admission) is not None
 
 
 def pod_from_deployment(kube, name: str, namespace: str) -> dict:
@@ -430,10 +436,14 @@ def test_namespace_scope_install_reconciles_only_its_namespace(kube, scm_sim, tm
         release = cfg.install(str(CHART), NS_RELEASE, values, namespace=NS_SCOPE_NS, timeout=120)
     assert release["status"] == "deployed"
     stored = assert_objects_exist(kube, release["manifest"])
-    # The operator's Role and RoleBinding, the leader election Lease's and the digest key Secret's.
+    # The operator's Role and RoleBinding, the leader election Lease's and the digest key Secret's; the admission
+    # policy, cluster-scoped but bound to this namespace only.
     assert sorted(o["kind"] for o in stored) == [
-        "Deployment", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"
-    ]
+        "Deployment", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    ]  # fmt: skip
+    [binding] = [o for o in stored if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [NS_SCOPE_NS]
     assert rules_of(kube.get("role.rbac.authorization.k8s.io", NS_RELEASE, NS_SCOPE_NS)) == OPERATOR_RULES
     assert kube.get("clusterrole", NS_RELEASE) is None
 

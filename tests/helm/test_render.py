@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import (
+    ADMISSION_POLICY_APIS,
     CHART,
     CRD_NAMES,
     CRD_SOURCE,
@@ -647,6 +648,8 @@ def test_crd_switches(render):
         ({"serviceAccount": {"label": {}}}, "'label' not allowed"),
         ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
         ({"crds": {"annotation": {}}}, "'annotation' not allowed"),
+        ({"admissionPolicy": {"enabled": "true"}}, "/admissionPolicy/enabled"),
+        ({"admissionPolicy": {"enable": True}}, "'enable' not allowed"),
         ({"imagePullSecrets": [{"nmae": "regcred"}]}, "/imagePullSecrets/0"),
         ({"global": {"imagePullSecrets": [{"nmae": "regcred"}]}}, "/global/imagePullSecrets/0"),
         ({"global": {"imagePullSecrets": [""]}}, "/global/imagePullSecrets/0"),
@@ -814,8 +817,96 @@ def test_monitoring_objects_are_skipped_without_the_api(render, chart, kind, val
     # With the API: rendered, and no such message.
     assert kind in render(values, api_versions=MONITORING_APIS).kinds()
     assert message not in notes(chart, values, api_versions=MONITORING_APIS)
-    # Not requested: no message either.
-    assert "skipped" not in notes(chart)
+    # Not requested: no message either (with the admission policy's API, whose own message is tested below).
+    assert "skipped" not in notes(chart, api_versions=ADMISSION_POLICY_APIS)
+
+
+POLICY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+POLICY_SKIPPED = "admissionPolicy requested but admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy is not served"
+
+
+def admission_policy(objects) -> tuple[dict, dict]:
+    return objects.one("ValidatingAdmissionPolicy"), objects.one("ValidatingAdmissionPolicyBinding")
+
+
+def test_admission_policy_needs_the_api_and_the_value(render, chart):
+    """Rendered by default on a cluster serving the v1 API (1.30+); skipped, with a note saying what that means,
+    where it is not served; not rendered, and no note, when turned off."""
+    assert sorted(k for k in render(api_versions=ADMISSION_POLICY_APIS).kinds() if k in POLICY_KINDS) == POLICY_KINDS
+    assert POLICY_SKIPPED not in notes(chart, api_versions=ADMISSION_POLICY_APIS)
+    # Helm's default capabilities (`helm template` without --api-versions), and the group version alone (1.28 and
+    # 1.29 serve admissionregistration.k8s.io/v1 for webhooks, without this kind).
+    for apis in (None, ["admissionregistration.k8s.io/v1"]):
+        assert not set(POLICY_KINDS) & set(render(api_versions=apis).kinds())
+        text = notes(chart, api_versions=apis)
+        assert POLICY_SKIPPED in text
+        assert "may make the\noperator use every Secret in that namespace" in text
+    off = {"admissionPolicy": {"enabled": False}}
+    assert not set(POLICY_KINDS) & set(render(off, api_versions=ADMISSION_POLICY_APIS).kinds())
+    assert POLICY_SKIPPED not in notes(chart, off)
+
+
+def test_admission_policy_checks_every_secret_reference(render):
+    policy, binding = admission_policy(render(api_versions=ADMISSION_POLICY_APIS))
+    spec = policy["spec"]
+    assert policy["metadata"]["name"] == "certpush-operator-secret-references"
+    assert spec["failurePolicy"] == "Fail"
+    # The objects on CREATE and UPDATE only: not their status subresource, not DELETE, not ClusterSCMAccounts.
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["scm.certpush.dev"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["certificatepushes", "scmaccounts"],
+        }
+    ]
+    variables = {v["name"]: v["expression"] for v in spec["variables"]}
+    for name, field in [("credentials", "credentialsRef"), ("source", "sourceSecretRef")]:
+        # Each reference is optional, and read from the object and, for UPDATE, the object before.
+        assert f"has(object.spec.{field}.name) ? object.spec.{field}.name : ''" in variables[name]
+        assert "oldObject != null" in variables["old" + name.capitalize()]
+        assert f"? oldObject.spec.{field}.name : ''" in variables["old" + name.capitalize()]
+    [credentials, source] = spec["validations"]
+    for validation, name, field in [(credentials, "credentials", "credentialsRef"), (source, "source", "sourceSecretRef")]:
+        old = "old" + name.capitalize()
+        assert validation["expression"] == (
+            f"variables.{name} == '' || variables.{name} == variables.{old} || authorizer.group('').resource('secrets')"
+            f".namespace(request.namespace).name(variables.{name}).check('get').allowed()"
+        )
+        # The message names the Secret, its namespace and the field.
+        message = validation["messageExpression"]
+        assert f"' may not get Secret \"' + variables.{name} + '\" in namespace \"' + request.namespace" in message
+        assert f"spec.{field}" in message
+        assert validation["reason"] == "Forbidden"
+    assert binding["metadata"]["name"] == policy["metadata"]["name"] == binding["spec"]["policyName"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    # Cluster scope: every namespace.
+    assert "matchResources" not in binding["spec"]
+
+
+@pytest.mark.parametrize(
+    ("values", "namespaces"),
+    [
+        ({"scope": "namespace"}, None),  # the release namespace
+        ({"scope": "namespace", "watchNamespace": "apps"}, ["apps"]),
+        ({"scope": "namespaces", "watchNamespaces": ["team-a", "team-b"]}, ["team-a", "team-b"]),
+    ],
+)
+def test_namespaced_releases_guard_their_namespaces_without_colliding(render, values, namespaces):
+    """A namespaced release's policy covers the namespaces its operator reads Secrets in, and its names carry the
+    release namespace, so two releases of one name in two namespaces can both be installed."""
+    names = set()
+    for release_ns in ("team-x", "team-y"):
+        policy, binding = admission_policy(render(values, namespace=release_ns, api_versions=ADMISSION_POLICY_APIS))
+        assert policy["metadata"]["name"] == f"certpush-operator-{release_ns}-secret-references"
+        assert binding["spec"]["policyName"] == policy["metadata"]["name"] == binding["metadata"]["name"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces or [release_ns]}
+            ]
+        }
+        names.add(policy["metadata"]["name"])
+    assert len(names) == 2
 
 
 def test_pod_disruption_budget(render):
@@ -1209,6 +1300,8 @@ def test_plain_manifests_keep_the_contract(render):
             ("ClusterRole", "certpush-operator-edit"),
             ("ClusterRole", "certpush-operator-view"),
             ("ClusterRoleBinding", "certpush-operator"),
+            ("ValidatingAdmissionPolicy", "certpush-operator-secret-references"),
+            ("ValidatingAdmissionPolicyBinding", "certpush-operator-secret-references"),
             ("Role", "certpush-operator-digest-key"),
             ("RoleBinding", "certpush-operator-digest-key"),
             ("Role", "certpush-operator-leader-election"),

@@ -229,6 +229,22 @@ duplicates. Empty output when there are none.
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule" }}true{{ end }}
 {{- end }}
 
+{{- /* Kubernetes 1.30+ (GA there); the beta API of 1.28-1.29 is off unless enabled, so it is not used. */}}
+{{- define "certpush-operator.hasValidatingAdmissionPolicy" -}}
+{{- if .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" }}true{{ end }}
+{{- end }}
+
+{{- /* The admission policy's and its binding's name. Both are cluster-scoped: a namespaced release adds its
+namespace, so releases of one name in two namespaces do not collide (cluster-scope releases collide on their
+ClusterRole already). */}}
+{{- define "certpush-operator.admissionPolicyName" -}}
+{{- if eq .Values.scope "cluster" }}
+{{- include "certpush-operator.fullname" . }}-secret-references
+{{- else }}
+{{- include "certpush-operator.fullname" . }}-{{ .Release.Namespace }}-secret-references
+{{- end }}
+{{- end }}
+
 {{/*
 PromQL label matchers that pick this release's operator series: `metrics.prometheusRule.selector`, or the
 `job` label the chart's ServiceMonitor gives them (the metrics Service's name).
