@@ -566,3 +566,49 @@ subjects: [{{kind: User, name: "{user}"}}]
     );
     accounts.delete(&name, &DeleteParams::default()).await.unwrap();
 }
+
+/// An account moved to another endpoint (the right site) lifts an Unauthorized stall of its objects by itself: the
+/// credential refused at one endpoint is a new one at another. Before accounts, that took an annotation on every
+/// object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane: run `make test`"]
+async fn moving_an_account_to_another_endpoint_lifts_its_unauthorized_stall() {
+    let client = admin().await;
+    let ns = namespace(&client, "acct-move").await;
+    // The wrong site knows no such token; the right one does.
+    let wrong = Sim::start(
+        scm_sim::SimConfig {
+            tokens: Vec::new(),
+            ..scm_sim::SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let right = start_sim().await;
+    let controller = format!("c-{ns}");
+    let _op = Operator::start_all_namespaces(&wrong, &["--controller-name", &controller]).await;
+    put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
+    let accounts = create_account(&client, &ns, "team", settings(&wrong.url(), "scm", json!({}))).await;
+    let api = create_push(
+        &client,
+        &ns,
+        "web",
+        with_account(CERT, "proj-move", account("team"), &controller),
+    )
+    .await;
+    wait_for(&api, "web", T, "Unauthorized", |cp| {
+        ready_is(cp, "False", "Unauthorized")
+    })
+    .await;
+    assert_eq!(wrong.calls().len(), 1, "{:?}", wrong.calls());
+
+    let moved = json!({"spec": {"endpoint": right.url()}});
+    accounts
+        .patch("team", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .unwrap();
+    wait_for(&api, "web", T, "Ready=True", |cp| ready_is(cp, "True", "Pushed")).await;
+    assert_eq!(pushes_to(&right, "proj-move"), 1);
+    assert_eq!(wrong.calls().len(), 1, "nothing more to the wrong site");
+}

@@ -19,6 +19,8 @@ CHART = ROOT / "deploy" / "helm" / "certpush-operator"
 CRD_SOURCE = ROOT / "crds" / "certificatepush.yaml"
 # Every CRD the operator serves, one file each (CertificatePush first), and the name of each.
 CRD_SOURCES = [ROOT / "crds" / f for f in ("certificatepush.yaml", "scmaccount.yaml", "clusterscmaccount.yaml")]
+# What `certpush-operator crd` prints: every CRD file, as YAML documents.
+CRD_OUTPUT = "---\n".join(p.read_text() for p in CRD_SOURCES)
 CRD_NAMES = [
     "certificatepushes.scm.certpush.dev",
     "scmaccounts.scm.certpush.dev",

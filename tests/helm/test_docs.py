@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CHART, OPERATOR_BIN, ROOT, SIM_BIN, SIM_TOKEN, Kube, Process, free_port, tool, wait_until
+from conftest import CHART, CRD_OUTPUT, OPERATOR_BIN, ROOT, SIM_BIN, SIM_TOKEN, Kube, Process, free_port, tool, wait_until
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "deploy" / "helm" / "certpush-operator" / "README.md"]
 MARKER = re.compile(r"^\s*<!-- doc-test: ([a-z0-9-]+) -->$")
@@ -311,7 +311,7 @@ def test_image_builds_and_runs_where_an_engine_answers(tmp_path):
     help_ = subprocess.run([runner, "run", "--rm", IMAGE, "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "certpush-operator" in help_.stdout, help_.stdout + help_.stderr
     crd = subprocess.run([runner, "run", "--rm", IMAGE, "crd"], capture_output=True, text=True)
-    assert crd.stdout == (ROOT / "crds" / "certificatepush.yaml").read_text()
+    assert crd.stdout == CRD_OUTPUT
 
 
 def test_running_outside_the_cluster_with_make_run(cluster):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CRD_SOURCE, RELEASE_BIN, ROOT, container
+from conftest import CRD_OUTPUT, RELEASE_BIN, ROOT, container
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 # Final stage base: glibc 2.36 (Debian 12), libgcc_s, CA certificates; nothing else.
@@ -190,8 +190,8 @@ def test_release_binary_prints_the_crd_without_a_cluster(release_bin, tmp_path):
         timeout=30,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == CRD_SOURCE.read_text()
-    assert yaml.safe_load(proc.stdout)["kind"] == "CustomResourceDefinition"
+    assert proc.stdout == CRD_OUTPUT
+    assert [d["kind"] for d in yaml.safe_load_all(proc.stdout)] == ["CustomResourceDefinition"] * 3
 
 
 def test_release_binary_run_fails_cleanly_without_a_cluster(release_bin, tmp_path):

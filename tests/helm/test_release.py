@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CHART, CRD_SOURCE, ROOT, tool
+from conftest import CHART, CRD_SOURCES, ROOT, tool
 from test_helm3 import helm3
 from test_image import docker_context
 
@@ -275,8 +275,9 @@ def test_release_job_attaches_the_crd_chart_and_sbom():
     job = workflow(RELEASE)["jobs"]["release"]
     assert job["needs"] == ["check", "image", "chart"]
     files = step(job, "softprops/action-gh-release")["with"]["files"].split()
-    assert files == ["crds/certificatepush.yaml", "dist/certpush-operator-*.tgz", "dist/certpush-operator.spdx.json"]
-    assert (ROOT / files[0]) == CRD_SOURCE and CRD_SOURCE.is_file()
+    crds = [str(p.relative_to(ROOT)) for p in CRD_SOURCES]
+    assert files == [*crds, "dist/certpush-operator-*.tgz", "dist/certpush-operator.spdx.json"]
+    assert all(p.is_file() for p in CRD_SOURCES)
 
 
 def test_published_names_agree_with_values_readme_and_release_docs(tmp_path):
@@ -428,8 +429,9 @@ def test_packaged_values_readme_and_crds(packaged):
     # and the rendered CRD is the one the release attaches.
     assert helm3("show", "crds", str(packaged)).strip() == ""
     rendered = [d for d in yaml.safe_load_all(helm3("template", "x", str(packaged), "-n", "certpush-system")) if d]
-    [crd] = [d for d in rendered if d["kind"] == "CustomResourceDefinition"]
-    assert crd["spec"] == yaml.safe_load(CRD_SOURCE.read_text())["spec"]
+    crds = {d["metadata"]["name"]: d["spec"] for d in rendered if d["kind"] == "CustomResourceDefinition"}
+    sources = [yaml.safe_load(p.read_text()) for p in CRD_SOURCES]
+    assert crds == {s["metadata"]["name"]: s["spec"] for s in sources}
 
 
 @pytest.mark.parametrize(
