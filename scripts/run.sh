@@ -70,6 +70,11 @@ kubectl apply --server-side -f deploy/manifests/namespace/namespace.yaml -f depl
 
 echo "==> applying the examples in namespace demo"
 kubectl create namespace demo
+# The examples name Secrets of their own namespace: what the chart's rbac.secretNamespaces [demo] grants (the
+# shipped RBAC reads Secrets only in certpush-system, where ClusterSCMAccounts keep theirs).
+kubectl -n demo create role certpush-operator-secrets --verb=get,list,watch --resource=secrets
+kubectl -n demo create rolebinding certpush-operator-secrets --role=certpush-operator-secrets \
+  --serviceaccount=certpush-system:certpush-operator
 kubectl -n demo create secret generic scm-credentials --from-literal=accessKey="$access_key" \
   --from-literal=secretKey="$secret_key"
 # A TLS Secret as cert-manager would write it (here self-signed with openssl), imported into SCM and pushed.
@@ -87,7 +92,7 @@ echo "==> running the operator (as system:serviceaccount:certpush-system:certpus
 KUBECONFIG="$CERTPUSH_RESTRICTED_KUBECONFIG" target/debug/certpush-operator run \
   --scm-endpoint "http://127.0.0.1:$sim_port" --allow-insecure-endpoint --metrics-addr "127.0.0.1:$metrics_port" \
   --iam-endpoint "http://127.0.0.1:$sim_port" \
-  --digest-key-namespace certpush-system \
+  --digest-key-namespace certpush-system --cluster-resource-namespace certpush-system --secret-namespace demo \
   >"$work/operator.log" 2>&1 &
 pids+=($!)
 
