@@ -100,45 +100,74 @@ pub async fn keep_status(
         let all = pushes.state();
         for account in namespaced.state() {
             let ns = account.namespace().unwrap_or_default();
-            let reference = AccountRef {
-                kind: AccountKind::Namespaced,
-                name: account.name_any(),
-            };
-            let users = users(&all, &reference, Some(&ns));
             let api: Api<SCMAccount> = Api::namespaced(ctx.client.clone(), &ns);
-            let current = account.status.clone().unwrap_or_default();
-            let new = compute(
+            let place = Place {
+                kind: AccountKind::Namespaced,
+                users_in: Some(&ns),
+                secrets_in: &ns,
+            };
+            refresh(
                 &ctx,
+                &api,
+                account.as_ref(),
                 &account.spec.account,
-                &ns,
-                &users,
-                account.meta().generation,
-                &current,
+                &account.status,
+                place,
+                &all,
             )
             .await;
-            write(&api, &account.name_any(), &current, new).await;
         }
         for account in cluster.state() {
-            let reference = AccountRef {
-                kind: AccountKind::Cluster,
-                name: account.name_any(),
-            };
-            let users = users(&all, &reference, None);
             let api: Api<ClusterSCMAccount> = Api::all(ctx.client.clone());
-            let current = account.status.clone().unwrap_or_default();
-            let ns = ctx.accounts.cluster_namespace().to_owned();
-            let new = compute(
+            let place = Place {
+                kind: AccountKind::Cluster,
+                users_in: None,
+                secrets_in: ctx.accounts.cluster_namespace(),
+            };
+            refresh(
                 &ctx,
+                &api,
+                account.as_ref(),
                 &account.spec.account,
-                &ns,
-                &users,
-                account.meta().generation,
-                &current,
+                &account.status,
+                place,
+                &all,
             )
             .await;
-            write(&api, &account.name_any(), &current, new).await;
         }
     }
+}
+
+/// Where an account's users and Secret are.
+struct Place<'a> {
+    kind: AccountKind,
+    /// The namespace of the CertificatePushes that may use it (None: any).
+    users_in: Option<&'a str>,
+    /// The namespace of its credentials Secret.
+    secrets_in: &'a str,
+}
+
+/// Writes the status `account` should have now, if it differs.
+async fn refresh<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    account: &K,
+    settings: &AccountSettings,
+    status: &Option<AccountStatus>,
+    place: Place<'_>,
+    all: &[Arc<CertificatePush>],
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let reference = AccountRef {
+        kind: place.kind,
+        name: account.name_any(),
+    };
+    let users = users(all, &reference, place.users_in);
+    let current = status.clone().unwrap_or_default();
+    let generation = account.meta().generation;
+    let new = compute(ctx, settings, place.secrets_in, &users, generation, &current).await;
+    write(api, &reference.name, &current, new).await;
 }
 
 /// The CertificatePushes that name `reference` (in `namespace`, for a namespaced account).
