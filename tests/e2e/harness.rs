@@ -96,6 +96,10 @@ pub async fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The ClusterRole of [`ALL_SECRETS_GRANT`], for tests that bind it in one namespace.
+#[allow(dead_code)] // Used by the e2e suite, not the benchmark that shares this file.
+pub const ALL_SECRETS_ROLE: &str = "certpush-operator-e2e-all-secrets";
+
 /// What `rbac.secretNamespaces: ["*"]` adds for the operator's ServiceAccount: every Secret read-only.
 const ALL_SECRETS_GRANT: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1

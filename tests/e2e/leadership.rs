@@ -542,24 +542,8 @@ impl Drop for OwnControlPlane {
 #[ignore = "needs the control plane: run `make test`"]
 async fn the_operator_recovers_from_an_api_server_restart() {
     let cp = OwnControlPlane::start().await;
-    cp.kubectl(&["apply", "--server-side", "-f", &format!("{ROOT}/crds/")])
-        .await;
-    for file in ["namespace/namespace.yaml", "rbac.yaml"] {
-        cp.kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            &format!("{ROOT}/deploy/manifests/{file}"),
-        ])
-        .await;
-    }
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/certificatepushes.scm.certpush.dev",
-        "--timeout=60s",
-    ])
-    .await;
+    // What the shared control plane gets: the CRDs, the operator's namespace and RBAC, the suite's Secret grant.
+    install(&cp.kubeconfig("admin")).await;
     cp.kubectl(&["create", "namespace", "restart"]).await;
     let client = client_for(&cp.kubeconfig("admin")).await;
     put_secret(&client, "restart", "scm", GOOD_TOKEN).await;

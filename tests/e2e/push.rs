@@ -817,6 +817,8 @@ async fn several_namespaces_are_watched_with_a_role_in_each_and_nothing_else() {
     let user = format!("e2e-multi-ns-{team_a}");
     for ns in [&team_a, &team_b] {
         bind(ns, "ClusterRole", "certpush-operator", &user).await;
+        // The namespaced Role reads the Secrets of its namespace; the shipped ClusterRole reads none.
+        bind(ns, "ClusterRole", ALL_SECRETS_ROLE, &user).await;
     }
     bind(OPERATOR_NAMESPACE, "Role", "certpush-operator-digest-key", &user).await;
     let dir = tempfile::tempdir().unwrap();
