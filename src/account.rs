@@ -36,6 +36,9 @@ pub enum Problem {
     /// The account's spec cannot be used (objects stored around the schema, or a plain-http endpoint).
     #[error("{0}")]
     InvalidAccount(String),
+    /// Not known now (a namespace's labels could not be read): never reported, the reconcile is retried.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 impl Problem {
@@ -46,7 +49,7 @@ impl Problem {
             Problem::Credentials(CredentialsError::Invalid(_)) => Reason::InvalidCredentials,
             Problem::AccountNotFound(_) => Reason::AccountNotFound,
             Problem::AccountNotAllowed(_) => Reason::AccountNotAllowed,
-            Problem::InvalidAccount(_) => Reason::InvalidAccount,
+            Problem::InvalidAccount(_) | Problem::Unknown(_) => Reason::InvalidAccount,
         }
     }
 }
@@ -116,6 +119,21 @@ impl Resolved {
     }
 }
 
+/// One account watch's first complete list, told once to its [`Accounts`].
+pub struct Listed {
+    unlisted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    done: bool,
+}
+
+impl Listed {
+    /// The watch delivered a complete list; only the first call counts.
+    pub fn listed(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            self.unlisted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// An account client's endpoint, (qps, burst) and IAM endpoint.
 type ClientKey = (String, Option<(u32, u32)>, Option<String>);
 
@@ -131,6 +149,9 @@ pub struct Accounts {
     allow_insecure: bool,
     /// The only namespaces whose Secrets are read (None: any watched one).
     secret_namespaces: Option<Vec<String>>,
+    /// Account watches that have not delivered their first complete list: until then an account missing from the
+    /// caches may exist, so nothing is decided on its absence.
+    unlisted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// One client per (endpoint, rate), so objects of one account share it.
     clients: Mutex<HashMap<ClientKey, ScmClient>>,
 }
@@ -151,8 +172,26 @@ impl Accounts {
             base,
             allow_insecure,
             secret_namespaces: None,
+            unlisted: std::sync::Arc::default(),
             clients: Mutex::default(),
         }
+    }
+
+    /// Waits for the first complete list of `watches` more account watches before deciding on accounts; each
+    /// returned [`Listed`] says so once.
+    pub fn expect_lists(&self, watches: usize) -> Vec<Listed> {
+        self.unlisted.fetch_add(watches, std::sync::atomic::Ordering::SeqCst);
+        (0..watches)
+            .map(|_| Listed {
+                unlisted: std::sync::Arc::clone(&self.unlisted),
+                done: false,
+            })
+            .collect()
+    }
+
+    /// Whether every account watch has delivered its first complete list.
+    pub fn synced(&self) -> bool {
+        self.unlisted.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     /// Reads Secrets only in `namespaces` (None: in any watched one), as --secret-namespace says.
@@ -207,9 +246,28 @@ impl Accounts {
         }
     }
 
-    /// Where `cp`'s requests go and which Secret to read, or why it has no usable account. `namespaces` reads a
-    /// namespace's labels, asked only when a ClusterSCMAccount selects namespaces by label.
-    pub async fn resolve(&self, cp: &CertificatePush, namespaces: &Api<Namespace>) -> Result<Resolved, Problem> {
+    /// Where `cp`'s requests go and which Secret to read, or why it has no usable account; `Err` when that is not
+    /// known yet (the account caches are not listed, a namespace's labels could not be read): the reconcile fails
+    /// and is retried, for unknown is neither "not found" nor "not allowed". `namespaces` reads a namespace's
+    /// labels, asked only when a ClusterSCMAccount selects namespaces by label.
+    pub async fn resolve(
+        &self,
+        cp: &CertificatePush,
+        namespaces: &Api<Namespace>,
+    ) -> Result<Result<Resolved, Problem>, crate::Error> {
+        if cp.spec.account_ref.is_some() && !self.synced() {
+            return Err(crate::Error::NotReady(
+                "the account caches are not listed yet".to_owned(),
+            ));
+        }
+        match self.resolve_listed(cp, namespaces).await {
+            Err(Problem::Unknown(why)) => Err(crate::Error::NotReady(why)),
+            resolved => Ok(resolved),
+        }
+    }
+
+    /// [`Accounts::resolve`] once the caches are listed.
+    async fn resolve_listed(&self, cp: &CertificatePush, namespaces: &Api<Namespace>) -> Result<Resolved, Problem> {
         let namespace = cp.namespace().unwrap_or_default();
         let Some(reference) = &cp.spec.account_ref else {
             let credentials_ref = cp.spec.credentials_ref.clone().ok_or_else(|| {
@@ -247,20 +305,19 @@ impl Accounts {
                 let conditions = &account.spec.conditions;
                 let labels = if needs_labels(conditions, &namespace) {
                     // Unknown labels are not "no labels": the reconcile fails and is retried.
-                    let ns = namespaces.get(&namespace).await.map_err(|e| {
-                        Problem::AccountNotAllowed(format!(
-                            "could not read the labels of namespace {namespace:?} to check {reference}'s conditions: \
-                             {e}"
+                    let read = namespaces.get(&namespace).await.map_err(|e| {
+                        Problem::Unknown(format!(
+                            "could not read the labels of namespace {namespace:?} for {reference}'s conditions: {e}"
                         ))
                     })?;
-                    Some(ns.labels().clone())
+                    Some(read.labels().clone())
                 } else {
                     None
                 };
                 if !allows(conditions, &namespace, labels.as_ref()) {
                     return Err(Problem::AccountNotAllowed(format!(
                         "{reference} does not allow namespace {namespace:?}: no entry of its spec.conditions \
-                         matches it (ask the account's owner to add it); nothing was sent"
+                             matches it (ask the account's owner to add it); nothing was sent"
                     )));
                 }
                 (account.spec.account.clone(), self.cluster_namespace.clone())
@@ -269,6 +326,12 @@ impl Accounts {
         let scm = self
             .client_for(&settings)
             .map_err(|m| Problem::InvalidAccount(format!("{reference}: {m}")))?;
+        if let Some(why) = self.unread(&secret_namespace) {
+            return Err(Problem::Credentials(CredentialsError::NotFound(format!(
+                "{reference}'s Secret {:?}: {why}",
+                settings.credentials_ref.name
+            ))));
+        }
         Ok(Resolved {
             scm,
             secret_namespace,
@@ -321,13 +384,15 @@ impl Accounts {
 
 /// The endpoint an account's settings name, parsed the way URLs are sent (so `HTTP://x` is plain http too).
 fn endpoint_of(settings: &AccountSettings) -> Result<String, String> {
-    match (&settings.site, &settings.endpoint) {
-        (Some(site), None) => Ok(site.endpoint().to_owned()),
-        (None, Some(endpoint)) => reqwest::Url::parse(endpoint.trim())
-            .map(|url| url.to_string())
-            .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}")),
-        _ => Err("set exactly one of site and endpoint".to_owned()),
-    }
+    let endpoint = match (&settings.site, &settings.endpoint) {
+        (Some(site), None) => site.endpoint(),
+        (None, Some(endpoint)) => endpoint.trim(),
+        _ => return Err("set exactly one of site and endpoint".to_owned()),
+    };
+    // The client's own form (a trailing '/'), so what status records is what the policy compares.
+    reqwest::Url::parse(endpoint)
+        .map(|url| url.to_string())
+        .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))
 }
 
 fn not_found(reference: &AccountRef, namespace: &str) -> Problem {
@@ -476,6 +541,46 @@ mod tests {
         assert!(
             selects(&LabelSelector::default(), &none),
             "an empty selector selects everything"
+        );
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use crate::crd::Site;
+
+    /// Defect: a site's endpoint was compared without the trailing '/' the client's URL has, so a failure that
+    /// blames the endpoint was always "another endpoint" and pushed again on every reconcile.
+    #[test]
+    fn an_accounts_endpoint_is_the_clients_form() {
+        crate::install_crypto_provider();
+        let reference = CredentialsRef {
+            name: "scm".into(),
+            token_key: "token".into(),
+        };
+        let settings = |site: Option<Site>, endpoint: Option<&str>| AccountSettings {
+            site,
+            endpoint: endpoint.map(str::to_owned),
+            credentials_ref: reference.clone(),
+            domain_id: None,
+            project_id: None,
+            enterprise_project_id: None,
+            iam_endpoint: None,
+            rate_limit: None,
+        };
+        let base = ScmClient::new("https://scm.cn-north-4.myhuaweicloud.com", None).unwrap();
+        for s in [
+            settings(Some(Site::ApSoutheast1), None),
+            settings(None, Some(" https://proxy.example:8443 ")),
+        ] {
+            let endpoint = endpoint_of(&s).unwrap();
+            let client = base.for_account(&endpoint, None, None).unwrap();
+            assert_eq!(endpoint, client.endpoint().as_str());
+        }
+        assert_eq!(
+            endpoint_of(&settings(Some(Site::ApSoutheast1), None)).unwrap(),
+            "https://scm.ap-southeast-1.myhuaweicloud.com/"
         );
     }
 }

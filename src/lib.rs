@@ -30,6 +30,10 @@ pub enum Error {
     /// A namespaced object came without a namespace.
     #[error("object has no namespace")]
     MissingNamespace,
+    /// What the decision needs is not known yet (the account caches are not listed, a namespace's labels could
+    /// not be read); the reconcile is retried.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 /// Makes ring the process-wide rustls provider; the build compiles no other, and both kube and reqwest use it.

@@ -165,6 +165,15 @@ pub fn next_step(o: &Observed) -> Step {
         Lift::SecretChange if reason == status::Reason::InvalidSource && pushed_this_certificate(o) => {
             Step::AlreadyPushed
         }
+        // A credential that was read and tried (IAM could not tell an access key's account) is recorded with its
+        // digest: the same one again would only fail again, and each attempt rewrites the status (a loop).
+        Lift::SecretChange
+            if reason == status::Reason::InvalidCredentials
+                && s.credentials_digest.is_some()
+                && o.credentials_digest == s.credentials_digest.as_deref() =>
+        {
+            Step::Stalled
+        }
         // Nothing was sent, so re-reading the Secret on every change costs SCM nothing.
         Lift::SecretChange => Step::Push(Cause::CredentialsChanged),
         // SCM refused this credential: only a different one may change the answer (Huawei locks keys after

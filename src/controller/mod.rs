@@ -286,7 +286,7 @@ struct ReadCredentials {
 impl ReadCredentials {
     /// Resolves `cp`'s account and reads the credentials Secret it names.
     async fn read(ctx: &Context, cp: &CertificatePush) -> Result<Self, Error> {
-        let credentials = match ctx.accounts.resolve(cp, &Api::all(ctx.client.clone())).await {
+        let credentials = match ctx.accounts.resolve(cp, &Api::all(ctx.client.clone())).await? {
             Ok(resolved) => {
                 let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resolved.secret_namespace);
                 let _reading = ctx.secret_reads.acquire().await;

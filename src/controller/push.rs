@@ -47,12 +47,13 @@ impl<'a> Reconciling<'a> {
     }
 
     /// The facts every status transition of this attempt records.
-    fn attempt(&self, ctx: &'a Context, credentials_digest: Option<&'a str>, target: &'a str) -> Attempt<'a> {
+    /// `endpoint` is where this object's requests go (its account's, or the operator's).
+    fn attempt(&self, endpoint: &'a str, credentials_digest: Option<&'a str>, target: &'a str) -> Attempt<'a> {
         Attempt {
             generation: self.cp.metadata.generation.unwrap_or(0),
             push_request: self.cp.push_request(),
             credentials_digest,
-            endpoint: ctx.scm.endpoint().as_str(),
+            endpoint,
             target,
             now: self.now,
         }
@@ -83,7 +84,8 @@ pub(super) async fn push(
         (Some(source), _) => target(spec, &format!("from Secret {:?}", source.secret.name)),
         (None, id) => target(spec, id.as_deref().unwrap_or_default()),
     };
-    let attempt = obj.attempt(ctx, read.digest.as_deref(), &planned);
+    let endpoint = ctx.accounts.endpoint(cp);
+    let attempt = obj.attempt(&endpoint, read.digest.as_deref(), &planned);
     // A human asked for this push: a credential SCM refused earlier is tried once more.
     if let (Cause::Requested, Some(digest)) = (cause, &read.digest) {
         ctx.scm.retry_refused(digest);
@@ -402,7 +404,8 @@ fn deferred(outcome: &PushOutcome) -> Option<Duration> {
 /// certificate not valid yet, the time it becomes valid.
 pub(super) async fn refuse(ctx: &Context, obj: Reconciling<'_>, refusal: Refusal) -> Result<Action, Error> {
     // The credential was not involved; what is recorded about it stays.
-    let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), "");
+    let endpoint = ctx.accounts.endpoint(obj.cp);
+    let attempt = obj.attempt(&endpoint, obj.current.credentials_digest.as_deref(), "");
     let (new, action, result) = match refusal {
         Refusal::Invalid(reason, message) => (
             status::not_sent(obj.current, &attempt, reason, &message),
@@ -499,7 +502,8 @@ pub(super) async fn already_pushed(
 ) -> Result<Action, Error> {
     let certificate = obj.current.pushed_certificate_id.clone().unwrap_or_default();
     let pushed = target(&obj.cp.spec, &certificate);
-    let attempt = obj.attempt(ctx, obj.current.credentials_digest.as_deref(), &pushed);
+    let endpoint = ctx.accounts.endpoint(obj.cp);
+    let attempt = obj.attempt(&endpoint, obj.current.credentials_digest.as_deref(), &pushed);
     let retain = obj.cp.spec.retain_superseded();
     let now = match source {
         Some(source) => importing(obj.current, source, retain),

@@ -56,6 +56,8 @@ pub async fn run(rt: Runtime) {
         allow_insecure_endpoint,
     )
     .reading_secrets_in(secret_namespaces);
+    // Nothing is decided on an account's absence before each account watch has listed once.
+    let mut lists = accounts.expect_lists(scopes.len() + usize::from(cluster_accounts.is_some()));
     let ctx = Arc::new(
         Context::new(client, scm, events, metrics, leadership)
             .with_accounts(accounts)
@@ -74,8 +76,14 @@ pub async fn run(rt: Runtime) {
     let mut account_watches = Vec::new();
     for scope in scopes {
         let health = scope.account_health.clone();
-        let listed = watcher::watcher(scope.accounts.clone(), watcher::Config::default())
-            .inspect(move |event| health.observe(event));
+        let mut first_list = lists.pop().expect("one per watch");
+        // as_deltas hands each listed account to the cache as it passes, so at InitDone all are in it.
+        let listed = watcher::watcher(scope.accounts.clone(), watcher::Config::default()).inspect(move |event| {
+            health.observe(event);
+            if let Ok(Event::InitDone) = event {
+                first_list.listed();
+            }
+        });
         account_watches.push(as_deltas(listed, scope.namespace.clone(), account_store.clone()).boxed());
         let (health, ctx, cache) = (scope.push_health, ctx.clone(), store.clone());
         let listed = watcher::watcher(scope.pushes, watcher::Config::default())
@@ -114,8 +122,15 @@ pub async fn run(rt: Runtime) {
     let noted = account_changed.clone();
     let cluster_trigger = match cluster_accounts {
         Some((api, health)) => {
+            let mut first_list = lists.pop().expect("one per watch");
             let watch = watcher::watcher(api, watcher::Config::default()).inspect(move |event| health.observe(event));
             reflector::reflector(cluster_writer, watch)
+                // After the reflector: it swaps in the whole list at InitDone.
+                .inspect(move |event| {
+                    if let Ok(Event::InitDone) = event {
+                        first_list.listed();
+                    }
+                })
                 .inspect(move |_| noted.notify_one())
                 .touched_objects()
                 .boxed()

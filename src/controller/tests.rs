@@ -696,3 +696,32 @@ async fn cleanup_deferred_by_the_rate_limit_never_gives_up() {
     }
     assert_eq!(paths(&seen), Vec::<String>::new(), "no Event: nothing failed");
 }
+
+/// Defect: at startup a CertificatePush could be reconciled before the account caches were listed; its account
+/// then looked absent (AccountNotFound recorded, a deleting object's imports left behind). Until every account watch
+/// has listed once, resolving an account is "not known yet" (the reconcile is retried), never "not found".
+#[tokio::test]
+async fn an_account_is_not_missing_before_the_account_caches_are_listed() {
+    let (ctx, _server) = mocked_context(ENDPOINT);
+    let mut lists = ctx.accounts.expect_lists(1);
+    let mut obj = cp("team", "web", "unused");
+    obj.spec.credentials_ref = None;
+    obj.spec.account_ref = Some(crate::crd::AccountRef {
+        kind: crate::crd::AccountKind::Namespaced,
+        name: "team".into(),
+    });
+    let namespaces = kube::Api::all(ctx.client.clone());
+    let early = ctx.accounts.resolve(&obj, &namespaces).await;
+    assert!(matches!(early, Err(crate::Error::NotReady(_))), "{early:?}");
+    lists[0].listed();
+    let listed = ctx.accounts.resolve(&obj, &namespaces).await;
+    assert!(
+        matches!(listed, Ok(Err(crate::account::Problem::AccountNotFound(_)))),
+        "{listed:?}"
+    );
+    // An object with its own credentialsRef never waits for the account caches.
+    let mut lists = ctx.accounts.expect_lists(1);
+    let own = cp("team", "own", "scm");
+    assert!(matches!(ctx.accounts.resolve(&own, &namespaces).await, Ok(Ok(_))));
+    lists[0].listed();
+}

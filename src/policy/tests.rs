@@ -568,3 +568,33 @@ fn failures_count_within_a_generation() {
     let ok = status::pushed(&f1, &attempt(1, "d1"), 204, None);
     assert_eq!(failed_attempts(&ok, 1), 1, "a success starts a new series");
 }
+
+/// Defect: an access key IAM could not tell the account of was recorded as a failed attempt with reason
+/// InvalidCredentials, which lifts on any read of the Secret: every reconcile pushed again, rewrote the status
+/// (failedAttempts + 1) and so triggered the next reconcile, a loop of API writes. The same credential now stalls
+/// until it changes; one with a different digest (or a Secret fixed into one that parses) is tried.
+#[test]
+fn a_tried_credential_found_invalid_stalls_until_it_changes() {
+    let fresh = status::pending(&Default::default(), 1, t(NOW));
+    let tried = after(&fresh, &attempt(1, "d1"), FailureKind::InvalidCredentials, None);
+    assert_eq!(status::ready_reason(&tried), Some(Reason::InvalidCredentials));
+    assert_eq!(next_step(&observe(&tried, 1, Some("d1"))), Step::Stalled);
+    assert_eq!(
+        next_step(&observe(&tried, 1, Some("d2"))),
+        Step::Push(Cause::CredentialsChanged)
+    );
+    // A Secret that did not parse was never tried (no digest recorded): any change of it is read again.
+    let unread = status::not_sent(
+        &fresh,
+        &Attempt {
+            credentials_digest: None,
+            ..attempt(1, "d1")
+        },
+        Reason::InvalidCredentials,
+        "x",
+    );
+    assert_eq!(
+        next_step(&observe(&unread, 1, None)),
+        Step::Push(Cause::CredentialsChanged)
+    );
+}

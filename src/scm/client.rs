@@ -744,6 +744,7 @@ mod tests {
     /// before accounts existed.
     #[test]
     fn an_accounts_digest_covers_its_endpoint_and_the_operators_does_not() {
+        crate::install_crypto_provider();
         let base = ScmClient::new("https://scm.cn-north-4.myhuaweicloud.com", None).unwrap();
         let token = Secret {
             data: Some([("token".to_owned(), k8s_openapi::ByteString(vec![b'x'; 40]))].into()),

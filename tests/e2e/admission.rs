@@ -361,6 +361,38 @@ async fn an_account_needs_get_on_its_secret_and_a_push_through_it_needs_none() {
         .await
         .expect("admitted once the user may get Secret team-scm");
 
+    // Moving an account its author may not read the Secret of to another host would send the Secret there.
+    put_secret(&client, &ns, "platform-only", GOOD_TOKEN).await;
+    let admins: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<certpush_operator::crd::SCMAccount>(&()),
+    );
+    let mut theirs = account.clone();
+    theirs.metadata.name = Some("theirs".into());
+    theirs.data["spec"]["credentialsRef"]["name"] = json!("platform-only");
+    admins
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("an admin creates it");
+    let moved = json!({"spec": {"site": null, "endpoint": "https://collector.example"}});
+    refused(
+        accounts
+            .patch("theirs", &PatchParams::default(), &Patch::Merge(moved))
+            .await,
+        &ns,
+        "platform-only",
+        "credentialsRef",
+    );
+    accounts
+        .patch(
+            "theirs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "x"}}})),
+        )
+        .await
+        .expect("an edit that sends the Secret nowhere new is admitted");
+
     // Through the account: no Secret named, nothing to check.
     let through = json!({"certificateId": CERT, "targetService": "WAF", "targetProject": "cn-north-4",
                          "accountRef": {"kind": "ClusterSCMAccount", "name": "platform"}});

@@ -867,10 +867,18 @@ def test_admission_policy_checks_every_secret_reference(render):
         assert "oldObject != null" in variables["old" + name.capitalize()]
         assert f"? oldObject.spec.{field}.name : ''" in variables["old" + name.capitalize()]
     [credentials, source] = spec["validations"]
+    # An SCMAccount moved to another site, endpoint or IAM endpoint sends its Secret anew: checked like a new name.
+    for field in ("site", "endpoint", "iamEndpoint"):
+        assert f"has(object.spec.{field})" in variables["destination"]
+        assert f"has(oldObject.spec.{field})" in variables["oldDestination"]
+    unchanged = {
+        "credentials": "(variables.credentials == variables.oldCredentials"
+        " && variables.destination == variables.oldDestination)",
+        "source": "variables.source == variables.oldSource",
+    }
     for validation, name, field in [(credentials, "credentials", "credentialsRef"), (source, "source", "sourceSecretRef")]:
-        old = "old" + name.capitalize()
         assert validation["expression"] == (
-            f"variables.{name} == '' || variables.{name} == variables.{old} || authorizer.group('').resource('secrets')"
+            f"variables.{name} == '' || {unchanged[name]} || authorizer.group('').resource('secrets')"
             f".namespace(request.namespace).name(variables.{name}).check('get').allowed()"
         )
         # The message names the Secret, its namespace and the field.
