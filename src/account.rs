@@ -323,8 +323,19 @@ impl Accounts {
                 (account.spec.account.clone(), self.cluster_namespace.clone())
             }
         };
+        self.settled(reference, &settings, secret_namespace)
+    }
+
+    /// What requests with the account `reference` of `settings` go with, its Secret read in `secret_namespace`;
+    /// or why they cannot go. Objects and the account's own status ask the same.
+    pub fn settled(
+        &self,
+        reference: &AccountRef,
+        settings: &AccountSettings,
+        secret_namespace: String,
+    ) -> Result<Resolved, Problem> {
         let scm = self
-            .client_for(&settings)
+            .client_for(settings)
             .map_err(|m| Problem::InvalidAccount(format!("{reference}: {m}")))?;
         if let Some(why) = self.unread(&secret_namespace) {
             return Err(Problem::Credentials(CredentialsError::NotFound(format!(

@@ -22,7 +22,6 @@ use crate::account::Problem;
 use crate::crd::{
     AccountKind, AccountRef, AccountSettings, AccountStatus, CertificatePush, ClusterSCMAccount, Condition, SCMAccount,
 };
-use crate::scm::{Credentials, CredentialsError};
 use crate::status::{self, Reason};
 
 /// The reason of an account's Ready=True.
@@ -166,7 +165,16 @@ async fn refresh<K>(
     let users = users(all, &reference, place.users_in);
     let current = status.clone().unwrap_or_default();
     let generation = account.meta().generation;
-    let new = compute(ctx, settings, place.secrets_in, &users, generation, &current).await;
+    let new = compute(
+        ctx,
+        &reference,
+        settings,
+        place.secrets_in,
+        &users,
+        generation,
+        &current,
+    )
+    .await;
     write(api, &reference.name, &current, new).await;
 }
 
@@ -182,20 +190,16 @@ fn users(all: &[Arc<CertificatePush>], reference: &AccountRef, namespace: Option
 /// The status an account should have now.
 async fn compute(
     ctx: &Context,
+    reference: &AccountRef,
     settings: &AccountSettings,
     secret_namespace: &str,
     users: &[Arc<CertificatePush>],
     generation: Option<i64>,
     current: &AccountStatus,
 ) -> Option<AccountStatus> {
-    let unread = ctx.accounts.unread(secret_namespace);
-    let digest = match ctx.accounts.client_for(settings) {
-        Err(message) => Err(Problem::InvalidAccount(message)),
-        Ok(_) if let Some(why) = unread => Err(Problem::Credentials(CredentialsError::NotFound(format!(
-            "Secret {:?}: {why}",
-            settings.credentials_ref.name
-        )))),
-        Ok(scm) => {
+    let digest = match ctx.accounts.settled(reference, settings, secret_namespace.to_owned()) {
+        Err(problem) => Err(problem),
+        Ok(resolved) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), secret_namespace);
             // Unknown is not "missing": a failed read leaves the status as it is.
             let secret = match secrets.get_opt(&settings.credentials_ref.name).await {
@@ -205,16 +209,7 @@ async fn compute(
                     return None;
                 }
             };
-            Credentials::from_secret(secret.as_ref(), &settings.credentials_ref)
-                .map_err(|e| match e {
-                    CredentialsError::NotFound(m) => {
-                        CredentialsError::NotFound(format!("{m} in namespace {secret_namespace:?}"))
-                    }
-                    other => other,
-                })
-                .map(|c| c.with_scope(settings.project_id.as_deref(), settings.domain_id.as_deref()))
-                .map(|c| scm.digest(&c))
-                .map_err(Problem::from)
+            resolved.access(secret.as_ref()).map(|access| access.digest())
         }
     };
     let ready = readiness(digest, |d| refusal(users, d));
@@ -271,6 +266,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scm::CredentialsError;
 
     #[test]
     fn ready_says_why_not_and_never_asks_scm() {
