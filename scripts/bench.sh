@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The scale benchmark (docs/benchmarks.md): a real etcd + kube-apiserver (tests/e2e/control-plane.sh), scm-sim with
-# 20 ms latency, the operator's release build, and in the same run a kopf (Python) operator doing the same job
-# (tests/bench/kopf_operator.py). Prints numbers; BENCH_N (default "1000 5000"), BENCH_STEADY_SECONDS (default 60),
-# BENCH_COMPARE (default kopf; "none" measures this operator only) and BENCH_CONCURRENCY (the operator's
-# --concurrency, default 64, the operator's default) change what is measured.
+# 20 ms latency, the operator's release build with the defaults users get, and in the same run peers doing the same
+# job: a controller-runtime operator (tests/bench/go-peer) and a kopf one (tests/bench/kopf_operator.py). Prints
+# numbers; BENCH_N (default "1000 5000"), BENCH_STEADY_SECONDS (default 60), BENCH_COMPARE (default "go,kopf"; "go",
+# "kopf", or "none" for this operator only) and BENCH_CONCURRENCY (--concurrency of ours and the Go peer, default 64,
+# the operator's default) change what is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export BENCH_COMPARE=${BENCH_COMPARE:-kopf}
+export BENCH_COMPARE=${BENCH_COMPARE:-go,kopf}
 
-if [[ $BENCH_COMPARE == kopf ]]; then
+if [[ ,$BENCH_COMPARE, == *,go,* ]]; then
+  # Built from its Go module like the other Go tools the tests use, cached by content.
+  eval "$(bash tests/bench/go-peer/build.sh)"
+  export CERTPUSH_GO_PEER_BIN
+fi
+
+if [[ ,$BENCH_COMPARE, == *,kopf,* ]]; then
   # kopf and its dependencies go into a virtualenv of their own (not tests/helm's), reinstalled only when
   # tests/bench/requirements.txt changes.
   BENCH_KOPF_PYTHON=$(bash scripts/venv.sh tests/bench/requirements.txt \

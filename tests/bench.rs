@@ -8,9 +8,11 @@
 //! resource (the benchmark itself only creates and lists, so the GETs, status PATCHes and Event POSTs are the
 //! operator's).
 //!
-//! With `BENCH_COMPARE=kopf` (scripts/bench.sh's default) the same runs are made first with a kopf (Python) operator
-//! doing the same job (tests/bench/kopf_operator.py, run by `BENCH_KOPF_PYTHON -m kopf run`, as the admin user), on
-//! the same API server and scm-sim, each run in its own namespace; then kopf/ours ratios are printed.
+//! With `BENCH_COMPARE=go,kopf` (the default) the same runs are made first with peers doing the same job, on the same
+//! API server and scm-sim, each run in its own namespace: a controller-runtime operator (tests/bench/go-peer,
+//! `CERTPUSH_GO_PEER_BIN`, as the restricted user) and a kopf one (tests/bench/kopf_operator.py, run by
+//! `BENCH_KOPF_PYTHON -m kopf run`, as the admin user); then peer/ours ratios are printed. Times are read from a watch
+//! of the objects, as `kubectl get -w` shows them, until the last one is Ready=True.
 
 #[allow(dead_code)]
 #[path = "e2e/harness.rs"]
@@ -23,7 +25,7 @@ use certpush_operator::crd::{CertificatePush, TargetService};
 use futures::StreamExt;
 use harness::*;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use scm_sim::{Sim, SimConfig};
 
 const LATENCY: Duration = Duration::from_millis(20);
@@ -32,12 +34,18 @@ const CONCURRENCY: u32 = 64;
 
 /// Sums `apiserver_request_total` by (verb, resource, subresource).
 async fn api_requests(client: &kube::Client) -> HashMap<(String, String, String), f64> {
+    api_sums(client, "apiserver_request_total").await
+}
+
+/// Sums a kube-apiserver metric by (verb, resource, subresource).
+async fn api_sums(client: &kube::Client, metric: &str) -> HashMap<(String, String, String), f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("kube-apiserver /metrics");
     let mut sums = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+    let prefix = format!("{metric}{{");
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
         let (labels, value) = line.rsplit_once(' ').unwrap();
-        let labels = &labels["apiserver_request_total{".len()..labels.len() - 1];
+        let labels = &labels[prefix.len()..labels.len() - 1];
         let get = |name: &str| {
             labels
                 .split(',')
@@ -101,6 +109,95 @@ fn requests_by_kind(
     kinds.join(", ")
 }
 
+/// `apiserver_request_duration_seconds` sums and counts, for [`server_latency`].
+async fn server_latency_sums(client: &kube::Client) -> [HashMap<(String, String, String), f64>; 2] {
+    [
+        api_sums(client, "apiserver_request_duration_seconds_sum").await,
+        api_sums(client, "apiserver_request_duration_seconds_count").await,
+    ]
+}
+
+/// The API server's mean time per request of the kinds an operator sends (Secret GETs, status writes, Event POSTs)
+/// between two snapshots: where a contender's writes cost the server more, e.g. "APPLY certificatepushes/status
+/// 12.3 ms".
+fn server_latency(
+    before: &[HashMap<(String, String, String), f64>; 2],
+    after: &[HashMap<(String, String, String), f64>; 2],
+) -> String {
+    let delta = |i: usize, key: &(String, String, String)| {
+        after[i].get(key).copied().unwrap_or(0.0) - before[i].get(key).copied().unwrap_or(0.0)
+    };
+    let mut kinds: Vec<String> = after[1]
+        .keys()
+        .filter(|(verb, resource, _)| {
+            ["certificatepushes", "secrets", "events"].contains(&resource.as_str())
+                && !matches!(verb.as_str(), "LIST" | "WATCH" | "POST" | "DELETE")
+                || (verb == "POST" && resource == "events")
+        })
+        .filter_map(|key| {
+            let count = delta(1, key);
+            let (verb, resource, sub) = key;
+            let sub = if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            };
+            (count >= 1.0).then(|| format!("{verb} {resource}{sub} {:.1} ms", delta(0, key) / count * 1000.0))
+        })
+        .collect();
+    kinds.sort();
+    kinds.join(", ")
+}
+
+/// Where this operator's time went, from its own metrics: the mean time of a reconcile and how busy its slots were
+/// over the run (reconcile time over `--concurrency` x the run), then the mean time the operator waited for each
+/// kind of API request (connection wait included) and SCM request. Read after the run, so it covers the whole run.
+async fn breakdown(op: &Operator, seconds: f64) -> String {
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", op.metrics_port))
+        .await
+        .expect("the operator's /metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    // (metric, labels) -> value, for the _sum and _count lines.
+    let value = |name: &str, suffix: &str| -> Vec<(String, f64)> {
+        let prefix = format!("{name}_{suffix}");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (labels, value) = rest.rsplit_once(' ')?;
+                Some((labels.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let means = |name: &str| -> Vec<String> {
+        let counts = value(name, "count");
+        value(name, "sum")
+            .into_iter()
+            .filter_map(|(labels, sum)| {
+                let count = counts.iter().find(|(l, _)| *l == labels)?.1;
+                let labels = labels.trim_matches(|c| c == '{' || c == '}').replace('"', "");
+                (count > 0.0).then(|| format!("{labels} {:.1} ms x{count:.0}", sum / count * 1000.0))
+            })
+            .collect()
+    };
+    let reconcile_sum: f64 = value("controller_runtime_reconcile_time_seconds", "sum")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    let reconciles: f64 = value("controller_runtime_reconcile_time_seconds", "count")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    format!(
+        "reconciles {reconciles:.0}, mean {:.1} ms, slots busy {:.0}% | API (client side) {} | SCM {}",
+        reconcile_sum / reconciles.max(1.0) * 1000.0,
+        reconcile_sum / (seconds * f64::from(our_concurrency())) * 100.0,
+        means("rest_client_request_duration_seconds").join(", "),
+        means("certpush_scm_request_duration_seconds").join(", "),
+    )
+}
+
 /// Peak resident memory (MiB) and CPU seconds of a process, from /proc.
 fn rss_and_cpu(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -132,26 +229,32 @@ async fn create_all(client: &kube::Client, ns: &str, n: usize) {
         .await;
 }
 
-/// Waits until every object in `ns` is Ready=True. The simulator's count of pushes is watched first (free); only
-/// then is the API server listed (every 200 ms), so the benchmark's own LISTs of thousands of objects do not
-/// compete with the operator it measures.
-async fn all_ready(client: &kube::Client, sim: &Sim, ns: &str, n: usize) {
-    while sim.successful_pushes().len() < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Watches `ns` as `kubectl get -w` would and returns the instant the last of `n` objects turned Ready=True. The
+/// watch starts before the clock does, so its initial list is not part of the time measured.
+fn ready_clock(client: &kube::Client, ns: &str, n: usize) -> tokio::task::JoinHandle<Instant> {
+    use kube::runtime::watcher;
     let api: Api<CertificatePush> = Api::namespaced(client.clone(), ns);
-    loop {
-        let list = api.list(&ListParams::default()).await.expect("list");
-        let ready = list
-            .items
-            .iter()
-            .filter(|cp| ready_is(cp, certpush_operator::status::TRUE, "Pushed"))
-            .count();
-        if ready == n {
-            return;
+    let ns = ns.to_owned();
+    tokio::spawn(async move {
+        let mut ready = std::collections::HashSet::new();
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+        while let Some(event) = events.next().await {
+            let (watcher::Event::Apply(cp) | watcher::Event::InitApply(cp)) = event.expect("watch CertificatePushes")
+            else {
+                continue;
+            };
+            let name = cp.metadata.name.clone().unwrap_or_default();
+            if ready_is(&cp, certpush_operator::status::TRUE, "Pushed") {
+                ready.insert(name);
+            } else {
+                ready.remove(&name);
+            }
+            if ready.len() == n {
+                return Instant::now();
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        panic!("the watch of {ns} ended");
+    })
 }
 
 /// The API server's status-write ceiling on this machine: PATCHes of `n` objects' status, CONCURRENCY at a time.
@@ -211,11 +314,31 @@ fn our_concurrency() -> u32 {
         .unwrap_or(CONCURRENCY)
 }
 
+/// The flags the benchmark gives this operator beyond the defaults users get, with why (printed with the results).
+fn our_flags() -> Vec<(String, &'static str)> {
+    let mut flags = vec![
+        (
+            "--scm-qps 100000 --scm-burst 1000".to_owned(),
+            "the default 10 requests/s would make SCM's rate limit, not the operator, the measure",
+        ),
+        (
+            "ALLOW_INSECURE_ENDPOINT=true".to_owned(),
+            "scm-sim speaks plain http on loopback",
+        ),
+    ];
+    if our_concurrency() != CONCURRENCY {
+        flags.push((format!("--concurrency {}", our_concurrency()), "BENCH_CONCURRENCY"));
+    }
+    flags
+}
+
 /// The operator under measurement.
 #[derive(Clone, Copy, PartialEq)]
 enum Contender {
     /// This operator's release build, as the restricted ServiceAccount user.
     Ours,
+    /// tests/bench/go-peer, a controller-runtime operator (`CERTPUSH_GO_PEER_BIN`), as the restricted user.
+    Go,
     /// tests/bench/kopf_operator.py under kopf, as the admin user.
     Kopf,
 }
@@ -224,25 +347,26 @@ impl Contender {
     fn name(self) -> &'static str {
         match self {
             Contender::Ours => "certpush",
+            Contender::Go => "go-peer",
             Contender::Kopf => "kopf",
         }
     }
 
-    /// Concurrent pushes, for the ideal time: ours runs with `--concurrency 64` (or `BENCH_CONCURRENCY`); kopf's is
-    /// unbounded.
+    /// Concurrent pushes, for the ideal time: ours and the Go peer run with `--concurrency 64` (or
+    /// `BENCH_CONCURRENCY`); kopf's is unbounded.
     fn concurrency(self, n: usize) -> f64 {
         match self {
-            Contender::Ours => f64::from(our_concurrency()),
+            Contender::Ours | Contender::Go => f64::from(our_concurrency()),
             Contender::Kopf => n as f64,
         }
     }
 
-    /// Starts the operator on `ns`. Ours returns once /readyz answers (its watches synced); kopf has no such probe,
-    /// so `wait_watching` proves it is watching.
+    /// Starts the operator on `ns`. Ours and the Go peer return once /readyz answers (their caches synced); kopf
+    /// has no such probe, so `wait_watching` proves it is watching.
     async fn start(self, ns: &str, sim: &Sim) -> Running {
+        let concurrency = our_concurrency().to_string();
         match self {
             Contender::Ours => {
-                let concurrency = our_concurrency().to_string();
                 let extra = [
                     "--scm-qps",
                     "100000",
@@ -251,67 +375,126 @@ impl Contender {
                     "--concurrency",
                     &concurrency,
                 ];
-                Running::Ours(Operator::start_custom(ns, sim, restricted_kubeconfig(), &extra).await)
+                Running::Ours(Operator::start_defaults(ns, sim, restricted_kubeconfig(), &extra).await)
             }
-            Contender::Kopf => Running::Kopf(Kopf::start(ns, sim)),
+            Contender::Go => Running::Peer(Peer::start_go(ns, sim, &concurrency).await),
+            Contender::Kopf => Running::Peer(Peer::start_kopf(ns, sim)),
         }
     }
 }
 
-/// kopf running tests/bench/kopf_operator.py, a child process (killed on drop).
-struct Kopf {
+/// A peer operator (the Go one or kopf), a child process killed on drop.
+struct Peer {
+    name: &'static str,
     child: tokio::process::Child,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Kopf {
-    fn start(ns: &str, sim: &Sim) -> Kopf {
+impl Peer {
+    fn spawn(name: &'static str, mut command: tokio::process::Command) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        Peer {
+            name,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// kopf running tests/bench/kopf_operator.py.
+    fn start_kopf(ns: &str, sim: &Sim) -> Peer {
         let python = std::env::var("BENCH_KOPF_PYTHON")
             .expect("BENCH_KOPF_PYTHON: the python of the kopf virtualenv (scripts/bench.sh sets it)");
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("kopf.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(python)
+        let mut command = tokio::process::Command::new(python);
+        command
             .args(["-m", "kopf", "run", "--standalone", "--namespace", ns])
             .arg(format!("{ROOT}/tests/bench/kopf_operator.py"))
             // kopf has no RBAC of its own in deploy/: it runs as the admin.
             .env("KUBECONFIG", admin_kubeconfig())
             .env("SCM_ENDPOINT", sim.url())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
-            .stderr(std::process::Stdio::from(file))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("kopf starts");
-        Kopf { child, log, _dir: dir }
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        Peer::spawn("kopf", command)
+    }
+
+    /// The controller-runtime peer; returns once its /readyz answers (its cache synced), as ours does.
+    async fn start_go(ns: &str, sim: &Sim, concurrency: &str) -> Peer {
+        let binary = std::env::var("CERTPUSH_GO_PEER_BIN")
+            .expect("CERTPUSH_GO_PEER_BIN: the Go peer (scripts/bench.sh builds it with tests/bench/go-peer/build.sh)");
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["--namespace", ns, "--scm-endpoint", &sim.url()])
+            .args(["--concurrency", concurrency, "--health-addr", "127.0.0.1:0"])
+            // The same identity and RBAC as this operator.
+            .env("KUBECONFIG", restricted_kubeconfig());
+        let peer = Peer::spawn("go-peer", command);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = peer.logs();
+            let addr = logs.lines().find_map(|l| l.strip_prefix("health: "));
+            if let Some(addr) = addr
+                && reqwest::get(format!("http://{addr}/readyz"))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "the Go peer did not get ready; log:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    /// A failing benchmark shows what the peer logged (the harness's Operator does this itself).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last {} log lines ({}):", self.name, self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
 enum Running {
     Ours(Operator),
-    Kopf(Kopf),
+    Peer(Peer),
 }
 
 impl Running {
     fn pid(&self) -> u32 {
         match self {
             Running::Ours(op) => op.pid(),
-            Running::Kopf(k) => k.child.id().expect("kopf is running"),
+            Running::Peer(p) => p.child.id().expect("the peer is running"),
         }
     }
 
     fn logs(&self) -> String {
         match self {
             Running::Ours(op) => op.logs(),
-            Running::Kopf(k) => std::fs::read_to_string(&k.log).unwrap_or_default(),
+            Running::Peer(p) => p.logs(),
         }
     }
 
     /// Returns once the operator handles new objects. For kopf: a canary object is created, must become Ready,
     /// and is deleted again (kopf adds no finalizer: it has no deletion handler); then the simulator is reset.
     async fn wait_watching(&self, client: &kube::Client, sim: &Sim, ns: &str) {
-        if let Running::Kopf(_) = self {
+        if let Running::Peer(Peer { name: "kopf", .. }) = self {
             let api = create_push(client, ns, "canary", spec(CERT, TargetService::Waf, "canary", "scm")).await;
             let deadline = Instant::now() + Duration::from_secs(60);
             while !api
@@ -339,22 +522,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    /// A failing benchmark shows what kopf logged (the harness's Operator does this itself).
-    fn drop(&mut self) {
-        if let Running::Kopf(k) = self
-            && std::thread::panicking()
-        {
-            let logs = std::fs::read_to_string(&k.log).unwrap_or_default();
-            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
-            eprintln!("--- last kopf log lines ({}):", k.log.display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
+#[derive(Clone)]
 struct Run {
     contender: Contender,
     label: String,
@@ -362,60 +530,63 @@ struct Run {
     seconds: f64,
     settled: f64,
     pushes: usize,
+    scm_requests: usize,
     reads: f64,
     status_writes: f64,
     writes: f64,
     by_kind: String,
+    server_latency: String,
+    breakdown: String,
     rss: f64,
     cpu: f64,
 }
 
 /// One measured run of `contender` on N objects in a fresh namespace, created before it starts or while it runs.
 async fn run(client: &kube::Client, sim: &Sim, contender: Contender, n: usize, before_start: bool) -> (Run, Running) {
-    let prefix = match (contender, before_start) {
-        (Contender::Ours, true) => "bench-pre",
-        (Contender::Ours, false) => "bench-live",
-        (Contender::Kopf, true) => "bench-kopf-pre",
-        (Contender::Kopf, false) => "bench-kopf-live",
-    };
-    let ns = namespace(client, prefix).await;
+    let when = if before_start { "pre" } else { "live" };
+    let ns = namespace(client, &format!("bench-{}-{when}", contender.name())).await;
     put_secret(client, &ns, "scm", GOOD_TOKEN).await;
     sim.reset();
-    let (op, before, started) = if before_start {
+    let latency_before = server_latency_sums(client).await;
+    let (op, before, started, clock) = if before_start {
         create_all(client, &ns, n).await;
+        let clock = ready_clock(client, &ns, n);
         let before = api_requests(client).await;
         let started = Instant::now();
         let op = contender.start(&ns, sim).await;
-        if contender == Contender::Ours {
-            println!(
-                "N={n:<5} operator ready (watches synced) after {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        (op, before, started)
+        println!(
+            "N={n:<5} {:<8} ready (cache synced) after {:.2} s",
+            contender.name(),
+            started.elapsed().as_secs_f64()
+        );
+        (op, before, started, clock)
     } else {
         let op = contender.start(&ns, sim).await;
         op.wait_watching(client, sim, &ns).await;
+        let clock = ready_clock(client, &ns, n);
         let before = api_requests(client).await;
         let started = Instant::now();
         create_all(client, &ns, n).await;
-        (op, before, started)
+        (op, before, started, clock)
     };
     let limit = Duration::from_secs(120 + n as u64 / 10);
-    if tokio::time::timeout(limit, all_ready(client, sim, &ns, n))
-        .await
-        .is_err()
-    {
+    let Ok(done) = tokio::time::timeout(limit, clock).await else {
         let pushes = sim.successful_pushes().len();
         panic!(
-            "{}: not all {n} objects Ready after {limit:?} ({pushes} pushed)",
-            contender.name()
+            "{}: not all {n} objects Ready after {limit:?} ({pushes} pushed); log tail:\n{}",
+            contender.name(),
+            op.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n")
         );
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    };
+    let seconds = (done.expect("the ready clock") - started).as_secs_f64();
     let (after, settled) = settle(client, &before, started).await;
     let (reads, status_writes, writes) = operator_requests(&before, &after);
     let by_kind = requests_by_kind(&before, &after, n);
+    let server_latency = server_latency(&latency_before, &server_latency_sums(client).await);
+    let breakdown = match &op {
+        Running::Ours(ours) => breakdown(ours, seconds).await,
+        Running::Peer(_) => String::new(),
+    };
     let (rss, cpu) = rss_and_cpu(op.pid());
     let pushes = sim.successful_pushes().len();
     let label = if before_start {
@@ -431,10 +602,13 @@ async fn run(client: &kube::Client, sim: &Sim, contender: Contender, n: usize, b
             seconds,
             settled,
             pushes,
+            scm_requests: sim.calls().len(),
             reads,
             status_writes,
             writes,
             by_kind,
+            server_latency,
+            breakdown,
             rss,
             cpu,
         },
@@ -448,15 +622,16 @@ fn report(r: &Run, ceiling: f64) {
     let by_writes = r.n as f64 * per(r.writes) / ceiling;
     let ideal = by_latency.max(by_writes);
     println!(
-        "N={:<5} {:<8} {:<22} ready in {:>6.2} s (writes done {:.2} s) | pushes/object {:.2} | API reads/object {:.2}, status writes/object \
-         {:.2}, writes/object {:.2} | peak RSS {:.1} MiB | CPU {:.2} s | ideal {:.2} s (N*latency/concurrency {:.2} s, \
-         N*writes/ceiling {:.2} s) | ratio {:.2}",
+        "N={:<5} {:<8} {:<22} ready in {:>6.2} s (writes done {:.2} s) | pushes/object {:.2}, SCM requests/object \
+         {:.3} | API reads/object {:.2}, status writes/object {:.2}, writes/object {:.2} | peak RSS {:.1} MiB | CPU \
+         {:.2} s | ideal {:.2} s (N*latency/concurrency {:.2} s, N*writes/ceiling {:.2} s) | ratio {:.2}",
         r.n,
         r.contender.name(),
         r.label,
         r.seconds,
         r.settled,
         r.pushes as f64 / r.n as f64,
+        r.scm_requests as f64 / r.n as f64,
         per(r.reads),
         per(r.status_writes),
         per(r.writes),
@@ -468,28 +643,45 @@ fn report(r: &Run, ceiling: f64) {
         r.seconds / ideal
     );
     println!(
-        "N={:<5} {:<8} {:<22} API requests/object: {}",
+        "N={:<5} {:<8} {:<22} API requests/object: {} | kube-apiserver time per request: {}",
         r.n,
         r.contender.name(),
         r.label,
-        r.by_kind
+        r.by_kind,
+        r.server_latency
     );
+    if !r.breakdown.is_empty() {
+        println!(
+            "N={:<5} {:<8} {:<22} breakdown: {}",
+            r.n,
+            r.contender.name(),
+            r.label,
+            r.breakdown
+        );
+    }
 }
 
-/// kopf against ours for the same N and the same way of creating: how many times faster, leaner and cheaper ours is.
-fn compare(ours: &Run, kopf: &Run) {
-    let vs = |k: f64, o: f64, unit: &str| format!("{:.2}x ({k:.2} / {o:.2}{unit})", k / o);
+/// A peer against ours for the same N and the same way of creating: the peer's figure over ours (above 1: ours is
+/// faster, leaner, cheaper).
+fn compare(ours: &Run, peer: &Run) {
+    let vs = |p: f64, o: f64, unit: &str| format!("{:.2}x ({p:.2} / {o:.2}{unit})", p / o);
+    let per = |r: &Run, x: f64| x / r.n as f64;
     println!(
-        "N={:<5} kopf/certpush {:<22} time to Ready {} | until writes done {} | peak RSS {} | CPU {} | API \
-         writes/object {:.2} / {:.2}",
+        "N={:<5} {}/certpush {:<22} time to Ready {} | until writes done {} | peak RSS {} | CPU {} | API \
+         reads/object {:.2} / {:.2}, writes/object {:.2} / {:.2} | SCM requests/object {:.3} / {:.3}",
         ours.n,
+        peer.contender.name(),
         ours.label,
-        vs(kopf.seconds, ours.seconds, " s"),
-        vs(kopf.settled, ours.settled, " s"),
-        vs(kopf.rss, ours.rss, " MiB"),
-        vs(kopf.cpu, ours.cpu, " s"),
-        kopf.writes / kopf.n as f64,
-        ours.writes / ours.n as f64,
+        vs(peer.seconds, ours.seconds, " s"),
+        vs(peer.settled, ours.settled, " s"),
+        vs(peer.rss, ours.rss, " MiB"),
+        vs(peer.cpu, ours.cpu, " s"),
+        per(peer, peer.reads),
+        per(ours, ours.reads),
+        per(peer, peer.writes),
+        per(ours, ours.writes),
+        per(peer, peer.scm_requests as f64),
+        per(ours, ours.scm_requests as f64),
     );
 }
 
@@ -508,7 +700,7 @@ async fn measure(
     if contender == Contender::Ours {
         assert_eq!(pre.pushes, n, "exactly one successful push per object");
     }
-    // Steady state: nothing changes, so nothing may be sent or written (asserted for ours; kopf's is reported).
+    // Steady state: nothing changes, so nothing may be sent or written (asserted for ours; the peers' is reported).
     let before = api_requests(client).await;
     let calls = sim.calls().len();
     tokio::time::sleep(Duration::from_secs(steady)).await;
@@ -547,11 +739,18 @@ async fn scale_benchmark() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let compare_kopf = match std::env::var("BENCH_COMPARE").unwrap_or_default().as_str() {
-        "kopf" => true,
-        "" | "none" => false,
-        other => panic!("BENCH_COMPARE={other}: only \"kopf\" or \"none\""),
-    };
+    // The peers measured beside this operator: BENCH_COMPARE="go,kopf" by default, "none" for ours alone.
+    let peers: Vec<Contender> = std::env::var("BENCH_COMPARE")
+        .unwrap_or_else(|_| "go,kopf".into())
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "none")
+        .map(|p| match p {
+            "go" => Contender::Go,
+            "kopf" => Contender::Kopf,
+            other => panic!("BENCH_COMPARE: {other:?} is not a peer (go, kopf or none)"),
+        })
+        .collect();
     let config = SimConfig {
         tokens: vec![GOOD_TOKEN.into()],
         latency: LATENCY,
@@ -564,28 +763,41 @@ async fn scale_benchmark() {
     create_all(&client, &probe_ns, 1000).await;
     let ceiling = status_write_ceiling(&client, &probe_ns, 1000).await;
     println!("kube-apiserver status-write ceiling: {ceiling:.0} writes/s ({CONCURRENCY} at a time)");
-    if compare_kopf {
+    println!("certpush: the defaults users get, except:");
+    for (flag, why) in our_flags() {
+        println!("  {flag}: {why}");
+    }
+    if peers.contains(&Contender::Go) {
+        println!(
+            "go-peer: tests/bench/go-peer (controller-runtime), --concurrency {}, client-side throttling off, as the \
+             restricted ServiceAccount user",
+            our_concurrency()
+        );
+    }
+    if peers.contains(&Contender::Kopf) {
         println!(
             "kopf: tests/bench/kopf_operator.py, `python -m kopf run --standalone`, as the admin user (it has no RBAC in \
-             deploy/), unbounded concurrency; it runs first for each N, on the same API server and scm-sim"
+             deploy/), unbounded concurrency"
         );
+    }
+    if !peers.is_empty() {
+        println!("the peers run first for each N, on the same API server and scm-sim");
     }
 
     let mut comparisons = Vec::new();
     for &n in &sizes {
-        // kopf first: whatever the earlier runs leave behind in etcd (objects, Events) weighs on the later ones.
-        let kopf = if compare_kopf {
-            Some(measure(&client, &sim, Contender::Kopf, n, steady, ceiling).await)
-        } else {
-            None
-        };
+        // The peers first: whatever the earlier runs leave behind in etcd (objects, Events) weighs on the later ones.
+        let mut measured = Vec::new();
+        for &peer in &peers {
+            measured.push(measure(&client, &sim, peer, n, steady, ceiling).await);
+        }
         let ours = measure(&client, &sim, Contender::Ours, n, steady, ceiling).await;
-        if let Some(kopf) = kopf {
-            comparisons.extend(ours.into_iter().zip(kopf));
+        for peer in measured {
+            comparisons.extend(ours.iter().zip(peer).map(|(o, p)| (o.clone(), p)));
         }
     }
-    for (ours, kopf) in &comparisons {
-        compare(ours, kopf);
+    for (ours, peer) in &comparisons {
+        compare(ours, peer);
     }
 }
 
@@ -619,11 +831,10 @@ async fn requests_per_push_at_the_default_rate() {
         put_secret(&client, &ns, "scm", GOOD_TOKEN).await;
         sim.reset();
         create_all(&client, &ns, n).await;
-        // The defaults, spelled out: the harness turns the in-use refresh off for the e2e suite.
-        let op = Operator::start_custom(&ns, &sim, restricted_kubeconfig(), &["--in-use-refresh", "1h"]).await;
+        let clock = ready_clock(&client, &ns, n);
         let started = Instant::now();
-        all_ready(&client, &sim, &ns, n).await;
-        let seconds = started.elapsed().as_secs_f64();
+        let op = Operator::start_defaults(&ns, &sim, restricted_kubeconfig(), &[]).await;
+        let seconds = (clock.await.expect("the ready clock") - started).as_secs_f64();
         let mut by_operation: std::collections::BTreeMap<String, usize> = Default::default();
         for call in sim.calls() {
             let operation = match (call.method.as_str(), call.path.rsplit('/').next().unwrap_or_default()) {

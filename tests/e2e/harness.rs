@@ -480,6 +480,16 @@ impl Operator {
         Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra, &[]).await
     }
 
+    /// Starts the operator with the re-push interval and in-use refresh users get (not the suite's 0 s), plus
+    /// `extra` flags: what the benchmark measures.
+    #[allow(dead_code)] // Used by the benchmark, not the e2e suite that shares this file.
+    pub async fn start_defaults(ns: &str, sim: &Sim, kubeconfig: PathBuf, extra: &[&str]) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let defaults = [("MIN_REPUSH_INTERVAL", ""), ("IN_USE_REFRESH", "")];
+        Self::spawn(ns, &sim.url(), "info", dir, log, kubeconfig, extra, &defaults).await
+    }
+
     /// Starts the operator with its own kubeconfig and extra environment: a flag given by its variable is one an
     /// older build (CERTPUSH_OPERATOR_BIN) ignores instead of refusing to start, so a test still shows what that
     /// build does.
@@ -529,7 +539,8 @@ impl Operator {
             std::env::var("CERTPUSH_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certpush-operator").into());
         // An empty namespace watches them all.
         let scope: &[&str] = if ns.is_empty() { &[] } else { &["--namespace", ns] };
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("run")
             .args(scope)
             .args(["--scm-endpoint", endpoint, "--log-format", "json"])
@@ -545,7 +556,12 @@ impl Operator {
             .env("DIGEST_KEY_NAMESPACE", OPERATOR_NAMESPACE)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", level)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied().filter(|(_, v)| !v.is_empty()));
+        // An empty value in `env` unsets the variable: the binary's default applies.
+        for (name, _) in env.iter().filter(|(_, v)| v.is_empty()) {
+            command.env_remove(name);
+        }
+        let child = command
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .kill_on_drop(true)
