@@ -15,6 +15,7 @@ mod memory;
 mod persist;
 mod push;
 mod run;
+mod secrets;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
@@ -67,9 +67,9 @@ pub struct Context {
     memory: Memory,
     /// The resourceVersion each reconcile in flight writes on top of.
     versions: memory::Versions,
-    /// Secret reads (and the parsing of what they hold) at once: a Secret may be up to 1 MiB, and 64 reconciles of
-    /// objects pointing at one must not all hold a copy together.
-    secret_reads: tokio::sync::Semaphore,
+    /// Secret reads, shared by the reconciles waiting for the same Secret, and limited in number: a Secret may be
+    /// up to 1 MiB, and 64 reconciles must not all hold a copy together.
+    secret_reads: secrets::SecretReads,
     /// `--min-repush-interval`.
     min_repush_interval: std::time::Duration,
     /// `--in-use-refresh` (zero: status.inUse is not kept).
@@ -84,9 +84,6 @@ pub struct Context {
     /// never find (and later delete) each other's imports.
     cluster_name: crate::source::ClusterName,
 }
-
-/// Secret reads at once, over all reconciles.
-pub const SECRET_READS: usize = 8;
 
 impl Context {
     /// A context for the given clients; `leadership` decides whether this replica acts.
@@ -113,7 +110,7 @@ impl Context {
             leadership,
             memory: Memory::default(),
             versions: Default::default(),
-            secret_reads: tokio::sync::Semaphore::new(SECRET_READS),
+            secret_reads: Default::default(),
             min_repush_interval: policy::MIN_REPUSH_INTERVAL,
             in_use_refresh: std::time::Duration::ZERO,
             in_use: Default::default(),
@@ -288,10 +285,11 @@ impl ReadCredentials {
     async fn read(ctx: &Context, cp: &CertificatePush) -> Result<Self, Error> {
         let credentials = match ctx.accounts.resolve(cp, &Api::all(ctx.client.clone())).await? {
             Ok(resolved) => {
-                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resolved.secret_namespace);
-                let _reading = ctx.secret_reads.acquire().await;
-                let secret = secrets.get_opt(&resolved.credentials_ref.name).await?;
-                resolved.access(secret.as_ref())
+                let read = ctx
+                    .secret_reads
+                    .get(&ctx.client, &resolved.secret_namespace, &resolved.credentials_ref.name)
+                    .await?;
+                resolved.access(read.secret.as_ref())
             }
             Err(problem) => Err(problem),
         };
@@ -383,12 +381,7 @@ async fn reconcile_inner(cached: &CertificatePush, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     };
     let mut current = current;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let read = {
-        let _reading = ctx.secret_reads.acquire().await;
-        read_source(ctx, &secrets, &cp, now).await?
-    };
-    let source = match read {
+    let source = match read_source(ctx, &cp, now).await? {
         Ok(source) => source,
         Err(refusal) => return push::refuse(ctx, push::Reconciling::new(&cp, &api, &current, now), refusal).await,
     };
@@ -489,11 +482,11 @@ async fn restore(
 /// sent; `Err` says why nothing can be sent (yet).
 async fn read_source(
     ctx: &Context,
-    secrets: &Api<Secret>,
     cp: &CertificatePush,
     now: Timestamp,
 ) -> Result<Result<Option<Source>, push::Refusal>, Error> {
-    let unread = ctx.accounts.unread(&cp.namespace().unwrap_or_default());
+    let namespace = cp.namespace().unwrap_or_default();
+    let unread = ctx.accounts.unread(&namespace);
     Ok(match cp.spec.source() {
         Ok(CertificateSource::Id(_)) => Ok(None),
         Ok(CertificateSource::Secret(secret_name)) if let Some(why) = unread => Err(push::Refusal::Invalid(
@@ -501,9 +494,10 @@ async fn read_source(
             format!("sourceSecretRef {secret_name:?}: {why}"),
         )),
         Ok(CertificateSource::Secret(secret_name)) => {
-            let secret = secrets.get_opt(secret_name).await?;
-            match TlsSource::from_secret(secret.as_ref(), secret_name, now) {
-                Ok(tls) => Ok(Some(Source::new(tls, secret_name, secret.as_ref()))),
+            let read = ctx.secret_reads.get(&ctx.client, &namespace, secret_name).await?;
+            let secret = read.secret.as_ref();
+            match TlsSource::from_secret(secret, secret_name, now) {
+                Ok(tls) => Ok(Some(Source::new(tls, secret_name, secret))),
                 Err(SourceError {
                     message,
                     valid_from: Some(at),
