@@ -20,7 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::crd::CertificatePush;
 use crate::status;
 
+mod api;
 mod process;
+pub use api::KubeRequests;
 pub use process::{ProcessMetrics, ProcessSample};
 
 /// The name controller-runtime metrics carry for this operator's one controller.

@@ -281,10 +281,60 @@ fn check_scheme(flag: &'static str, endpoint: &str, allow_insecure: bool) -> Res
     Ok(())
 }
 
+/// The Kubernetes client: kube's layers (base URI, credentials, impersonation headers) over a connection that
+/// speaks HTTP/2 when the API server offers it (kube-apiserver does), with client-go's health pings so a dead
+/// connection is noticed within 45 s; every request timed by `requests`. Through a proxy, kube's own HTTP/1.1 client.
+fn api_client(config: kube::Config, requests: metrics::KubeRequests) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt as _;
+    if config.proxy_url.is_some() {
+        return Ok(kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&requests)
+            .build());
+    }
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = name
+            .clone()
+            .try_into()
+            .map_err(|e| kube::Error::Service(format!("tls-server-name {name:?}: {e}").into()))?;
+        tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let connector = tls.enable_all_versions().wrap_connector(http);
+    let transport = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        // client-go's ReadIdleTimeout and PingTimeout.
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .http2_keep_alive_timeout(std::time::Duration::from_secs(15))
+        .http2_keep_alive_while_idle(true)
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        // kube's answer to 429, 503 and 504: retried with backoff, as its own client does.
+        .option_layer(
+            config
+                .default_retry
+                .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .layer(requests)
+        .map_err(tower::BoxError::from)
+        .service(transport);
+    Ok(Client::new(service, config.default_namespace))
+}
+
 impl Runtime {
     /// Connects, checks the CRD is served, registers the metrics, starts the admin server and joins leader election.
     pub async fn build(args: RunArgs) -> Result<Self, StartupError> {
-        let client = Client::try_default().await?;
+        let mut registry = Registry::default();
+        // Every API request is timed by verb and resource (client-go's rest_client_* metrics).
+        let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        let client = api_client(config, metrics::KubeRequests::register(&mut registry))?;
         let ca = match &args.scm_ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|source| StartupError::CaFile {
                 path: path.clone(),
@@ -292,7 +342,6 @@ impl Runtime {
             })?),
             None => None,
         };
-        let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let endpoint = args.endpoint();
         check_scheme("--scm-endpoint", &endpoint, args.allow_insecure_endpoint)?;
