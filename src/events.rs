@@ -9,9 +9,10 @@ use kube::runtime::events::{Event, Recorder};
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::warn;
 
-/// Events posted at once: few, so that in a burst the status writes (what users and GitOps tools wait on) get most
-/// of the API server and the Events trail them.
-pub const WORKERS: usize = 4;
+/// Events posted at once: fewer than the reconciles (64 by default), so in a burst the status writes (what users and
+/// GitOps tools wait on) come first; with 4 the Events of 5,000 objects landed 17 s after the last status (an Event
+/// costs the API server less than a status write), with 16 they keep up.
+pub const WORKERS: usize = 16;
 
 /// A queue of Events to post, and the workers that post them.
 #[derive(Clone)]

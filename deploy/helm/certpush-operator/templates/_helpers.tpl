@@ -138,7 +138,7 @@ Name of the leader election Lease.
 {{/*
 The operator's permissions, shared by the ClusterRole (scope: cluster) and the Role (scope: namespace)
 so both modes grant exactly the same verbs. Issue #4: CertificatePush get/list/watch (and patch, for the
-finalizer); status patch only (the operator writes status with a JSON patch, never a PUT);
+finalizer); status patch only (the operator writes status with server-side apply, never a PUT);
 Secrets read-only; events create/patch; nothing else.
 */}}
 {{- define "certpush-operator.rules" -}}
