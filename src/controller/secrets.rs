@@ -38,8 +38,6 @@ pub struct SecretReads {
     permits: Arc<Semaphore>,
     waiting: Arc<Mutex<Waiting>>,
     next: AtomicU64,
-    /// GETs sent, for tests.
-    sent: Arc<AtomicU64>,
 }
 
 impl Default for SecretReads {
@@ -48,7 +46,6 @@ impl Default for SecretReads {
             permits: Arc::new(Semaphore::new(SECRET_READS)),
             waiting: Default::default(),
             next: AtomicU64::new(0),
-            sent: Default::default(),
         }
     }
 }
@@ -72,14 +69,8 @@ impl SecretReads {
         read.await.map_err(|e| same_error(&e))
     }
 
-    /// GETs sent so far.
-    #[cfg(test)]
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
     fn read(&self, client: &Client, key: (String, String), id: u64) -> impl Future<Output = Answer> + use<> {
-        let (permits, waiting, sent) = (self.permits.clone(), self.waiting.clone(), self.sent.clone());
+        let (permits, waiting) = (self.permits.clone(), self.waiting.clone());
         let api: Api<Secret> = Api::namespaced(client.clone(), &key.0);
         async move {
             let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
@@ -90,7 +81,6 @@ impl SecretReads {
                     waiting.remove(&key);
                 }
             }
-            sent.fetch_add(1, Ordering::Relaxed);
             match api.get_opt(&key.1).await {
                 Ok(secret) => Ok(Arc::new(Read {
                     secret,
@@ -118,31 +108,36 @@ mod tests {
     use kube::client::Body;
     use std::time::Duration;
 
-    /// A fake API server answering Secret GETs after `delay`, counting them.
-    fn client(delay: Duration, status: u16) -> Client {
-        let service = tower::service_fn(move |req: Request<Body>| async move {
-            tokio::time::sleep(delay).await;
-            let name = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
-            let body = if status == 200 {
-                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": {}})
-            } else {
-                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "forbidden",
+    /// A fake API server answering Secret GETs after `delay`, and the count of GETs it received.
+    fn client(delay: Duration, status: u16) -> (Client, Arc<AtomicU64>) {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(delay).await;
+                let name = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+                let body = if status == 200 {
+                    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": {}})
+                } else {
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "forbidden",
                     "reason": "Forbidden", "code": status})
-            };
-            Ok::<_, std::convert::Infallible>(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            )
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                )
+            }
         });
-        Client::new(service, "default")
+        (Client::new(service, "default"), sent)
     }
 
     #[tokio::test]
     async fn readers_waiting_for_a_permit_share_one_read() {
         let reads = Arc::new(SecretReads::default());
-        let client = client(Duration::from_millis(50), 200);
+        let (client, sent) = client(Duration::from_millis(50), 200);
         // 8 distinct Secrets take every permit; 40 readers of "shared" queue behind them.
         let mut tasks = Vec::new();
         for i in 0..SECRET_READS {
@@ -166,13 +161,13 @@ mod tests {
         for task in tasks {
             task.await.unwrap().unwrap();
         }
-        assert_eq!(reads.sent(), SECRET_READS as u64 + 1);
+        assert_eq!(sent.load(Ordering::Relaxed), SECRET_READS as u64 + 1);
     }
 
     #[tokio::test]
     async fn a_reader_after_the_get_was_sent_gets_a_read_of_its_own() {
         let reads = Arc::new(SecretReads::default());
-        let client = client(Duration::from_millis(50), 200);
+        let (client, sent) = client(Duration::from_millis(50), 200);
         let first = {
             let (reads, client) = (reads.clone(), client.clone());
             tokio::spawn(async move { reads.get(&client, "ns", "s").await.map(|_| ()) })
@@ -181,13 +176,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         reads.get(&client, "ns", "s").await.unwrap();
         first.await.unwrap().unwrap();
-        assert_eq!(reads.sent(), 2);
+        assert_eq!(sent.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
     async fn every_sharer_gets_the_refusal_with_its_code() {
         let reads = Arc::new(SecretReads::default());
-        let client = client(Duration::from_millis(20), 403);
+        let (client, sent) = client(Duration::from_millis(20), 403);
         let hold: Vec<_> = (0..SECRET_READS)
             .map(|_| reads.permits.clone().try_acquire_owned().unwrap())
             .collect();
@@ -205,13 +200,13 @@ mod tests {
                 other => panic!("want the 403, got {:?}", other.map(|_| ())),
             }
         }
-        assert_eq!(reads.sent(), 1);
+        assert_eq!(sent.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
     async fn a_held_copy_keeps_its_permit() {
         let reads = SecretReads::default();
-        let client = client(Duration::ZERO, 200);
+        let (client, _) = client(Duration::ZERO, 200);
         let held = reads.get(&client, "ns", "a").await.unwrap();
         assert_eq!(reads.permits.available_permits(), SECRET_READS - 1);
         drop(held);
