@@ -32,15 +32,19 @@ const LATENCY: Duration = Duration::from_millis(20);
 /// The operator's default `--concurrency`, and the parallelism of the write-ceiling measurement.
 const CONCURRENCY: u32 = 64;
 
-/// Sums `apiserver_request_total` by (verb, resource, subresource).
-async fn api_requests(client: &kube::Client) -> HashMap<(String, String, String), f64> {
-    api_sums(client, "apiserver_request_total").await
+/// kube-apiserver's /metrics text.
+async fn apiserver_metrics(client: &kube::Client) -> String {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    client.request_text(request).await.expect("kube-apiserver /metrics")
 }
 
-/// Sums a kube-apiserver metric by (verb, resource, subresource).
-async fn api_sums(client: &kube::Client, metric: &str) -> HashMap<(String, String, String), f64> {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.expect("kube-apiserver /metrics");
+/// Sums `apiserver_request_total` by (verb, resource, subresource).
+async fn api_requests(client: &kube::Client) -> HashMap<(String, String, String), f64> {
+    api_sums(&apiserver_metrics(client).await, "apiserver_request_total")
+}
+
+/// Sums a metric of kube-apiserver's /metrics `text` by (verb, resource, subresource).
+fn api_sums(text: &str, metric: &str) -> HashMap<(String, String, String), f64> {
     let mut sums = HashMap::new();
     let prefix = format!("{metric}{{");
     for line in text.lines().filter(|l| l.starts_with(&prefix)) {
@@ -79,6 +83,20 @@ fn operator_requests(
     (reads, status_writes, writes)
 }
 
+/// The kind of an operator's request, e.g. "PATCH certificatepushes/status", for a counter key of kube-apiserver's
+/// metrics; None for what the benchmark itself sends (creates, lists, watches) and for other resources.
+fn operator_kind((verb, resource, sub): &(String, String, String)) -> Option<String> {
+    let ours = ["certificatepushes", "secrets", "events"].contains(&resource.as_str())
+        && !matches!(verb.as_str(), "LIST" | "WATCH")
+        && !(verb == "POST" && resource == "certificatepushes");
+    let sub = if sub.is_empty() {
+        String::new()
+    } else {
+        format!("/{sub}")
+    };
+    ours.then(|| format!("{verb} {resource}{sub}"))
+}
+
 /// The operator's requests per object between two snapshots, by verb and resource (those of the objects, their
 /// Secrets and Events, less the benchmark's own creates and lists), e.g. "GET secrets 1.00, PATCH
 /// certificatepushes/status 1.00".
@@ -89,20 +107,10 @@ fn requests_by_kind(
 ) -> String {
     let mut kinds: Vec<String> = after
         .iter()
-        .filter(|((verb, resource, _), _)| {
-            ["certificatepushes", "secrets", "events"].contains(&resource.as_str())
-                && !matches!(verb.as_str(), "LIST" | "WATCH")
-                && !(verb == "POST" && resource == "certificatepushes")
-        })
         .filter_map(|(key, value)| {
             let delta = value - before.get(key).copied().unwrap_or(0.0);
-            let (verb, resource, sub) = key;
-            let sub = if sub.is_empty() {
-                String::new()
-            } else {
-                format!("/{sub}")
-            };
-            (delta > 0.0).then(|| format!("{verb} {resource}{sub} {:.2}", delta / n as f64))
+            let kind = operator_kind(key)?;
+            (delta > 0.0).then(|| format!("{kind} {:.2}", delta / n as f64))
         })
         .collect();
     kinds.sort();
@@ -111,9 +119,10 @@ fn requests_by_kind(
 
 /// `apiserver_request_duration_seconds` sums and counts, for [`server_latency`].
 async fn server_latency_sums(client: &kube::Client) -> [HashMap<(String, String, String), f64>; 2] {
+    let text = apiserver_metrics(client).await;
     [
-        api_sums(client, "apiserver_request_duration_seconds_sum").await,
-        api_sums(client, "apiserver_request_duration_seconds_count").await,
+        api_sums(&text, "apiserver_request_duration_seconds_sum"),
+        api_sums(&text, "apiserver_request_duration_seconds_count"),
     ]
 }
 
@@ -129,20 +138,10 @@ fn server_latency(
     };
     let mut kinds: Vec<String> = after[1]
         .keys()
-        .filter(|(verb, resource, _)| {
-            ["certificatepushes", "secrets", "events"].contains(&resource.as_str())
-                && !matches!(verb.as_str(), "LIST" | "WATCH" | "POST" | "DELETE")
-                || (verb == "POST" && resource == "events")
-        })
         .filter_map(|key| {
             let count = delta(1, key);
-            let (verb, resource, sub) = key;
-            let sub = if sub.is_empty() {
-                String::new()
-            } else {
-                format!("/{sub}")
-            };
-            (count >= 1.0).then(|| format!("{verb} {resource}{sub} {:.1} ms", delta(0, key) / count * 1000.0))
+            let kind = operator_kind(key)?;
+            (count >= 1.0).then(|| format!("{kind} {:.1} ms", delta(0, key) / count * 1000.0))
         })
         .collect();
     kinds.sort();
@@ -584,11 +583,10 @@ async fn run(client: &kube::Client, sim: &Sim, contender: Contender, n: usize, b
     let ns = namespace(client, &format!("bench-{}-{when}", contender.name())).await;
     put_secret(client, &ns, "scm", GOOD_TOKEN).await;
     sim.reset();
-    let latency_before = server_latency_sums(client).await;
-    let (op, before, started, clock) = if before_start {
+    let (op, before, latency_before, started, clock) = if before_start {
         create_all(client, &ns, n).await;
         let clock = ready_clock(client, &ns, n);
-        let before = api_requests(client).await;
+        let (before, latency_before) = (api_requests(client).await, server_latency_sums(client).await);
         let started = Instant::now();
         let op = contender.start(&ns, sim).await;
         println!(
@@ -596,15 +594,15 @@ async fn run(client: &kube::Client, sim: &Sim, contender: Contender, n: usize, b
             contender.name(),
             started.elapsed().as_secs_f64()
         );
-        (op, before, started, clock)
+        (op, before, latency_before, started, clock)
     } else {
         let op = contender.start(&ns, sim).await;
         op.wait_watching(client, sim, &ns).await;
         let clock = ready_clock(client, &ns, n);
-        let before = api_requests(client).await;
+        let (before, latency_before) = (api_requests(client).await, server_latency_sums(client).await);
         let started = Instant::now();
         create_all(client, &ns, n).await;
-        (op, before, started, clock)
+        (op, before, latency_before, started, clock)
     };
     let limit = Duration::from_secs(120 + n as u64 / 10);
     let Ok(done) = tokio::time::timeout(limit, clock).await else {
